@@ -1,0 +1,1 @@
+"""The coordinator and cloud: Flower ServerApp, storage and analysis services, audit."""

@@ -1,0 +1,1 @@
+"""Subcommands of ``fedcodec-server``: each module with ``register(subparsers)`` is one command."""

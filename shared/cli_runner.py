@@ -1,0 +1,55 @@
+"""The one place both CLIs turn exceptions into a one-line error and an exit code.
+
+Each CLI is a set of subcommand modules in a package; every module that defines
+``register(subparsers)`` is found automatically, so adding a command never edits a shared list.
+``register`` adds its parser and sets ``func`` to a callable taking the parsed args and returning
+an exit code (or None for 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from fedcodec.shared.errors import FedcodecError
+
+
+def build_parser(prog: str, description: str, commands: ModuleType) -> argparse.ArgumentParser:
+    """A parser with one subcommand per module of ``commands`` that has ``register``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        if hasattr(module, "register"):
+            module.register(sub)
+    return parser
+
+
+def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Parse, dispatch, and map failures to one line on stderr and a non-zero exit."""
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    debug = args.debug or os.environ.get("FEDCODEC_DEBUG") == "1"
+    try:
+        return int(args.func(args) or 0)
+    except FedcodecError as exc:
+        if debug:
+            raise
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
+    except (OSError, ValueError, MemoryError) as exc:
+        if debug:
+            raise
+        print(f"{parser.prog}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1

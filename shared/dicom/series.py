@@ -1,0 +1,54 @@
+"""A series as the rest of fedcodec sees it: a volume of stored values plus its headers.
+
+Readers fill it; codecs, the benchmark, the container and de-identification consume it. The volume
+holds *stored* values (unused high bits masked, signed 12-bit sign-extended, no rescale applied),
+so lossless means bit-exact against what the scanner wrote; RescaleSlope/Intercept are kept for
+anyone who needs physical units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+
+
+@dataclass
+class Series:
+    """One DICOM series: ``volume[i]`` is the i-th slice in spatial (then temporal) order."""
+
+    series_uid: str
+    study_uid: str
+    patient_id: str
+    description: str
+    modality: str
+    volume: np.ndarray
+    """(slices, rows, cols) stored values: uint8/uint16, or int16 when ``signed``."""
+    bits_stored: int
+    signed: bool
+    rescale_slope: float = 1.0
+    rescale_intercept: float = 0.0
+    datasets: list[pydicom.Dataset] = field(default_factory=list)
+    """Every header, pixel data removed, one per source file (a multi-frame file is one)."""
+    source_files: list[Path] = field(default_factory=list)
+    slice_sources: list[tuple[int, int]] = field(default_factory=list)
+    """For each slice: (index into ``datasets``, frame or mosaic-tile index within it)."""
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.volume.shape)  # type: ignore[return-value]
+
+    @property
+    def slice_ids(self) -> list[str]:
+        """Stable names for the slices, used as ``slice_id`` in benchmark records."""
+        return [f"{self.series_uid}/{i}" for i in range(self.volume.shape[0])]
+
+
+@dataclass
+class SkippedFile:
+    """A file the reader passed over, and why (one line, shown to the user)."""
+
+    path: Path
+    reason: str
