@@ -98,7 +98,11 @@ def _load_builtin_codecs() -> None:
 
 
 _BUILTIN_MODULES: list[str] = [
-    "fedcodec.shared.codecs.classical",
+    "fedcodec.shared.codecs.jpegls",
+    "fedcodec.shared.codecs.jpeg2000",
+    "fedcodec.shared.codecs.htj2k",
+    "fedcodec.shared.codecs.jpegxl",
+    "fedcodec.shared.codecs.zstd",
 ]
 
 

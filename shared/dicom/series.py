@@ -4,6 +4,13 @@ Readers fill it; codecs, the benchmark, the container and de-identification cons
 holds *stored* values (unused high bits masked, signed 12-bit sign-extended, no rescale applied),
 so lossless means bit-exact against what the scanner wrote; RescaleSlope/Intercept are kept for
 anyone who needs physical units.
+
+Slice order (what :func:`fedcodec.shared.dicom.read_series` guarantees): ascending position along
+the slice normal ``row x column`` of ImageOrientationPatient; a multi-volume series (fMRI, DWI:
+several frames at one position) is ordered volume by volume, i.e. by ``(volume index, position)``,
+where a frame's volume index is its rank among the frames at the same position sorted by
+``(AcquisitionNumber, TemporalPositionIndex/Identifier, acquisition date-time, InstanceNumber,
+file path, frame)``.
 """
 
 from __future__ import annotations
@@ -35,15 +42,30 @@ class Series:
     source_files: list[Path] = field(default_factory=list)
     slice_sources: list[tuple[int, int]] = field(default_factory=list)
     """For each slice: (index into ``datasets``, frame or mosaic-tile index within it)."""
+    part: int = 0
+    """0 when the SeriesInstanceUID maps to this one Series; 1, 2, ... when the reader had to split
+    the UID because its images differ in shape, orientation, pixel format or Series Number (the
+    edge12 files share one UID across Series Numbers 2, 3 and 4)."""
+    mosaic_tiles: list[int] = field(default_factory=list)
+    """For each dataset: the number of Siemens mosaic tiles it was split into (0 = not split)."""
+    slice_rescale: list[tuple[float, float]] = field(default_factory=list)
+    """For each slice: (RescaleSlope, RescaleIntercept); they may differ between files."""
+    bits_allocated: int = 16
+    """Bits Allocated of the source images (8 or 16); the writer keeps it."""
 
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.volume.shape)  # type: ignore[return-value]
 
     @property
+    def key(self) -> str:
+        """Unique name of this Series: the UID, plus ``#part`` when the UID was split."""
+        return self.series_uid if self.part == 0 else f"{self.series_uid}#{self.part}"
+
+    @property
     def slice_ids(self) -> list[str]:
         """Stable names for the slices, used as ``slice_id`` in benchmark records."""
-        return [f"{self.series_uid}/{i}" for i in range(self.volume.shape[0])]
+        return [f"{self.key}/{i}" for i in range(self.volume.shape[0])]
 
 
 @dataclass

@@ -1,0 +1,29 @@
+"""``fedcodec decompress study.fcz -o DIR``: a container back to DICOM files."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "decompress",
+        help="decode an .fcz container back to DICOM (one folder per series)",
+        description="Decode every series of an .fcz into DICOM files under DIR (which must not "
+        "exist or be empty). Lossless containers keep every original UID; near-lossless and "
+        "lossy ones are marked LossyImageCompression 01 with new SOP Instance UIDs.",
+    )
+    parser.add_argument("container", type=Path, metavar="FCZ")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fedcodec.client.compression import decompress_study
+
+    files = decompress_study(args.container, args.output, progress=not args.quiet)
+    folders = {p.parent for p in files}
+    print(f"wrote {len(files)} DICOM files in {len(folders)} series folders under {args.output}")
+    return 0

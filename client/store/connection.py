@@ -1,0 +1,285 @@
+"""``StoreClient``: one mutual-TLS channel to the storage service, errors as one-line messages.
+
+The site's identity is its client certificate (``TLS_DIR/site.pem``, CN = site name); the service
+derives the namespace from it, so nothing here sends a site name the server would trust. Before
+connecting, the certificate is checked locally (present, not expired, issued by ``ca.pem``) so the
+common mistakes get a precise message instead of a bare TLS failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import grpc
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.x509.oid import NameOID
+
+from fedcodec.shared.errors import CorruptDataError, FedcodecError, UnknownNameError
+from fedcodec.shared.rpc import storage_pb2, storage_pb2_grpc
+
+CA_CERT, SITE_CERT, SITE_KEY = "ca.pem", "site.pem", "site.key"
+MIB = 1024 * 1024
+
+
+class StoreAccessDenied(FedcodecError):
+    """The service refused: this site may not touch that namespace or object."""
+
+
+class StoreUnavailable(FedcodecError):
+    """The service could not be reached, or refused the TLS handshake."""
+
+
+@dataclass(frozen=True)
+class StoredObjectInfo:
+    """An object as the service describes it (``sha256`` is hex of the ciphertext)."""
+
+    owner: str
+    object_id: str
+    size: int
+    sha256: str
+    key_ids: tuple[str, ...]
+    algorithm: str
+    format_version: int
+    created_unix_ms: int
+    shared_with: tuple[str, ...]
+
+    @classmethod
+    def from_message(cls, info: storage_pb2.ObjectInfo) -> StoredObjectInfo:
+        return cls(
+            info.owner, info.object_id, info.size, info.sha256.hex(), tuple(info.key_ids),
+            info.algorithm, info.format_version, info.created_unix_ms, tuple(info.shared_with),
+        )
+
+    def to_json(self) -> dict:
+        return {
+            **self.__dict__, "key_ids": list(self.key_ids), "shared_with": list(self.shared_with)
+        }
+
+
+def _check_site_certificate(tls_dir: Path) -> tuple[str, bytes, bytes, bytes]:
+    """Read and sanity-check the site's TLS files; return (site, ca, cert, key) PEM bytes."""
+    paths = {name: tls_dir / name for name in (CA_CERT, SITE_CERT, SITE_KEY)}
+    missing = [str(p) for p in paths.values() if not p.exists()]
+    if missing:
+        raise UnknownNameError(
+            f"missing TLS file(s) {', '.join(missing)} (the storage operator issues them with "
+            "`fedcodec-server pki issue-site`)"
+        )
+    ca_pem, cert_pem, key_pem = (paths[n].read_bytes() for n in (CA_CERT, SITE_CERT, SITE_KEY))
+    try:
+        ca = x509.load_pem_x509_certificate(ca_pem)
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError as exc:
+        raise FedcodecError(f"unreadable certificate in {tls_dir}: {exc}") from None
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    site = str(names[0].value) if names else "?"
+    now = dt.datetime.now(dt.timezone.utc)
+    if cert.not_valid_after_utc < now:
+        raise FedcodecError(
+            f"the certificate of site {site!r} ({paths[SITE_CERT]}) expired on "
+            f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC; ask the storage operator for a new one"
+        )
+    if cert.not_valid_before_utc > now:
+        raise FedcodecError(f"the certificate of site {site!r} is not valid before "
+                            f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (InvalidSignature, ValueError, TypeError) as exc:
+        raise FedcodecError(
+            f"the certificate of site {site!r} was not issued by {paths[CA_CERT]} "
+            f"({type(exc).__name__})"
+        ) from None
+    return site, ca_pem, cert_pem, key_pem
+
+
+def rpc_failure(exc: grpc.RpcError, service: str) -> FedcodecError:
+    """One-line error for a failed call (``exc`` is a ``grpc.Call``)."""
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = (exc.details() if hasattr(exc, "details") else "") or ""
+    if code == grpc.StatusCode.UNAVAILABLE:
+        lowered = details.lower()
+        if "handshake" in lowered or "certificate" in lowered or "ssl" in lowered:
+            return StoreUnavailable(
+                f"TLS handshake with the storage service at {service} failed: the server's "
+                "certificate is not from this site's ca.pem or does not name this host"
+            )
+        if "socket closed" in lowered:
+            return StoreUnavailable(
+                f"the storage service at {service} closed the connection during the TLS "
+                "handshake: it does not accept this site's certificate (expired, revoked, or "
+                "issued by another CA)"
+            )
+        return StoreUnavailable(f"storage service at {service} is unreachable ({details})")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return StoreUnavailable(f"storage service at {service} did not answer in time")
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return StoreAccessDenied(f"permission denied: {details}")
+    if code == grpc.StatusCode.NOT_FOUND:
+        return UnknownNameError(details)
+    if code == grpc.StatusCode.DATA_LOSS:
+        return CorruptDataError(f"storage service reports damaged data: {details}")
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return StoreAccessDenied(f"not authenticated: {details}")
+    return FedcodecError(f"storage service refused the call ({code.name}): {details}")
+
+
+class StoreClient:
+    """Calls to the storage service as this site; use as a context manager."""
+
+    def __init__(
+        self,
+        service: str,
+        tls_dir: Path,
+        *,
+        timeout: float = 600.0,
+        chunk_bytes: int = 1 * MIB,
+        max_message_bytes: int = 4 * MIB,
+    ) -> None:
+        self.service = service
+        self.timeout = timeout
+        self.chunk_bytes = chunk_bytes
+        self.site, ca, cert, key = _check_site_certificate(Path(tls_dir))
+        credentials = grpc.ssl_channel_credentials(ca, key, cert)
+        self._channel = grpc.secure_channel(
+            service,
+            credentials,
+            options=[
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes),
+            ],
+        )
+        self._stub = storage_pb2_grpc.StorageStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> StoreClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _fail(self, exc: grpc.RpcError) -> FedcodecError:
+        return rpc_failure(exc, self.service)
+
+    def put_blob(
+        self, object_id: str, source: BinaryIO, size: int, sha256: bytes, *, replace: bool = False
+    ) -> StoredObjectInfo:
+        """Upload ``size`` ciphertext bytes from ``source``; return the service's record.
+
+        ``replace=True`` swaps in a new version of an existing object whose header differs only
+        in its key slots (sharing, KEK rotation); the service refuses anything else.
+        """
+
+        def messages() -> Iterator[storage_pb2.PutChunk]:
+            yield storage_pb2.PutChunk(
+                metadata=storage_pb2.PutMetadata(
+                    object_id=object_id, size=size, sha256=sha256, replace=replace
+                )
+            )
+            while chunk := source.read(self.chunk_bytes):
+                yield storage_pb2.PutChunk(data=chunk)
+
+        try:
+            reply = self._stub.Put(messages(), timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise self._fail(exc) from None
+        return StoredObjectInfo.from_message(reply.object)
+
+    def put_bytes(self, object_id: str, blob: bytes) -> StoredObjectInfo:
+        """Upload ciphertext already in memory."""
+        return self.put_blob(object_id, io.BytesIO(blob), len(blob), hashlib.sha256(blob).digest())
+
+    def get_blob(self, object_id: str, owner: str = "") -> tuple[StoredObjectInfo, Iterator[bytes]]:
+        """The object's record and its ciphertext as a stream of chunks.
+
+        The stream checks size and SHA-256 against the record as it ends and raises
+        :class:`CorruptDataError` on a mismatch, so a caller that consumes it fully has either
+        the exact stored bytes or an error.
+        """
+        call = self._stub.Get(
+            storage_pb2.GetRequest(owner=owner, object_id=object_id), timeout=self.timeout
+        )
+        try:
+            first = next(call)
+        except StopIteration:
+            raise CorruptDataError(f"storage service sent nothing for {object_id!r}") from None
+        except grpc.RpcError as exc:
+            raise self._fail(exc) from None
+        if first.WhichOneof("part") != "info":
+            call.cancel()
+            raise CorruptDataError("storage service did not start the download with its record")
+        info = StoredObjectInfo.from_message(first.info)
+        return info, self._verified(call, info)
+
+    def _verified(self, call: grpc.Call, info: StoredObjectInfo) -> Iterator[bytes]:
+        digest, received, finished = hashlib.sha256(), 0, False
+        try:
+            for message in call:
+                chunk = message.data
+                digest.update(chunk)
+                received += len(chunk)
+                yield chunk
+            finished = True
+        except grpc.RpcError as exc:
+            raise self._fail(exc) from None
+        finally:
+            if not finished:
+                call.cancel()  # the caller stopped early (or failed): free the stream
+        if received != info.size or digest.hexdigest() != info.sha256:
+            raise CorruptDataError(
+                f"download of {info.owner}/{info.object_id} is incomplete or altered in transit "
+                f"({received} of {info.size} bytes, hash "
+                f"{'ok' if digest.hexdigest() == info.sha256 else 'mismatch'})"
+            )
+
+    def get_bytes(self, object_id: str, owner: str = "") -> tuple[StoredObjectInfo, bytes]:
+        info, chunks = self.get_blob(object_id, owner)
+        return info, b"".join(chunks)
+
+    def list(
+        self, *, shared_with_me: bool = False, prefix: str = "", owner: str = ""
+    ) -> list[StoredObjectInfo]:
+        """Every object of this site (or shared with it), following pages."""
+        found: list[StoredObjectInfo] = []
+        token = ""
+        while True:
+            try:
+                reply = self._stub.List(
+                    storage_pb2.ListRequest(
+                        owner=owner, shared_with_me=shared_with_me, prefix=prefix, page_token=token
+                    ),
+                    timeout=self.timeout,
+                )
+            except grpc.RpcError as exc:
+                raise self._fail(exc) from None
+            found += [StoredObjectInfo.from_message(o) for o in reply.objects]
+            token = reply.next_page_token
+            if not token:
+                return found
+
+    def delete(self, object_id: str, owner: str = "") -> StoredObjectInfo:
+        try:
+            reply = self._stub.Delete(
+                storage_pb2.DeleteRequest(object_id=object_id, owner=owner), timeout=self.timeout
+            )
+        except grpc.RpcError as exc:
+            raise self._fail(exc) from None
+        return StoredObjectInfo.from_message(reply.object)
+
+    def share(self, object_id: str, grantee: str, *, revoke: bool = False) -> StoredObjectInfo:
+        try:
+            reply = self._stub.Share(
+                storage_pb2.ShareRequest(object_id=object_id, grantee=grantee, revoke=revoke),
+                timeout=self.timeout,
+            )
+        except grpc.RpcError as exc:
+            raise self._fail(exc) from None
+        return StoredObjectInfo.from_message(reply.object)

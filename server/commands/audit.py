@@ -1,0 +1,29 @@
+"""``fedcodec-server audit``: verify the audit chain and every stored object; print inventory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from fedcodec.server.audit.report import audit_storage, render_text
+from fedcodec.server.storage.backend_options import add_backend_options, backend_from_args
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "audit", help="verify the storage audit log and objects; exit 1 if anything fails"
+    )
+    parser.add_argument("--root", type=Path, required=True, help="storage root folder")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_backend_options(parser)
+    parser.set_defaults(func=_audit)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    report = audit_storage(args.root, backend=backend_from_args(args, args.root))
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, sort_keys=True))
+    else:
+        print(render_text(report))
+    return 0 if report.ok else 1

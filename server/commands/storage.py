@@ -1,0 +1,53 @@
+"""``fedcodec-server storage serve``: the zero-knowledge storage service (mutual TLS only)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+
+from fedcodec.server.storage.backend_options import add_backend_options, backend_from_args
+from fedcodec.server.storage.limits import MIB, StorageLimits
+from fedcodec.server.storage.listener import start_storage_server
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("storage", help="run the encrypted-object storage service")
+    actions = parser.add_subparsers(dest="storage_action", metavar="ACTION", required=True)
+    serve = actions.add_parser("serve", help="serve a storage root over gRPC with mutual TLS")
+    serve.add_argument("--root", type=Path, required=True, help="storage root folder")
+    serve.add_argument(
+        "--tls-dir", type=Path, required=True, help="folder with server.pem, server.key, ca.pem"
+    )
+    serve.add_argument("--port", type=int, required=True, help="TCP port (0 picks a free one)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--max-object-mib", type=int, default=StorageLimits.max_object_bytes // MIB)
+    serve.add_argument("--chunk-kib", type=int, default=StorageLimits.chunk_bytes // 1024)
+    serve.add_argument("--workers", type=int, default=StorageLimits.max_workers)
+    add_backend_options(serve)
+    serve.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    chunk = args.chunk_kib * 1024
+    limits = StorageLimits(
+        max_object_bytes=args.max_object_mib * MIB,
+        chunk_bytes=chunk,
+        max_message_bytes=max(StorageLimits.max_message_bytes, chunk + 64 * 1024),
+        max_workers=args.workers,
+    )
+    running = start_storage_server(
+        args.root, args.tls_dir, host=args.host, port=args.port, limits=limits,
+        backend=backend_from_args(args, args.root),
+    )
+    for line in running.recovery.lines():
+        print(f"recovery: {line}", flush=True)
+    print(f"storage service listening on {args.host}:{running.port} (mutual TLS)", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    running.stop(grace=5.0)
+    print("storage service stopped", flush=True)
+    return 0

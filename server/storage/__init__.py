@@ -1,0 +1,7 @@
+"""The zero-knowledge storage service: ciphertext in, ciphertext out, every call audited.
+
+The gRPC servicer (:mod:`.servicer`) is a thin adapter; the rules live in plain classes that tests
+call directly: :class:`~.service.StorageService` (access control, size/hash checks, commit order),
+:class:`~.backend.FilesystemBackend` (atomic files), :class:`~.index.ObjectIndex` (SQLite) and
+:func:`~.recovery.recover` (startup repair). See docs/storage-service.md.
+"""

@@ -1,0 +1,1 @@
+"""The learned lossless / near-lossless MRI codec (registered as ``neural``); see docs/neural-codec.md."""

@@ -1,0 +1,176 @@
+"""The ``neural`` codec: learned lossless / near-lossless coding of MR slices and volumes.
+
+Specs::
+
+    neural                                 lossless (same as neural:mode=lossless)
+    neural:mode=near-lossless,tau=2        every pixel within 2 grey levels (tau >= 1)
+    neural:period=30                       30 slices per volume (time series / diffusion);
+                                           default: detected from the pixels; 0 or 1 = none
+    neural:interslice=0                    code every slice of a volume alone
+
+``encode`` codes one slice alone. ``encode_volume`` conditions slice *i* on slice *i-1* and, for a
+multi-volume series, on slice *i-period*; stream *i* then needs the streams it names (always
+earlier ones) to decode, so ``decode_volume`` decodes in order. See docs/neural-codec.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedcodec.shared.codecs.base import Codec, CodecMode, register_codec
+from fedcodec.shared.errors import CorruptDataError, FedcodecError
+from fedcodec.shared.neural.slice_coder import EntropyModels, SliceParams, decode_slice, encode_slice
+from fedcodec.shared.neural.stream_format import StreamHeader, pack, unpack
+from fedcodec.shared.neural.volume_context import detect_period, reference_offsets
+from fedcodec.shared.neural.weights import DEFAULT_WEIGHTS, NeuralWeights
+
+MAX_PIXELS = 1 << 28
+PIXELS_PER_WORD = 1 << 18
+"""No valid stream codes more pixels per 32-bit word (every table symbol costs > 2**-13 bit)."""
+
+
+@lru_cache(maxsize=4)
+def load_weights(path: str) -> tuple[NeuralWeights, EntropyModels]:
+    """Weights and their constriction models, loaded once per process."""
+    weights = NeuralWeights.load(Path(path))
+    return weights, EntropyModels(weights)
+
+
+@register_codec
+class NeuralCodec(Codec):
+    """Polyphase context model with integer inference and rANS coding (constriction)."""
+
+    name = "neural"
+
+    def __init__(self, mode: str = "", tau: int | None = None, period: int | None = None,
+                 interslice: int = 1, weights: str | None = None) -> None:
+        if mode not in ("", "lossless", "near-lossless"):
+            raise FedcodecError(f"neural codec: mode must be lossless or near-lossless, not {mode!r}")
+        if tau is not None and (not isinstance(tau, int) or tau < 0):
+            raise FedcodecError(f"neural codec: tau must be a non-negative integer, not {tau!r}")
+        if mode == "near-lossless" and tau == 0:
+            raise FedcodecError("neural codec: near-lossless needs tau >= 1 (tau=0 is lossless)")
+        if mode == "lossless" and tau:
+            raise FedcodecError("neural codec: mode=lossless does not take tau")
+        self.tau = (1 if mode == "near-lossless" else 0) if tau is None else tau
+        if period is not None and (not isinstance(period, int) or period < 0):
+            raise FedcodecError(f"neural codec: period must be a non-negative integer, not {period!r}")
+        if interslice not in (0, 1):
+            raise FedcodecError("neural codec: interslice must be 0 or 1")
+        self.period = period
+        self.interslice = bool(interslice)
+        self.weights_path = str(weights or DEFAULT_WEIGHTS)
+        self.mode = CodecMode.BOUNDED if self.tau else CodecMode.LOSSLESS
+        self.max_error = self.tau
+
+    def _weights(self) -> tuple[NeuralWeights, EntropyModels]:
+        return load_weights(self.weights_path)
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        out.update(tau=self.tau, period=self.period, interslice=int(self.interslice))
+        out["model_id"] = self._weights()[0].model_id.hex()
+        return out
+
+    # -- single slices ---------------------------------------------------------------------
+
+    @staticmethod
+    def _check_image(image: np.ndarray, bits: int) -> None:
+        if image.ndim != 2 or image.dtype not in (np.uint8, np.uint16):
+            raise FedcodecError(f"neural codec: need a 2-D uint8/uint16 image, got "
+                                f"{image.ndim}-D {image.dtype}")
+        if not 1 <= bits <= (8 if image.dtype == np.uint8 else 16):
+            raise FedcodecError(f"neural codec: bit depth {bits} does not fit {image.dtype}")
+        if image.size == 0 or image.size > MAX_PIXELS:
+            raise FedcodecError(f"neural codec: cannot code a {image.shape} image")
+        if int(image.max()) >> bits:
+            raise FedcodecError(f"neural codec: values exceed {bits} bits")
+
+    def _encode_one(self, image: np.ndarray, bits: int, refs: list[np.ndarray],
+                    offsets: tuple[int, ...]) -> tuple[bytes, np.ndarray]:
+        weights, models = self._weights()
+        params = SliceParams(bits, self.tau)
+        words, recon = encode_slice(image, params, refs, weights, models)
+        header = StreamHeader(image.shape[0], image.shape[1], bits, self.tau,
+                              image.dtype == np.uint16, offsets, weights.model_id)
+        return pack(header, words), recon
+
+    def _decode_one(self, data: bytes, decoded: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        header, words = unpack(data)
+        weights, models = self._weights()
+        if header.model_id != weights.model_id:
+            raise CorruptDataError(
+                f"neural stream was written with model {header.model_id.hex()}, this build has "
+                f"{weights.model_id.hex()}"
+            )
+        pixels = header.rows * header.cols
+        if pixels > MAX_PIXELS or pixels > PIXELS_PER_WORD * words.size:
+            raise CorruptDataError(f"neural stream: {header.rows}x{header.cols} does not fit "
+                                   f"its {words.size * 4}-byte payload")
+        refs = []
+        for off in header.ref_offsets:
+            if off > len(decoded):
+                raise CorruptDataError(
+                    f"neural stream needs the slice {off} back, which is not there "
+                    "(decode the whole volume with decode_volume, in order)"
+                )
+            ref = decoded[-off]
+            if ref.shape != (header.rows, header.cols):
+                raise CorruptDataError("neural stream: reference slice has another shape")
+            refs.append(ref)
+        recon = decode_slice(words, (header.rows, header.cols),
+                             SliceParams(header.bits, header.tau), refs, weights, models)
+        dtype = np.uint16 if header.uint16 else np.uint8
+        return recon.astype(dtype), recon
+
+    def encode(self, image: np.ndarray, bits: int) -> bytes:
+        image = np.asarray(image)
+        self._check_image(image, bits)
+        return self._encode_one(image, bits, [], ())[0]
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return self._decode_one(data, [])[0]
+
+    # -- volumes ---------------------------------------------------------------------------
+
+    def volume_period(self, volume: np.ndarray) -> int:
+        """The period used for ``volume``: the ``period`` parameter, else detected."""
+        if self.period is not None:
+            return max(1, self.period)
+        return detect_period(volume)
+
+    def encode_volume(self, volume: np.ndarray, bits: int) -> list[bytes]:
+        volume = np.asarray(volume)
+        if volume.ndim != 3:
+            raise FedcodecError(f"neural codec: need a (slices, rows, cols) volume, got {volume.shape}")
+        if volume.shape[0] == 0:
+            return []
+        self._check_image(volume[0], bits)
+        if int(volume.max()) >> bits:
+            raise FedcodecError(f"neural codec: values exceed {bits} bits")
+        period = self.volume_period(volume) if self.interslice else 1
+        streams, recons = [], []
+        for i, image in enumerate(volume):
+            offsets = reference_offsets(i, period, self.interslice)
+            refs = [recons[i - off] for off in offsets]
+            data, recon = self._encode_one(np.ascontiguousarray(image), bits, refs, offsets)
+            streams.append(data)
+            recons.append(recon)
+        return streams
+
+    def decode_volume(self, streams: Sequence[bytes]) -> np.ndarray:
+        outputs, recons = [], []
+        for data in streams:
+            out, recon = self._decode_one(data, recons)
+            outputs.append(out)
+            recons.append(recon)
+        if not outputs:
+            raise CorruptDataError("neural codec: no streams to decode")
+        if len({o.shape for o in outputs}) != 1 or len({o.dtype for o in outputs}) != 1:
+            raise CorruptDataError("neural codec: slices of one volume differ in shape or dtype")
+        return np.stack(outputs)

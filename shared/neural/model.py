@@ -1,0 +1,90 @@
+"""The float training model that mirrors the integer networks of the codec.
+
+One small MLP per (polyphase group, number of reference slices), applied to every pixel's context
+vector (``features.group_context``, the very function the codec uses). It outputs the mean offset
+(in units of local activity) and the log2-scale offset; hidden activations are clamped to [0, 64]
+exactly like the fixed-point version, so quantising the weights (``to_integer``) changes
+predictions only by rounding.
+
+DP training: only ``nn.Linear`` layers in an ``nn.ModuleDict`` — no buffers, no normalisation
+layers — so Opacus accepts it unchanged (``ModuleValidator.validate(model, strict=True)`` is
+empty). Inputs are ``(batch, pixels, features)``: the batch axis is the privacy sample (a slice),
+and Opacus' Linear grad sampler sums over the pixel axis.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from fedcodec.shared.neural.features import feature_count
+from fedcodec.shared.neural.fixed_point import ONE, Q, QW
+from fedcodec.shared.neural.geometry import GROUPS
+from fedcodec.shared.neural.weights import MAX_REFS, IntegerMlp, NeuralWeights, net_key
+
+LOG2_E = 1.0 / math.log(2.0)
+
+
+class ContextMlp(nn.Module):
+    """Per-pixel MLP: features (Q6 values / 64) -> (mean offset, log2-scale offset)."""
+
+    def __init__(self, n_in: int, hidden: int = 32, depth: int = 2) -> None:
+        super().__init__()
+        sizes = [n_in] + [hidden] * depth
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.out = nn.Linear(hidden, 2)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.hidden:
+            x = torch.clamp(layer(x), 0.0, 64.0)
+        return self.out(x)
+
+
+class NeuralPredictor(nn.Module):
+    """All the codec's networks, keyed like the weights file (``B0`` ... ``D2``)."""
+
+    def __init__(self, hidden: int = 32, depth: int = 2) -> None:
+        super().__init__()
+        self.nets = nn.ModuleDict(
+            {
+                net_key(g.name, n): ContextMlp(feature_count(g, n), hidden, depth)
+                for n in range(MAX_REFS + 1)
+                for g in GROUPS
+            }
+        )
+
+    def forward(self, key: str, features: torch.Tensor) -> torch.Tensor:
+        return self.nets[key](features)
+
+
+def logistic_bits(out: torch.Tensor, x: torch.Tensor, mu0: torch.Tensor, s16: torch.Tensor,
+                  log_s16: torch.Tensor) -> torch.Tensor:
+    """Bits to code integer ``x`` under the discretised logistic the network predicts.
+
+    All tensors share leading shape; ``out[..., 0]`` is the mean offset in activity units,
+    ``out[..., 1]`` the log2-scale offset (the codec's scale bins follow the same log2 scale).
+    """
+    s = s16 / 16.0
+    mean = mu0 + out[..., 0] * s
+    log2_sigma = log_s16 / float(ONE) - 4.0 + out[..., 1]
+    scale = torch.exp2(log2_sigma) * (math.sqrt(3.0) / math.pi)
+    upper = torch.sigmoid((x + 0.5 - mean) / scale)
+    lower = torch.sigmoid((x - 0.5 - mean) / scale)
+    p = torch.clamp(upper - lower, min=1e-9)
+    return -torch.log(p) * LOG2_E
+
+
+def to_integer(model: NeuralPredictor, counts: np.ndarray, meta: dict) -> NeuralWeights:
+    """Quantise the float model to the codec's fixed-point networks (Q10 weights, Q16 biases)."""
+    nets = {}
+    for key, mlp in model.nets.items():
+        layers = list(mlp.hidden) + [mlp.out]
+        ws = [np.round(layer.weight.detach().double().numpy().T * (1 << QW)) for layer in layers]
+        bs = [np.round(layer.bias.detach().double().numpy() * (1 << (QW + Q))) for layer in layers]
+        nets[key] = IntegerMlp(ws, bs)
+    return NeuralWeights(nets, counts, meta)

@@ -1,0 +1,238 @@
+"""Code one slice group by group; the encoder and the decoder walk the very same steps.
+
+Both sides run :func:`_walk`: the 1x1 top of the pyramid, then for each level from coarse to
+fine the groups B, C, D. For every group the context is computed from what is already
+reconstructed, the integer network gives each pixel a mean and a scale bin, and the residuals go
+through :class:`_Encoder` / :class:`_Decoder`, which share one interface (``code``). The encoder
+only records symbols while walking and pushes them onto the rANS stack in reverse at the end (a
+stack codec decodes last-in first-out), so encoding and decoding cannot drift apart.
+
+Near-lossless: the residual ``r = x - round(mean)`` is quantised with step ``2*tau + 1``
+(``q = sign(r) * ((|r| + tau) // step)``) and the reconstruction ``round(mean) + q * step`` (clipped
+to the valid range) is what later contexts see (closed loop), so every pixel is within tau.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import constriction
+import numpy as np
+
+from fedcodec.shared.errors import CorruptDataError
+from fedcodec.shared.neural.features import group_context
+from fedcodec.shared.neural.fixed_point import ilog2_q6
+from fedcodec.shared.neural.geometry import GROUPS, GroupSpec, group_positions, pyramid_shapes
+from fedcodec.shared.neural.tables import (
+    CENTRE_PHASE,
+    ESCAPE,
+    HALF_RANGE,
+    SHIFTS,
+    scale_bin,
+    table_key,
+)
+from fedcodec.shared.neural.weights import NeuralWeights
+
+CHUNK = 1 << 15
+"""Pixels per network call: bounds memory on large images without changing any result."""
+
+_model = constriction.stream.model
+
+
+@dataclass(frozen=True)
+class SliceParams:
+    bits: int
+    tau: int
+
+    @property
+    def maxval(self) -> int:
+        return (1 << self.bits) - 1
+
+    @property
+    def step(self) -> int:
+        return 2 * self.tau + 1
+
+
+class EntropyModels:
+    """constriction models built once per weights: one Categorical per table, uniform models."""
+
+    def __init__(self, weights: NeuralWeights) -> None:
+        self._counts = weights.counts.astype(np.float64)
+        self._cache: dict[int, object] = {}
+        self.uniform_family = _model.Uniform()
+
+    def table(self, key: int):
+        model = self._cache.get(key)
+        if model is None:
+            model = _model.Categorical(self._counts[key], perfect=False)
+            self._cache[key] = model
+        return model
+
+    def uniform(self, size: int):
+        key = -size
+        model = self._cache.get(key)
+        if model is None:
+            model = _model.Uniform(size)
+            self._cache[key] = model
+        return model
+
+
+class _Encoder:
+    """Records (symbols, model, params) in decoding order; :meth:`finish` writes them reversed."""
+
+    def __init__(self) -> None:
+        self.ops: list[tuple] = []
+
+    def code(self, symbols, count, model, params=None) -> np.ndarray:
+        symbols = np.ascontiguousarray(symbols, dtype=np.int32)
+        if symbols.size:
+            self.ops.append((symbols, model, params))
+        return symbols
+
+    def finish(self) -> np.ndarray:
+        coder = constriction.stream.stack.AnsCoder()
+        for symbols, model, params in reversed(self.ops):
+            if params is None:
+                coder.encode_reverse(symbols, model)
+            else:
+                coder.encode_reverse(symbols, model, params)
+        return coder.get_compressed()
+
+
+class _Decoder:
+    def __init__(self, words: np.ndarray) -> None:
+        self.coder = constriction.stream.stack.AnsCoder(np.ascontiguousarray(words, np.uint32))
+
+    def code(self, symbols, count, model, params=None) -> np.ndarray:
+        if not count:
+            return np.zeros(0, dtype=np.int32)
+        if params is None:
+            out = self.coder.decode(model, count)
+        else:
+            out = self.coder.decode(model, params)
+        return np.asarray(out, dtype=np.int32)
+
+
+def _code_residuals(io, models: EntropyModels, t, key, shift, bits: int) -> np.ndarray:
+    """Code residual symbols ``t`` (encoder) or decode them (``t is None``)."""
+    n = key.size
+    order = np.argsort(key, kind="stable")
+    sorted_keys = key[order]
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(sorted_keys)) + 1, [n]])
+    if t is not None:
+        coarse = (t >> shift) + HALF_RANGE
+        escaped = (coarse < 0) | (coarse >= ESCAPE)
+        symbols = np.where(escaped, ESCAPE, coarse)
+    else:
+        symbols = np.empty(n, dtype=np.int64)
+    for a, b in zip(starts[:-1], starts[1:]):
+        idx = order[a:b]
+        model = models.table(int(sorted_keys[a]))
+        symbols[idx] = io.code(symbols[idx] if t is not None else None, b - a, model)
+    escaped = symbols == ESCAPE
+    n_escaped = int(escaped.sum())
+    raw_offset = 1 << bits
+    raw_model = models.uniform(2 << bits)
+    if t is None:
+        t = (symbols - HALF_RANGE) << shift
+        if n_escaped:
+            t[escaped] = io.code(None, n_escaped, raw_model).astype(np.int64) - raw_offset
+    elif n_escaped:
+        io.code(t[escaped] + raw_offset, n_escaped, raw_model)
+    low_needed = ~escaped & (shift > 0)
+    if low_needed.any():
+        sizes = (np.int32(1) << shift[low_needed]).astype(np.int32)
+        if isinstance(io, _Encoder):
+            low = t[low_needed] & (sizes.astype(np.int64) - 1)
+            io.code(low, sizes.size, models.uniform_family, sizes)
+        else:
+            t[low_needed] += io.code(None, sizes.size, models.uniform_family, sizes)
+    return t
+
+
+def _code_group(io, models, weights, params: SliceParams, recon, original, refs, group: GroupSpec,
+                level_index: int) -> None:
+    shape = recon.shape
+    positions = group_positions(shape, group)
+    n = positions.size
+    if n == 0:
+        return
+    net = weights.net(group.name, len(refs))
+    pred_q3 = np.empty(n, dtype=np.int64)
+    log_scale = np.empty(n, dtype=np.int64)
+    for start in range(0, n, CHUNK):
+        part = slice(start, min(n, start + CHUNK))
+        ctx = group_context(recon, refs, group, level_index, part)
+        mean, ls = net(ctx.features)
+        pred_q3[part] = (ctx.mu0 << 3) + ((mean * ctx.s16) >> 7)
+        log_scale[part] = ctx.log_s16 - 4 * 64 + ls
+    np.clip(pred_q3, 0, params.maxval << 3, out=pred_q3)
+    base = (pred_q3 + 4) >> 3
+    if params.tau:
+        log_scale -= int(ilog2_q6(np.array([params.step]))[0])
+        phase = np.full(n, CENTRE_PHASE, dtype=np.int64)
+    else:
+        phase = pred_q3 - (base << 3) + CENTRE_PHASE
+    k = scale_bin(log_scale)
+    key = table_key(k, phase)
+    shift = SHIFTS[k]
+    t = None
+    if original is not None:
+        x = original.reshape(-1)[positions]
+        r = x - base
+        if params.tau:
+            t = np.sign(r) * ((np.abs(r) + params.tau) // params.step)
+        else:
+            t = r
+    t = _code_residuals(io, models, t, key, shift, params.bits)
+    if params.tau:
+        values = np.clip(base + t * params.step, 0, params.maxval)
+        if original is not None and np.abs(values - x).max() > params.tau:
+            raise AssertionError("near-lossless reconstruction error above tau")  # cannot happen
+    else:
+        values = base + t
+    recon.reshape(-1)[positions] = values
+
+
+def _walk(io, models, weights, params: SliceParams, shape, image, refs) -> np.ndarray:
+    """Encode (``image`` given) or decode (``image`` None) one slice; return the reconstruction."""
+    shapes = pyramid_shapes(*shape)
+    top = len(shapes) - 1
+    first = None if image is None else image[:1, :1].reshape(-1)
+    value = io.code(first, 1, models.uniform(max(2, 1 << params.bits)))
+    recon = np.asarray(value, dtype=np.int64).reshape(1, 1)
+    for level in range(top - 1, -1, -1):
+        stride = 1 << level
+        grid = np.zeros(shapes[level], dtype=np.int64)
+        grid[0::2, 0::2] = recon
+        original = None if image is None else image[::stride, ::stride]
+        level_refs = [np.ascontiguousarray(r[::stride, ::stride]) for r in refs]
+        for group in GROUPS:
+            _code_group(io, models, weights, params, grid, original, level_refs, group, level)
+        recon = grid
+    return recon
+
+
+def encode_slice(image: np.ndarray, params: SliceParams, refs: list[np.ndarray],
+                 weights: NeuralWeights, models: EntropyModels) -> tuple[np.ndarray, np.ndarray]:
+    """Return (rANS words, reconstruction as int64)."""
+    io = _Encoder()
+    recon = _walk(io, models, weights, params, image.shape, image.astype(np.int64), refs)
+    return io.finish(), recon
+
+
+def decode_slice(words: np.ndarray, shape: tuple[int, int], params: SliceParams,
+                 refs: list[np.ndarray], weights: NeuralWeights,
+                 models: EntropyModels) -> np.ndarray:
+    """Inverse of :func:`encode_slice`; CorruptDataError if the words do not decode cleanly."""
+    try:
+        io = _Decoder(words)
+        recon = _walk(io, models, weights, params, shape, None, refs)
+        clean = io.coder.is_empty()
+    except CorruptDataError:
+        raise
+    except Exception as exc:  # constriction raises on exhausted or invalid data
+        raise CorruptDataError(f"neural stream does not decode: {exc}") from None
+    if not clean or recon.min() < 0 or recon.max() > params.maxval:
+        raise CorruptDataError("neural stream is corrupt (rANS state or pixel range mismatch)")
+    return recon

@@ -1,0 +1,262 @@
+"""Training the neural codec: plain functions, CPU, bounded in time.
+
+1. :func:`collect_samples` walks volumes exactly as the codec does (same pyramid, same
+   ``group_context``) and keeps a random subset of every group's pixels, for each network
+   (group x number of references).
+2. :func:`train_predictor` fits the float model with the discretised-logistic code length.
+3. :func:`fit_tables` runs the *quantised* networks on the samples and turns the residual
+   histograms of every (scale bin, phase) into count tables, smoothed towards the logistic prior.
+4. :func:`estimated_bits` gives the ideal code length of samples under the integer model and
+   tables (what the codec will spend, minus a few bytes of rANS overhead per slice).
+
+Lossless training data are the original slices (the reconstruction equals them). Near-lossless
+reuses the same networks; see docs/neural-codec.md for what would improve it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from fedcodec.shared.neural.features import group_context
+from fedcodec.shared.neural.geometry import GROUPS, group_positions, pyramid_shapes
+from fedcodec.shared.neural.model import NeuralPredictor, logistic_bits, to_integer
+from fedcodec.shared.neural.tables import (
+    ALPHABET,
+    CENTRE_PHASE,
+    ESCAPE,
+    HALF_RANGE,
+    N_BINS,
+    PHASES,
+    SHIFTS,
+    logistic_counts,
+    probabilities_to_counts,
+    scale_bin,
+    table_key,
+)
+from fedcodec.shared.neural.volume_context import detect_period, reference_offsets
+from fedcodec.shared.neural.weights import MAX_REFS, NeuralWeights, net_key
+
+
+@dataclass
+class Samples:
+    """Training pixels of one network."""
+
+    features: list[np.ndarray] = field(default_factory=list)
+    target: list[np.ndarray] = field(default_factory=list)
+    mu0: list[np.ndarray] = field(default_factory=list)
+    s16: list[np.ndarray] = field(default_factory=list)
+    log_s16: list[np.ndarray] = field(default_factory=list)
+    maxval: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, ctx, target: np.ndarray, maxval: int, keep: np.ndarray) -> None:
+        self.features.append(ctx.features[keep].astype(np.int16))
+        self.target.append(target[keep].astype(np.int32))
+        self.mu0.append(ctx.mu0[keep].astype(np.int32))
+        self.s16.append(ctx.s16[keep].astype(np.int32))
+        self.log_s16.append(ctx.log_s16[keep].astype(np.int32))
+        self.maxval.append(np.full(int(keep.sum()), maxval, dtype=np.int32))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            name: np.concatenate(getattr(self, name))
+            for name in ("features", "target", "mu0", "s16", "log_s16", "maxval")
+        }
+
+
+def reference_sets(index: int, period: int) -> dict[int, list[tuple[int, ...]]]:
+    """Reference offsets to train each network on for slice ``index``.
+
+    The one-reference network must handle both kinds the codec uses (previous slice, previous
+    volume), so both are sampled when they exist.
+    """
+    out: dict[int, list[tuple[int, ...]]] = {0: [()]}
+    used = reference_offsets(index, period)
+    ones = []
+    if index >= 1:
+        ones.append((1,))
+    if period > 1 and index >= period:
+        ones.append((period,))
+    if ones:
+        out[1] = ones
+    if len(used) == 2:
+        out[2] = [used]
+    return out
+
+
+def collect_samples(
+    volumes: list[tuple[np.ndarray, int]],
+    pixels_per_group: int = 1024,
+    max_slices: int = 64,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Samples]:
+    """Sample context vectors and targets from ``(volume, bits)`` pairs (lossless walk)."""
+    rng = np.random.default_rng(seed)
+    out = {net_key(g.name, n): Samples() for n in range(MAX_REFS + 1) for g in GROUPS}
+    iterator = volumes
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(volumes, desc="sampling", leave=False)
+    for volume, bits in iterator:
+        period = detect_period(volume)
+        n_slices = volume.shape[0]
+        chosen = np.arange(n_slices)
+        if n_slices > max_slices:
+            chosen = np.sort(rng.choice(n_slices, max_slices, replace=False))
+        maxval = (1 << bits) - 1
+        for index in chosen:
+            image = volume[index].astype(np.int64)
+            shapes = pyramid_shapes(*image.shape)
+            for n_refs, ref_lists in reference_sets(int(index), period).items():
+                offsets = ref_lists[rng.integers(len(ref_lists))]
+                refs = [volume[index - off].astype(np.int64) for off in offsets]
+                for level in range(len(shapes) - 1):
+                    stride = 1 << level
+                    grid = np.ascontiguousarray(image[::stride, ::stride])
+                    level_refs = [np.ascontiguousarray(r[::stride, ::stride]) for r in refs]
+                    # a share of pixels proportional to the level's size, at least a few
+                    cap = max(16, pixels_per_group >> (2 * level))
+                    for group in GROUPS:
+                        positions = group_positions(grid.shape, group)
+                        n = positions.size
+                        if n == 0:
+                            continue
+                        keep = np.zeros(n, dtype=bool)
+                        keep[rng.choice(n, min(n, cap), replace=False)] = True
+                        ctx = group_context(grid, level_refs, group, level)
+                        target = grid.reshape(-1)[positions]
+                        out[net_key(group.name, n_refs)].add(ctx, target, maxval, keep)
+    return out
+
+
+def _tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    t = {k: torch.from_numpy(v.astype(np.float32)) for k, v in arrays.items() if k != "features"}
+    t["features"] = torch.from_numpy(arrays["features"].astype(np.float32) / 64.0)
+    return t
+
+
+def train_predictor(
+    samples: dict[str, Samples],
+    hidden: int = 32,
+    depth: int = 2,
+    epochs: int = 20,
+    batch: int = 4096,
+    lr: float = 3e-3,
+    seed: int = 0,
+    time_budget_s: float = 600.0,
+    model: NeuralPredictor | None = None,
+) -> tuple[NeuralPredictor, dict[str, float]]:
+    """Fit every network with Adam on the logistic code length; returns (model, bits/pixel)."""
+    torch.manual_seed(seed)
+    model = model or NeuralPredictor(hidden, depth)
+    report = {}
+    start = time.perf_counter()
+    keys = [k for k in model.nets if samples[k].target]
+    per_key_budget = time_budget_s / max(1, len(keys))
+    for key in keys:
+        data = _tensors(samples[key].arrays())
+        n = data["target"].shape[0]
+        net = model.nets[key]
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        steps = epochs * max(1, n // batch)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+        key_start = time.perf_counter()
+        step = 0
+        for _ in range(epochs):
+            perm = torch.randperm(n)
+            for i in range(max(1, n // batch)):
+                idx = perm[i * batch : (i + 1) * batch]
+                out = net(data["features"][idx])
+                loss = logistic_bits(out, data["target"][idx], data["mu0"][idx], data["s16"][idx],
+                                     data["log_s16"][idx]).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                if step < steps - 1:
+                    sched.step()
+                step += 1
+            if time.perf_counter() - key_start > per_key_budget:
+                break
+        with torch.no_grad():
+            out = net(data["features"])
+            report[key] = float(logistic_bits(out, data["target"], data["mu0"], data["s16"],
+                                              data["log_s16"]).mean())
+    report["seconds"] = time.perf_counter() - start
+    return model, report
+
+
+def integer_predictions(weights: NeuralWeights, key: str, arrays: dict[str, np.ndarray],
+                        tau: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(table key, shift, residual symbol t) per sample under the integer model, as the codec."""
+    from fedcodec.shared.neural.fixed_point import ilog2_q6
+
+    mean, ls = weights.nets[key](arrays["features"].astype(np.int64))
+    mu0 = arrays["mu0"].astype(np.int64)
+    s16 = arrays["s16"].astype(np.int64)
+    maxval = arrays["maxval"].astype(np.int64)
+    pred_q3 = np.clip((mu0 << 3) + ((mean * s16) >> 7), 0, maxval << 3)
+    base = (pred_q3 + 4) >> 3
+    log_scale = arrays["log_s16"].astype(np.int64) - 4 * 64 + ls
+    r = arrays["target"].astype(np.int64) - base
+    if tau:
+        step = 2 * tau + 1
+        log_scale -= int(ilog2_q6(np.array([step]))[0])
+        phase = np.full(r.size, CENTRE_PHASE)
+        t = np.sign(r) * ((np.abs(r) + tau) // step)
+    else:
+        phase = pred_q3 - (base << 3) + CENTRE_PHASE
+        t = r
+    k = scale_bin(log_scale)
+    return table_key(k, phase), SHIFTS[k], t
+
+
+def _coarse(t: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    c = (t >> shift) + HALF_RANGE
+    return np.where((c < 0) | (c >= ESCAPE), ESCAPE, c)
+
+
+def fit_tables(weights: NeuralWeights, samples: dict[str, Samples], prior_weight: float = 64.0,
+               taus: tuple[int, ...] = (0,)) -> np.ndarray:
+    """Count tables from the integer model's residuals on ``samples``, smoothed by the prior.
+
+    Each table's histogram is mixed with the logistic prior carrying ``prior_weight`` pseudo
+    samples, so rarely used bins stay close to the parametric shape.
+    """
+    hist = np.zeros((N_BINS * PHASES, ALPHABET), dtype=np.float64)
+    for key, s in samples.items():
+        if not s.target:
+            continue
+        arrays = s.arrays()
+        for tau in taus:
+            tkey, shift, t = integer_predictions(weights, key, arrays, tau)
+            np.add.at(hist, (tkey, _coarse(t, shift)), 1.0)
+    prior = logistic_counts().astype(np.float64)
+    prior /= prior.sum(axis=1, keepdims=True)
+    probs = (hist + prior_weight * prior) / (hist.sum(axis=1, keepdims=True) + prior_weight)
+    return probabilities_to_counts(probs)
+
+
+def estimated_bits(weights: NeuralWeights, arrays: dict[str, np.ndarray], key: str,
+                   tau: int = 0) -> float:
+    """Ideal code length (bits/pixel) of samples under the integer networks and count tables."""
+    tkey, shift, t = integer_predictions(weights, key, arrays, tau)
+    counts = weights.counts
+    sym = _coarse(t, shift)
+    p = counts[tkey, sym] / counts[tkey].sum(axis=1)
+    bits = -np.log2(p) + np.where(sym == ESCAPE, 0.0, shift)
+    escape_bits = np.log2(2.0) * (int(np.log2(arrays["maxval"].max() + 1)) + 1)
+    bits = bits + np.where(sym == ESCAPE, escape_bits, 0.0)
+    return float(bits.mean())
+
+
+def build_weights(model: NeuralPredictor, samples: dict[str, Samples], meta: dict,
+                  taus: tuple[int, ...] = (0,)) -> NeuralWeights:
+    """Quantise, then fit the count tables to the quantised model's residuals."""
+    weights = to_integer(model, logistic_counts(), meta)
+    counts = fit_tables(weights, samples, taus=taus)
+    return NeuralWeights(weights.nets, counts, meta)

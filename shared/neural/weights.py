@@ -1,0 +1,160 @@
+"""The shipped model: integer networks per (group, number of reference slices) plus count tables.
+
+A weights file is an ``.npz`` of integer arrays. Its *model id* is the first 4 bytes of the
+SHA-256 of those arrays in a canonical order (not of the zip file, whose bytes depend on zlib and
+timestamps); every stream carries it so a decoder never silently uses other weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fedcodec.shared.errors import CorruptDataError
+from fedcodec.shared.neural.fixed_point import (
+    MAX_ACTIVATION,
+    MAX_FAN_IN,
+    MAX_WEIGHT,
+    ONE,
+    QW,
+    exact_matmul,
+)
+from fedcodec.shared.neural.geometry import GROUPS
+from fedcodec.shared.neural.tables import ALPHABET, N_BINS, PHASES, logistic_counts
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "neural_v1.npz"
+MAX_REFS = 2
+HIDDEN_CLAMP = 64 * ONE
+MEAN_CLAMP = 64 * ONE
+LOG_SCALE_CLAMP = 24 * ONE
+
+
+def net_key(group_name: str, n_refs: int) -> str:
+    return f"{group_name}{n_refs}"
+
+
+NET_KEYS = tuple(net_key(g.name, n) for n in range(MAX_REFS + 1) for g in GROUPS)
+
+
+@dataclass
+class IntegerMlp:
+    """A per-pixel MLP in fixed point: Q6 activations, Q10 weights, ReLU clamped to [0, 64].
+
+    Outputs (Q6): the mean offset in units of local activity, and the log2-scale offset.
+    """
+
+    weights: list[np.ndarray]
+    """(fan_in, fan_out) float64 arrays holding integers (Q10)."""
+    biases: list[np.ndarray]
+    """(fan_out,) float64 arrays holding integers (Q16)."""
+
+    def __post_init__(self) -> None:
+        for w in self.weights:
+            if w.shape[0] > MAX_FAN_IN or np.abs(w).max(initial=0) > MAX_WEIGHT:
+                raise ValueError("weights outside the exact-arithmetic bounds")
+
+    def __call__(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = np.clip(features, -MAX_ACTIVATION, MAX_ACTIVATION).astype(np.float64)
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            y = exact_matmul(x, w)
+            y += b
+            # y / 2**QW is exact in float64; floor makes it an integer again.
+            x = np.floor(y * (1.0 / (1 << QW)))
+            if i < last:
+                np.clip(x, 0.0, HIDDEN_CLAMP, out=x)
+        out = x.astype(np.int64)
+        mean = np.clip(out[:, 0], -MEAN_CLAMP, MEAN_CLAMP)
+        log_scale = np.clip(out[:, 1], -LOG_SCALE_CLAMP, LOG_SCALE_CLAMP)
+        return mean, log_scale
+
+
+@dataclass
+class NeuralWeights:
+    """Everything the codec needs besides the bitstream."""
+
+    nets: dict[str, IntegerMlp]
+    counts: np.ndarray
+    """(N_BINS * PHASES, ALPHABET) int64 table counts."""
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.counts.shape != (N_BINS * PHASES, ALPHABET) or self.counts.min() < 1:
+            raise ValueError("count tables have the wrong shape or a zero count")
+        self.model_id = self._model_id()
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        arrays = {"counts": self.counts.astype(np.int64)}
+        for key, net in sorted(self.nets.items()):
+            for i, (w, b) in enumerate(zip(net.weights, net.biases)):
+                arrays[f"{key}.w{i}"] = w.astype(np.int64)
+                arrays[f"{key}.b{i}"] = b.astype(np.int64)
+        return arrays
+
+    def _model_id(self) -> bytes:
+        digest = hashlib.sha256()
+        for name, arr in sorted(self._arrays().items()):
+            digest.update(name.encode())
+            digest.update(np.asarray(arr.shape, dtype="<i8").tobytes())
+            digest.update(arr.astype("<i8").tobytes())
+        return digest.digest()[:4]
+
+    def net(self, group_name: str, n_refs: int) -> IntegerMlp:
+        return self.nets[net_key(group_name, n_refs)]
+
+    def save(self, path: Path) -> None:
+        """Write atomically (temp file + rename)."""
+        path = Path(path)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, meta=np.array(json.dumps(self.meta)), **self._arrays())
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "NeuralWeights":
+        try:
+            with np.load(path) as z:
+                meta = json.loads(str(z["meta"]))
+                counts = z["counts"].astype(np.int64)
+                nets = {}
+                for key in NET_KEYS:
+                    ws, bs, i = [], [], 0
+                    while f"{key}.w{i}" in z:
+                        ws.append(z[f"{key}.w{i}"].astype(np.float64))
+                        bs.append(z[f"{key}.b{i}"].astype(np.float64))
+                        i += 1
+                    if ws:
+                        nets[key] = IntegerMlp(ws, bs)
+        except (OSError, KeyError, ValueError) as exc:
+            raise CorruptDataError(f"cannot read neural weights {path}: {exc}") from None
+        missing = [k for k in NET_KEYS if k not in nets]
+        if missing:
+            raise CorruptDataError(f"neural weights {path} lack networks {', '.join(missing)}")
+        return cls(nets, counts, meta)
+
+
+def untrained_weights(hidden: int = 32, seed: int = 0) -> NeuralWeights:
+    """Networks whose output is zero (mean = mu0, scale = local activity) and logistic tables.
+
+    The codec is correct with any weights; these exist for tests of the bitstream machinery and as
+    the starting point documented in ``weights/README.md``.
+    """
+    from fedcodec.shared.neural.features import feature_count
+
+    rng = np.random.default_rng(seed)
+    nets = {}
+    for n_refs in range(MAX_REFS + 1):
+        for g in GROUPS:
+            fan_in = feature_count(g, n_refs)
+            ws = [
+                np.round(rng.normal(0, (1 << QW) / np.sqrt(fan_in), (fan_in, hidden))),
+                np.round(rng.normal(0, (1 << QW) / np.sqrt(hidden), (hidden, hidden))),
+                np.zeros((hidden, 2)),
+            ]
+            bs = [np.zeros(hidden), np.zeros(hidden), np.zeros(2)]
+            nets[net_key(g.name, n_refs)] = IntegerMlp(ws, bs)
+    return NeuralWeights(nets, logistic_counts(), {"name": "untrained", "hidden": hidden})

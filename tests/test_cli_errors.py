@@ -1,0 +1,148 @@
+"""``fedcodec bench``: bad input gives one line on stderr and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, require_shared_data
+from fedcodec.client.cli import main
+from fedcodec.shared.codecs import base as codec_base
+from fedcodec.shared.codecs import codec_names
+from fedcodec.shared.errors import CorruptDataError
+
+FEDCODEC = Path(sys.executable).with_name("fedcodec")
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str], code: int) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code != 0
+    assert len(lines) == 1, captured.err
+    assert "Traceback" not in captured.err
+    assert lines[0].startswith("fedcodec: error: ")
+    return lines[0]
+
+
+@pytest.fixture()
+def small_npy(tmp_path: Path) -> Path:
+    y, x = np.mgrid[0:40, 0:48]
+    volume = np.stack([(x * 37 + y * 11 + 5 * i) % 1024 for i in range(2)]).astype(np.uint16)
+    np.save(tmp_path / "small.npy", volume)
+    return tmp_path / "small.npy"
+
+
+def test_missing_path(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    line = _one_error_line(capsys, main(["bench", str(tmp_path / "absent")]))
+    assert line.endswith(f"no such file or folder: {tmp_path / 'absent'}")
+
+
+def test_empty_folder(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    line = _one_error_line(capsys, main(["bench", str(tmp_path)]))
+    assert line.endswith(f"folder is empty: {tmp_path}")
+
+
+def test_unknown_codec(capsys: pytest.CaptureFixture[str], small_npy: Path) -> None:
+    line = _one_error_line(capsys, main(["bench", str(small_npy), "--codecs", "jpegls", "nope"]))
+    assert "unknown codec 'nope'; known: " in line and "jpegls" in line
+
+
+def test_corrupt_npy(capsys: pytest.CaptureFixture[str], small_npy: Path) -> None:
+    small_npy.write_bytes(small_npy.read_bytes()[:150])
+    line = _one_error_line(capsys, main(["bench", str(small_npy)]))
+    assert f"cannot read .npy file {small_npy}" in line
+
+
+def test_no_path_without_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "bench needs a PATH" in _one_error_line(capsys, main(["bench"]))
+
+
+def test_bad_slice_limit(capsys: pytest.CaptureFixture[str], small_npy: Path) -> None:
+    line = _one_error_line(capsys, main(["bench", str(small_npy), "--max-slices", "0"]))
+    assert line.endswith("slice limit must be at least 1, got 0")
+
+
+def test_corrupt_bitstream_names_codec_and_slice(
+    capsys: pytest.CaptureFixture[str], small_npy: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A codec whose decoder rejects its own stream stops the run with one line."""
+
+    class TruncatingCodec(codec_base.Codec):
+        name = "test-truncating"
+
+        def encode(self, image: np.ndarray, bits: int) -> bytes:
+            return codec_base.get_codec("jpegls").encode(image, bits)[:-40]
+
+        def decode(self, data: bytes) -> np.ndarray:
+            return codec_base.get_codec("jpegls").decode(data)
+
+    monkeypatch.setitem(codec_base._REGISTRY, TruncatingCodec.name, TruncatingCodec)
+    code = main(["bench", str(small_npy), "--codecs", "test-truncating", "--quiet",
+                 "--out", str(tmp_path / "out")])
+    line = _one_error_line(capsys, code)
+    assert "codec 'test-truncating' failed to decode small.npy/0" in line
+    assert not (tmp_path / "out").exists()  # nothing half-written
+    with pytest.raises(CorruptDataError):
+        codec_base.get_codec("jpegls").decode(b"\xff\xd8garbage")
+
+
+def test_list_prints_codec_names(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines() == codec_names()
+    assert {"jpegls", "j2k", "htj2k", "jxl", "zstd"} <= set(out.split())
+
+
+def test_bench_npy_writes_results(
+    capsys: pytest.CaptureFixture[str], small_npy: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    code = main(["bench", str(small_npy), "--codecs", "jpegls", "jpegls:tau=2", "j2k:ratio=16",
+                 "--out", str(out), "--quiet"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "jpegls:tau=2" in printed and "wall time" in printed
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["slices"] == 2 and len(doc["records"]) == 6
+    jpegls, near, lossy = doc["summary"]
+    assert (jpegls["lossless"], jpegls["max_abs_error"], jpegls["psnr"]) == (True, 0, None)
+    assert near["max_error_bound"] == 2 and 0 < near["max_abs_error"] <= 2
+    assert lossy["max_error_bound"] is None and lossy["bpp"] < jpegls["bpp"]
+
+
+def test_console_script_has_no_traceback(tmp_path: Path) -> None:
+    """The installed entry point, as a user runs it: exit code 2 and one stderr line."""
+    proc = subprocess.run([str(FEDCODEC), "bench", str(tmp_path / "absent")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"fedcodec: error: no such file or folder: {tmp_path / 'absent'}"
+    ]
+
+
+def test_bench_on_real_dicom_series(tmp_path: Path) -> None:
+    """10 of the 14 slices of a real GE DWI series (signed 16-bit), default codecs, as run."""
+    series = require_shared_data("dicom", "ge", "In", "01_Ax_DWI_TENSOR_R2")
+    out = tmp_path / "bench"
+    proc = subprocess.run(
+        [str(FEDCODEC), "bench", str(series), "--max-slices", "10", "--out", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["slices"] == 10 and doc["pixels"] == 10 * 256 * 256
+    codecs = [s["codec"] for s in doc["summary"]]
+    assert codecs == ["jxl", "j2k", "jpegls", "htj2k", "jpegls:tau=2", "zstd"]
+    assert len(doc["records"]) == len(codecs) * doc["slices"]
+    for summary in doc["summary"]:
+        assert summary["max_abs_error"] <= (2 if summary["codec"] == "jpegls:tau=2" else 0)
+        assert 0 < summary["bpp"] < 16
+    assert (out / "rd_psnr.png").exists() and (out / "results.csv").exists()
