@@ -9,7 +9,11 @@ original UID; anything else is marked lossy (LossyImageCompression 01, ratio, me
 SOP Instance UIDs, as DICOM PS3.3 C.7.6.1.1.5 requires.
 
 The codec is any registered spec (``--codec``); :func:`default_codec_spec` is the single place
-that picks one from ``--mode``/``--tau``/``--quality``.
+that picks one from ``--mode``/``--tau``/``--quality`` or from a compression profile
+(``--profile archive|diagnostic|preview|auto``, :mod:`fedcodec.shared.profiles`). With a profile
+each series records the profile that chose its coding, in the container and (for lossy output)
+in the DICOM Derivation Description; with ``auto`` series may get different codecs, which the
+container records per series (format version 2).
 """
 
 from __future__ import annotations
@@ -33,12 +37,14 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from fedcodec.client.coding_plan import SeriesPlan, StudyPlanner, study_plan
 from fedcodec.shared.codecs import Codec, CodecMode, get_codec
 from fedcodec.shared.container import (
     CodecInfo,
     CodedSeries,
     CodedStudy,
     Container,
+    SeriesCoding,
     SeriesInfo,
     read_container,
     write_container,
@@ -47,6 +53,7 @@ from fedcodec.shared.dicom import LossyInfo, read_series, write_series
 from fedcodec.shared.dicom.series import Series, SkippedFile
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 from fedcodec.shared.pixels import from_unsigned, to_unsigned
+from fedcodec.shared.profiles import ProfileRules
 
 MODES = ("lossless", "near-lossless", "lossy")
 DEFAULT_QUALITY = 75
@@ -75,14 +82,24 @@ def quality_to_ratio(quality: int) -> float:
     return round(LOSSY_RATIO_AT_Q100 * span ** ((100 - quality) / 99), 1)
 
 
-def default_codec_spec(mode: str, tau: int = 0, quality: int | None = None) -> str:
-    """The codec ``fedcodec compress`` uses when ``--codec`` is not given."""
+def default_codec_spec(
+    mode: str, tau: int = 0, quality: int | None = None, *, ratio: float | None = None
+) -> str:
+    """The codec ``fedcodec compress`` uses when ``--codec`` is not given.
+
+    Lossy: ``ratio`` (a profile's target compression ratio) or ``quality`` (mapped by
+    :func:`quality_to_ratio`), not both. Profiles come through here too, so switching the default
+    codec (e.g. to the neural codec) switches every profile with it.
+    """
     check_mode_arguments(mode, tau, quality, explicit_codec=False)
+    if ratio is not None and (mode != "lossy" or quality is not None or not ratio > 1):
+        raise FedcodecError("a target ratio (> 1) applies to lossy mode without --quality")
     if mode == "lossless":
         return "jxl"
     if mode == "near-lossless":
         return f"jpegls:tau={tau}"
-    ratio = quality_to_ratio(DEFAULT_QUALITY if quality is None else quality)
+    if ratio is None:
+        ratio = quality_to_ratio(DEFAULT_QUALITY if quality is None else quality)
     return f"j2k:ratio={ratio:g}"
 
 
@@ -145,10 +162,19 @@ class SeriesReport:
     psnr_db: float | None
     """Peak = the series' own value range (max - min): 12-bit data in a 16-bit container would
     look ~24 dB better against ``2**bits - 1``. None when exact."""
+    codec_spec: str = ""
+    mode: str = ""
+    tau: int = 0
+    profile: str | None = None
+    """The compression profile that chose this series' coding (None without ``--profile``)."""
 
     @property
     def pixels(self) -> int:
         return self.shape[0] * self.shape[1] * self.shape[2]
+
+    def check_line(self) -> str:
+        """What was verified, e.g. ``verified bit-exact``."""
+        return _check_text(self.mode, self.max_error, self.tau, self.psnr_db)
 
 
 @dataclass
@@ -164,6 +190,13 @@ class CompressionReport:
     """Total size of the DICOM files the series came from."""
     series: list[SeriesReport] = field(default_factory=list)
     skipped: list[SkippedFile] = field(default_factory=list)
+    profile: str | None = None
+    """What ``--profile`` asked for (a profile name or ``auto``); None with ``--mode``."""
+
+    @property
+    def mixed(self) -> bool:
+        """True when series were coded differently (``--profile auto``)."""
+        return len({(s.codec_spec, s.mode, s.tau) for s in self.series}) > 1
 
     @property
     def pixels(self) -> int:
@@ -198,18 +231,22 @@ class CompressionReport:
 
     def summary_lines(self) -> list[str]:
         slices = sum(s.shape[0] for s in self.series)
-        if self.mode == "lossless":
-            check = "verified bit-exact"
-        elif self.mode == "near-lossless":
-            check = f"verified max error {self.max_error} <= tau {self.tau}"
+        profile = f"profile {self.profile}, " if self.profile else ""
+        if self.mixed:
+            coding = f"{profile}per series:"
         else:
             worst = min((s.psnr_db for s in self.series if s.psnr_db is not None), default=None)
-            check = f"max error {self.max_error}" + (
-                f", worst PSNR {worst:.1f} dB" if worst is not None else ""
-            )
-        lines = [
-            f"wrote {self.output}: {len(self.series)} series, {slices} slices, "
-            f"codec {self.codec_spec} ({self.mode}, {check})",
+            check = _check_text(self.mode, self.max_error, self.tau, worst)
+            coding = f"{profile}codec {self.codec_spec} ({self.mode}, {check})"
+        lines = [f"wrote {self.output}: {len(self.series)} series, {slices} slices, {coding}"]
+        if self.profile:
+            for s in self.series:
+                name = s.description or "(no description)"
+                lines.append(
+                    f"  {name[:40]}: profile {s.profile}, codec {s.codec_spec} "
+                    f"({s.mode}, {s.check_line()})"
+                )
+        lines += [
             f"  pixels {_size(self.raw_bytes)} -> {_size(self.stream_bytes)}: "
             f"ratio {self.pixel_ratio:.2f}, {self.bpp:.3f} bpp",
             f"  DICOM files {_size(self.source_bytes)} -> container {_size(self.container_bytes)}: "
@@ -221,6 +258,16 @@ class CompressionReport:
                 f"  skipped {len(self.skipped)} file(s); first: {first.path.name}: {first.reason}"
             )
         return lines
+
+
+def _check_text(mode: str, max_error: int, tau: int, psnr_db: float | None) -> str:
+    if mode == "lossless":
+        return "verified bit-exact"
+    if mode == "near-lossless":
+        return f"verified max error {max_error} <= tau {tau}"
+    return f"max error {max_error}" + (
+        f", worst PSNR {psnr_db:.1f} dB" if psnr_db is not None else ""
+    )
 
 
 def _size(n: int) -> str:
@@ -250,22 +297,35 @@ def compress_study(
     study_dir: Path,
     out: Path,
     *,
-    mode: str,
+    mode: str | None = None,
     tau: int = 0,
     quality: int | None = None,
     codec: str | None = None,
+    profile: str | None = None,
+    rules: ProfileRules | None = None,
     progress: bool = True,
 ) -> CompressionReport:
-    """Read every series under ``study_dir``, code, verify, and write ``out`` (atomically)."""
-    check_mode_arguments(mode, tau, quality, explicit_codec=codec is not None)
-    spec = codec if codec is not None else default_codec_spec(mode, tau, quality)
-    coder = get_codec(spec)
-    _check_codec_fits_mode(coder, spec, mode, tau)
+    """Read every series under ``study_dir``, code, verify, and write ``out`` (atomically).
+
+    Either ``mode`` (default lossless) with ``tau``/``quality``/``codec``, or ``profile``: a
+    profile name from ``rules`` (default: the built-in rules) or ``auto`` to choose one per
+    series from its Series Description.
+    """
+    if profile is None:
+        check_mode_arguments(mode or "lossless", tau, quality, explicit_codec=codec is not None)
+    planner = StudyPlanner.from_options(
+        default_codec_spec, mode=mode, tau=tau, quality=quality, codec=codec, profile=profile,
+        rules=rules,
+    )
+    coders: dict[str, Codec] = {}
+    if planner.fixed is not None:
+        _coder_for(planner.fixed, coders)  # a bad codec fails before the study is read
     study_dir = Path(study_dir)
     if not study_dir.exists():
         raise FedcodecError(f"no such folder: {study_dir}")
     coded: list[CodedSeries] = []
     reports: list[SeriesReport] = []
+    plans: list[SeriesPlan] = []
     with _progress(progress) as bar:
         reading = bar.add_task(f"reading {study_dir.name}", total=None)
         all_series, skipped = read_series(study_dir)
@@ -273,39 +333,59 @@ def compress_study(
         if not all_series:
             first = f"; first: {skipped[0].path.name}: {skipped[0].reason}" if skipped else ""
             raise FedcodecError(f"no DICOM series found in {study_dir}{first}")
+        plans = [planner.plan(series.description) for series in all_series]
+        for plan in plans:
+            _coder_for(plan, coders)
         task = bar.add_task("compressing", total=sum(s.shape[0] for s in all_series))
-        for series in all_series:
+        for series, plan in zip(all_series, plans, strict=True):
             bar.update(task, description=f"coding {series.description or series.series_uid}"[:48])
-            coded_series, report = _code_series(coder, spec, mode, tau, series)
+            coded_series, report = _code_series(coders[plan.spec], plan, series)
             coded.append(coded_series)
             reports.append(report)
             bar.advance(task, series.shape[0])
 
+    top = study_plan(plans)
     study = CodedStudy(
-        codec=CodecInfo(spec, coder.describe(), _model_hash(coder)),
-        mode=mode,
-        tau=tau,
-        quality=quality if codec is None and mode == "lossy" else None,
+        codec=_codec_info(top.spec, coders[top.spec]),
+        mode=top.mode,
+        tau=top.tau,
+        quality=top.quality,
         series=coded,
+        profile=planner.profile,
     )
     written = write_container(out, study)
     sources = {Path(p) for s in all_series for p in s.source_files}
     return CompressionReport(
         output=Path(out),
-        codec_spec=spec,
-        mode=mode,
-        tau=tau,
+        codec_spec=top.spec,
+        mode=top.mode,
+        tau=top.tau,
         container_bytes=written,
         source_bytes=sum(p.stat().st_size for p in sources if p.is_file()),
         series=reports,
         skipped=list(skipped),
+        profile=planner.profile,
     )
 
 
+def _coder_for(plan: SeriesPlan, coders: dict[str, Codec]) -> Codec:
+    """The codec of ``plan`` (built once per spec), checked against the plan's promise."""
+    if plan.spec not in coders:
+        coder = get_codec(plan.spec)
+        _check_codec_fits_mode(coder, plan.spec, plan.mode, plan.tau)
+        coders[plan.spec] = coder
+    return coders[plan.spec]
+
+
+def _codec_info(spec: str, coder: Codec) -> CodecInfo:
+    return CodecInfo(spec, coder.describe(), _model_hash(coder))
+
+
 def _code_series(
-    coder: Codec, spec: str, mode: str, tau: int, series: Series
+    coder: Codec, plan: SeriesPlan, series: Series
 ) -> tuple[CodedSeries, SeriesReport]:
-    """Code one volume and prove the promise of ``mode`` on every pixel before it is kept."""
+    """Code one volume and prove the promise of ``plan.mode`` on every pixel before it is kept."""
+    spec, mode, tau = plan.spec, plan.mode, plan.tau
     name = series.description or series.series_uid
     try:
         unsigned, offset = to_unsigned(series.volume, series.bits_stored, series.signed)
@@ -340,8 +420,13 @@ def _code_series(
         stream_bytes=sum(len(s) for s in streams),
         max_error=max_error,
         psnr_db=psnr,
+        codec_spec=spec,
+        mode=mode,
+        tau=tau,
+        profile=plan.profile.name if plan.profile else None,
     )
-    return CodedSeries(info, series.datasets, streams), report
+    coding = SeriesCoding(_codec_info(spec, coder), mode, tau, plan.quality)
+    return CodedSeries(info, series.datasets, streams, report.profile, coding), report
 
 
 def decompress_study(fcz: Path, out_dir: Path, *, progress: bool = False) -> list[Path]:
@@ -353,10 +438,12 @@ def decompress_study(fcz: Path, out_dir: Path, *, progress: bool = False) -> lis
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise FedcodecError(f"output {out_dir} exists and is not an empty folder")
     container = read_container(fcz)
-    spec = container.header.codec.spec
-    coder = get_codec(spec)
-    _check_model(container, coder)
-    lossy = coder.mode is not CodecMode.LOSSLESS
+    codings = [container.header.coding_of(i) for i in range(len(container.series))]
+    coders: dict[str, Codec] = {}
+    for coding in [container.header.coding, *codings]:  # every decoder ready before writing
+        if coding.codec.spec not in coders:
+            coders[coding.codec.spec] = get_codec(coding.codec.spec)
+            _check_model(coding.codec, coders[coding.codec.spec])
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
@@ -365,9 +452,12 @@ def decompress_study(fcz: Path, out_dir: Path, *, progress: bool = False) -> lis
             slices = sum(entry.info.shape[0] for entry in container.series)
             task = bar.add_task("decompressing", total=slices)
             for index, entry in enumerate(container.series):
+                spec = codings[index].codec.spec
+                coder = coders[spec]
                 series = _decode_series(container, coder, index)
                 folder = temp / _series_folder_name(index, entry.info.description)
-                info = _lossy_info(container, index, spec) if lossy else None
+                lossy = coder.mode is not CodecMode.LOSSLESS
+                info = _lossy_info(container, index, spec, entry.profile) if lossy else None
                 written.extend(write_series(series, folder, lossy=info))
                 bar.advance(task, entry.info.shape[0])
         mask = os.umask(0)
@@ -382,13 +472,13 @@ def decompress_study(fcz: Path, out_dir: Path, *, progress: bool = False) -> lis
     return [out_dir / p.relative_to(temp) for p in written]
 
 
-def _check_model(container: Container, coder: Codec) -> None:
-    expected = container.header.codec.model_hash
+def _check_model(codec: CodecInfo, coder: Codec) -> None:
+    expected = codec.model_hash
     actual = _model_hash(coder)
     if expected is not None and actual != expected:
         raise FedcodecError(
             f"container was coded with model {expected[:16]}, but codec "
-            f"{container.header.codec.spec!r} here has model {str(actual)[:16]}"
+            f"{codec.spec!r} here has model {str(actual)[:16]}"
         )
 
 
@@ -435,8 +525,14 @@ def _decode_series(container: Container, coder: Codec, index: int) -> Series:
     )
 
 
-def _lossy_info(container: Container, index: int, spec: str) -> LossyInfo:
-    """Ratio = uncompressed stored bits / coded bits of this series, as DICOM defines it."""
+def _lossy_info(
+    container: Container, index: int, spec: str, profile: str | None = None
+) -> LossyInfo:
+    """Ratio = uncompressed stored bits / coded bits of this series, as DICOM defines it.
+
+    The Derivation Description names the codec and, when one chose it, the compression profile
+    (``profile preview``), so a reader of the DICOM file sees why it is lossy.
+    """
     info = container.series[index].info
     coded = container.pixel_stream_bytes(index)
     ratio = info.raw_pixel_bytes / max(coded, 1)
@@ -445,7 +541,8 @@ def _lossy_info(container: Container, index: int, spec: str) -> LossyInfo:
     return LossyInfo(
         method=method[:16],
         ratio=ratio,
-        description=f"lossy compression {method[:16]} ratio {ratio:.2f}:1 (fedcodec codec {spec})",
+        description=f"lossy compression {method[:16]} ratio {ratio:.2f}:1 (fedcodec codec {spec}"
+        + (f", profile {profile})" if profile else ")"),
     )
 
 
@@ -471,6 +568,7 @@ class ContainerSummary:
     series: list[dict]
     stream_count: int
     verified: bool
+    profile: str | None = None
 
     def lines(self) -> list[str]:
         raw = sum(s["raw_bytes"] for s in self.series)
@@ -487,14 +585,24 @@ class ContainerSummary:
             + (f", model {self.model_hash[:16]}" if self.model_hash else "")
             + (f", written by {self.writer}" if self.writer else ""),
         ]
+        if self.profile:
+            mixed = len({s["codec_spec"] for s in self.series}) > 1
+            lines.append(
+                f"profile {self.profile}"
+                + ("; series coded differently (the line above is the least faithful)"
+                   if mixed else "")
+            )
         if pixels:
             lines.append(
                 f"pixels {_size(raw)} -> {_size(coded)}: ratio {raw / coded if coded else 0:.2f}, "
                 f"{8 * coded / pixels:.3f} bpp; container ratio {raw / self.size:.2f}"
             )
         row = "{:>3}  {:<28}  {:<4}  {:<14}  {:<9}  {:>7}  {:>10}  {:>6}  {:>6}"
+        with_profile = any(s["profile"] for s in self.series)
+        if with_profile:
+            row += "  {:<10}  {}"
         lines.append(row.format("#", "series", "mod", "shape", "bits", "streams", "coded", "bpp",
-                                "ratio"))
+                                "ratio", "profile", "codec"))
         for index, s in enumerate(self.series, 1):
             name = s["description"] or "-"
             lines.append(
@@ -508,6 +616,8 @@ class ContainerSummary:
                     _size(s["stream_bytes"]),
                     f"{s['bpp']:.3f}",
                     f"{s['ratio']:.2f}",
+                    s["profile"] or "-",
+                    s["codec_spec"],
                 )
             )
         return lines
@@ -523,8 +633,13 @@ def inspect_container(fcz: Path, *, verify: bool = False) -> ContainerSummary:
     for index, entry in enumerate(container.series):
         info = entry.info
         coded = container.pixel_stream_bytes(index)
+        coding = header.coding_of(index)
         series.append(
             {
+                "profile": entry.profile,
+                "codec_spec": coding.codec.spec,
+                "mode": coding.mode,
+                "tau": coding.tau,
                 "description": info.description,
                 "modality": info.modality,
                 "shape": list(info.shape),
@@ -554,4 +669,5 @@ def inspect_container(fcz: Path, *, verify: bool = False) -> ContainerSummary:
         series=series,
         stream_count=container.stream_count,
         verified=verify,
+        profile=header.profile,
     )

@@ -17,6 +17,7 @@ import pydicom
 import pytest
 
 from fedcodec.shared.codecs.base import CodecMode, codec_names, get_codec
+from fedcodec.shared.codecs.rate_search import encode_within_budget
 from fedcodec.shared.errors import CorruptDataError, FedcodecError, UnknownNameError
 from fedcodec.shared.metrics import compression_ratio, max_abs_error, psnr
 from fedcodec.shared.pixels import to_unsigned
@@ -245,6 +246,15 @@ def test_jpegls_streams_decode_with_pyjpegls() -> None:
     assert meta["bits_per_sample"] == 12 and meta["allowed_lossy_error"] == 2
     theirs = np.frombuffer(bytes(samples), "<u2").reshape(original.shape)
     np.testing.assert_array_equal(theirs, get_codec("jpegls").decode(stream))
+
+
+def test_budget_search_returns_the_largest_stream_that_fits() -> None:
+    def encode_at(t: float) -> bytes:  # sizes 10..100 bytes, growing with t
+        return b"x" * int(10 + 90 * t)
+
+    assert len(encode_within_budget(encode_at, 50)) in (49, 50)
+    assert len(encode_within_budget(encode_at, 1000)) == 100  # everything fits: best quality
+    assert len(encode_within_budget(encode_at, 5)) == 10  # nothing fits: the smallest stream
 
 
 def test_volume_round_trip_uses_one_stream_per_slice() -> None:

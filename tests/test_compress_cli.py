@@ -184,5 +184,5 @@ def test_real_entry_point_prints_one_line(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "fedcodec: error: unsupported .fcz version 7 (this fedcodec reads version 1)"
+        "fedcodec: error: unsupported .fcz version 7 (this fedcodec reads versions 1, 2)"
     )

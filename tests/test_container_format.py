@@ -27,6 +27,7 @@ from fedcodec.shared.container import (
     CodecInfo,
     CodedSeries,
     CodedStudy,
+    SeriesCoding,
     SeriesInfo,
     iter_streams,
     read_container,
@@ -352,7 +353,9 @@ def test_missing_file_and_folder(tmp_path: Path) -> None:
 # --- crafted metadata with valid checksums ---------------------------------------------------
 
 
-def _reframe(data: bytes, header: dict | bytes, table: bytes | None = None) -> bytes:
+def _reframe(
+    data: bytes, header: dict | bytes, table: bytes | None = None, version: int | None = None
+) -> bytes:
     """Rebuild a container around a new header (and table) with correct lengths and CRCs."""
     h, n = struct.unpack_from("<II", data, 12)
     (d,) = struct.unpack_from("<Q", data, 20)
@@ -363,7 +366,9 @@ def _reframe(data: bytes, header: dict | bytes, table: bytes | None = None) -> b
     )
     table = data[32 + h : 32 + h + 16 * n] if table is None else table
     streams = data[32 + h + 16 * n : 32 + h + 16 * n + d]
-    pre = MAGIC + struct.pack("<HHIIQ", 1, 0, len(raw), len(table) // 16, d)
+    if version is None:
+        (version,) = struct.unpack_from("<H", data, 8)
+    pre = MAGIC + struct.pack("<HHIIQ", version, 0, len(raw), len(table) // 16, d)
     pre += struct.pack("<I", zlib.crc32(pre + raw + table))
     body = pre + raw + table + streams
     return body + struct.pack("<Q", len(body) + 16) + END_MAGIC
@@ -477,3 +482,93 @@ def test_writer_refuses_what_it_could_not_read(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="refusing to write an invalid container"):
         write_container(tmp_path / "x.fcz", study)
     assert not list(tmp_path.iterdir())
+
+
+# --- version 2: per-series profile and coding ------------------------------------------------
+
+
+def _mixed_study() -> tuple[CodedStudy, list[np.ndarray]]:
+    """Series 0 coded like the study (zstd), series 1 with its own codec (jxl)."""
+    study, volumes = _study(2)
+    jxl = get_codec("jxl")
+    own = SeriesCoding(CodecInfo("jxl", jxl.describe(), None), "lossless", 0, None)
+    second = study.series[1]
+    study.series[1] = CodedSeries(
+        second.info, second.datasets, jxl.encode_volume(volumes[1], 12), "archive", own
+    )
+    study.series[0].profile = "diagnostic"
+    study.profile = "auto"
+    return study, volumes
+
+
+def test_series_profile_and_coding_fields() -> None:
+    study, volumes = _mixed_study()
+    data = _bytes(study)
+    version, flags = struct.unpack_from("<HH", data, 8)
+    assert (version, flags) == (2, 0)  # a series has its own coding
+    header = _header(data)
+    assert header["profile"] == "auto"
+    first, second = header["series"]
+    assert first["profile"] == "diagnostic" and "coding" not in first
+    assert second["profile"] == "archive"
+    assert second["coding"] == {
+        "codec": {"spec": "jxl", "describe": json.loads(json.dumps(get_codec("jxl").describe())),
+                  "model_hash": None},
+        "mode": "lossless",
+        "tau": 0,
+        "quality": None,
+    }
+    container = read_container(data)
+    assert container.version == 2
+    assert container.header.coding_of(0).codec.spec == "zstd"
+    assert container.header.coding_of(1) == study.series[1].coding
+    for index, volume in enumerate(volumes):
+        codec = get_codec(container.header.coding_of(index).codec.spec)
+        np.testing.assert_array_equal(codec.decode_volume(container.pixel_streams(index)), volume)
+
+
+def test_a_coding_equal_to_the_study_is_not_repeated() -> None:
+    study, _ = _study(2)
+    same = SeriesCoding(study.codec, study.mode, study.tau, study.quality)
+    for coded in study.series:
+        coded.coding, coded.profile = same, "archive"
+    data = _bytes(study)
+    assert struct.unpack_from("<H", data, 8) == (1,)  # still readable by version-1 readers
+    assert all("coding" not in s and s["profile"] == "archive" for s in _header(data)["series"])
+
+
+def test_version_1_headers_without_series_profile_still_read(small: bytes) -> None:
+    header = _header(small)
+    assert header["series"][0].pop("profile") is None
+    assert read_container(_reframe(small, header)).series[0].profile is None
+
+
+def test_series_coding_needs_version_2(small: bytes) -> None:
+    header = _header(small)
+    header["series"][0]["coding"] = {
+        "codec": header["codec"], "mode": "lossless", "tau": 0, "quality": None,
+    }
+    with pytest.raises(CorruptDataError, match=r"series\[0\]\.coding needs format version 2, "
+                       r"the file says 1"):
+        read_container(_reframe(small, header))
+    assert read_container(_reframe(small, header, version=2)).header.coding_of(0).mode == (
+        "lossless"
+    )
+
+
+@pytest.mark.parametrize(
+    ("coding", "message"),
+    [
+        ({"mode": "lossless", "tau": 0, "quality": None}, r"series\[0\]\.coding\.codec is missing"),
+        ({"codec": {"spec": "zstd", "describe": {}, "model_hash": None}, "mode": "fast", "tau": 0,
+          "quality": None}, r"series\[0\]\.coding\.mode = 'fast'"),
+        ({"codec": {"spec": "zstd", "describe": {}, "model_hash": None}, "mode": "lossy",
+          "tau": -1, "quality": None}, r"series\[0\]\.coding\.tau = -1 is outside"),
+        ("jxl", r"series\[0\]\.coding must be an object"),
+    ],
+)
+def test_crafted_series_coding_is_refused(small: bytes, coding, message: str) -> None:
+    header = _header(small)
+    header["series"][0]["coding"] = coding
+    with pytest.raises(CorruptDataError, match="^corrupt header: " + message):
+        read_container(_reframe(small, header, version=2))

@@ -98,7 +98,7 @@ def test_series_and_slice_counts_match_the_data_readme(tree) -> None:
     for s in series:
         by_site[_site(s, root)].append(s)
     shapes = {site: sorted(s.shape for s in group) for site, group in by_site.items()}
-    assert shapes["ge"] == [(14, 256, 256), (100, 64, 64), (100, 64, 64), (100, 64, 64), (130, 256, 256)]
+    assert shapes["ge"] == [(14, 256, 256), *[(100, 64, 64)] * 3, (130, 256, 256)]
     assert shapes["philips"] == [(27, 64, 64), (680, 80, 80)]
     assert shapes["toshiba"] == [(520, 64, 64)]
     assert shapes["siemens/siemens_b"] == [(35, 256, 256), (35, 256, 256), (13 * 25, 128, 128)]
@@ -111,7 +111,8 @@ def test_series_and_slice_counts_match_the_data_readme(tree) -> None:
     }
     toshiba = by_site["toshiba"][0]
     assert toshiba.volume.max() == 16383
-    # siemens_a: the README's 20 orientation series plus ax_asc_36sl repeated (axasc36b), 2 files each
+    # siemens_a: the README says 20 orientation series; the folder holds 21 (axasc36 and
+    # axasc36b are both ax_asc_36sl), 2 mosaic files each
     siemens_a = by_site["siemens/siemens_a"]
     assert len(siemens_a) == 21
     assert all(len(s.source_files) == 2 for s in siemens_a)
@@ -139,7 +140,8 @@ def test_mosaics_are_kept_whole_on_request() -> None:
     assert whole.mosaic_tiles == [0, 0]
     [split], _ = read_series(folder)
     assert split.shape == (10, 72, 72)
-    np.testing.assert_array_equal(split.volume[:5], whole.volume[0].reshape(3, 72, 3, 72).swapaxes(1, 2).reshape(9, 72, 72)[:5])
+    grid = whole.volume[0].reshape(3, 72, 3, 72).swapaxes(1, 2).reshape(9, 72, 72)
+    np.testing.assert_array_equal(split.volume[:5], grid[:5])
 
 
 def test_edge12_cases_as_its_readme_says(tree) -> None:
@@ -166,7 +168,8 @@ def test_edge12_cases_as_its_readme_says(tree) -> None:
     assert {-241, -1} <= set(np.unique(signed.volume).tolist())
     # the stripe pixels are the same in both files: 0x0F0F -> 3855 unsigned, -241 signed
     for u, s in ((3855, -241), (4095, -1)):
-        np.testing.assert_array_equal(stripes.volume == u, (signed.volume == s) & (stripes.volume == u))
+        both = (signed.volume == s) & (stripes.volume == u)
+        np.testing.assert_array_equal(stripes.volume == u, both)
 
 
 def _normal_offsets(s: Series) -> list[float]:
@@ -174,7 +177,8 @@ def _normal_offsets(s: Series) -> list[float]:
     for dataset_index, _ in s.slice_sources:
         ds = s.datasets[dataset_index]
         iop = np.array(ds.ImageOrientationPatient, float)
-        offsets.append(float(np.dot(np.array(ds.ImagePositionPatient, float), np.cross(iop[:3], iop[3:]))))
+        normal = np.cross(iop[:3], iop[3:])
+        offsets.append(float(np.dot(np.array(ds.ImagePositionPatient, float), normal)))
     return offsets
 
 
@@ -209,9 +213,10 @@ def test_philips_dti_volumes_each_hold_one_gradient(tree) -> None:
     [dti] = [s for s in series if s.description == "dti_ax"]
     for volume in range(17):
         sources = dti.slice_sources[volume * 40 : (volume + 1) * 40]
+        headers = [dti.datasets[d] for d, _ in sources]
         gradients = {
-            (tuple(np.round(dti.datasets[d].DiffusionGradientOrientation, 4)), float(dti.datasets[d].DiffusionBValue))
-            for d, _ in sources
+            (tuple(np.round(h.DiffusionGradientOrientation, 4)), float(h.DiffusionBValue))
+            for h in headers
         }
         assert len(gradients) == 1, f"volume {volume} mixes gradients {gradients}"
 
@@ -251,7 +256,10 @@ def test_non_dicom_files_are_skipped_with_a_reason(tree) -> None:
 
 def test_compressed_shared_files_match_an_independent_decoder(tree) -> None:
     _, series, _, _ = tree
-    decoders = {"1.2.840.10008.1.2.4.70": imagecodecs.ljpeg_decode, "1.2.840.10008.1.2.4.90": imagecodecs.jpeg2k_decode}
+    decoders = {
+        "1.2.840.10008.1.2.4.70": imagecodecs.ljpeg_decode,
+        "1.2.840.10008.1.2.4.90": imagecodecs.jpeg2k_decode,
+    }
     seen = set()
     for s in series:
         syntax = str(s.datasets[0].file_meta.TransferSyntaxUID)
@@ -268,7 +276,8 @@ def test_compressed_shared_files_match_an_independent_decoder(tree) -> None:
             for index, (dataset_index, tile) in enumerate(s.slice_sources):
                 if dataset_index == d:
                     r, c = divmod(tile, grid)
-                    np.testing.assert_array_equal(s.volume[index], mosaic[r * th : (r + 1) * th, c * th : (c + 1) * th])
+                    tile_image = mosaic[r * th : (r + 1) * th, c * th : (c + 1) * th]
+                    np.testing.assert_array_equal(s.volume[index], tile_image)
     assert seen == set(decoders)
 
 
@@ -281,7 +290,8 @@ def test_compressed_shared_files_match_an_independent_decoder(tree) -> None:
 )
 def test_every_encoding_of_mr_small_gives_the_same_volume(name: str) -> None:
     [reference], _ = read_series(PYDICOM_FILES / "MR_small.dcm")
-    assert reference.signed and reference.volume.dtype == np.int16 and reference.shape == (1, 64, 64)
+    assert reference.signed and reference.volume.dtype == np.int16
+    assert reference.shape == (1, 64, 64)
     [other], skipped = read_series(PYDICOM_FILES / name)
     assert not skipped
     np.testing.assert_array_equal(other.volume, reference.volume)
@@ -290,18 +300,24 @@ def test_every_encoding_of_mr_small_gives_the_same_volume(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["emri_small_big_endian.dcm", "emri_small_RLE.dcm", "emri_small_jpeg_2k_lossless.dcm", "emri_small_jpeg_ls_lossless.dcm"],
+    [
+        "emri_small_big_endian.dcm", "emri_small_RLE.dcm",
+        "emri_small_jpeg_2k_lossless.dcm", "emri_small_jpeg_ls_lossless.dcm",
+    ],
 )
 def test_every_encoding_of_the_multiframe_emri_gives_the_same_volume(name: str) -> None:
     [reference], _ = read_series(PYDICOM_DATA / "emri_small.dcm")
     assert reference.shape == (10, 64, 64) and len(reference.datasets) == 1
     assert reference.slice_sources == [(0, f) for f in range(10)]
-    np.testing.assert_array_equal(reference.volume, pydicom.dcmread(PYDICOM_DATA / "emri_small.dcm").pixel_array)
+    pixels = pydicom.dcmread(PYDICOM_DATA / "emri_small.dcm").pixel_array
+    np.testing.assert_array_equal(reference.volume, pixels)
     [other], _ = read_series(PYDICOM_DATA / name)
     np.testing.assert_array_equal(other.volume, reference.volume)
 
 
-@pytest.mark.parametrize("pair", [("MR2_J2KR.dcm", "MR2_UNCR.dcm"), ("MR2_J2KI.dcm", "MR2_UNCI.dcm")])
+@pytest.mark.parametrize(
+    "pair", [("MR2_J2KR.dcm", "MR2_UNCR.dcm"), ("MR2_J2KI.dcm", "MR2_UNCI.dcm")]
+)
 def test_j2k_files_equal_their_uncompressed_twins(pair: tuple[str, str]) -> None:
     [compressed], _ = read_series(PYDICOM_DATA / pair[0])
     [plain], _ = read_series(PYDICOM_DATA / pair[1])
@@ -324,7 +340,9 @@ def test_bad_files_are_skipped_and_good_ones_kept(tmp_path: Path) -> None:
     assert len(series) == 1 and series[0].shape == (1, 64, 64)
     assert [p.name for p in series[0].source_files] == ["copy_of_good.dcm"]  # first in path order
     reasons = {s.path.name: s.reason for s in skipped}
-    assert set(reasons) == {"good.dcm", "cut.dcm", "header_only.dcm", "MR_truncated.dcm", "notes.txt", "image.nii"}
+    assert set(reasons) == {
+        "good.dcm", "cut.dcm", "header_only.dcm", "MR_truncated.dcm", "notes.txt", "image.nii"
+    }
     assert reasons["notes.txt"].startswith("not a DICOM file")
     assert reasons["image.nii"].startswith("not a DICOM file")
     assert "truncated" in reasons["MR_truncated.dcm"]

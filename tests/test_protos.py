@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 from conftest import REPO
@@ -10,16 +11,22 @@ from conftest import REPO
 from fedcodec.shared.rpc import storage_pb2, storage_pb2_grpc
 
 
-def _generator():
-    spec = importlib.util.spec_from_file_location("protos_generate", REPO / "protos" / "generate.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _generate(out_dir: Path) -> list[Path]:
+    """Run protos/generate.py in a child process.
+
+    grpc_tools' protoc and tenseal each carry their own protobuf runtime; loaded into one
+    process they abort it (a pthread mutex assertion), so the generator never runs in-process.
+    """
+    result = subprocess.run(
+        [sys.executable, str(REPO / "protos" / "generate.py"), "--out", str(out_dir)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return [Path(line) for line in result.stdout.split()]
 
 
 def test_committed_stubs_are_current(tmp_path: Path) -> None:
-    written = _generator().generate(tmp_path)
+    written = _generate(tmp_path)
     names = sorted(p.name for p in written)
     assert {"storage_pb2.py", "storage_pb2_grpc.py", "storage_pb2.pyi", "__init__.py"} <= set(names)
     committed = REPO / "shared" / "rpc"

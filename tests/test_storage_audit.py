@@ -169,8 +169,14 @@ def test_audit_report_finds_damaged_foreign_and_missing_objects(stored) -> None:
     problems = audit_storage(root).problems
     assert "a/a1: indexed but its bytes are missing" in problems
     size = len(data)
-    assert f"a/a2: stored bytes do not match the index (size {size} vs {size}, sha256 differs)" in problems
-    assert "b/b1: not a well-formed encrypted object: not an encrypted fedcodec object (bad magic bytes)" in problems
+    assert (
+        f"a/a2: stored bytes do not match the index (size {size} vs {size}, sha256 differs)"
+        in problems
+    )
+    assert (
+        "b/b1: not a well-formed encrypted object: not an encrypted fedcodec object "
+        "(bad magic bytes)" in problems
+    )
     assert "b/stray: stored but not in the index" in problems
 
 

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
+import shutil
 import socket
+import time
 from pathlib import Path
 
+import grpc
 import pytest
 from test_storage_support import make_federation, running_service
 
 from fedcodec.client.cli import main
 from fedcodec.server import pki
 from fedcodec.shared.crypto import envelope
+from fedcodec.shared.rpc import storage_pb2, storage_pb2_grpc
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +103,8 @@ def test_tampered_object(world, tmp_path: Path, capsys) -> None:
     with fed.client("a", running.port) as client:
         client.put_bytes("tampered", bytes(blob))
     out = tmp_path / "t.out"
-    line = _one_error(capsys, main(["store", "get", "tampered", "-o", str(out), *_args(fed, running)]))
+    code = main(["store", "get", "tampered", "-o", str(out), *_args(fed, running)])
+    line = _one_error(capsys, code)
     assert line == "tampered: frame 0 of object 'tampered' fails authentication"
     assert not out.exists() and os.listdir(tmp_path) == []
 
@@ -114,9 +120,11 @@ def test_unknown_object_and_unknown_peer(world, tmp_path: Path, capsys) -> None:
     src.write_bytes(b"p")
     assert main(["store", "put", str(src), *_args(fed, running)]) == 0
     capsys.readouterr()
-    line = _one_error(capsys, main(["store", "share", "p.bin", "--with", "zz", *_args(fed, running)]))
+    code = main(["store", "share", "p.bin", "--with", "zz", *_args(fed, running)])
+    line = _one_error(capsys, code)
     assert "unknown peer site 'zz'" in line
-    line = _one_error(capsys, main(["store", "get", "p.bin", "--owner", "b", "-o", out, *_args(fed, running)]))
+    code = main(["store", "get", "p.bin", "--owner", "b", "-o", out, *_args(fed, running)])
+    line = _one_error(capsys, code)
     assert line == "permission denied: site 'a' may not read b/p.bin"
 
 
@@ -125,7 +133,8 @@ def test_expired_certificate(world, tmp_path: Path, capsys) -> None:
     expired = tmp_path / "expired-tls"
     now = dt.datetime.now(dt.timezone.utc)
     pki.issue_site(fed.ca_dir, expired, "a", now=now - dt.timedelta(days=400), days=365)
-    code = main(["store", "ls", "--service", f"127.0.0.1:{running.port}", "--tls-dir", str(expired)])
+    service = f"127.0.0.1:{running.port}"
+    code = main(["store", "ls", "--service", service, "--tls-dir", str(expired)])
     line = _one_error(capsys, code)
     assert line.startswith("the certificate of site 'a' (") and "expired on" in line
 
@@ -135,7 +144,8 @@ def test_unreachable_service(world, capsys) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    code = main(["store", "ls", "--service", f"127.0.0.1:{port}", "--tls-dir", str(fed.site_tls["a"])])
+    tls = str(fed.site_tls["a"])
+    code = main(["store", "ls", "--service", f"127.0.0.1:{port}", "--tls-dir", tls])
     line = _one_error(capsys, code)
     assert line.startswith(f"storage service at 127.0.0.1:{port} is unreachable (")
 
@@ -145,7 +155,8 @@ def test_missing_options_and_files(world, tmp_path: Path, capsys) -> None:
     assert _one_error(capsys, main(["store", "ls", "--tls-dir", str(tmp_path)])).startswith(
         "no storage service given"
     )
-    line = _one_error(capsys, main(["store", "ls", "--service", "127.0.0.1:1", "--tls-dir", str(tmp_path)]))
+    code = main(["store", "ls", "--service", "127.0.0.1:1", "--tls-dir", str(tmp_path)])
+    line = _one_error(capsys, code)
     assert line.startswith("missing TLS file(s)")
     code = main(["store", "put", str(tmp_path / "absent"), *_args(fed, running)])
     assert _one_error(capsys, code) == f"file not found: {tmp_path / 'absent'}"
@@ -176,3 +187,53 @@ def test_rotate_then_rewrap_moves_objects_to_the_new_kek(world, tmp_path: Path, 
     back = tmp_path / "r.out"
     assert main(["store", "get", "rot", "-o", str(back), *_args(fed, running)]) == 0
     assert back.read_bytes() == src.read_bytes()
+
+
+def test_upload_cut_off_by_the_client_leaves_nothing(world) -> None:
+    """A client that dies mid-upload: no object, no temporary file, an audited 'cancelled'."""
+    fed, running = world
+    blob = fed.sealed("a", "cut", os.urandom(2_000_000))
+    tls = fed.site_tls["a"]
+    creds = grpc.ssl_channel_credentials(
+        (tls / "ca.pem").read_bytes(), (tls / "site.key").read_bytes(),
+        (tls / "site.pem").read_bytes(),
+    )
+
+    def messages():
+        digest = hashlib.sha256(blob).digest()
+        meta = storage_pb2.PutMetadata(object_id="cut", size=len(blob), sha256=digest)
+        yield storage_pb2.PutChunk(metadata=meta)
+        yield storage_pb2.PutChunk(data=blob[:1_000_000])
+        time.sleep(0.2)
+        raise RuntimeError("client crashed")
+
+    with grpc.secure_channel(f"127.0.0.1:{running.port}", creds) as channel:
+        with pytest.raises(grpc.RpcError):
+            storage_pb2_grpc.StorageStub(channel).Put(messages(), timeout=10)
+    log = fed.base / "root" / "audit" / "audit.jsonl"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and '"object_id":"cut"' not in log.read_text():
+        time.sleep(0.05)
+    entries = [json.loads(line) for line in log.read_text().splitlines() if '"cut"' in line]
+    assert [(e["action"], e["site"]) for e in entries] == [("put", "a")]
+    # The service sees the cancellation, or (if the stream's end arrives first) a short upload.
+    assert entries[0]["outcome"] in ("cancelled", "invalid"), entries[0]
+    assert not (fed.base / "root" / "objects" / "a" / "cut").exists()
+    assert not list((fed.base / "root" / "objects" / "a").glob(".tmp-*"))
+
+
+def test_keyring_defaults_to_the_certificate_site_under_fedcodec_home(
+    world, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    fed, running = world
+    home = tmp_path / "home"
+    shutil.copytree(fed.base / "keyring-a", home / "keys" / "a")
+    monkeypatch.setenv("FEDCODEC_HOME", str(home))
+    monkeypatch.delenv("FEDCODEC_KEYRING", raising=False)
+    src = tmp_path / "h.bin"
+    src.write_bytes(b"home keyring")
+    no_keyring = _args(fed, running)[:4]
+    assert main(["store", "put", str(src), "--id", "home", *no_keyring]) == 0
+    out = tmp_path / "h.out"
+    assert main(["store", "get", "home", "-o", str(out), *no_keyring]) == 0
+    assert out.read_bytes() == src.read_bytes()

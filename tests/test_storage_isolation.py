@@ -33,7 +33,9 @@ def _raw_stub(fed, site: str, port: int) -> storage_pb2_grpc.StorageStub:
     """A bare gRPC stub with ``site``'s certificate (no client-side checks in between)."""
     tls = fed.site_tls[site]
     creds = grpc.ssl_channel_credentials(
-        (tls / "ca.pem").read_bytes(), (tls / "site.key").read_bytes(), (tls / "site.pem").read_bytes()
+        (tls / "ca.pem").read_bytes(),
+        (tls / "site.key").read_bytes(),
+        (tls / "site.pem").read_bytes(),
     )
     return storage_pb2_grpc.StorageStub(grpc.secure_channel(f"127.0.0.1:{port}", creds))
 
@@ -44,10 +46,11 @@ def test_site_a_cannot_read_list_or_delete_site_b_objects(world) -> None:
     with fed.client("b", running.port) as b:
         assert b.put_bytes("b-study", blob).owner == "b"
     stub = _raw_stub(fed, "a", running.port)
+    get, delete = storage_pb2.GetRequest, storage_pb2.DeleteRequest
     calls = {
-        "get": lambda oid: list(stub.Get(storage_pb2.GetRequest(owner="b", object_id=oid), timeout=10)),
+        "get": lambda oid: list(stub.Get(get(owner="b", object_id=oid), timeout=10)),
         "list": lambda oid: stub.List(storage_pb2.ListRequest(owner="b"), timeout=10),
-        "delete": lambda oid: stub.Delete(storage_pb2.DeleteRequest(owner="b", object_id=oid), timeout=10),
+        "delete": lambda oid: stub.Delete(delete(owner="b", object_id=oid), timeout=10),
     }
     for name, call in calls.items():
         for object_id in ("b-study", "no-such-object"):
@@ -56,7 +59,8 @@ def test_site_a_cannot_read_list_or_delete_site_b_objects(world) -> None:
             assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED, (name, object_id)
     with fed.client("a", running.port) as a:
         assert a.list() == []
-        with pytest.raises(StoreAccessDenied, match="permission denied: site 'a' may not read b/b-study"):
+        denied = "permission denied: site 'a' may not read b/b-study"
+        with pytest.raises(StoreAccessDenied, match=denied):
             a.get_bytes("b-study", owner="b")
         with pytest.raises(UnknownNameError, match="no object 'b-study' in namespace 'a'"):
             a.get_bytes("b-study")  # asking in its own namespace finds nothing

@@ -121,8 +121,9 @@ def test_pki_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     ca = str(tmp_path / "ca")
     assert server_main(["pki", "init-ca", "--ca-dir", ca]) == 0
     assert server_main(["pki", "issue-server", "--ca-dir", ca, "--out", str(tmp_path / "s")]) == 0
-    assert server_main(["pki", "issue-site", "ge", "--ca-dir", ca, "--out", str(tmp_path / "g")]) == 0
+    site = ["pki", "issue-site", "ge", "--ca-dir", ca, "--out", str(tmp_path / "g")]
+    assert server_main(site) == 0
     out = capsys.readouterr().out
     assert "ge: " in out and "valid until" in out
-    assert server_main(["pki", "issue-site", "ge", "--ca-dir", ca, "--out", str(tmp_path / "g")]) == 2
+    assert server_main(site) == 2
     assert "refusing to overwrite" in capsys.readouterr().err

@@ -57,7 +57,8 @@ def test_sigv4_matches_the_aws_s3_examples(method, path, query, extra, body, sig
         access_key=AWS_KEY, secret_key=AWS_SECRET, region="us-east-1", amz_date="20130524T000000Z",
     )
     assert value.endswith(f"Signature={signature}")
-    assert value.startswith(f"AWS4-HMAC-SHA256 Credential={AWS_KEY}/20130524/us-east-1/s3/aws4_request")
+    scope = "20130524/us-east-1/s3/aws4_request"
+    assert value.startswith(f"AWS4-HMAC-SHA256 Credential={AWS_KEY}/{scope}")
 
 
 class FakeS3(ThreadingHTTPServer):
@@ -194,7 +195,8 @@ def test_service_rules_hold_over_s3(s3: FakeS3, tmp_path: Path) -> None:
             _, stream = service.get("a", "", object_id)
             assert b"".join(stream) == blob
         fed.keyrings["a"].import_peer("b", fed.keyrings["b"].public_key_bytes())
-        shared = envelope.replace_header(blobs["s0"], envelope.share(blobs["s0"], fed.keyrings["a"], "b"))
+        header = envelope.share(blobs["s0"], fed.keyrings["a"], "b")
+        shared = envelope.replace_header(blobs["s0"], header)
         _put(service, fed, "a", "s0", shared, replace=True)
         assert s3.objects["fedcodec/objects/a/s0"] == shared
         service.delete("a", "", "s1")
@@ -229,7 +231,8 @@ def test_s3_refusals_are_one_line(s3: FakeS3, tmp_path: Path) -> None:
     backend = _backend(s3, tmp_path, secret="wrong")
     with pytest.raises(S3Error, match="^S3 GET : HTTP 403 SignatureDoesNotMatch$"):
         list(backend.scan())
-    unreachable = S3Backend(S3Settings("http://127.0.0.1:9", BUCKET, access_key="k", secret_key="s"), tmp_path)
+    nowhere = S3Settings("http://127.0.0.1:9", BUCKET, access_key="k", secret_key="s")
+    unreachable = S3Backend(nowhere, tmp_path)
     with pytest.raises(S3Error, match="S3 endpoint http://127.0.0.1:9 unreachable"):
         unreachable.delete("a", "x")
     assert EMPTY_SHA256 == hashlib.sha256(b"").hexdigest()

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from test_storage_support import Federation
 
+from fedcodec.server import pki
 from fedcodec.server.audit.log import verify_chain
 from fedcodec.server.storage.errors import (
     AccessDenied,
@@ -23,7 +24,9 @@ from fedcodec.server.storage.errors import (
     ObjectMissing,
     StoredDataCorrupt,
     TooLarge,
+    Unauthenticated,
 )
+from fedcodec.server.storage.identity import site_from_auth_context
 from fedcodec.server.storage.index import ObjectIndex
 from fedcodec.server.storage.limits import StorageLimits
 from fedcodec.server.storage.root import open_storage, storage_paths
@@ -68,7 +71,8 @@ def _audit(tmp_path: Path) -> list[dict]:
 
 
 def _leftovers(tmp_path: Path) -> list[str]:
-    return sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "root/objects").rglob("*") if p.is_file())
+    found = (tmp_path / "root/objects").rglob("*")
+    return sorted(str(p.relative_to(tmp_path)) for p in found if p.is_file())
 
 
 def test_put_get_round_trip_records_header_facts(fed, service, tmp_path) -> None:
@@ -134,12 +138,14 @@ def test_ids_are_written_once_and_limits_hold(fed, service) -> None:
     assert _read(service, "a", "x") == blob
     with pytest.raises(TooLarge, match="exceeds the limit"):
         _put(service, "a", "big", b"", size=LIMITS.max_object_bytes + 1)
+    big = fed.sealed("a", "y", os.urandom(LIMITS.max_message_bytes + 1))
     with pytest.raises(TooLarge, match="chunk of"):
-        big = fed.sealed("a", "y", os.urandom(100_000))
         service.put("a", PutMetadata("y", "", len(big), hashlib.sha256(big).digest()), [big])
 
 
-def test_namespaces_are_private_and_denial_does_not_reveal_existence(fed, service, tmp_path) -> None:
+def test_namespaces_are_private_and_denial_does_not_reveal_existence(
+    fed, service, tmp_path
+) -> None:
     secret = fed.sealed("b", "secret", b"b's data")
     _put(service, "b", "secret", secret)
     refusals = []
@@ -289,7 +295,8 @@ def test_interrupted_replacement_rolls_back_when_the_file_was_not_swapped(fed, t
     _put(service, "a", "x", blob)
     service.close()
     index = ObjectIndex(root / "index.sqlite3")
-    index.begin_replace(replace(index.get("a", "x"), sha256="0" * 64, size=1))  # crash before rename
+    # the crash came before the rename: the journal names a version that never reached disk
+    index.begin_replace(replace(index.get("a", "x"), sha256="0" * 64, size=1))
     index.close()
     service, report = open_storage(root, limits=LIMITS)
     try:
@@ -301,19 +308,16 @@ def test_interrupted_replacement_rolls_back_when_the_file_was_not_swapped(fed, t
 
 
 def test_site_identity_comes_only_from_a_verified_client_certificate(tmp_path) -> None:
-    from fedcodec.server import pki
-    from fedcodec.server.storage.errors import Unauthenticated
-    from fedcodec.server.storage.identity import site_from_auth_context
-
     pki.init_ca(tmp_path / "ca")
     pki.issue_site(tmp_path / "ca", tmp_path / "site", "ge")
     pki.issue_server(tmp_path / "ca", tmp_path / "server")
     site_pem = (tmp_path / "site" / "site.pem").read_bytes()
     server_pem = (tmp_path / "server" / "server.pem").read_bytes()
-    assert site_from_auth_context({"transport_security_type": [b"ssl"], "x509_pem_cert": [site_pem]}) == "ge"
+    tls = {"transport_security_type": [b"ssl"]}
+    assert site_from_auth_context({**tls, "x509_pem_cert": [site_pem]}) == "ge"
     with pytest.raises(Unauthenticated, match="requires mutual TLS"):
         site_from_auth_context({"x509_pem_cert": [site_pem]})
     with pytest.raises(Unauthenticated, match="no client certificate"):
-        site_from_auth_context({"transport_security_type": [b"ssl"]})
+        site_from_auth_context(tls)
     with pytest.raises(Unauthenticated, match="not a site certificate"):
-        site_from_auth_context({"transport_security_type": [b"ssl"], "x509_pem_cert": [server_pem]})
+        site_from_auth_context({**tls, "x509_pem_cert": [server_pem]})

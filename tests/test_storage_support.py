@@ -80,7 +80,9 @@ class ServiceProcess:
     Its output goes to a file, not a pipe, so a chatty server can never block on a full pipe.
     """
 
-    def __init__(self, root: Path, tls_dir: Path, log: Path, *, extra: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, root: Path, tls_dir: Path, log: Path, *, extra: tuple[str, ...] = ()
+    ) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRPC_VERBOSITY": "ERROR"}
         self.log = log
         self._start = log.stat().st_size if log.exists() else 0

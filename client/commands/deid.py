@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from fedcodec.shared.atomic_files import write_atomic
 from fedcodec.shared.deid import (
     DeidOptions,
     create_deid_key,
@@ -84,12 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=1)
-        os.replace(temporary, path)
+        write_atomic(path, json.dumps(payload, indent=1).encode())
     except OSError as exc:
-        Path(temporary).unlink(missing_ok=True)
         raise FedcodecError(f"cannot write report {path}: {exc.strerror}") from None

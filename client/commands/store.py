@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     keyed = argparse.ArgumentParser(add_help=False)
     keyed.add_argument(
         "--keyring", type=Path, default=os.environ.get("FEDCODEC_KEYRING"),
-        help="the site keyring folder (env FEDCODEC_KEYRING)",
+        help="the site keyring folder (env FEDCODEC_KEYRING; default: the keyring of the "
+        "certificate's site under $FEDCODEC_HOME/keys)",
     )
     actions = parser.add_subparsers(dest="store_action", metavar="ACTION", required=True)
 
@@ -81,19 +82,19 @@ def _client(args: argparse.Namespace) -> StoreClient:
     return StoreClient(args.service, args.tls_dir, timeout=args.timeout)
 
 
-def _keyring(args: argparse.Namespace):
+def _keyring(args: argparse.Namespace, client: StoreClient):
+    """``--keyring``, else the keyring of the certificate's site in ``$FEDCODEC_HOME/keys``."""
     from fedcodec.shared.crypto.keyring import SiteKeyring
+    from fedcodec.shared.crypto.keyring_location import resolve_keyring_path
 
-    if not args.keyring:
-        raise FedcodecError("no keyring given (--keyring DIR)")
-    return SiteKeyring.open(args.keyring)
+    return SiteKeyring.open(resolve_keyring_path(site=client.site, path=args.keyring))
 
 
 def _put(args: argparse.Namespace) -> int:
     from fedcodec.client.store.transfer import put_file
 
-    keyring = _keyring(args)
     with _client(args) as client:
+        keyring = _keyring(args, client)
         info = put_file(client, keyring, args.file, object_id=args.object_id, codec=args.codec)
     print(f"stored {info.owner}/{info.object_id}: {info.size} bytes, sha256 {info.sha256[:16]}..., "
           f"keys {','.join(info.key_ids)}")
@@ -103,8 +104,8 @@ def _put(args: argparse.Namespace) -> int:
 def _get(args: argparse.Namespace) -> int:
     from fedcodec.client.store.transfer import get_file
 
-    keyring = _keyring(args)
     with _client(args) as client:
+        keyring = _keyring(args, client)
         header = get_file(client, keyring, args.object_id, args.output, owner=args.owner)
     print(f"wrote {args.output} ({header.site}/{header.object_id}, codec {header.codec})")
     return 0
@@ -116,6 +117,8 @@ def _ls(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([o.to_json() for o in objects], indent=2))
         return 0
+    if not objects:
+        print("(no objects shared with this site)" if args.shared else "(no objects)")
     for o in objects:
         created = dt.datetime.fromtimestamp(o.created_unix_ms / 1000, dt.timezone.utc)
         shared = f"  shared with {','.join(o.shared_with)}" if o.shared_with else ""
@@ -134,8 +137,8 @@ def _rm(args: argparse.Namespace) -> int:
 def _share(args: argparse.Namespace) -> int:
     from fedcodec.client.store.transfer import share_object
 
-    keyring = _keyring(args)
     with _client(args) as client:
+        keyring = _keyring(args, client)
         info = share_object(client, keyring, args.object_id, args.peer, revoke=args.revoke)
     verb = "revoked" if args.revoke else "shared"
     print(f"{verb} {info.owner}/{info.object_id} with {args.peer}; readers now: "
@@ -146,8 +149,8 @@ def _share(args: argparse.Namespace) -> int:
 def _rewrap(args: argparse.Namespace) -> int:
     from fedcodec.client.store.transfer import rewrap_object
 
-    keyring = _keyring(args)
     with _client(args) as client:
+        keyring = _keyring(args, client)
         ids = list(args.object_ids)
         if args.all:
             ids += [o.object_id for o in client.list()

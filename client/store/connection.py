@@ -20,7 +20,6 @@ import grpc
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import NameOID
-
 from fedcodec.shared.errors import CorruptDataError, FedcodecError, UnknownNameError
 from fedcodec.shared.rpc import storage_pb2, storage_pb2_grpc
 

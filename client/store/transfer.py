@@ -11,13 +11,13 @@ partial output.
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from fedcodec.client.store.connection import StoreClient, StoredObjectInfo
+from fedcodec.shared.atomic_files import atomic_output
 from fedcodec.shared.crypto import envelope
 from fedcodec.shared.crypto.keyring import SiteKeyring
 from fedcodec.shared.errors import FedcodecError
@@ -91,20 +91,11 @@ def get_file(
 ) -> envelope.ObjectHeader:
     """Download, verify and decrypt ``object_id`` into ``out`` (atomically); return its header."""
     out = Path(out)
-    info, chunks = client.get_blob(object_id, owner)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            header, frames = envelope.decrypt_object(chunks, keyring)
-            for plain in frames:
-                handle.write(plain)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, out)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    _, chunks = client.get_blob(object_id, owner)
+    with atomic_output(out) as handle:
+        header, frames = envelope.decrypt_object(chunks, keyring)
+        for plain in frames:
+            handle.write(plain)
     return header
 
 
@@ -114,7 +105,7 @@ def _rewrite_header(
     change: Callable[[envelope.ObjectHeader], envelope.ObjectHeader],
 ) -> StoredObjectInfo:
     """Download an own object, swap its header for ``change(header)``, upload as a replacement."""
-    info, chunks = client.get_blob(object_id)
+    _, chunks = client.get_blob(object_id)
     spool, _, _ = _spool(chunks)
     with spool:
         header = envelope.read_header(spool.read(HEADER_PREFIX_BYTES))

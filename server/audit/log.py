@@ -179,13 +179,19 @@ def read_entries(path: Path) -> Iterator[tuple[int, str]]:
             yield number, line
 
 
-def verify_chain(path: Path, anchor: tuple[int, str] | None = None) -> ChainReport:
+def verify_chain(
+    path: Path,
+    anchor: tuple[int, str] | None = None,
+    latest_anchor: Callable[[], tuple[int, str] | None] | None = None,
+) -> ChainReport:
     """Check every entry's hash, ``seq`` step and link; compare the head with ``anchor``.
 
     After a broken entry the check continues from that entry's own values, so one edit is
     reported once or twice, not once per following entry. ``anchor`` is the head the service
-    recorded: it must be in the log, and at most one entry (a crash between append and anchor)
-    may follow it.
+    recorded (read *before* the log): it must be in the log, and at most one entry (a crash
+    between append and anchor) may follow the anchored head. With a live service, pass
+    ``latest_anchor`` to re-read the anchor *after* the log, so entries appended meanwhile are
+    not mistaken for entries appended outside the service.
     """
     report = ChainReport()
     if not Path(path).exists():
@@ -234,9 +240,12 @@ def verify_chain(path: Path, anchor: tuple[int, str] | None = None) -> ChainRepo
             )
         elif anchored_hash_seen != anchor[1]:
             report.problems.append(f"entry seq {anchor[0]} differs from the anchored head")
-        elif prev_seq > anchor[0] + 1:
-            report.problems.append(
-                f"{prev_seq - anchor[0]} entries follow the anchored head seq {anchor[0]} "
-                "(appended outside the service?)"
-            )
+        else:
+            latest = latest_anchor() if latest_anchor is not None else None
+            anchored_seq = max(anchor[0], latest[0]) if latest else anchor[0]
+            if prev_seq > anchored_seq + 1:
+                report.problems.append(
+                    f"{prev_seq - anchored_seq} entries follow the anchored head seq "
+                    f"{anchored_seq} (appended outside the service?)"
+                )
     return report

@@ -9,8 +9,9 @@ Three checks, each reported with the exact thing that failed:
 3. an inventory: algorithms, key ids (with the age of the oldest object each protects, which is
    what a rotation policy acts on), objects and bytes per site.
 
-The audit only reads: it takes no lock and can run beside a live service (an entry being appended
-at that instant may show as an incomplete last line; run again).
+The audit only reads: it takes no lock and can run beside a live service (an entry or object
+being committed at that very instant may show as an incomplete last line or an unindexed file;
+run again, or audit a stopped service for an exact answer).
 """
 
 from __future__ import annotations
@@ -112,9 +113,9 @@ def audit_storage(
     try:
         anchor = index.audit_head()  # read before the log, so the log is at least this long
         records = list(index.records())
+        chain = verify_chain(paths["audit"], anchor, latest_anchor=index.audit_head)
     finally:
         index.close()
-    chain = verify_chain(paths["audit"], anchor)
     if anchor is None and chain.entries:
         chain.problems.append("the index holds no anchor for a non-empty audit log")
     report = AuditReport(str(root), chain)

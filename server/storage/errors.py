@@ -55,3 +55,9 @@ class StoredDataCorrupt(StorageRefusal):
     """A stored object no longer matches its recorded hash (DATA_LOSS)."""
 
     outcome = "data_loss"
+
+
+class Cancelled(StorageRefusal):
+    """The client went away in the middle of an upload (CANCELLED); nothing was stored."""
+
+    outcome = "cancelled"

@@ -85,6 +85,7 @@ def start_storage_server(
             futures.ThreadPoolExecutor(
                 max_workers=limits.max_workers, thread_name_prefix="storage"
             ),
+            maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
             options=[
                 ("grpc.max_receive_message_length", limits.max_message_bytes),
                 ("grpc.max_send_message_length", limits.max_message_bytes),

@@ -211,7 +211,7 @@ class S3Backend:
         headers = {"if-none-match": "*"} if write_once else {}
         size = path.stat().st_size
         with open(path, "rb") as body:
-            status, data = self._call(
+            status, _ = self._call(
                 "PUT", key, (200, 412), headers=headers, body=body, payload_sha256=sha256,
                 length=size,
             )

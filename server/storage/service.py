@@ -17,7 +17,7 @@ import hashlib
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import BinaryIO, NoReturn, TypeVar
+from typing import IO, BinaryIO, NoReturn, TypeVar
 
 from fedcodec.server.audit.log import AuditLog
 from fedcodec.server.pki import SITE_NAME
@@ -87,13 +87,13 @@ class StorageService:
         self.backend, self.index, self.audit = backend, index, audit
         self.header_reader, self.limits = header_reader, limits
         self._commit_lock = threading.Lock()
-        self.held: list[object] = []  # resources closed with the service (the root's lock file)
+        self.held: list[IO[str]] = []  # closed with the service (the root's lock file)
 
     def close(self) -> None:
         self.audit.close()
         self.index.close()
         for resource in self.held:
-            getattr(resource, "close")()
+            resource.close()
 
     # -- audit wrapper -------------------------------------------------------------------------
 
@@ -183,7 +183,11 @@ class StorageService:
                     return record
                 record = self._swap(record)
                 self.index.begin_replace(record)
-                pending.commit(replace=True)
+                try:
+                    pending.commit(replace=True)
+                except BaseException:
+                    self.index.drop_replace(site, meta.object_id)  # the old version stays
+                    raise
                 self.index.finish_replace(site, meta.object_id)
         except BaseException:
             pending.abort()
@@ -212,8 +216,10 @@ class StorageService:
         summary: ObjectSummary | None = None
         received = 0
         for chunk in data:
-            if len(chunk) > self.limits.chunk_bytes:
-                raise TooLarge(f"chunk of {len(chunk)} bytes exceeds {self.limits.chunk_bytes}")
+            if len(chunk) > self.limits.max_message_bytes:  # gRPC enforces it too
+                raise TooLarge(
+                    f"chunk of {len(chunk)} bytes exceeds {self.limits.max_message_bytes}"
+                )
             received += len(chunk)
             if received > meta.size:
                 raise InvalidObject(f"received more than the declared {meta.size} bytes")

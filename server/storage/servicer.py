@@ -27,6 +27,7 @@ STATUS = {
     errors.InvalidObject: grpc.StatusCode.INVALID_ARGUMENT,
     errors.TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.StoredDataCorrupt: grpc.StatusCode.DATA_LOSS,
+    errors.Cancelled: grpc.StatusCode.CANCELLED,
 }
 
 
@@ -56,10 +57,13 @@ def _answer(context: grpc.ServicerContext, work: Callable[[], T]) -> T:
 
 
 def _data_parts(messages: Iterator[storage_pb2.PutChunk]) -> Iterator[bytes]:
-    for message in messages:
-        if message.WhichOneof("part") != "data":
-            raise errors.InvalidObject("only the first Put message may carry metadata")
-        yield message.data
+    try:
+        for message in messages:
+            if message.WhichOneof("part") != "data":
+                raise errors.InvalidObject("only the first Put message may carry metadata")
+            yield message.data
+    except grpc.RpcError:
+        raise errors.Cancelled("the client cancelled the upload") from None
 
 
 class StorageServicer(storage_pb2_grpc.StorageServicer):
@@ -98,10 +102,13 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
         record, stream = _answer(
             context, lambda: self.service.get(site, request.owner, request.object_id)
         )
-        yield storage_pb2.GetChunk(info=object_info(record))
         chunks = iter(stream)
-        while (chunk := _answer(context, lambda: next(chunks, None))) is not None:
-            yield storage_pb2.GetChunk(data=chunk)
+        try:
+            yield storage_pb2.GetChunk(info=object_info(record))
+            while (chunk := _answer(context, lambda: next(chunks, None))) is not None:
+                yield storage_pb2.GetChunk(data=chunk)
+        finally:
+            getattr(chunks, "close", lambda: None)()  # a cancelled call closes the file now
 
     def List(self, request, context):  # noqa: N802
         site = self._site(context, "list")

@@ -16,8 +16,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fedcodec.shared.atomic_files import write_atomic
 from fedcodec.shared.benchmark.records import BenchResult, CodecSummary
-from fedcodec.shared.benchmark.results_files import write_atomically
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -72,6 +72,6 @@ def plot_rate_distortion(result: BenchResult, out_dir: Path) -> list[Path]:
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=120)
         path = out_dir / filename
-        write_atomically(path, buffer.getvalue())
+        write_atomic(path, buffer.getvalue())
         paths.append(path)
     return paths

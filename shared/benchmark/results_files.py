@@ -26,12 +26,11 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from fedcodec.shared.atomic_files import write_atomic
 from fedcodec.shared.benchmark.records import BenchResult
 
 CONTRACT_FIELDS = (
@@ -63,22 +62,9 @@ def results_document(result: BenchResult) -> dict[str, Any]:
     }
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_results_json(result: BenchResult, path: Path) -> Path:
     text = json.dumps(results_document(result), indent=1, allow_nan=False)
-    write_atomically(path, (text + "\n").encode())
+    write_atomic(path, (text + "\n").encode())
     return path
 
 
@@ -99,5 +85,5 @@ def write_results_csv(result: BenchResult, path: Path) -> Path:
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows({k: _csv_cell(row[k]) for k in columns} for row in rows)
-    write_atomically(path, buffer.getvalue().encode())
+    write_atomic(path, buffer.getvalue().encode())
     return path

@@ -26,14 +26,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from fedcodec.shared import metrics
 from fedcodec.shared.benchmark.records import BenchResult, SliceRecord, summarise
 from fedcodec.shared.codecs.base import Codec, CodecMode, get_codec
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 from fedcodec.shared.sources import SliceStack
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 LOSSLESS_CODECS = ["jxl", "j2k", "jpegls", "htj2k", "zstd"]
 """The classical lossless anchors of the project's issues."""

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from fedcodec.shared.benchmark.records import BenchResult, CodecSummary
 from rich import box
 from rich.console import Console
 from rich.table import Table
-
-from fedcodec.shared.benchmark.records import BenchResult, CodecSummary
 
 
 def _mode(summary: CodecSummary) -> str:

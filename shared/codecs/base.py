@@ -103,6 +103,8 @@ _BUILTIN_MODULES: list[str] = [
     "fedcodec.shared.codecs.htj2k",
     "fedcodec.shared.codecs.jpegxl",
     "fedcodec.shared.codecs.zstd",
+    "fedcodec.shared.neural.codec",
+    "fedcodec.shared.learned_lossy.codec",
 ]
 
 

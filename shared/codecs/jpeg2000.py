@@ -13,9 +13,12 @@ encoder always uses 6 resolution levels and so refuses images under 32 pixels on
 those we bisect imagecodecs' PSNR target for the best stream within the same byte budget.
 
 OpenJPEG's allocator stops at coding-pass boundaries and misses the size it is asked for by up to
-~7%, so the requested ratio is re-aimed by the observed miss (one to three more encodes) until the
-stream is within 1% of the target. A ratio below what 9/7 coding of the image reaches cannot be
-met; the stream is then as large as the allocator makes it.
+~7%, so the requested ratio is re-aimed by the observed miss (at most 3 more encodes, stopping
+within 1%) and the stream closest to the target is kept: on MR slices from 64x64 to 256x256 at
+ratios 4..64 the miss was within 2.6%. Two cases cannot be met and are not errors: a ratio below
+what 9/7 coding of the image reaches (the stream is then as large as the allocator makes it),
+and a budget smaller than the ~70-byte headers.
+
 Both encoders run single-threaded: imagecodecs with ``numthreads=1``; pylibjpeg-openjpeg never
 calls ``opj_codec_set_threads`` (OpenJPEG then uses one thread unless OPJ_NUM_THREADS is set).
 """
@@ -57,11 +60,11 @@ _GREYSCALE = 2
 
 
 def _encode_at_ratio(image: np.ndarray, bits: int, ratio: float) -> bytes:
-    """OpenJPEG's rate allocation, re-aimed until the size is within 1% of the target.
+    """OpenJPEG's rate allocation, re-aimed at pixels * bits / 8 / ratio bytes.
 
     OpenJPEG stops at coding-pass boundaries and so lands up to ~7% under (or a few % over, on
-    small images) the size it was asked for. Scaling the requested ratio by the observed
-    miss converges in one or two more encodes; the stream closest to the target is kept.
+    small images) the size it was asked for. Scaling the requested ratio by the observed miss
+    usually converges in one or two more encodes; the stream closest to the target is kept.
     """
     target = image.size * bits / 8 / ratio
     requested, best = ratio, b""

@@ -13,22 +13,25 @@ from fedcodec.shared.container.header import (
     CodecInfo,
     ContainerHeader,
     HeaderBlob,
+    SeriesCoding,
     SeriesEntry,
     SeriesInfo,
 )
-from fedcodec.shared.container.layout import FORMAT_VERSION, MAGIC
+from fedcodec.shared.container.layout import FORMAT_VERSION, MAGIC, SUPPORTED_VERSIONS
 from fedcodec.shared.container.reader import Container, iter_streams, read_container
 from fedcodec.shared.container.writer import CodedSeries, CodedStudy, write_container
 
 __all__ = [
     "FORMAT_VERSION",
     "MAGIC",
+    "SUPPORTED_VERSIONS",
     "CodecInfo",
     "CodedSeries",
     "CodedStudy",
     "Container",
     "ContainerHeader",
     "HeaderBlob",
+    "SeriesCoding",
     "SeriesEntry",
     "SeriesInfo",
     "iter_streams",

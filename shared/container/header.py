@@ -106,6 +106,21 @@ class HeaderBlob:
 
 
 @dataclass(frozen=True)
+class SeriesCoding:
+    """How one series was coded: the codec that reads its streams and the promise it kept.
+
+    A study coded with one codec has this once, at the top of the header. When a profile rule
+    gives series different codings (``fedcodec compress --profile auto``), each series whose
+    coding differs from the top-level one carries its own (format version 2).
+    """
+
+    codec: CodecInfo
+    mode: str
+    tau: int = 0
+    quality: int | None = None
+
+
+@dataclass(frozen=True)
 class SeriesEntry:
     """One series in the header: its description, its pixel streams, its DICOM headers."""
 
@@ -113,6 +128,10 @@ class SeriesEntry:
     first_stream: int
     stream_count: int
     headers: HeaderBlob
+    profile: str | None = None
+    """The compression profile that chose this series' coding (``archive``, ``preview``...)."""
+    coding: SeriesCoding | None = None
+    """This series' own coding when it differs from the header's (format version 2), else None."""
 
     @property
     def pixel_streams(self) -> range:
@@ -132,15 +151,30 @@ class ContainerHeader:
     writer: str = ""
     """Software that wrote the file (``fedcodec 0.1.0``), for audits; not interpreted."""
 
+    @property
+    def coding(self) -> SeriesCoding:
+        """The header-level coding: every series' unless it carries its own."""
+        return SeriesCoding(self.codec, self.mode, self.tau, self.quality)
+
+    def coding_of(self, index: int) -> SeriesCoding:
+        """How series ``index`` was coded (its own coding, else the header's)."""
+        return self.series[index].coding or self.coding
+
+    @property
+    def format_version(self) -> int:
+        """The lowest format version that can hold this header: 2 once a series has its own
+        coding (a version-1 reader would ignore that key and decode with the wrong codec)."""
+        return 2 if any(entry.coding is not None for entry in self.series) else 1
+
+
+def _codec_to_json(codec: CodecInfo) -> dict[str, Any]:
+    return {"spec": codec.spec, "describe": codec.describe, "model_hash": codec.model_hash}
+
 
 def header_to_json(header: ContainerHeader) -> bytes:
     """Canonical JSON bytes of ``header``."""
     doc = {
-        "codec": {
-            "spec": header.codec.spec,
-            "describe": header.codec.describe,
-            "model_hash": header.codec.model_hash,
-        },
+        "codec": _codec_to_json(header.codec),
         "mode": header.mode,
         "tau": header.tau,
         "quality": header.quality,
@@ -154,6 +188,19 @@ def header_to_json(header: ContainerHeader) -> bytes:
 
 
 def _series_to_json(entry: SeriesEntry) -> dict[str, Any]:
+    doc = _info_to_json(entry)
+    doc["profile"] = entry.profile
+    if entry.coding is not None:
+        doc["coding"] = {
+            "codec": _codec_to_json(entry.coding.codec),
+            "mode": entry.coding.mode,
+            "tau": entry.coding.tau,
+            "quality": entry.coding.quality,
+        }
+    return doc
+
+
+def _info_to_json(entry: SeriesEntry) -> dict[str, Any]:
     info = entry.info
     return {
         "series_uid": info.series_uid,
@@ -184,23 +231,22 @@ def _series_to_json(entry: SeriesEntry) -> dict[str, Any]:
     }
 
 
-def header_from_json(data: bytes, stream_count: int) -> ContainerHeader:
-    """Parse and validate the header; every stream must belong to exactly one series."""
+def header_from_json(data: bytes, stream_count: int, version: int = 2) -> ContainerHeader:
+    """Parse and validate the header of a file of format ``version``; every stream must belong
+    to exactly one series."""
     try:
         doc = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise CorruptDataError("corrupt header: not valid UTF-8 JSON") from None
     fields = _Fields(doc, "header")
-    codec = _Fields(fields.get("codec", dict), "codec")
-    model_hash = codec.get("model_hash", (str, type(None)))
     header = ContainerHeader(
-        codec=CodecInfo(codec.get("spec", str), codec.get("describe", dict), model_hash),
+        codec=_codec_from_json(fields.get("codec", dict), "codec"),
         mode=fields.choice("mode", MODES),
         tau=fields.integer("tau", 0, 1 << 16),
         quality=fields.integer("quality", 1, 100, optional=True),
         profile=fields.get("profile", (str, type(None))),
         series=[
-            _series_from_json(item, f"series[{i}]")
+            _series_from_json(item, f"series[{i}]", version)
             for i, item in enumerate(fields.get("series", list))
         ],
         writer=fields.get("writer", str),
@@ -209,8 +255,32 @@ def header_from_json(data: bytes, stream_count: int) -> ContainerHeader:
     return header
 
 
-def _series_from_json(item: Any, where: str) -> SeriesEntry:
+def _codec_from_json(obj: Any, where: str) -> CodecInfo:
+    codec = _Fields(obj, where)
+    model_hash = codec.get("model_hash", (str, type(None)))
+    return CodecInfo(codec.get("spec", str), codec.get("describe", dict), model_hash)
+
+
+def _coding_from_json(obj: Any, where: str) -> SeriesCoding:
+    f = _Fields(obj, where)
+    return SeriesCoding(
+        codec=_codec_from_json(f.get("codec", dict), f"{where}.codec"),
+        mode=f.choice("mode", MODES),
+        tau=f.integer("tau", 0, 1 << 16),
+        quality=f.integer("quality", 1, 100, optional=True),
+    )
+
+
+def _series_from_json(item: Any, where: str, version: int = 2) -> SeriesEntry:
     f = _Fields(item, where)
+    profile = f.get("profile", (str, type(None))) if "profile" in f.obj else None
+    coding = None
+    if "coding" in f.obj:
+        if version < 2:
+            raise CorruptDataError(
+                f"corrupt header: {where}.coding needs format version 2, the file says {version}"
+            )
+        coding = _coding_from_json(f.obj["coding"], f"{where}.coding")
     shape = f.get("shape", list)
     limits = (MAX_SLICES, MAX_ROWS_COLS, MAX_ROWS_COLS)
     if len(shape) != 3 or not all(
@@ -282,6 +352,8 @@ def _series_from_json(item: Any, where: str) -> SeriesEntry:
         bits_allocated=bits_allocated,
     )
     return SeriesEntry(
+        profile=profile,
+        coding=coding,
         info=info,
         first_stream=streams.integer("first", 0, 1 << 32),
         stream_count=streams.integer("count", 0, 1 << 32),

@@ -17,7 +17,10 @@ from fedcodec.shared.errors import CorruptDataError
 MAGIC = b"\x89FCZ\r\n\x1a\n"
 """PNG-style: a high-bit byte, the name, CR LF, ^Z, LF: text-mode or 7-bit transfers break it."""
 END_MAGIC = b"FCZ-END\n"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""The newest version this build writes. A writer uses the lowest version that can hold the
+study (``ContainerHeader.format_version``): version 1 unless a series has its own coding."""
+SUPPORTED_VERSIONS = (1, 2)
 
 PREAMBLE = struct.Struct("<8sHHIIQI")
 """magic, version, flags, header_length, stream_count, data_length, meta_crc32."""
@@ -82,12 +85,15 @@ def parse_preamble(data: bytes, file_size: int) -> Preamble:
     _, version, flags, header_length, stream_count, data_length, crc = PREAMBLE.unpack(
         data[:PREAMBLE_SIZE]
     )
-    if version != FORMAT_VERSION:
+    if version not in SUPPORTED_VERSIONS:
         raise CorruptDataError(
-            f"unsupported .fcz version {version} (this fedcodec reads version {FORMAT_VERSION})"
+            f"unsupported .fcz version {version} (this fedcodec reads versions "
+            f"{', '.join(str(v) for v in SUPPORTED_VERSIONS)})"
         )
     if flags != 0:
-        raise CorruptDataError(f"unsupported .fcz flags 0x{flags:04x} (version 1 defines none)")
+        raise CorruptDataError(
+            f"unsupported .fcz flags 0x{flags:04x} (version {version} defines none)"
+        )
     if header_length > MAX_HEADER_BYTES:
         raise CorruptDataError(
             f"corrupt preamble: header length {header_length} exceeds {MAX_HEADER_BYTES}"

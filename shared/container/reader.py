@@ -200,7 +200,9 @@ def read_container(source: Source) -> Container:
     entries = parse_stream_table(
         meta[preamble.table_offset :], preamble.stream_count, preamble.data_length
     )
-    header = header_from_json(meta[PREAMBLE_SIZE : preamble.table_offset], preamble.stream_count)
+    header = header_from_json(
+        meta[PREAMBLE_SIZE : preamble.table_offset], preamble.stream_count, preamble.version
+    )
     return Container(byte_source, preamble, header, entries)
 
 

@@ -23,13 +23,13 @@ from fedcodec.shared.container.header import (
     CodecInfo,
     ContainerHeader,
     HeaderBlob,
+    SeriesCoding,
     SeriesEntry,
     SeriesInfo,
     header_from_json,
     header_to_json,
 )
 from fedcodec.shared.container.layout import (
-    FORMAT_VERSION,
     MAX_HEADER_BYTES,
     MAX_STREAM_BYTES,
     MAX_STREAMS,
@@ -48,6 +48,9 @@ class CodedSeries:
     info: SeriesInfo
     datasets: list[pydicom.Dataset]
     streams: Sequence[bytes]
+    profile: str | None = None
+    coding: SeriesCoding | None = None
+    """How this series was coded, when not as the study says (stored only if it differs)."""
 
 
 @dataclass
@@ -84,8 +87,9 @@ def write_container(target: str | os.PathLike[str] | BinaryIO, study: CodedStudy
         raise ValueError(
             f"header is {len(header_json)} bytes, the format allows {MAX_HEADER_BYTES}"
         )
-    try:
-        header_from_json(header_json, len(streams))  # never write what we could not read back
+    version = header.format_version
+    try:  # never write what we could not read back
+        header_from_json(header_json, len(streams), version)
     except CorruptDataError as exc:
         raise ValueError(f"refusing to write an invalid container: {exc}") from None
     entries = []
@@ -94,10 +98,10 @@ def write_container(target: str | os.PathLike[str] | BinaryIO, study: CodedStudy
         entries.append(StreamEntry(position, len(stream), zlib.crc32(stream)))
         position += len(stream)
     table = b"".join(e.pack() for e in entries)
-    preamble = Preamble(FORMAT_VERSION, 0, len(header_json), len(streams), position, 0)
+    preamble = Preamble(version, 0, len(header_json), len(streams), position, 0)
     crc = zlib.crc32(preamble.pack()[:META_CRC_OFFSET])
     crc = zlib.crc32(table, zlib.crc32(header_json, crc))
-    preamble = Preamble(FORMAT_VERSION, 0, len(header_json), len(streams), position, crc)
+    preamble = Preamble(version, 0, len(header_json), len(streams), position, crc)
     chunks = [preamble.pack(), header_json, table, *streams, pack_footer(preamble.total_length)]
 
     if hasattr(target, "write"):
@@ -120,7 +124,11 @@ def _lay_out(study: CodedStudy) -> tuple[ContainerHeader, list[bytes]]:
         streams.append(blob)
         first = len(streams)
         streams.extend(bytes(s) for s in coded.streams)
-        entries.append(SeriesEntry(coded.info, first, len(coded.streams), blob_ref))
+        study_coding = SeriesCoding(study.codec, study.mode, study.tau, study.quality)
+        own = coded.coding if coded.coding not in (None, study_coding) else None
+        entries.append(
+            SeriesEntry(coded.info, first, len(coded.streams), blob_ref, coded.profile, own)
+        )
     if len(streams) > MAX_STREAMS:
         raise ValueError(f"{len(streams)} streams; the format allows {MAX_STREAMS}")
     too_long = [i for i, s in enumerate(streams) if len(s) > MAX_STREAM_BYTES]

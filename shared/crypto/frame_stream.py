@@ -21,7 +21,6 @@ from collections.abc import Iterator
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from fedcodec.shared.crypto.chunk_reader import ChunkReader
 from fedcodec.shared.crypto.errors import TamperedObjectError, TruncatedObjectError
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
-
 from fedcodec.shared.crypto import kdf
 from fedcodec.shared.crypto.errors import TamperedObjectError, UnknownKeyError, WrongKeyError
 from fedcodec.shared.crypto.keyring import SiteKeyring

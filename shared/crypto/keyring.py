@@ -31,7 +31,6 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-
 from fedcodec.shared.crypto import kdf
 from fedcodec.shared.crypto.errors import KeyringError, UnknownKeyError
 from fedcodec.shared.crypto.private_files import (

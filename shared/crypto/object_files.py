@@ -8,12 +8,10 @@ temporary file is removed and the target is left as it was.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
+from fedcodec.shared.atomic_files import write_atomic
 from fedcodec.shared.crypto.envelope import decrypt_object, encrypt_object, read_header
 from fedcodec.shared.crypto.keyring import SiteKeyring
 from fedcodec.shared.crypto.object_header import DEFAULT_FRAME_SIZE, ObjectHeader
@@ -31,22 +29,6 @@ def read_chunks(path: Path, size: int = READ_CHUNK) -> Iterator[bytes]:
     with handle:
         while piece := handle.read(size):
             yield piece
-
-
-def _write_atomically(target: Path, pieces: Iterable[bytes]) -> None:
-    target = Path(target)
-    temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.partial")
-    try:
-        with open(temporary, "xb") as handle:
-            for piece in pieces:
-                handle.write(piece)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
 
 
 def encrypt_file(
@@ -69,14 +51,14 @@ def encrypt_file(
         frame_size=frame_size,
     )
     header_bytes = next(stream)
-    _write_atomically(target, _prepend(header_bytes, stream))
+    write_atomic(target, _prepend(header_bytes, stream))
     return read_header(header_bytes)
 
 
 def decrypt_file(source: Path, target: Path, keyring: SiteKeyring) -> ObjectHeader:
     """Decrypt ``source`` into ``target``, which appears only if every check passed."""
     header, frames = decrypt_object(read_chunks(source), keyring)
-    _write_atomically(target, frames)
+    write_atomic(target, frames)
     return header
 
 

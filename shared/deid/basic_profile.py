@@ -29,19 +29,6 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-from pydicom.datadict import dictionary_VR, get_entry, keyword_for_tag
-from pydicom.dataelem import DataElement
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.multival import MultiValue
-from pydicom.sequence import Sequence
-from pydicom.uid import (
-    PYDICOM_IMPLEMENTATION_UID,
-    UID_dictionary,
-    ExplicitVRBigEndian,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-)
-
 from fedcodec.shared.deid import profile_table
 from fedcodec.shared.deid.dummy_values import concrete_vr, dummy_value
 from fedcodec.shared.deid.iod_requirements import required_type, resolve_action
@@ -54,6 +41,18 @@ from fedcodec.shared.deid.safe_private import (
 )
 from fedcodec.shared.deid.uid_mapping import UidMapper
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
+from pydicom.datadict import dictionary_VR, get_entry, keyword_for_tag
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    UID_dictionary,
+)
 
 PATIENT_ID = 0x00100020
 BURNED_IN_ANNOTATION = 0x00280301

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import shutil
 import struct
 import tempfile
@@ -22,16 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydicom
-from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
-from tqdm import tqdm
-
+from fedcodec.shared.atomic_files import write_atomic
 from fedcodec.shared.deid.basic_profile import deidentify
 from fedcodec.shared.deid.options import DeidOptions
 from fedcodec.shared.deid.report import DeidReport
 from fedcodec.shared.deid.uid_mapping import UidMapper
 from fedcodec.shared.dicom.series import SkippedFile
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from tqdm import tqdm
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 _ITEM = 0xFFFEE000
@@ -163,20 +162,7 @@ def encode_dicom(ds: Dataset) -> bytes:
 
 def write_bytes_atomically(data: bytes, destination: Path) -> None:
     """Write via a temporary file in the same folder, fsync, then rename over ``destination``."""
-    destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(
-        dir=destination.parent, prefix=f".{destination.name}.", suffix=".partial"
-    )
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, destination)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomic(Path(destination), data)
 
 
 def deidentify_file(

@@ -75,7 +75,8 @@ def rle_pixel_data(
         )
         for frame in frames
     ]
-    return EncodedPixels(encapsulate(encoded, has_bot=True), True, bits_stored, sum(map(len, encoded)))
+    data = encapsulate(encoded, has_bot=True)
+    return EncodedPixels(data, True, bits_stored, sum(map(len, encoded)))
 
 
 def codestream_precision(stream: bytes) -> int | None:
@@ -92,7 +93,7 @@ def codestream_precision(stream: bytes) -> int | None:
 def _precisions(streams: list[bytes], codec: Codec) -> set[int]:
     found = {codestream_precision(s) for s in streams}
     if None in found:
-        raise FedcodecError(f"codec {codec.name!r} wrote a stream that is not a JPEG-LS/J2K codestream")
+        raise FedcodecError(f"codec {codec.name!r} wrote something that is not a codestream")
     return found  # type: ignore[return-value]
 
 
@@ -133,7 +134,9 @@ def codec_pixel_data(
         else:  # the codec ignored ``bits``: code at the precision it writes
             streams = _encode_all(codec, frames, precision, samples)
         if _precisions(streams, codec) != {precision} or precision > bits_allocated:
-            raise FedcodecError(f"codec {codec.name!r} wrote precision {precision} for {bits_stored}-bit data")
+            raise FedcodecError(
+                f"codec {codec.name!r} wrote precision {precision} for {bits_stored}-bit data"
+            )
         if signed_codestream:
             streams = [_set_signed(s) for s in streams]
         declared = precision

@@ -116,9 +116,11 @@ def frame_geometries(ds: pydicom.Dataset, frames: int) -> list[FrameGeometry]:
         item = per_frame[index] if per_frame and index < len(per_frame) else None
         pos, ori, scale = position, orientation, rescale
         for group in (shared, item):  # per-frame values override shared ones
-            found = _floats(getattr(_first(group, "PlanePositionSequence"), "ImagePositionPatient", None), 3)
+            plane = _first(group, "PlanePositionSequence")
+            found = _floats(getattr(plane, "ImagePositionPatient", None), 3)
             pos = found if found is not None else pos
-            found = _floats(getattr(_first(group, "PlaneOrientationSequence"), "ImageOrientationPatient", None), 6)
+            plane = _first(group, "PlaneOrientationSequence")
+            found = _floats(getattr(plane, "ImageOrientationPatient", None), 6)
             ori = found if found is not None else ori
             scale = _rescale(_first(group, "PixelValueTransformationSequence")) or scale
         content = _first(item, "FrameContentSequence")
@@ -132,6 +134,10 @@ def frame_geometries(ds: pydicom.Dataset, frames: int) -> list[FrameGeometry]:
             )
         result.append(FrameGeometry(pos, ori, frame_temporal, scale))
     return result
+
+
+def _rest(geometry: FrameGeometry) -> tuple:
+    return geometry.orientation, geometry.temporal, geometry.rescale
 
 
 def slice_normal(orientation: np.ndarray) -> np.ndarray:
@@ -163,6 +169,6 @@ def tile_geometries(
         step = _number(ds.get("SliceThickness"))
     step = step if step > 0 else 1.0
     return [
-        FrameGeometry(corner + k * step * normal, mosaic.orientation, mosaic.temporal, mosaic.rescale)
+        FrameGeometry(corner + k * step * normal, *_rest(mosaic))
         for k in range(layout.tiles)
     ]

@@ -31,7 +31,7 @@ class MosaicLayout:
 
 
 def mosaic_layout(rows: int, columns: int, tiles: int) -> MosaicLayout | None:
-    """The layout for ``tiles`` tiles in a rows x columns image, or None if they do not fit evenly."""
+    """Layout of ``tiles`` tiles in a rows x columns image; None if they do not fit evenly."""
     if tiles < 1:
         return None
     grid = math.ceil(math.sqrt(tiles))

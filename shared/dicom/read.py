@@ -174,7 +174,8 @@ def read_series(
         sop = str(item.dataset.get("SOPInstanceUID") or "")
         twin = instances.get(sop)
         if sop and twin is not None and _same_image(decoded[twin], item):
-            skipped.append(SkippedFile(file, f"duplicate of {decoded[twin].path} (same SOP instance)"))
+            reason = f"duplicate of {decoded[twin].path} (same SOP instance)"
+            skipped.append(SkippedFile(file, reason))
             continue
         instances.setdefault(sop, len(decoded))
         decoded.append(item)

@@ -26,7 +26,7 @@ def _private_value(ds: pydicom.Dataset, group: int, creator: str, offset: int) -
 
 
 def parse_csa2(blob: bytes) -> dict[str, list[str]]:
-    """Name -> list of string values of a CSA2 ("SV10") header; {} if it is not one or is damaged."""
+    """Name -> string values of a CSA2 ("SV10") header; {} if it is not one or is damaged."""
     if len(blob) < 16 or blob[:4] != b"SV10":
         return {}
     (n_tags,) = struct.unpack_from("<I", blob, 8)

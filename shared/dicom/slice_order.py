@@ -78,7 +78,8 @@ def _position_bins(offsets: list[float]) -> list[int]:
 
 def order_slices(records: list[SliceRecord]) -> list[SliceRecord]:
     """Records of one group (one orientation) in volume order; see the module docstring."""
-    reference = next((r.geometry.orientation for r in records if r.geometry.orientation is not None), None)
+    orientations = (r.geometry.orientation for r in records)
+    reference = next((o for o in orientations if o is not None), None)
     normal = slice_normal(reference) if reference is not None else None
     offsets = [
         float(np.dot(r.geometry.position, normal))

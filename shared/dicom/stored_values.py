@@ -75,7 +75,7 @@ def pixel_format(ds: pydicom.Dataset) -> PixelFormat:
 
 
 def to_stored(pattern: np.ndarray, fmt: PixelFormat) -> np.ndarray:
-    """Bit patterns (any integer dtype) -> stored values: shift off low unused bits, mask, sign-extend."""
+    """Bit patterns (any integer dtype) -> stored values: align High Bit, mask, sign-extend."""
     bits = np.asarray(pattern).astype(np.int64, copy=False)
     if fmt.bits_allocated == 16:
         bits = bits & 0xFFFF  # int16 input -> its two's-complement pattern
@@ -107,7 +107,8 @@ def stored_frames(ds: pydicom.Dataset) -> np.ndarray:
         try:
             decoded = ds.pixel_array
         except Exception as exc:  # decoders raise anything from ValueError to RuntimeError
-            raise CorruptDataError(f"cannot decode {syntax.name} pixel data: {_one_line(exc)}") from None
+            message = f"cannot decode {syntax.name} pixel data: {_one_line(exc)}"
+            raise CorruptDataError(message) from None
         decoded = np.asarray(decoded).reshape(fmt.frames, fmt.rows, fmt.columns)
         # decoders return values, not the native bit layout: High Bit no longer applies
         return to_stored(decoded, replace(fmt, high_bit=fmt.bits_stored - 1))

@@ -25,6 +25,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.sequence import Sequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, generate_uid
+from tqdm import tqdm
 
 from fedcodec.shared.dicom.frame_encoding import (
     EncodedPixels,
@@ -48,7 +49,9 @@ def _checked_volume(series: Series, volume: np.ndarray | None) -> np.ndarray:
         return series.volume
     volume = np.asarray(volume)
     if volume.shape != series.volume.shape:
-        raise FedcodecError(f"replacement volume has shape {volume.shape}, series has {series.shape}")
+        raise FedcodecError(
+            f"replacement volume has shape {volume.shape}, series has {series.shape}"
+        )
     if not np.issubdtype(volume.dtype, np.integer):
         raise FedcodecError(f"replacement volume must hold integers, not {volume.dtype}")
     low, high = (
@@ -72,14 +75,17 @@ def _frames_by_dataset(series: Series) -> dict[int, dict[int, int]]:
     return frames
 
 
-def _frame_stack(series: Series, volume: np.ndarray, dataset_index: int, frames: dict[int, int]):
+def _frame_stack(
+    series: Series, volume: np.ndarray, dataset_index: int, frames: dict[int, int]
+) -> tuple[np.ndarray, list[int] | None]:
     """(frames, rows, cols) to write for one dataset, and the frame indices kept."""
     tiles = series.mosaic_tiles[dataset_index] if series.mosaic_tiles else 0
     if tiles:
         ds = series.datasets[dataset_index]
         layout = mosaic_layout(int(ds.Rows), int(ds.Columns), tiles)
         if layout is None:  # the reader only splits when the layout fits
-            raise FedcodecError(f"mosaic of {series.source_files[dataset_index]} no longer fits its header")
+            source = series.source_files[dataset_index]
+            raise FedcodecError(f"mosaic of {source} no longer fits its header")
         tile_images = {k: volume[i] for k, i in frames.items()}
         return assemble_mosaic(tile_images, layout, volume.dtype)[None], None
     kept = sorted(frames)
@@ -90,8 +96,9 @@ def _swap_binary_values(ds: pydicom.Dataset) -> None:
     """Byte-swap OW/OF/OL/OD/OV values of a big-endian source before writing little-endian."""
     for element in ds.iterall():
         width = _SWAP_WIDTH.get(element.VR)
-        if width and isinstance(element.value, bytes | bytearray) and len(element.value) % width == 0:
-            element.value = np.frombuffer(element.value, f">u{width}").astype(f"<u{width}").tobytes()
+        value = element.value
+        if width and isinstance(value, bytes | bytearray) and len(value) % width == 0:
+            element.value = np.frombuffer(value, f">u{width}").astype(f"<u{width}").tobytes()
 
 
 def _encode(syntax: OutputSyntax, frames: np.ndarray, series: Series) -> EncodedPixels:
@@ -145,6 +152,7 @@ def write_series(
     transfer_syntax: str = "explicit",
     lossy: LossyInfo | None = None,
     new_uids: bool | None = None,
+    progress: bool = False,
 ) -> list[Path]:
     """Write ``series`` (or ``volume`` in its place) to ``out_dir``; return the files written.
 
@@ -153,7 +161,8 @@ def write_series(
     ``htj2k[:ratio=R]``). A ``volume`` that differs from ``series.volume`` is a reconstruction
     and must come with ``lossy`` describing the lossy step that produced it. ``new_uids``
     defaults to True exactly when the output is lossy; lossy output with ``new_uids=False`` is
-    refused, because PS3.3 requires a new instance for lossy-compressed pixels.
+    refused, because PS3.3 requires a new instance for lossy-compressed pixels. Output files are
+    named like their sources; existing files of those names in ``out_dir`` are replaced.
     """
     out_dir = Path(out_dir)
     syntax = output_syntax(transfer_syntax)
@@ -168,7 +177,10 @@ def write_series(
         new_uids = lossy_output
     if lossy_output and not new_uids:
         raise FedcodecError("lossy output needs new UIDs (PS3.3 C.7.6.1.1.5); drop new_uids=False")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FedcodecError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
     sources = {p.resolve() for p in series.source_files}
     targets = [out_dir / name for name in _output_names(series)]
     clash = next((t for t in targets if t.resolve() in sources), None)
@@ -177,25 +189,23 @@ def write_series(
 
     series_uid = generate_uid() if new_uids else None
     frames_of = _frames_by_dataset(series)
-    temporaries: list[Path] = []
+    pending: list[tuple[Path, Path]] = []
     try:
-        for index, target in enumerate(targets):
-            if index not in frames_of:
-                continue
+        for index in tqdm(sorted(frames_of), desc="Writing DICOM", unit="file", disable=not progress):
             ds = _output_dataset(series, values, index, frames_of[index], syntax, lossy, series_uid)
             handle, name = tempfile.mkstemp(dir=out_dir, prefix=".fedcodec-", suffix=".tmp")
             os.close(handle)
-            temporaries.append(Path(name))
+            pending.append((Path(name), targets[index]))
             dcmwrite(name, ds, enforce_file_format=True)
-        written = []
-        for index, temporary in zip(sorted(frames_of), temporaries, strict=True):
-            os.replace(temporary, targets[index])
-            written.append(targets[index])
-        return written
-    except BaseException:
-        for temporary in temporaries:
+        for temporary, target in pending:
+            os.replace(temporary, target)
+    except BaseException as exc:
+        for temporary, _ in pending:
             temporary.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise FedcodecError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
         raise
+    return [target for _, target in pending]
 
 
 def _output_dataset(
@@ -232,17 +242,22 @@ def _output_dataset(
     steps = list(filter(None, [lossy]))
     if syntax.lossy_method is not None:
         ratio = _uncompressed_bytes(stack, series.bits_allocated) / max(pixels.compressed_bytes, 1)
-        steps.append(LossyInfo(syntax.lossy_method, ratio, f"{syntax.spec} via fedcodec, {ratio:.2f}:1"))
+        method = syntax.lossy_method
+        note = f"lossy compression {method} ({syntax.spec} via fedcodec), {ratio:.2f}:1"
+        steps.append(LossyInfo(method, ratio, note))
     if steps:
-        mark_lossy(ds, steps, (str(source.get("SOPClassUID", "")), str(source.get("SOPInstanceUID", ""))))
+        original = (str(source.get("SOPClassUID", "")), str(source.get("SOPInstanceUID", "")))
+        mark_lossy(ds, steps, original)
     if series_uid is not None:
         replace_element(ds, "SOPInstanceUID", generate_uid())
         replace_element(ds, "SeriesInstanceUID", series_uid)
 
     meta = FileMetaDataset(copy.deepcopy(getattr(source, "file_meta", None) or FileMetaDataset()))
     meta.TransferSyntaxUID = syntax.uid
-    meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", meta.get("MediaStorageSOPClassUID"))
-    meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID", meta.get("MediaStorageSOPInstanceUID"))
+    meta.MediaStorageSOPClassUID = ds.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID")
+    meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID") or meta.get(
+        "MediaStorageSOPInstanceUID"
+    )
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = "FEDCODEC"
     if "FileMetaInformationGroupLength" in meta:

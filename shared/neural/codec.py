@@ -109,7 +109,7 @@ class NeuralCodec(Codec):
                 f"{weights.model_id.hex()}"
             )
         pixels = header.rows * header.cols
-        if pixels > MAX_PIXELS or pixels > PIXELS_PER_WORD * words.size:
+        if pixels > MAX_PIXELS or pixels > PIXELS_PER_WORD * (words.size + 2):
             raise CorruptDataError(f"neural stream: {header.rows}x{header.cols} does not fit "
                                    f"its {words.size * 4}-byte payload")
         refs = []

@@ -2,31 +2,34 @@
 
 Features are scale-free: neighbour values minus a local reference ``mu0`` (mean of the four
 nearest known neighbours), divided by a local activity ``s`` (mean absolute deviation of all known
-neighbours, plus one grey level), in Q6 fixed point and clamped to +-16. The same network then
-serves 8-bit and 16-bit data, bright and dark series, and vendors it never saw; ``log2 s`` is a
-feature of its own so the network can still tell noise-bound flat areas from edges.
+neighbours, plus one grey level), in Q4 fixed point and clamped to +-8. The same network then
+serves 8-bit and 16-bit data, bright and dark series, and vendors it never saw. ``log2 s`` is a
+feature, and so are two noise-level estimates from the already decoded coarser grid (a 9x9 box
+mean of its activity around the pixel, and its median over the whole image) as log ratios to
+``s``: in noise-bound MR the local ``s`` of 12-16 neighbours is a noisy estimate of the noise,
+and those two are steadier.
 
 With reference slices (the previous slice, the same position in the previous volume) each
 reference adds, in the same units: how the current neighbourhood differs from the reference
 neighbourhood, the reference's 3x3 window around the pixel, the reference's local mean relative to
 ``mu0``, its centre normalised by its own activity, and two log-activity ratios.
 
-Everything here is int64 arithmetic with shifts and one integer division per pixel, so the codec
-computes identical features on every machine (training uses the very same function).
+Integer arithmetic only (int32 with bounds noted inline, one integer division per pixel), so the
+codec computes identical features on every machine; training calls this very function.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
-from fedcodec.shared.neural.fixed_point import ONE, Q, ilog2_q6
+from fedcodec.shared.neural.fixed_point import ACT_LIMIT, ONE, ilog2_q6
 from fedcodec.shared.neural.geometry import NEAREST, GroupSpec, neighbour_indices, window_indices
 
-CLAMP = 16 * ONE
-"""Normalised features are clamped to +-16 local activity units."""
 _RECIP_BITS = 30
+NOISE_RADIUS = 4
 
 
 @dataclass
@@ -34,7 +37,7 @@ class GroupContext:
     """Features and normalisation of the pixels of one group."""
 
     features: np.ndarray
-    """(n, n_features) int64, Q6."""
+    """(n_features, n) float32 holding Q4 integers in [-128, 128]; pass ``features.T`` to nets."""
     mu0: np.ndarray
     """(n,) int64, the local reference value in grey levels."""
     s16: np.ndarray
@@ -43,29 +46,75 @@ class GroupContext:
     """(n,) int64, ilog2_q6(s16)."""
 
 
+@dataclass
+class LevelNoise:
+    """Noise-level estimates from the decoded coarser grid (the A group of a level)."""
+
+    local16: np.ndarray
+    """(rows, cols) of the coarser grid: 16 * 9x9 box mean of activity + 16."""
+    global16: int
+    """16 * median activity over the coarser grid + 16."""
+
+
 def feature_count(group: GroupSpec, n_refs: int) -> int:
     """Length of a group's context vector with ``n_refs`` reference slices."""
     k = len(group.offsets)
-    return k + 2 + n_refs * (k + 9 + 4)
+    return k + 4 + n_refs * (k + 9 + 4)
 
 
-def _activity_s16(deviations: np.ndarray) -> np.ndarray:
-    """16 * mean |deviation| + 16 (one grey level), from a (k, n) array."""
-    k = deviations.shape[0]
-    return (np.abs(deviations).sum(axis=0) * 16) // k + 16
+def level_noise(coarse: np.ndarray) -> LevelNoise:
+    """Activity |right - here| + |down - here| of the coarser grid, box mean and median."""
+    c = coarse.astype(np.int64)
+    act = np.zeros(c.shape, dtype=np.int64)
+    act[:, :-1] += np.abs(np.diff(c, axis=1))
+    act[:-1, :] += np.abs(np.diff(c, axis=0))
+    r = NOISE_RADIUS
+    padded = np.zeros((c.shape[0] + 2 * r + 1, c.shape[1] + 2 * r + 1), dtype=np.int64)
+    padded[r + 1 : r + 1 + c.shape[0], r + 1 : r + 1 + c.shape[1]] = act
+    integral = padded.cumsum(0).cumsum(1)
+    ones = np.zeros_like(padded)
+    ones[r + 1 : r + 1 + c.shape[0], r + 1 : r + 1 + c.shape[1]] = 1
+    count_integral = ones.cumsum(0).cumsum(1)
+    h, w = c.shape
+    d = 2 * r + 1
+
+    def box(s: np.ndarray) -> np.ndarray:
+        return s[d : d + h, d : d + w] - s[:h, d : d + w] - s[d : d + h, :w] + s[:h, :w]
+
+    local16 = (box(integral) * 16) // box(count_integral) + 16
+    flat = act.reshape(-1)
+    median = int(np.partition(flat, flat.size // 2)[flat.size // 2])
+    return LevelNoise(local16, 16 * median + 16)
+
+
+@lru_cache(maxsize=256)
+def coarse_indices(level_shape: tuple[int, int], group: GroupSpec) -> np.ndarray:
+    """Flat index into the coarser grid of each group pixel's 2x2 cell."""
+    h, w = level_shape
+    wc = (w + 1) // 2
+    rows = np.arange(group.row_phase, h, 2) // 2
+    cols = np.arange(group.col_phase, w, 2) // 2
+    out = (rows[:, None] * wc + cols[None, :]).ravel()
+    out.setflags(write=False)
+    return out
 
 
 class _Normaliser:
-    """Divides by ``s16`` with one integer division per pixel (a reciprocal), then clamps."""
+    """``floor(16 * diff / s)`` clamped to +-8 units, with one integer division per pixel."""
 
     def __init__(self, s16: np.ndarray) -> None:
-        self.s16 = s16
-        self.recip = (1 << _RECIP_BITS) // s16
+        self.half = s16 >> 1  # 8 activity units in grey levels
+        self.recip = (1 << _RECIP_BITS) // s16  # s16 <= 2**21, so recip >= 2**9
 
     def __call__(self, diff: np.ndarray) -> np.ndarray:
-        # |diff| <= s16 (16 activity units) keeps |product| <= 2**30 (int64 is plenty).
-        clipped = np.clip(diff, -self.s16, self.s16)
-        return (clipped * self.recip) >> (_RECIP_BITS - 4 - Q)
+        # |clipped| <= s16 / 2, so |clipped * recip| <= 2**29: no int32 overflow.
+        clipped = np.clip(diff, -self.half, self.half)
+        return (clipped * self.recip) >> (_RECIP_BITS - 8)
+
+
+def _log_ratio(log_a: np.ndarray, log_b: np.ndarray) -> np.ndarray:
+    """Q4 log2(a / b) from two ilog2_q6 values, clamped to +-8."""
+    return np.clip((log_a - log_b) >> 2, -ACT_LIMIT, ACT_LIMIT)
 
 
 def group_context(
@@ -73,27 +122,38 @@ def group_context(
     refs: list[np.ndarray],
     group: GroupSpec,
     level_index: int,
-    pixels: slice | None = None,
+    noise: LevelNoise,
+    pixels: slice | np.ndarray | None = None,
 ) -> GroupContext:
-    """Context of the group's pixels (all, or the ``pixels`` slice of them, for chunking).
+    """Context of the group's pixels (all, or ``pixels`` — a slice or index array — of them).
 
-    ``level`` is the level grid (int64) with every position the group may read already filled;
-    ``refs`` are the reference slices at the same level (fully known).
+    ``level`` is the int32 level grid with every position the group may read already filled;
+    ``refs`` are int32 reference slices at the same level (fully known); ``noise`` comes from
+    :func:`level_noise` of the coarser grid.
     """
     shape = level.shape
     nbr = neighbour_indices(shape, group)
+    coarse = coarse_indices(shape, group)
     if pixels is not None:
         nbr = nbr[:, pixels]
+        coarse = coarse[pixels]
+    k = nbr.shape[0]
+    n = nbr.shape[1]
     flat = level.reshape(-1)
-    values = flat[nbr]
-    mu0 = (values[:NEAREST].sum(axis=0) + NEAREST // 2) // NEAREST
+    values = flat[nbr]  # int32 grey levels < 2**16
+    mu0 = (values[:NEAREST].sum(axis=0, dtype=np.int32) + NEAREST // 2) >> 2
     dev = values - mu0
-    s16 = _activity_s16(dev)
+    # 16 * sum|dev| <= 16 * 16 * 2**16 = 2**24 and s16 <= 2**21: int32 throughout.
+    s16 = (np.abs(dev).sum(axis=0, dtype=np.int32) * 16) // k + 16
     log_s16 = ilog2_q6(s16)
     norm = _Normaliser(s16)
-    columns = [norm(dev).T]
-    level_code = min(level_index, 3) * (ONE // 3)
-    columns.append(np.stack([(log_s16 - 6 * ONE) >> 1, np.full_like(mu0, level_code)], axis=1))
+    out = np.empty((feature_count(group, len(refs)), n), dtype=np.float32)
+    out[:k] = norm(dev)
+    out[k] = np.clip((log_s16 - 10 * 64) >> 3, -ACT_LIMIT, ACT_LIMIT)
+    out[k + 1] = min(level_index, 3) * (ONE // 2)
+    out[k + 2] = _log_ratio(ilog2_q6(noise.local16.reshape(-1)[coarse]), log_s16)
+    out[k + 3] = _log_ratio(ilog2_q6(np.array([noise.global16]))[0], log_s16)
+    row = k + 4
     if refs:
         win = window_indices(shape, group)
         if pixels is not None:
@@ -101,25 +161,18 @@ def group_context(
         for ref in refs:
             rflat = ref.reshape(-1)
             rvals = rflat[nbr]
-            mur = (rvals[:NEAREST].sum(axis=0) + NEAREST // 2) // NEAREST
+            mur = (rvals[:NEAREST].sum(axis=0, dtype=np.int32) + NEAREST // 2) >> 2
             rdev = rvals - mur
-            sr16 = _activity_s16(rdev)
-            cross = dev - rdev
-            sd16 = _activity_s16(cross)
+            sr16 = (np.abs(rdev).sum(axis=0, dtype=np.int32) * 16) // k + 16
+            cross = dev - rdev  # |cross| < 2**17
+            sd16 = (np.abs(cross).sum(axis=0, dtype=np.int32) * 16) // k + 16  # <= 2**25
             window = rflat[win] - mur
-            centre_own = _Normaliser(sr16)(window[4])
-            columns.append(norm(cross).T)
-            columns.append(norm(window).T)
-            columns.append(
-                np.stack(
-                    [
-                        norm(mur - mu0),
-                        centre_own,
-                        (ilog2_q6(sr16) - log_s16) >> 1,
-                        (ilog2_q6(sd16) - log_s16) >> 1,
-                    ],
-                    axis=1,
-                )
-            )
-    features = np.concatenate(columns, axis=1)
-    return GroupContext(features, mu0, s16, log_s16)
+            out[row : row + k] = norm(cross)
+            out[row + k : row + k + 9] = norm(window)
+            row += k + 9
+            out[row] = norm(mur - mu0)
+            out[row + 1] = _Normaliser(sr16)(window[4])
+            out[row + 2] = _log_ratio(ilog2_q6(sr16), log_s16)
+            out[row + 3] = _log_ratio(ilog2_q6(sd16), log_s16)
+            row += 4
+    return GroupContext(out, mu0.astype(np.int64), s16.astype(np.int64), log_s16)

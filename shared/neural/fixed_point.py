@@ -5,27 +5,35 @@ may depend on libm (``log``, ``exp``) or on the order of a floating-point sum. T
 
 * :func:`ilog2_q6` — log2 in 1/64 steps from the float exponent (``frexp`` is exact) and a
   constant 64-entry table, instead of ``np.log2``.
-* :func:`exact_matmul` — a matrix product of integer-valued float64 arrays. While every partial
-  sum stays below 2**53 each one is an exact integer, so BLAS may sum in any order, with any
-  number of threads, with or without FMA, and still return the same integers. Callers keep
-  operands bounded (``MAX_ACTIVATION``, ``MAX_WEIGHT``) so that bound holds with a wide margin.
+* Exact float32 matrix products. The networks hold integers in float32 arrays; while every
+  partial sum of a product stays below 2**24 it is an exact integer, so BLAS may sum in any
+  order, with any number of threads, with or without FMA, and still return the same integers.
+  The bounds below guarantee it: features and hidden activations are Q4 (value * 16) clamped to
+  +-8 (``ACT_LIMIT``), weights Q8 (value * 256) clamped to +-4 (``WEIGHT_LIMIT``), biases Q12
+  within ``BIAS_LIMIT``, fan-in at most ``MAX_FAN_IN``::
+
+      128 * 1024 * 96 + 2**21 = 14 680 064 < 2**24 = 16 777 216
+
+  The bias is added in float32 (still exact), the Q12 result is scaled by 2**-8 (exact) and
+  floored: an integer again.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-Q = 6
-"""Activations and features are fixed-point numbers with 6 fractional bits (value * 64)."""
+Q = 4
+"""Features and activations are fixed-point numbers with 4 fractional bits (value * 16)."""
 ONE = 1 << Q
+ACT_LIMIT = 8 * ONE
+"""|feature| and hidden activations are clamped to 8 (128 in Q4)."""
 
-QW = 10
-"""Weights carry 10 fractional bits; biases Q + QW."""
-
-MAX_ACTIVATION = 1 << 14
-MAX_WEIGHT = 1 << 17
-MAX_FAN_IN = 1 << 10
-# 2**14 * 2**17 * 2**10 = 2**41 < 2**53: every partial sum of exact_matmul is an exact integer.
+QW = 8
+"""Weights carry 8 fractional bits; biases Q + QW = 12."""
+WEIGHT_LIMIT = 4 << QW
+BIAS_LIMIT = 1 << 21
+MAX_FAN_IN = 96
+assert ACT_LIMIT * WEIGHT_LIMIT * MAX_FAN_IN + BIAS_LIMIT < 1 << 24
 
 _LOG2_FRACTION_Q6 = np.array(
     [1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22, 23, 25, 26, 27, 28, 29,
@@ -45,9 +53,19 @@ def ilog2_q6(values: np.ndarray) -> np.ndarray:
     mantissa, exponent = np.frexp(np.asarray(values, dtype=np.float64))
     # mantissa in [0.5, 1): 128 * mantissa - 64 is exact and lies in [0, 64).
     index = (mantissa * 128.0 - 64.0).astype(np.int64)
-    return (exponent.astype(np.int64) - 1) * ONE + _LOG2_FRACTION_Q6[index]
+    return (exponent.astype(np.int64) - 1) * 64 + _LOG2_FRACTION_Q6[index]
 
 
-def exact_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``x @ w`` for integer-valued float64 arrays within the module's bounds (exact, see above)."""
-    return x @ w
+def exact_layer(x: np.ndarray, w: np.ndarray, b: np.ndarray, hidden: bool) -> np.ndarray:
+    """One fixed-point layer: ``floor((x @ w + b) / 2**QW)``, clamped to [0, 8] if ``hidden``.
+
+    ``x``, ``w``, ``b`` are float32 arrays of integers within the module bounds (checked when
+    weights are loaded; ``x`` is clamped by its producer), so the result is exact everywhere.
+    """
+    y = x @ w
+    y += b
+    y *= 1.0 / (1 << QW)
+    np.floor(y, out=y)
+    if hidden:
+        np.clip(y, 0.0, float(ACT_LIMIT), out=y)
+    return y

@@ -2,9 +2,9 @@
 
 One small MLP per (polyphase group, number of reference slices), applied to every pixel's context
 vector (``features.group_context``, the very function the codec uses). It outputs the mean offset
-(in units of local activity) and the log2-scale offset; hidden activations are clamped to [0, 64]
-exactly like the fixed-point version, so quantising the weights (``to_integer``) changes
-predictions only by rounding.
+(in units of local activity) and the log2-scale offset; hidden activations are clamped to [0, 8]
+and parameters to the fixed-point bounds (``clamp_parameters`` after each step) exactly like the
+integer version, so quantising the weights (``to_integer``) changes predictions only by rounding.
 
 DP training: only ``nn.Linear`` layers in an ``nn.ModuleDict`` — no buffers, no normalisation
 layers — so Opacus accepts it unchanged (``ModuleValidator.validate(model, strict=True)`` is
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from fedcodec.shared.neural.features import feature_count
-from fedcodec.shared.neural.fixed_point import ONE, Q, QW
+from fedcodec.shared.neural.fixed_point import ACT_LIMIT, BIAS_LIMIT, ONE, Q, QW, WEIGHT_LIMIT
 from fedcodec.shared.neural.geometry import GROUPS
 from fedcodec.shared.neural.weights import MAX_REFS, IntegerMlp, NeuralWeights, net_key
 
@@ -29,7 +29,7 @@ LOG2_E = 1.0 / math.log(2.0)
 
 
 class ContextMlp(nn.Module):
-    """Per-pixel MLP: features (Q6 values / 64) -> (mean offset, log2-scale offset)."""
+    """Per-pixel MLP: features (Q4 values / 16) -> (mean offset, log2-scale offset)."""
 
     def __init__(self, n_in: int, hidden: int = 32, depth: int = 2) -> None:
         super().__init__()
@@ -41,7 +41,7 @@ class ContextMlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.hidden:
-            x = torch.clamp(layer(x), 0.0, 64.0)
+            x = torch.clamp(layer(x), 0.0, ACT_LIMIT / ONE)
         return self.out(x)
 
 
@@ -62,6 +62,14 @@ class NeuralPredictor(nn.Module):
         return self.nets[key](features)
 
 
+@torch.no_grad()
+def clamp_parameters(model: nn.Module) -> None:
+    """Keep weights and biases inside the integer bounds (call after every optimiser step)."""
+    for name, p in model.named_parameters():
+        limit = (WEIGHT_LIMIT >> QW) if name.endswith("weight") else BIAS_LIMIT / (1 << (Q + QW))
+        p.clamp_(-limit, limit)
+
+
 def logistic_bits(out: torch.Tensor, x: torch.Tensor, mu0: torch.Tensor, s16: torch.Tensor,
                   log_s16: torch.Tensor) -> torch.Tensor:
     """Bits to code integer ``x`` under the discretised logistic the network predicts.
@@ -71,7 +79,7 @@ def logistic_bits(out: torch.Tensor, x: torch.Tensor, mu0: torch.Tensor, s16: to
     """
     s = s16 / 16.0
     mean = mu0 + out[..., 0] * s
-    log2_sigma = log_s16 / float(ONE) - 4.0 + out[..., 1]
+    log2_sigma = log_s16 / 64.0 - 4.0 + out[..., 1]
     scale = torch.exp2(log2_sigma) * (math.sqrt(3.0) / math.pi)
     upper = torch.sigmoid((x + 0.5 - mean) / scale)
     lower = torch.sigmoid((x - 0.5 - mean) / scale)
@@ -80,11 +88,13 @@ def logistic_bits(out: torch.Tensor, x: torch.Tensor, mu0: torch.Tensor, s16: to
 
 
 def to_integer(model: NeuralPredictor, counts: np.ndarray, meta: dict) -> NeuralWeights:
-    """Quantise the float model to the codec's fixed-point networks (Q10 weights, Q16 biases)."""
+    """Quantise the float model to the codec's fixed-point networks (Q8 weights, Q12 biases)."""
     nets = {}
     for key, mlp in model.nets.items():
         layers = list(mlp.hidden) + [mlp.out]
-        ws = [np.round(layer.weight.detach().double().numpy().T * (1 << QW)) for layer in layers]
-        bs = [np.round(layer.bias.detach().double().numpy() * (1 << (QW + Q))) for layer in layers]
+        ws = [np.clip(np.round(layer.weight.detach().double().numpy().T * (1 << QW)),
+                      -WEIGHT_LIMIT, WEIGHT_LIMIT) for layer in layers]
+        bs = [np.clip(np.round(layer.bias.detach().double().numpy() * (1 << (QW + Q))),
+                      -BIAS_LIMIT, BIAS_LIMIT) for layer in layers]
         nets[key] = IntegerMlp(ws, bs)
     return NeuralWeights(nets, counts, meta)

@@ -14,13 +14,15 @@ to the valid range) is what later contexts see (closed loop), so every pixel is 
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass
 
 import constriction
 import numpy as np
 
 from fedcodec.shared.errors import CorruptDataError
-from fedcodec.shared.neural.features import group_context
+from fedcodec.shared.neural.features import LevelNoise, group_context, level_noise
 from fedcodec.shared.neural.fixed_point import ilog2_q6
 from fedcodec.shared.neural.geometry import GROUPS, GroupSpec, group_positions, pyramid_shapes
 from fedcodec.shared.neural.tables import (
@@ -32,6 +34,21 @@ from fedcodec.shared.neural.tables import (
     table_key,
 )
 from fedcodec.shared.neural.weights import NeuralWeights
+
+def blas_threads():
+    """Limit BLAS to ``FEDCODEC_NEURAL_BLAS_THREADS`` threads (default 1) while coding.
+
+    The products are small (pixels x ~50 x 32): with two threads on busy cores OpenBLAS spends
+    more time synchronising than computing (measured 10x slower). Results do not depend on it:
+    the products are exact (see ``fixed_point``). Without threadpoolctl this is a no-op.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl ships with the pinned set
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=int(os.environ.get("FEDCODEC_NEURAL_BLAS_THREADS", "1")),
+                             user_api="blas")
+
 
 CHUNK = 1 << 15
 """Pixels per network call: bounds memory on large images without changing any result."""
@@ -150,8 +167,18 @@ def _code_residuals(io, models: EntropyModels, t, key, shift, bits: int) -> np.n
     return t
 
 
+def predicted_mean_q3(ctx, mean_q4: np.ndarray) -> np.ndarray:
+    """Mean in 1/8 grey levels: mu0 + mean offset (Q4, activity units) * s (s16 = 16 s)."""
+    return (ctx.mu0 << 3) + ((mean_q4 * ctx.s16) >> 5)
+
+
+def predicted_log2_scale_q6(ctx, log_scale_q4: np.ndarray) -> np.ndarray:
+    """log2 of the scale in grey levels, Q6: log2(s16 / 16) + offset."""
+    return ctx.log_s16 - 4 * 64 + (log_scale_q4 << 2)
+
+
 def _code_group(io, models, weights, params: SliceParams, recon, original, refs, group: GroupSpec,
-                level_index: int) -> None:
+                level_index: int, noise: LevelNoise) -> None:
     shape = recon.shape
     positions = group_positions(shape, group)
     n = positions.size
@@ -162,10 +189,10 @@ def _code_group(io, models, weights, params: SliceParams, recon, original, refs,
     log_scale = np.empty(n, dtype=np.int64)
     for start in range(0, n, CHUNK):
         part = slice(start, min(n, start + CHUNK))
-        ctx = group_context(recon, refs, group, level_index, part)
+        ctx = group_context(recon, refs, group, level_index, noise, part)
         mean, ls = net(ctx.features)
-        pred_q3[part] = (ctx.mu0 << 3) + ((mean * ctx.s16) >> 7)
-        log_scale[part] = ctx.log_s16 - 4 * 64 + ls
+        pred_q3[part] = predicted_mean_q3(ctx, mean)
+        log_scale[part] = predicted_log2_scale_q6(ctx, ls)
     np.clip(pred_q3, 0, params.maxval << 3, out=pred_q3)
     base = (pred_q3 + 4) >> 3
     if params.tau:
@@ -178,7 +205,7 @@ def _code_group(io, models, weights, params: SliceParams, recon, original, refs,
     shift = SHIFTS[k]
     t = None
     if original is not None:
-        x = original.reshape(-1)[positions]
+        x = original.reshape(-1)[positions].astype(np.int64)
         r = x - base
         if params.tau:
             t = np.sign(r) * ((np.abs(r) + params.tau) // params.step)
@@ -190,34 +217,41 @@ def _code_group(io, models, weights, params: SliceParams, recon, original, refs,
         if original is not None and np.abs(values - x).max() > params.tau:
             raise AssertionError("near-lossless reconstruction error above tau")  # cannot happen
     else:
-        values = base + t
+        # a valid stream never leaves the range; clipping keeps a corrupt one bounded until the
+        # final rANS state check rejects it
+        values = np.clip(base + t, 0, params.maxval)
     recon.reshape(-1)[positions] = values
 
 
 def _walk(io, models, weights, params: SliceParams, shape, image, refs) -> np.ndarray:
-    """Encode (``image`` given) or decode (``image`` None) one slice; return the reconstruction."""
+    """Encode (``image`` given) or decode (``image`` None) one slice; return the reconstruction.
+
+    ``refs`` are reconstructed earlier slices (int32); the reconstruction returned is int32.
+    """
     shapes = pyramid_shapes(*shape)
     top = len(shapes) - 1
     first = None if image is None else image[:1, :1].reshape(-1)
     value = io.code(first, 1, models.uniform(max(2, 1 << params.bits)))
-    recon = np.asarray(value, dtype=np.int64).reshape(1, 1)
+    recon = np.asarray(value, dtype=np.int32).reshape(1, 1)
     for level in range(top - 1, -1, -1):
         stride = 1 << level
-        grid = np.zeros(shapes[level], dtype=np.int64)
+        grid = np.zeros(shapes[level], dtype=np.int32)
         grid[0::2, 0::2] = recon
+        noise = level_noise(recon)
         original = None if image is None else image[::stride, ::stride]
-        level_refs = [np.ascontiguousarray(r[::stride, ::stride]) for r in refs]
+        level_refs = [np.ascontiguousarray(r[::stride, ::stride], dtype=np.int32) for r in refs]
         for group in GROUPS:
-            _code_group(io, models, weights, params, grid, original, level_refs, group, level)
+            _code_group(io, models, weights, params, grid, original, level_refs, group, level, noise)
         recon = grid
     return recon
 
 
 def encode_slice(image: np.ndarray, params: SliceParams, refs: list[np.ndarray],
                  weights: NeuralWeights, models: EntropyModels) -> tuple[np.ndarray, np.ndarray]:
-    """Return (rANS words, reconstruction as int64)."""
+    """Return (rANS words, reconstruction as int32)."""
     io = _Encoder()
-    recon = _walk(io, models, weights, params, image.shape, image.astype(np.int64), refs)
+    with blas_threads():
+        recon = _walk(io, models, weights, params, image.shape, image.astype(np.int32), refs)
     return io.finish(), recon
 
 
@@ -227,12 +261,13 @@ def decode_slice(words: np.ndarray, shape: tuple[int, int], params: SliceParams,
     """Inverse of :func:`encode_slice`; CorruptDataError if the words do not decode cleanly."""
     try:
         io = _Decoder(words)
-        recon = _walk(io, models, weights, params, shape, None, refs)
+        with blas_threads():
+            recon = _walk(io, models, weights, params, shape, None, refs)
         clean = io.coder.is_empty()
     except CorruptDataError:
         raise
     except Exception as exc:  # constriction raises on exhausted or invalid data
         raise CorruptDataError(f"neural stream does not decode: {exc}") from None
-    if not clean or recon.min() < 0 or recon.max() > params.maxval:
-        raise CorruptDataError("neural stream is corrupt (rANS state or pixel range mismatch)")
+    if not clean:
+        raise CorruptDataError("neural stream is corrupt (rANS state does not match)")
     return recon

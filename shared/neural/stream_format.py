@@ -100,7 +100,7 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
         offsets.append(off)
     model_id = data[pos : pos + 4]
     payload = data[pos + 4 :]
-    if len(model_id) != 4 or len(payload) % 4 or not payload:
+    if len(model_id) != 4 or len(payload) % 4:
         raise CorruptDataError("neural stream: truncated payload")
     uint16 = bool(flags & 8)
     if not uint16 and bits > 8:

@@ -21,9 +21,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from fedcodec.shared.neural.features import group_context
+from fedcodec.shared.neural.features import GroupContext, group_context, level_noise
+from fedcodec.shared.neural.fixed_point import ONE, ilog2_q6
 from fedcodec.shared.neural.geometry import GROUPS, group_positions, pyramid_shapes
-from fedcodec.shared.neural.model import NeuralPredictor, logistic_bits, to_integer
+from fedcodec.shared.neural.model import (
+    NeuralPredictor,
+    clamp_parameters,
+    logistic_bits,
+    to_integer,
+)
+from fedcodec.shared.neural.slice_coder import predicted_log2_scale_q6, predicted_mean_q3
 from fedcodec.shared.neural.tables import (
     ALPHABET,
     CENTRE_PHASE,
@@ -52,13 +59,13 @@ class Samples:
     log_s16: list[np.ndarray] = field(default_factory=list)
     maxval: list[np.ndarray] = field(default_factory=list)
 
-    def add(self, ctx, target: np.ndarray, maxval: int, keep: np.ndarray) -> None:
-        self.features.append(ctx.features[keep].astype(np.int16))
-        self.target.append(target[keep].astype(np.int32))
-        self.mu0.append(ctx.mu0[keep].astype(np.int32))
-        self.s16.append(ctx.s16[keep].astype(np.int32))
-        self.log_s16.append(ctx.log_s16[keep].astype(np.int32))
-        self.maxval.append(np.full(int(keep.sum()), maxval, dtype=np.int32))
+    def add(self, ctx, target: np.ndarray, maxval: int) -> None:
+        self.features.append(ctx.features.T.astype(np.int16))
+        self.target.append(target.astype(np.int32))
+        self.mu0.append(ctx.mu0.astype(np.int32))
+        self.s16.append(ctx.s16.astype(np.int32))
+        self.log_s16.append(ctx.log_s16.astype(np.int32))
+        self.maxval.append(np.full(target.size, maxval, dtype=np.int32))
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {
@@ -110,14 +117,15 @@ def collect_samples(
             chosen = np.sort(rng.choice(n_slices, max_slices, replace=False))
         maxval = (1 << bits) - 1
         for index in chosen:
-            image = volume[index].astype(np.int64)
+            image = volume[index].astype(np.int32)
             shapes = pyramid_shapes(*image.shape)
             for n_refs, ref_lists in reference_sets(int(index), period).items():
                 offsets = ref_lists[rng.integers(len(ref_lists))]
-                refs = [volume[index - off].astype(np.int64) for off in offsets]
+                refs = [volume[index - off].astype(np.int32) for off in offsets]
                 for level in range(len(shapes) - 1):
                     stride = 1 << level
                     grid = np.ascontiguousarray(image[::stride, ::stride])
+                    noise = level_noise(grid[::2, ::2])
                     level_refs = [np.ascontiguousarray(r[::stride, ::stride]) for r in refs]
                     # a share of pixels proportional to the level's size, at least a few
                     cap = max(16, pixels_per_group >> (2 * level))
@@ -126,17 +134,16 @@ def collect_samples(
                         n = positions.size
                         if n == 0:
                             continue
-                        keep = np.zeros(n, dtype=bool)
-                        keep[rng.choice(n, min(n, cap), replace=False)] = True
-                        ctx = group_context(grid, level_refs, group, level)
-                        target = grid.reshape(-1)[positions]
-                        out[net_key(group.name, n_refs)].add(ctx, target, maxval, keep)
+                        keep = np.sort(rng.choice(n, min(n, cap), replace=False))
+                        ctx = group_context(grid, level_refs, group, level, noise, keep)
+                        target = grid.reshape(-1)[positions[keep]]
+                        out[net_key(group.name, n_refs)].add(ctx, target, maxval)
     return out
 
 
 def _tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     t = {k: torch.from_numpy(v.astype(np.float32)) for k, v in arrays.items() if k != "features"}
-    t["features"] = torch.from_numpy(arrays["features"].astype(np.float32) / 64.0)
+    t["features"] = torch.from_numpy(arrays["features"].astype(np.float32) / ONE)
     return t
 
 
@@ -177,6 +184,7 @@ def train_predictor(
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+                clamp_parameters(net)
                 if step < steps - 1:
                     sched.step()
                 step += 1
@@ -193,15 +201,13 @@ def train_predictor(
 def integer_predictions(weights: NeuralWeights, key: str, arrays: dict[str, np.ndarray],
                         tau: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(table key, shift, residual symbol t) per sample under the integer model, as the codec."""
-    from fedcodec.shared.neural.fixed_point import ilog2_q6
-
-    mean, ls = weights.nets[key](arrays["features"].astype(np.int64))
-    mu0 = arrays["mu0"].astype(np.int64)
-    s16 = arrays["s16"].astype(np.int64)
+    ctx = GroupContext(arrays["features"].T.astype(np.float32), arrays["mu0"].astype(np.int64),
+                       arrays["s16"].astype(np.int64), arrays["log_s16"].astype(np.int64))
+    mean, ls = weights.nets[key](ctx.features)
     maxval = arrays["maxval"].astype(np.int64)
-    pred_q3 = np.clip((mu0 << 3) + ((mean * s16) >> 7), 0, maxval << 3)
+    pred_q3 = np.clip(predicted_mean_q3(ctx, mean), 0, maxval << 3)
     base = (pred_q3 + 4) >> 3
-    log_scale = arrays["log_s16"].astype(np.int64) - 4 * 64 + ls
+    log_scale = predicted_log2_scale_q6(ctx, ls)
     r = arrays["target"].astype(np.int64) - base
     if tau:
         step = 2 * tau + 1

@@ -16,12 +16,12 @@ import numpy as np
 
 from fedcodec.shared.errors import CorruptDataError
 from fedcodec.shared.neural.fixed_point import (
-    MAX_ACTIVATION,
+    BIAS_LIMIT,
     MAX_FAN_IN,
-    MAX_WEIGHT,
     ONE,
     QW,
-    exact_matmul,
+    WEIGHT_LIMIT,
+    exact_layer,
 )
 from fedcodec.shared.neural.geometry import GROUPS
 from fedcodec.shared.neural.tables import ALPHABET, N_BINS, PHASES, logistic_counts
@@ -29,7 +29,6 @@ from fedcodec.shared.neural.tables import ALPHABET, N_BINS, PHASES, logistic_cou
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "neural_v1.npz"
 MAX_REFS = 2
-HIDDEN_CLAMP = 64 * ONE
 MEAN_CLAMP = 64 * ONE
 LOG_SCALE_CLAMP = 24 * ONE
 
@@ -43,31 +42,35 @@ NET_KEYS = tuple(net_key(g.name, n) for n in range(MAX_REFS + 1) for g in GROUPS
 
 @dataclass
 class IntegerMlp:
-    """A per-pixel MLP in fixed point: Q6 activations, Q10 weights, ReLU clamped to [0, 64].
+    """A per-pixel MLP in fixed point (see ``fixed_point``): Q4 activations, Q8 weights.
 
-    Outputs (Q6): the mean offset in units of local activity, and the log2-scale offset.
+    Outputs (Q4): the mean offset in units of local activity, and the log2-scale offset.
     """
 
     weights: list[np.ndarray]
-    """(fan_in, fan_out) float64 arrays holding integers (Q10)."""
+    """(fan_in, fan_out) float32 arrays holding integers (Q8), |w| <= WEIGHT_LIMIT."""
     biases: list[np.ndarray]
-    """(fan_out,) float64 arrays holding integers (Q16)."""
+    """(fan_out,) float32 arrays holding integers (Q12), |b| <= BIAS_LIMIT."""
 
     def __post_init__(self) -> None:
-        for w in self.weights:
-            if w.shape[0] > MAX_FAN_IN or np.abs(w).max(initial=0) > MAX_WEIGHT:
-                raise ValueError("weights outside the exact-arithmetic bounds")
+        self.weights = [np.asarray(w, dtype=np.float32) for w in self.weights]
+        self.biases = [np.asarray(b, dtype=np.float32) for b in self.biases]
+        for w, b in zip(self.weights, self.biases):
+            if (w.shape[0] > MAX_FAN_IN or np.abs(w).max(initial=0) > WEIGHT_LIMIT
+                    or np.abs(b).max(initial=0) > BIAS_LIMIT or (w != np.round(w)).any()
+                    or (b != np.round(b)).any()):
+                raise ValueError("network parameters outside the exact-arithmetic bounds")
+
+    @property
+    def fan_in(self) -> int:
+        return self.weights[0].shape[0]
 
     def __call__(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = np.clip(features, -MAX_ACTIVATION, MAX_ACTIVATION).astype(np.float64)
+        """``features``: (n_features, n) float32 Q4 integers within +-ACT_LIMIT."""
+        x = features.T
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            y = exact_matmul(x, w)
-            y += b
-            # y / 2**QW is exact in float64; floor makes it an integer again.
-            x = np.floor(y * (1.0 / (1 << QW)))
-            if i < last:
-                np.clip(x, 0.0, HIDDEN_CLAMP, out=x)
+            x = exact_layer(x, w, b, hidden=i < last)
         out = x.astype(np.int64)
         mean = np.clip(out[:, 0], -MEAN_CLAMP, MEAN_CLAMP)
         log_scale = np.clip(out[:, 1], -LOG_SCALE_CLAMP, LOG_SCALE_CLAMP)
@@ -124,8 +127,8 @@ class NeuralWeights:
                 for key in NET_KEYS:
                     ws, bs, i = [], [], 0
                     while f"{key}.w{i}" in z:
-                        ws.append(z[f"{key}.w{i}"].astype(np.float64))
-                        bs.append(z[f"{key}.b{i}"].astype(np.float64))
+                        ws.append(z[f"{key}.w{i}"].astype(np.float32))
+                        bs.append(z[f"{key}.b{i}"].astype(np.float32))
                         i += 1
                     if ws:
                         nets[key] = IntegerMlp(ws, bs)
@@ -140,8 +143,7 @@ class NeuralWeights:
 def untrained_weights(hidden: int = 32, seed: int = 0) -> NeuralWeights:
     """Networks whose output is zero (mean = mu0, scale = local activity) and logistic tables.
 
-    The codec is correct with any weights; these exist for tests of the bitstream machinery and as
-    the starting point documented in ``weights/README.md``.
+    The codec is correct with any weights; these serve tests of the bitstream machinery.
     """
     from fedcodec.shared.neural.features import feature_count
 
@@ -151,8 +153,10 @@ def untrained_weights(hidden: int = 32, seed: int = 0) -> NeuralWeights:
         for g in GROUPS:
             fan_in = feature_count(g, n_refs)
             ws = [
-                np.round(rng.normal(0, (1 << QW) / np.sqrt(fan_in), (fan_in, hidden))),
-                np.round(rng.normal(0, (1 << QW) / np.sqrt(hidden), (hidden, hidden))),
+                np.clip(np.round(rng.normal(0, (1 << QW) / np.sqrt(fan_in), (fan_in, hidden))),
+                        -WEIGHT_LIMIT, WEIGHT_LIMIT),
+                np.clip(np.round(rng.normal(0, (1 << QW) / np.sqrt(hidden), (hidden, hidden))),
+                        -WEIGHT_LIMIT, WEIGHT_LIMIT),
                 np.zeros((hidden, 2)),
             ]
             bs = [np.zeros(hidden), np.zeros(hidden), np.zeros(2)]

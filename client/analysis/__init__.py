@@ -1,0 +1,1 @@
+"""Site-side compressed-domain analysis: training/evaluation and the encrypted remote client."""

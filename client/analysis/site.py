@@ -1,0 +1,100 @@
+"""``fedcodec analyze remote``: classify the slices of ``.fcz`` studies on the analysis service.
+
+Per study: read the container, entropy-decode every slice's latents (no pixels are ever made),
+pool each slice to a feature vector, then encrypt all slices of all studies in as few CKKS
+batches as the service allows. The decrypted, verified scores give a label per slice and, by the
+mean score over its slices, per series.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fedcodec.client.analysis.remote import AnalysisClient, EncryptedClassifier, RemoteStats
+from fedcodec.shared.analysis.latents import LatentExtractor, latent_extractor
+from fedcodec.shared.analysis.pooling import pool_latents
+from fedcodec.shared.codecs.base import parse_codec_spec
+from fedcodec.shared.container import read_container
+from fedcodec.shared.errors import FedcodecError
+
+
+@dataclass
+class SeriesResult:
+    study: str
+    series: int
+    description: str
+    slice_labels: list[str]
+    label: str
+    mean_scores: list[float]
+
+
+@dataclass
+class RemoteResult:
+    head: str
+    model_hash: str
+    series: list[SeriesResult] = field(default_factory=list)
+    stats: RemoteStats = field(default_factory=RemoteStats)
+
+
+def study_features(path: Path, card_codec: str, extractor: LatentExtractor | None = None):
+    """Pooled latent features of every slice of every series in one ``.fcz``."""
+    container = read_container(path)
+    spec = container.header.codec.spec
+    name, _ = parse_codec_spec(spec)
+    wanted, _ = parse_codec_spec(card_codec)
+    if name != wanted:
+        raise FedcodecError(
+            f"{path} is coded with {spec!r}; the deployed head reads latents of {card_codec!r} "
+            "(compress the study with that codec first)"
+        )
+    extractor = extractor or latent_extractor(spec)
+    per_series = []
+    for index, entry in enumerate(container.series):
+        latents = [extractor.latents(s) for s in container.pixel_streams(index)]
+        per_series.append((index, entry.info.description, pool_latents(np.stack(latents))))
+    return per_series
+
+
+def analyze_remote(
+    paths: list[Path],
+    service: str,
+    tls_dir: Path,
+    *,
+    head: str = "",
+    pinned_model_hash: str = "",
+    checks: int = 8,
+    timeout: float = 600.0,
+) -> RemoteResult:
+    """Encrypted classification of every slice of ``paths`` on the service at ``service``."""
+    with AnalysisClient(service, tls_dir, timeout=timeout) as client:
+        session = EncryptedClassifier(
+            client, head, pinned_model_hash=pinned_model_hash, checks=checks
+        )
+        card = session.card
+        rows = []
+        for path in paths:
+            for index, description, features in study_features(Path(path), card.latent_codec):
+                if features.shape[1] != card.feature_count:
+                    raise FedcodecError(
+                        f"{path}: {features.shape[1]} features per slice, the head takes "
+                        f"{card.feature_count} (another codec model?)"
+                    )
+                rows.append((str(path), index, description, features))
+        if not rows:
+            raise FedcodecError("no slices to analyse")
+        scores = session.scores(np.concatenate([r[3] for r in rows]))
+        result = RemoteResult(card.kind, card.model_hash, stats=session.stats)
+        offset = 0
+        for study, index, description, features in rows:
+            mine = scores[offset : offset + len(features)]
+            offset += len(features)
+            mean = mine.mean(axis=0)
+            result.series.append(SeriesResult(
+                study, index, description,
+                [card.class_names[i] for i in mine.argmax(axis=1)],
+                card.class_names[int(mean.argmax())], [float(v) for v in mean],
+            ))
+        return result

@@ -1,0 +1,93 @@
+"""What a site reads from the run config (set by the server operator) and its node config (its own).
+
+The run config carries the training recipe, the same for every site; the node config carries what
+only the site decides: its DICOM folder (``data-dir``), its name (``site``), where its accountant
+and caches live (``state-dir``) and, optionally, a *stricter* privacy target
+(``target-epsilon``: the site keeps the smaller of its own and the run's). In simulation there is
+no node config beyond a partition id, so ``sites`` and ``data-root`` in the run config name the
+folders instead.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from fedcodec.client.federated.dp_training import LocalTrainConfig
+from fedcodec.client.federated.site_data import SiteDataConfig
+from fedcodec.shared.errors import FedcodecError
+
+
+def _get(config: Mapping[str, Any], key: str, default: Any) -> Any:
+    value = config.get(key, default)
+    if isinstance(default, bool):
+        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+    return type(default)(value) if default is not None and value is not None else value
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """Everything one site needs for one federated run."""
+
+    name: str
+    data_dir: Path
+    state_dir: Path
+    data: SiteDataConfig
+    train: LocalTrainConfig
+    target_epsilon: float
+    delta: float
+    mechanism: str
+    update_clip: float
+    report_metrics: bool
+    hidden: int
+    depth: int
+
+
+def site_config(run_config: Mapping[str, Any], node_config: Mapping[str, Any]) -> SiteConfig:
+    """Merge the run config and this node's config into a :class:`SiteConfig`."""
+    if "data-dir" in node_config:
+        data_dir = Path(str(node_config["data-dir"]))
+        name = str(node_config.get("site") or data_dir.name)
+        state_root = Path(str(node_config.get("state-dir") or data_dir.parent / f".fedcodec-{name}"))
+        state_dir = state_root
+    else:
+        sites = [s for s in str(run_config.get("sites", "")).split(",") if s]
+        pid = int(node_config.get("partition-id", 0))
+        if not sites or pid >= len(sites):
+            raise FedcodecError(f"simulation node {pid}: run config 'sites' names {len(sites)} sites")
+        name = sites[pid]
+        data_dir = Path(str(run_config.get("data-root", ""))) / name
+        root = str(run_config.get("state-root", "")) or str(Path(tempfile.gettempdir()) / "fedcodec-sim")
+        state_dir = Path(root) / name
+    if not data_dir.is_dir():
+        raise FedcodecError(f"site {name}: data folder {data_dir} does not exist")
+    unit = _get(run_config, "unit", "patient")
+    rounds = _get(run_config, "num-server-rounds", 3)
+    noise = float(run_config.get("noise-multiplier", 0.0) or 0.0)
+    target = _get(run_config, "target-epsilon", 8.0)
+    if "target-epsilon" in node_config:
+        target = min(target, float(node_config["target-epsilon"]))
+    seed = _get(run_config, "seed", 0)
+    return SiteConfig(
+        name=name,
+        data_dir=data_dir,
+        state_dir=state_dir,
+        data=SiteDataConfig(unit=unit, pixels_per_group=_get(run_config, "pixels-per-group", 256),
+                            max_slices=_get(run_config, "max-slices", 32),
+                            holdout_fraction=_get(run_config, "holdout-fraction", 0.25), seed=seed),
+        train=LocalTrainConfig(steps=_get(run_config, "local-steps", 20),
+                               batch_units=_get(run_config, "batch-units", 8.0),
+                               pixels_per_unit=_get(run_config, "pixels-per-unit", 64),
+                               lr=_get(run_config, "lr", 2e-3), dp=_get(run_config, "dp", True),
+                               max_grad_norm=_get(run_config, "max-grad-norm", 1.0),
+                               noise_multiplier=noise or None, planned_rounds=rounds, seed=seed),
+        target_epsilon=target,
+        delta=_get(run_config, "delta", 1e-5),
+        mechanism=_get(run_config, "accountant", "rdp"),
+        update_clip=_get(run_config, "update-clip", 1.0),
+        report_metrics=_get(run_config, "report-site-metrics", True),
+        hidden=_get(run_config, "hidden", 32),
+        depth=_get(run_config, "depth", 2),
+    )

@@ -1,0 +1,72 @@
+"""One site's part of one federated round, as a plain function the ClientApp and tests call.
+
+In: the global parameters. Out: the clipped model *update* (local minus global, L2 norm at most
+``update-clip``), which SecAgg+ masks before it leaves, plus a few scalars (ε spent and its unit,
+steps, and — unless the run turns them off — the site's held-out bits/pixel and training loss).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fedcodec.client.federated.dp_training import (
+    get_parameters,
+    integer_bits,
+    set_parameters,
+    train_local,
+)
+from fedcodec.client.federated.site_config import SiteConfig
+from fedcodec.client.federated.site_data import SiteData, load_site_cached
+from fedcodec.shared.neural.model import NeuralPredictor
+from fedcodec.shared.privacy import PrivacyAccountant
+
+
+@dataclass
+class RoundOutput:
+    update: list[np.ndarray]
+    metrics: dict[str, float | int | str]
+
+
+def site_accountant(config: SiteConfig) -> PrivacyAccountant:
+    """The site's persisted accountant (one file per privacy unit and δ)."""
+    path = config.state_dir / f"privacy-{config.data.unit}.json"
+    return PrivacyAccountant(path, config.data.unit, config.target_epsilon, config.delta,
+                             config.mechanism)
+
+
+def load_site_data(config: SiteConfig) -> SiteData:
+    return load_site_cached(str(config.data_dir), config.data, config.name,
+                            str(config.state_dir / "cache"))
+
+
+def clip_update(update: list[np.ndarray], max_norm: float) -> tuple[list[np.ndarray], float]:
+    """Scale the whole update down to L2 norm ``max_norm``; returns (update, original norm)."""
+    norm = float(np.sqrt(sum(float(np.sum(u.astype(np.float64) ** 2)) for u in update)))
+    factor = min(1.0, max_norm / norm) if norm > 0 else 1.0
+    return [(u * factor).astype(np.float32) for u in update], norm
+
+
+def run_site_round(config: SiteConfig, global_params: list[np.ndarray], round_index: int) -> RoundOutput:
+    """Train locally from ``global_params`` and return the clipped update and the site's metrics."""
+    site = load_site_data(config)
+    model = NeuralPredictor(config.hidden, config.depth)
+    set_parameters(model, global_params)
+    metrics: dict[str, float | int | str] = {"site": config.name, "unit": config.data.unit}
+    if config.report_metrics:
+        metrics["heldout_bpp"] = integer_bits(model, site.heldout)
+    accountant = site_accountant(config) if config.train.dp else None
+    result = train_local(model, site.train, config.train, accountant, round_index)
+    update = [new - old for new, old in zip(get_parameters(model), global_params)]
+    update, norm = clip_update(update, config.update_clip)
+    metrics.update(steps=result.steps, budget_exhausted=int(result.budget_exhausted),
+                   update_norm=norm)
+    if accountant is not None:
+        metrics.update(epsilon=accountant.epsilon, delta=accountant.delta,
+                       target_epsilon=accountant.target_epsilon,
+                       noise_multiplier=float(result.noise_multiplier or 0.0),
+                       sample_rate=result.sample_rate)
+    if config.report_metrics:
+        metrics["train_loss"] = result.loss
+    return RoundOutput(update, metrics)

@@ -1,0 +1,54 @@
+"""``fedcodec-server analysis``: the encrypted-inference service (public CKKS contexts, mutual TLS)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+
+from fedcodec.server.analysis.listener import start_analysis_server
+from fedcodec.server.analysis.service import AnalysisService
+from fedcodec.shared.analysis.wire import MIB, AnalysisLimits
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "analysis", help="serve encrypted inference on pooled latent features (CKKS, mutual TLS)"
+    )
+    parser.add_argument(
+        "--model", type=Path, required=True,
+        help="folder with head-linear.json / head-poly-mlp.json (from `fedcodec analyze train`)",
+    )
+    parser.add_argument(
+        "--tls-dir", type=Path, required=True, help="folder with server.pem, server.key, ca.pem"
+    )
+    parser.add_argument("--port", type=int, required=True, help="TCP port (0 picks a free one)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--max-batch", type=int, default=AnalysisLimits.max_batch)
+    parser.add_argument(
+        "--max-request-mib", type=int, default=AnalysisLimits.max_request_bytes // MIB
+    )
+    parser.add_argument("--workers", type=int, default=AnalysisLimits.max_workers)
+    parser.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    limits = AnalysisLimits(
+        max_request_bytes=args.max_request_mib * MIB,
+        max_batch=args.max_batch,
+        max_workers=args.workers,
+    )
+    service = AnalysisService.from_model_dir(args.model, limits)
+    running = start_analysis_server(service, args.tls_dir, host=args.host, port=args.port)
+    for kind, card in service.cards.items():
+        print(f"head {kind}: model {card.model_hash[:16]}, {card.feature_count} features, "
+              f"{card.profile.describe()}", flush=True)
+    print(f"analysis service listening on {args.host}:{running.port} (mutual TLS)", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    running.stop(grace=5.0)
+    print("analysis service stopped", flush=True)
+    return 0

@@ -1,0 +1,1 @@
+"""The coordinator of federated training: ServerApp, aggregation strategy, checkpoints, MLflow."""

@@ -1,0 +1,154 @@
+"""The ``neural-lossy`` codec: learned lossy coding and the hybrid bounded-error mode.
+
+Specs::
+
+    neural-lossy:quality=Q            lossy, Q = 1 (smallest) .. 8 (best), one trained lambda each
+    neural-lossy:mode=hybrid,tau=2    every pixel within tau: a lossy base layer (JPEG 2000, 5/3
+                                      integer wavelet, truncated) refined by a learned residual
+                                      coder; the base alone is a preview (``decode_preview``)
+    neural-lossy:mode=hybrid,tau=2,base=45   fixed base-layer PSNR target (dB) instead of the
+                                      encoder's search
+
+Latent access for compressed-domain analysis (no synthesis transform is run):
+:func:`extract_latents` (from a stream) and :func:`encode_latents` (from an image). See
+docs/learned-lossy-codec.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fedcodec.shared.codecs.base import Codec, CodecMode, register_codec
+from fedcodec.shared.errors import CorruptDataError, FedcodecError
+from fedcodec.shared.learned_lossy import hybrid
+from fedcodec.shared.learned_lossy.lossy_coder import (
+    decode_lossy,
+    decode_symbols,
+    encode_latents_array,
+    encode_lossy,
+    latents_from_symbols,
+    load_runtime,
+)
+from fedcodec.shared.learned_lossy.stream_format import KIND_HYBRID, MAX_SIDE, unpack
+from fedcodec.shared.learned_lossy.weights import DEFAULT_WEIGHTS, HYBRID_WEIGHTS
+
+QUALITIES = 8
+
+
+def _check_image(image: np.ndarray, bits: int, name: str) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 2 or image.dtype not in (np.uint8, np.uint16):
+        raise FedcodecError(f"{name} codec: need a 2-D uint8/uint16 image, got "
+                            f"{image.ndim}-D {image.dtype}")
+    if not 1 <= bits <= (8 if image.dtype == np.uint8 else 16):
+        raise FedcodecError(f"{name} codec: bit depth {bits} does not fit {image.dtype}")
+    if image.size == 0 or max(image.shape) > MAX_SIDE:
+        raise FedcodecError(f"{name} codec: cannot code a {image.shape} image "
+                            f"(sides 1..{MAX_SIDE})")
+    if int(image.max()) >> bits:
+        raise FedcodecError(f"{name} codec: values exceed {bits} bits")
+    return np.ascontiguousarray(image)
+
+
+def _check_quality(quality: Any) -> int:
+    if not isinstance(quality, int) or not 1 <= quality <= QUALITIES:
+        raise FedcodecError(f"neural-lossy codec: quality must be an integer 1..{QUALITIES}, "
+                            f"not {quality!r}")
+    return quality
+
+
+@register_codec
+class LearnedLossyCodec(Codec):
+    """Mean-scale hyperprior (lossy) or J2K base + learned residual coder (hybrid, bounded)."""
+
+    name = "neural-lossy"
+
+    def __init__(self, quality: int | None = None, mode: str = "lossy", tau: int | None = None,
+                 base: float | str = "auto", weights: str | None = None,
+                 residual_weights: str | None = None) -> None:
+        if mode not in ("lossy", "hybrid"):
+            raise FedcodecError(f"neural-lossy codec: mode must be lossy or hybrid, not {mode!r}")
+        self.kind = mode
+        self.weights_path = str(weights or DEFAULT_WEIGHTS)
+        self.residual_weights_path = str(residual_weights or HYBRID_WEIGHTS)
+        if mode == "lossy":
+            if tau is not None or base != "auto":
+                raise FedcodecError("neural-lossy codec: tau and base belong to mode=hybrid")
+            self.quality = _check_quality(4 if quality is None else quality)
+            self.tau = None
+            self.mode = CodecMode.LOSSY
+            self.max_error = None
+        else:
+            if quality is not None:
+                raise FedcodecError("neural-lossy codec: mode=hybrid takes tau, not quality")
+            if not isinstance(tau, int) or not 1 <= tau <= hybrid.MAX_TAU:
+                raise FedcodecError(f"neural-lossy codec: hybrid needs tau = 1..{hybrid.MAX_TAU}, "
+                                    f"not {tau!r}")
+            if base != "auto" and not (isinstance(base, (int, float)) and 20 <= base <= 120):
+                raise FedcodecError("neural-lossy codec: base must be auto or a PSNR 20..120 dB")
+            self.quality = None
+            self.tau = tau
+            self.base = base
+            self.mode = CodecMode.BOUNDED
+            self.max_error = tau
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        if self.kind == "lossy":
+            out.update(quality=self.quality,
+                       model_id=load_runtime(self.weights_path).weights.model_id.hex())
+        else:
+            out.update(tau=self.tau, base=self.base,
+                       model_id=hybrid.load_residual_weights(
+                           self.residual_weights_path)[0].model_id.hex())
+        return out
+
+    def encode(self, image: np.ndarray, bits: int) -> bytes:
+        image = _check_image(image, bits, self.name)
+        if self.kind == "lossy":
+            return encode_lossy(load_runtime(self.weights_path), image, bits, self.quality)
+        return hybrid.encode_hybrid(image, bits, self.tau, self.base, self.residual_weights_path)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        header, _ = unpack(data)
+        if header.kind == KIND_HYBRID:
+            return hybrid.decode_hybrid(data, self.residual_weights_path)
+        return decode_lossy(load_runtime(self.weights_path), data)
+
+
+def extract_latents(stream: bytes, *, gained: bool = False,
+                    weights: str | None = None) -> np.ndarray:
+    """Entropy-decode a lossy stream to ``y_hat`` (M, rows/16, cols/16) without synthesis.
+
+    Bit-exact on every machine (integer hyper-synthesis, exact float64 sums). By default the
+    latents are divided back by the quality's gain (the synthesis input), so streams of different
+    qualities give comparable features; ``gained=True`` returns the coded grid ``q + mean``.
+    Latent positions cover the image padded to a multiple of 64 (edge-replicated).
+    """
+    runtime = load_runtime(str(weights or DEFAULT_WEIGHTS))
+    header, q, mean_q8 = decode_symbols(runtime, stream)
+    return latents_from_symbols(runtime, q, mean_q8, header.quality, gained)
+
+
+def encode_latents(image: np.ndarray, bits: int, quality: int, *, gained: bool = False,
+                   weights: str | None = None) -> np.ndarray:
+    """The ``y_hat`` that ``neural-lossy:quality=Q`` writes for ``image`` (what
+    :func:`extract_latents` returns for that stream), without producing a stream."""
+    image = _check_image(image, bits, "neural-lossy")
+    runtime = load_runtime(str(weights or DEFAULT_WEIGHTS))
+    return encode_latents_array(runtime, image, _check_quality(quality), gained)
+
+
+def decode_preview(stream: bytes, residual_weights: str | None = None) -> np.ndarray:
+    """Progressive decoding, first step: the hybrid stream's base layer alone (lossy preview);
+    a lossy stream decodes fully."""
+    header, _ = unpack(stream)
+    if header.kind == KIND_HYBRID:
+        return hybrid.decode_base(stream)
+    return decode_lossy(load_runtime(str(DEFAULT_WEIGHTS)), stream)
+
+
+__all__ = ["LearnedLossyCodec", "extract_latents", "encode_latents", "decode_preview",
+           "CorruptDataError"]

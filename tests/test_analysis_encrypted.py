@@ -1,0 +1,151 @@
+"""CKKS heads, public contexts and result authentication, without a network."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tenseal as ts
+from test_analysis_support import seeded_head, study_features
+
+from fedcodec.shared.analysis.ckks import (
+    PROFILES,
+    decrypt_batch,
+    encrypt_batch,
+    load_public_context,
+    new_site_context,
+    public_context_bytes,
+)
+from fedcodec.shared.analysis.heads import LINEAR, POLY_MLP, head_path, load_head
+from fedcodec.shared.analysis.result_check import (
+    Binding,
+    check_binding,
+    plan_batch,
+    verify_scores,
+)
+from fedcodec.shared.errors import CorruptDataError, FedcodecError
+
+
+@pytest.fixture(scope="module")
+def contexts() -> dict[str, ts.Context]:
+    return {kind: new_site_context(seeded_head(kind).profile) for kind in (LINEAR, POLY_MLP)}
+
+
+def _remote_evaluate(head, site_context, slots):
+    """What the service does: public context only, ciphertext bytes in and out."""
+    server_context = load_public_context(public_context_bytes(site_context), head.profile)
+    return head.evaluate_bytes(server_context, encrypt_batch(site_context, slots))
+
+
+@pytest.mark.parametrize("kind", [LINEAR, POLY_MLP])
+def test_encrypted_scores_match_plaintext(kind, contexts) -> None:
+    head = seeded_head(kind)
+    features = study_features(head, 50)
+    slots, plan = plan_batch(head.card(), features, checks=8)
+    scores = decrypt_batch(contexts[kind], _remote_evaluate(head, contexts[kind], slots),
+                           plan.batch_size, 3)
+    studies = verify_scores(plan, scores)
+    plain = head.plain_scores(features)
+    assert studies.shape == (50, 3)
+    tolerance = 1e-4 if kind == LINEAR else 5e-2
+    assert np.abs(studies - plain).max() < tolerance
+    assert (studies.argmax(1) == plain.argmax(1)).all()
+
+
+def test_service_context_cannot_decrypt(contexts) -> None:
+    head = seeded_head(LINEAR)
+    public = load_public_context(public_context_bytes(contexts[LINEAR]), head.profile)
+    assert not public.is_private()
+    tensor = ts.ckks_tensor_from(public, encrypt_batch(contexts[LINEAR], np.ones((4, 24))))
+    with pytest.raises(ValueError, match="secret_key"):
+        tensor.decrypt()
+
+
+def test_service_refuses_a_context_with_its_secret_key(contexts) -> None:
+    head = seeded_head(LINEAR)
+    with pytest.raises(FedcodecError, match="holds a secret key"):
+        load_public_context(contexts[LINEAR].serialize(save_secret_key=True), head.profile)
+
+
+def test_service_refuses_other_parameters(contexts) -> None:
+    linear = seeded_head(LINEAR)
+    with pytest.raises(FedcodecError, match="wrong CKKS context"):
+        load_public_context(public_context_bytes(contexts[POLY_MLP]), linear.profile)
+    with pytest.raises(CorruptDataError, match="not a TenSEAL context"):
+        load_public_context(b"\x00" * 100, linear.profile)
+
+
+def test_profiles_are_128_bit() -> None:
+    for profile in PROFILES.values():
+        assert profile.security_bits == 128
+        assert profile.total_bits <= 218 and profile.poly_modulus_degree == 8192
+
+
+def test_wrong_key_is_detected(contexts) -> None:
+    head = seeded_head(LINEAR)
+    features = study_features(head, 20)
+    slots, plan = plan_batch(head.card(), features)
+    result = _remote_evaluate(head, contexts[LINEAR], slots)
+    other = new_site_context(head.profile)  # same parameters, another secret key
+    garbage = decrypt_batch(other, result, plan.batch_size, 3)  # TenSEAL does not notice
+    with pytest.raises(CorruptDataError, match="known-answer check"):
+        verify_scores(plan, garbage)
+
+
+def test_substituted_result_is_detected(contexts) -> None:
+    """A result computed for another request (same site, same model) fails the check slots."""
+    head = seeded_head(LINEAR)
+    features = study_features(head, 20)
+    old_slots, _ = plan_batch(head.card(), features)
+    old_result = _remote_evaluate(head, contexts[LINEAR], old_slots)
+    _, plan = plan_batch(head.card(), features)
+    with pytest.raises(CorruptDataError, match="known-answer check"):
+        verify_scores(plan, decrypt_batch(contexts[LINEAR], old_result, plan.batch_size, 3))
+
+
+def test_other_model_is_detected(contexts) -> None:
+    head, impostor = seeded_head(LINEAR, seed=0), seeded_head(LINEAR, seed=5)
+    slots, plan = plan_batch(head.card(), study_features(head, 10))
+    result = _remote_evaluate(impostor, contexts[LINEAR], slots)
+    with pytest.raises(CorruptDataError, match="known-answer check"):
+        verify_scores(plan, decrypt_batch(contexts[LINEAR], result, plan.batch_size, 3))
+
+
+def test_tampered_ciphertext_is_detected_or_refused(contexts) -> None:
+    head = seeded_head(LINEAR)
+    slots, plan = plan_batch(head.card(), study_features(head, 10))
+    result = bytearray(_remote_evaluate(head, contexts[LINEAR], slots))
+    result[len(result) // 2] ^= 0x40
+    with pytest.raises(CorruptDataError):
+        verify_scores(plan, decrypt_batch(contexts[LINEAR], bytes(result), plan.batch_size, 3))
+
+
+def test_binding_names_the_mismatch() -> None:
+    sent = Binding("a" * 32, "c1", "m1", 10, "f1")
+    check_binding(sent, sent)
+    with pytest.raises(CorruptDataError, match="request id is"):
+        check_binding(sent, dataclasses.replace(sent, request_id="b" * 32))
+    with pytest.raises(CorruptDataError, match="context hash"):
+        check_binding(sent, dataclasses.replace(sent, context_hash="c2"))
+
+
+def test_check_slots_are_fresh_and_hidden() -> None:
+    head = seeded_head(LINEAR)
+    features = study_features(head, 30)
+    (s1, p1), (s2, p2) = plan_batch(head.card(), features), plan_batch(head.card(), features)
+    assert not np.array_equal(p1.check_slots, p2.check_slots)
+    assert not np.allclose(s1[p1.check_slots], s2[p2.check_slots])
+    np.testing.assert_array_equal(s1[p1.study_slots], features)
+
+
+def test_head_file_round_trip_and_tamper(tmp_path) -> None:
+    head = seeded_head(POLY_MLP)
+    path = head_path(tmp_path, POLY_MLP)
+    head.save(path)
+    loaded = load_head(path)
+    assert loaded.model_hash() == head.model_hash()
+    np.testing.assert_array_equal(loaded.card().known_scores, head.card().known_scores)
+    path.write_text(path.read_text().replace('"b2":{"shape":[3],"values":[', '"b2":{"shape":[3],"values":[1+'))
+    with pytest.raises(CorruptDataError):
+        load_head(path)

@@ -1,0 +1,105 @@
+"""Bit-exact decoding across processes and thread counts, and the exact fixed-point arithmetic.
+
+The decoder must rebuild the coder's probabilities exactly. Here one process encodes with one
+thread everywhere (OMP, OpenBLAS, torch) and another decodes with two; the streams also have to
+be byte-identical when the second process encodes. The fixed-point layer is checked against an
+int64 reference at the extreme values its bounds allow.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from fedcodec.shared.neural.fixed_point import (
+    ACT_LIMIT,
+    BIAS_LIMIT,
+    MAX_FAN_IN,
+    QW,
+    WEIGHT_LIMIT,
+    exact_layer,
+    ilog2_q6,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+_SCRIPT = r"""
+import sys, numpy as np, torch
+torch.set_num_threads(int(sys.argv[2]))
+from fedcodec.shared.codecs.base import get_codec
+work = sys.argv[1]
+inputs = np.load(work + "/input.npz")
+out = {}
+for spec in ("neural", "neural:mode=near-lossless,tau=2"):
+    codec = get_codec(spec)
+    streams = codec.encode_volume(inputs["volume"], 12)
+    streams.append(codec.encode(inputs["odd"], 16))
+    key = spec.replace(":", "_").replace("=", "_").replace(",", "_")
+    if sys.argv[3] == "encode":
+        np.save(f"{work}/{key}.npy", np.array(streams, dtype=object), allow_pickle=True)
+    else:
+        theirs = list(np.load(f"{work}/{key}.npy", allow_pickle=True))
+        assert theirs == streams, "encoders in two processes wrote different bytes"
+        volume = codec.decode_volume(theirs[:-1])
+        odd = codec.decode(theirs[-1])
+        np.savez(f"{work}/{key}_decoded.npz", volume=volume, odd=odd)
+print("ok")
+"""
+
+
+def _run(work: Path, threads: int, action: str) -> None:
+    env = dict(os.environ)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                 "FEDCODEC_NEURAL_BLAS_THREADS"):
+        env[name] = str(threads)
+    result = subprocess.run([sys.executable, "-c", _SCRIPT, str(work), str(threads), action],
+                            env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_encode_one_thread_decode_two_threads_other_process(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    y, x = np.mgrid[0:96, 0:80]
+    anatomy = 1500 + 800 * np.sin(x / 9.0) * np.cos(y / 13.0)
+    volume = np.stack([anatomy + rng.normal(0, 20 + 5 * i, anatomy.shape) for i in range(6)])
+    volume = np.clip(np.rint(volume), 0, 4095).astype(np.uint16)
+    odd = rng.integers(0, 1 << 16, (37, 23)).astype(np.uint16)
+    np.savez(tmp_path / "input.npz", volume=volume, odd=odd)
+    _run(tmp_path, 1, "encode")
+    _run(tmp_path, 2, "decode")
+    lossless = np.load(tmp_path / "neural_decoded.npz")
+    np.testing.assert_array_equal(lossless["volume"], volume)
+    np.testing.assert_array_equal(lossless["odd"], odd)
+    bounded = np.load(tmp_path / "neural_mode_near-lossless_tau_2_decoded.npz")
+    assert np.abs(bounded["volume"].astype(np.int64) - volume).max() <= 2
+    assert np.abs(bounded["odd"].astype(np.int64) - odd).max() <= 2
+
+
+def test_exact_layer_matches_int64_at_the_bounds() -> None:
+    rng = np.random.default_rng(0)
+    n, fan_in, fan_out = 3000, MAX_FAN_IN, 32
+    # worst case magnitudes: every product at its limit with one sign, plus random ones
+    x = rng.choice([-ACT_LIMIT, ACT_LIMIT], (n, fan_in)).astype(np.int64)
+    x[n // 2 :] = rng.integers(-ACT_LIMIT, ACT_LIMIT + 1, (n - n // 2, fan_in))
+    w = rng.choice([-WEIGHT_LIMIT, WEIGHT_LIMIT], (fan_in, fan_out)).astype(np.int64)
+    w[:, fan_out // 2 :] = rng.integers(-WEIGHT_LIMIT, WEIGHT_LIMIT + 1, (fan_in, fan_out - fan_out // 2))
+    x[0] = ACT_LIMIT
+    w[:, 0] = WEIGHT_LIMIT
+    b = rng.integers(-BIAS_LIMIT, BIAS_LIMIT + 1, fan_out)
+    expected = (x @ w + b) >> QW
+    got = exact_layer(x.astype(np.float32), w.astype(np.float32), b.astype(np.float32), hidden=False)
+    np.testing.assert_array_equal(got.astype(np.int64), expected)
+    hidden = exact_layer(x.astype(np.float32), w.astype(np.float32), b.astype(np.float32), hidden=True)
+    np.testing.assert_array_equal(hidden.astype(np.int64), np.clip(expected, 0, ACT_LIMIT))
+
+
+def test_integer_log2() -> None:
+    values = np.arange(1, 1 << 17)
+    logs = ilog2_q6(values)
+    assert np.all(np.diff(logs) >= 0)
+    assert np.abs(logs - 64 * np.log2(values)).max() < 1.5
+    assert ilog2_q6(np.array([1 << 40]))[0] == 40 * 64 + 1
