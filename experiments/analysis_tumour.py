@@ -29,18 +29,33 @@ from pathlib import Path
 import imagecodecs
 import numpy as np
 import torch
-
-from fedcodec.client.analysis.coding import SOURCE_BITS, CodedImages, code_images
+from fedcodec.client.analysis.coding import CodedImages, code_images
 from fedcodec.client.analysis.model_files import CLASSIFIER_FILE, SPLIT_FILE, save_classifier
 from fedcodec.client.analysis.pipeline import limit_per_class
 from fedcodec.client.analysis.remote import AnalysisClient, EncryptedClassifier
-from fedcodec.client.analysis.training import HeadBudget, TrainConfig, fit_head, predict, train_classifier
+from fedcodec.client.analysis.training import (
+    HeadBudget,
+    TrainConfig,
+    fit_head,
+    predict,
+    train_classifier,
+)
 from fedcodec.server import pki
 from fedcodec.server.analysis.listener import start_analysis_server
 from fedcodec.server.analysis.service import AnalysisService
-from fedcodec.shared.analysis.ckks import encrypt_batch, load_public_context, new_site_context, public_context_bytes
+from fedcodec.shared.analysis.ckks import (
+    encrypt_batch,
+    load_public_context,
+    new_site_context,
+    public_context_bytes,
+)
 from fedcodec.shared.analysis.classifier import LATENT, PIXEL, ClassifierConfig
-from fedcodec.shared.analysis.dataset import CLASS_NAMES, list_labelled_images, make_split, save_split
+from fedcodec.shared.analysis.dataset import (
+    CLASS_NAMES,
+    list_labelled_images,
+    make_split,
+    save_split,
+)
 from fedcodec.shared.analysis.heads import HEAD_KINDS, LINEAR, head_path
 from fedcodec.shared.analysis.latents import DEFAULT_LATENT_CODEC, latent_extractor
 from fedcodec.shared.analysis.metrics import classification_report, save_confusion_png
@@ -76,7 +91,7 @@ def timed_ms(fn, items) -> float:
 
 def bitstream_to_label_ms(models, extractor, test: CodedImages, names, count: int) -> dict:
     """ms per image, one image at a time, from the stored bytes to the class index."""
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # one image at a time, one thread: stable under load
     streams = test.streams[:count]
     jpegs = [(DATA / n).read_bytes() for n in names[:count]]
     latent_model, pixel_model, decoded_model = models
@@ -204,7 +219,7 @@ def markdown(r: dict) -> str:
         "",
         f"Entropy decoding alone: {t['entropy_decode_only']:.1f} ms/image; full decode alone "
         f"{t['full_decode_only']:.1f} ms/image (mean of {t['images']} test images, one at a time, "
-        "2 torch threads, machine shared with other jobs). "
+        "1 torch thread, machine shared with other jobs). "
         f"Latent path speed-up over decode-then-classify: {t['decoded'] / t['latent']:.1f}x.",
         "",
         "| head (pooled latents) | CKKS profile | plaintext acc. | encrypted acc. | agreement | "

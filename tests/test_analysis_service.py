@@ -5,8 +5,6 @@ from __future__ import annotations
 import grpc
 import numpy as np
 import pytest
-from test_analysis_support import seeded_head, study_features
-
 from fedcodec.client.analysis.remote import AnalysisClient, EncryptedClassifier
 from fedcodec.server import pki
 from fedcodec.server.analysis.listener import start_analysis_server
@@ -22,6 +20,7 @@ from fedcodec.shared.analysis.result_check import new_request_id
 from fedcodec.shared.analysis.wire import AnalysisLimits
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 from fedcodec.shared.rpc import analysis_pb2, analysis_pb2_grpc
+from test_analysis_support import seeded_head, study_features
 
 LIMITS = AnalysisLimits(max_request_bytes=12 * 1024 * 1024, max_batch=256)
 
@@ -189,3 +188,37 @@ def test_no_client_certificate_no_service(federation) -> None:
 def test_unknown_head_is_a_one_line_error(federation) -> None:
     with _client(federation) as client, pytest.raises(FedcodecError, match="no head 'tree'"):
         client.describe("tree")
+
+
+def test_fedcodec_server_analysis_command_serves_and_stops(federation, tmp_path) -> None:
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from fedcodec.shared.analysis.heads import head_path
+
+    base, _ = federation
+    for kind in (LINEAR, POLY_MLP):
+        seeded_head(kind).save(head_path(tmp_path / "model", kind))
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fedcodec.server.cli", "analysis", "--model",
+             str(tmp_path / "model"), "--tls-dir", str(base / "server"), "--port", "0"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not (found := re.search(r"listening on [\d.]+:(\d+)", log.read_text())):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        port = int(found.group(1))
+        with AnalysisClient(f"127.0.0.1:{port}", base / "site-a", timeout=30) as client:
+            card, max_batch = client.describe("poly-mlp")
+        assert card.model_hash == seeded_head(POLY_MLP).model_hash() and max_batch == 4096
+        assert "mlp-8192" in log.read_text() and "128-bit security" in log.read_text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0

@@ -17,8 +17,9 @@ import pytest
 from fixtures.dicom.synthetic import make_mr, save
 from pydicom.uid import generate_uid
 
-from fedcodec.shared.dicom import read_series, write_series
+from fedcodec.shared.dicom import Series, read_series, write_series
 from fedcodec.shared.dicom.siemens_csa import parse_csa2
+from fedcodec.shared.errors import FedcodecError
 
 RNG = np.random.default_rng(7)
 LOSSLESS = ["explicit", "implicit", "deflate", "rle", "jpegls", "j2k", "htj2k"]
@@ -222,3 +223,17 @@ def test_csa2_parser_reads_values_and_survives_damage() -> None:
     assert parse_csa2(blob[:100]) == {}  # cut inside the first tag's items
     assert parse_csa2(b"SV10" + bytes(4) + struct.pack("<II", 10**6, 77)) == {}
     assert parse_csa2(b"not a CSA header") == {}
+
+
+def test_progress_bars_and_series_without_headers(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    save(make_mr(_image(), series_uid=generate_uid()), _folder(tmp_path / "in") / "a.dcm")
+    [series], _ = read_series(tmp_path / "in", progress=True)
+    write_series(series, tmp_path / "out", progress=True)
+    err = capsys.readouterr().err
+    assert "Reading DICOM" in err and "Writing DICOM" in err
+    bare = Series(
+        series_uid="1.2.3", study_uid="", patient_id="", description="", modality="MR",
+        volume=series.volume, bits_stored=12, signed=False,
+    )
+    with pytest.raises(FedcodecError, match="no source headers to write"):
+        write_series(bare, tmp_path / "bare")

@@ -338,15 +338,27 @@ def test_a_failed_write_leaves_nothing_behind(
 ) -> None:
     series = shared_series["philips fmri"]
     calls = {"n": 0}
-    real = write_module.dcmwrite
+    real_write, real_encode = write_module.write_atomic, write_module.dcmwrite
 
-    def failing(filename, dataset, **kwargs):
+    def failing_write(path, data, **kwargs):
         calls["n"] += 1
         if calls["n"] == 5:
-            raise OSError("disk full")
-        return real(filename, dataset, **kwargs)
+            raise OSError(28, "No space left on device")
+        return real_write(path, data, **kwargs)
 
-    monkeypatch.setattr(write_module, "dcmwrite", failing)
-    with pytest.raises(FedcodecError, match="cannot write to .*disk full"):
-        write_series(series, tmp_path)
-    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(write_module, "write_atomic", failing_write)
+    with pytest.raises(FedcodecError, match="cannot write to .*No space left on device"):
+        write_series(series, tmp_path / "disk")
+    assert calls["n"] == 5
+    assert list((tmp_path / "disk").iterdir()) == []
+
+    def failing_encode(target, dataset, **kwargs):
+        if dataset.InstanceNumber == series.datasets[3].InstanceNumber:
+            raise ValueError("encoder bug")
+        return real_encode(target, dataset, **kwargs)
+
+    monkeypatch.setattr(write_module, "write_atomic", real_write)
+    monkeypatch.setattr(write_module, "dcmwrite", failing_encode)
+    with pytest.raises(ValueError, match="encoder bug"):
+        write_series(series, tmp_path / "encode")
+    assert list((tmp_path / "encode").iterdir()) == []

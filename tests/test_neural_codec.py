@@ -165,14 +165,15 @@ def test_corrupt_streams_raise() -> None:
     header_len = len(data) - 4 * unpack(data)[1].size
     rng = np.random.default_rng(0)
     bad = [b"", b"\xa1", b"not a stream", data[:-4], data[:-1], data[: header_len + 4],
-           data[:header_len - 2], bytes([0x00]) + data[1:], data[:1] + b"\xf3" + data[2:]]
-    for _ in range(12):  # bit flips anywhere in the payload
+           data[:header_len - 2], bytes([0x00]) + data[1:], data[:1] + b"\xf3" + data[2:],
+           data[:1] + bytes([data[1] ^ 0x80]) + data[2:]]
+    for _ in range(24):  # bit flips anywhere in the payload
         flipped = bytearray(data)
         pos = int(rng.integers(header_len, len(data)))
         flipped[pos] ^= 1 << int(rng.integers(8))
         bad.append(bytes(flipped))
     wrong_model = bytearray(data)
-    wrong_model[header_len - 4] ^= 0xFF
+    wrong_model[header_len - 6] ^= 0xFF  # model id: 2 bytes before the 4-byte CRC
     bad.append(bytes(wrong_model))
     for stream in bad:
         with pytest.raises(CorruptDataError):

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from fedcodec.client.analysis.coding import CodedImages, code_images
 from fedcodec.client.analysis.model_files import (
     CLASSIFIER_FILE,
@@ -26,7 +25,13 @@ from fedcodec.client.analysis.model_files import (
     load_classifier,
     save_classifier,
 )
-from fedcodec.client.analysis.training import HeadBudget, TrainConfig, fit_head, predict, train_classifier
+from fedcodec.client.analysis.training import (
+    HeadBudget,
+    TrainConfig,
+    fit_head,
+    predict,
+    train_classifier,
+)
 from fedcodec.shared.analysis.classifier import LATENT, ClassifierConfig, TumourClassifier
 from fedcodec.shared.analysis.dataset import (
     CLASS_NAMES,
@@ -136,7 +141,7 @@ def time_latent_path(
     """Mean milliseconds from bitstream to label, one image at a time (entropy decode + CNN)."""
     if not streams:
         return 0.0
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # per-image latency: one thread (see TrainConfig.threads)
     start = time.perf_counter()
     with torch.no_grad():
         for stream in streams:

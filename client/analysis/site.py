@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 from fedcodec.client.analysis.remote import AnalysisClient, EncryptedClassifier, RemoteStats
 from fedcodec.shared.analysis.latents import LatentExtractor, latent_extractor
 from fedcodec.shared.analysis.pooling import pool_latents
@@ -69,6 +68,8 @@ def analyze_remote(
     timeout: float = 600.0,
 ) -> RemoteResult:
     """Encrypted classification of every slice of ``paths`` on the service at ``service``."""
+    for path in paths:  # fail before any key generation or network traffic
+        read_container(path)
     with AnalysisClient(service, tls_dir, timeout=timeout) as client:
         session = EncryptedClassifier(
             client, head, pinned_model_hash=pinned_model_hash, checks=checks

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import grpc
-
 from fedcodec.server.analysis import errors
 from fedcodec.server.analysis.service import AnalysisService
 from fedcodec.server.storage.errors import Unauthenticated
@@ -40,19 +39,19 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServicer):
     def __init__(self, service: AnalysisService) -> None:
         self.service = service
 
-    def DescribeModel(self, request, context):  # noqa: N802 - gRPC method name
+    def DescribeModel(self, request, context):
         _answer(context, lambda: site_of(context))
         card = _answer(context, lambda: self.service.describe(request.head))
         return card_message(card, self.service.limits)
 
-    def RegisterContext(self, request, context):  # noqa: N802
+    def RegisterContext(self, request, context):
         site = _answer(context, lambda: site_of(context))
         digest = _answer(
             context, lambda: self.service.register_context(site, request.context, request.head)
         )
         return analysis_pb2.RegisterContextReply(context_hash=digest)
 
-    def Evaluate(self, request, context):  # noqa: N802
+    def Evaluate(self, request, context):
         site = _answer(context, lambda: site_of(context))
         result = _answer(
             context,

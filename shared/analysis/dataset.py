@@ -20,7 +20,6 @@ from pathlib import Path
 
 import imagecodecs
 import numpy as np
-
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 
 CLASS_NAMES = ("pituitary", "meningioma", "glioma")
@@ -88,8 +87,8 @@ def make_split(
     for label in sorted({i.label for i in images}):
         members = [i for i in images if i.label == label]
         order = rng.permutation(len(members))
-        n_train = int(round(fractions[0] * len(members)))
-        n_val = int(round(fractions[1] * len(members)))
+        n_train = round(fractions[0] * len(members))
+        n_val = round(fractions[1] * len(members))
         cuts = (0, n_train, n_train + n_val, len(members))
         for p in range(3):
             parts[p] += [members[k] for k in order[cuts[p] : cuts[p + 1]]]

@@ -7,15 +7,16 @@ with the pixel attributes, transfer syntax and, for lossy output, the PS3.3 loss
 new UIDs (see :mod:`fedcodec.shared.dicom.lossy`). Lossless output keeps every UID unless
 ``new_uids=True``.
 
-All files are encoded into hidden temporary files in ``out_dir`` first and renamed into place
-only when every one succeeded, so a failure leaves no partial output.
+Every file is encoded in memory first, so a codec or header error writes nothing; the files are
+then written one by one through :mod:`fedcodec.shared.atomic_files` (temporary file, fsync,
+rename), and an I/O error removes the files this call had created, so a failed write into a new
+folder leaves it empty. (Memory: one encoded copy of the series.)
 """
 
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
+import io
 from collections import defaultdict
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, generate_uid
 from tqdm import tqdm
 
+from fedcodec.shared.atomic_files import write_atomic
 from fedcodec.shared.dicom.frame_encoding import (
     EncodedPixels,
     codec_pixel_data,
@@ -37,7 +39,7 @@ from fedcodec.shared.dicom.header_copy import replace_element, shallow_header_co
 from fedcodec.shared.dicom.lossy import LossyInfo, mark_lossy
 from fedcodec.shared.dicom.mosaic import assemble_mosaic, mosaic_layout
 from fedcodec.shared.dicom.series import Series
-from fedcodec.shared.dicom.stored_values import transfer_syntax
+from fedcodec.shared.dicom.stored_values import transfer_syntax as source_syntax
 from fedcodec.shared.dicom.transfer_syntax import OutputSyntax, output_syntax
 from fedcodec.shared.errors import FedcodecError
 
@@ -165,6 +167,10 @@ def write_series(
     named like their sources; existing files of those names in ``out_dir`` are replaced.
     """
     out_dir = Path(out_dir)
+    if not series.datasets or len(series.slice_sources) != series.shape[0]:
+        raise FedcodecError(
+            f"series {series.key} has no source headers to write (read it with read_series)"
+        )
     syntax = output_syntax(transfer_syntax)
     values = _checked_volume(series, volume)
     if volume is not None and lossy is None and not np.array_equal(values, series.volume):
@@ -180,7 +186,8 @@ def write_series(
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise FedcodecError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
+        reason = exc.strerror or exc
+        raise FedcodecError(f"cannot create output folder {out_dir}: {reason}") from None
     sources = {p.resolve() for p in series.source_files}
     targets = [out_dir / name for name in _output_names(series)]
     clash = next((t for t in targets if t.resolve() in sources), None)
@@ -189,23 +196,25 @@ def write_series(
 
     series_uid = generate_uid() if new_uids else None
     frames_of = _frames_by_dataset(series)
-    pending: list[tuple[Path, Path]] = []
+    encoded: list[tuple[Path, bytes]] = []
+    indices = tqdm(sorted(frames_of), desc="Writing DICOM", unit="file", disable=not progress)
+    for index in indices:  # encode everything first: a codec or header error writes nothing
+        ds = _output_dataset(series, values, index, frames_of[index], syntax, lossy, series_uid)
+        buffer = io.BytesIO()
+        dcmwrite(buffer, ds, enforce_file_format=True)
+        encoded.append((targets[index], buffer.getvalue()))
+    existed = {target for target, _ in encoded if target.exists()}
+    written: list[Path] = []
     try:
-        for index in tqdm(sorted(frames_of), desc="Writing DICOM", unit="file", disable=not progress):
-            ds = _output_dataset(series, values, index, frames_of[index], syntax, lossy, series_uid)
-            handle, name = tempfile.mkstemp(dir=out_dir, prefix=".fedcodec-", suffix=".tmp")
-            os.close(handle)
-            pending.append((Path(name), targets[index]))
-            dcmwrite(name, ds, enforce_file_format=True)
-        for temporary, target in pending:
-            os.replace(temporary, target)
-    except BaseException as exc:
-        for temporary, _ in pending:
-            temporary.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise FedcodecError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
-        raise
-    return [target for _, target in pending]
+        for target, data in encoded:
+            write_atomic(target, data)
+            written.append(target)
+    except OSError as exc:
+        for target in written:
+            if target not in existed:
+                target.unlink(missing_ok=True)
+        raise FedcodecError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
+    return written
 
 
 def _output_dataset(
@@ -218,7 +227,7 @@ def _output_dataset(
     series_uid: str | None,
 ) -> pydicom.Dataset:
     source = series.datasets[index]
-    little_endian = transfer_syntax(source).is_little_endian
+    little_endian = source_syntax(source).is_little_endian
     ds = shallow_header_copy(source) if little_endian else copy.deepcopy(source)
     if not little_endian:
         _swap_binary_values(ds)

@@ -12,7 +12,9 @@ ReLU and pixel shuffles so that its integer twin (:mod:`.integer_hyper`) is a fe
 products; the codec runs that twin, never this float ``h_s``, to get the entropy parameters.
 
 DP-trainable: only ``nn.Parameter`` s, no buffers, no normalisation layers
-(``opacus.validators.ModuleValidator.validate(model, strict=True)`` is empty).
+(``opacus.validators.ModuleValidator.validate(model, strict=True)`` is empty), and every module
+that holds parameters maps one tensor to one tensor, so Opacus' hooks get per-sample gradients
+(Conv2d / Linear rules, functorch for GDN, transposed convs and the factorised prior).
 """
 
 from __future__ import annotations
@@ -70,25 +72,27 @@ class FactorizedPrior(nn.Module):
         super().__init__()
         dims = (1, *filters, 1)
         scale = init_scale ** (1.0 / (len(dims) - 1))
-        self.matrices = nn.ParameterList()
-        self.biases = nn.ParameterList()
-        self.factors = nn.ParameterList()
-        for i in range(len(dims) - 1):
+        self.layers = len(dims) - 1
+        # plain attributes (not ParameterList) so this module is Opacus' trainable leaf
+        for i in range(self.layers):
             init = math.log(math.expm1(1.0 / scale / dims[i + 1]))
-            self.matrices.append(nn.Parameter(torch.full((channels, dims[i + 1], dims[i]), init)))
-            self.biases.append(nn.Parameter(torch.rand(channels, dims[i + 1], 1) - 0.5))
-            if i < len(dims) - 2:
-                self.factors.append(nn.Parameter(torch.zeros(channels, dims[i + 1], 1)))
+            self.register_parameter(
+                f"matrix{i}", nn.Parameter(torch.full((channels, dims[i + 1], dims[i]), init)))
+            self.register_parameter(
+                f"bias{i}", nn.Parameter(torch.rand(channels, dims[i + 1], 1) - 0.5))
+            if i < self.layers - 1:
+                self.register_parameter(
+                    f"factor{i}", nn.Parameter(torch.zeros(channels, dims[i + 1], 1)))
 
     def cdf_logits(self, v: torch.Tensor) -> torch.Tensor:
         """``v``: (channels, 1, n) -> (channels, 1, n)."""
-        for i, (matrix, bias) in enumerate(zip(self.matrices, self.biases)):
-            v = torch.matmul(F.softplus(matrix), v) + bias
-            if i < len(self.factors):
-                v = v + torch.tanh(self.factors[i]) * torch.tanh(v)
+        for i in range(self.layers):
+            v = torch.matmul(F.softplus(getattr(self, f"matrix{i}")), v) + getattr(self, f"bias{i}")
+            if i < self.layers - 1:
+                v = v + torch.tanh(getattr(self, f"factor{i}")) * torch.tanh(v)
         return v
 
-    def likelihood(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Probability of the unit bin around each value of ``z`` (batch, channels, h, w)."""
         b, c, h, w = z.shape
         v = z.permute(1, 0, 2, 3).reshape(c, 1, -1)
@@ -109,6 +113,24 @@ def gaussian_likelihood(values: torch.Tensor, scales: torch.Tensor) -> torch.Ten
 
 def _round_ste(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
+
+
+class QualityGain(nn.Module):
+    """Per-quality channel gains ``exp(W @ onehot(q))``: a bias-free Linear on a one-hot input,
+    so Opacus computes per-sample gradients with its Linear rule."""
+
+    def __init__(self, log_init: list[float], channels: int) -> None:
+        super().__init__()
+        self.log_gain = nn.Linear(len(log_init), channels, bias=False)
+        with torch.no_grad():
+            self.log_gain.weight.copy_(torch.tensor(log_init)[None, :].repeat(channels, 1))
+
+    def forward(self, onehot: torch.Tensor) -> torch.Tensor:
+        return torch.exp(self.log_gain(onehot))
+
+    def table(self) -> torch.Tensor:
+        """(qualities, channels) gains."""
+        return torch.exp(self.log_gain.weight.T)
 
 
 class HyperSynthesis(nn.Module):
@@ -150,15 +172,14 @@ class MeanScaleHyperprior(nn.Module):
         self.h_s = HyperSynthesis(cfg)
         self.z_prior = FactorizedPrior(cfg.nz)
         ref = cfg.lambdas[len(cfg.lambdas) // 2]
-        init = torch.tensor([0.5 * math.log(lam / ref) for lam in cfg.lambdas])
-        # y is multiplied by exp(log_gain[q]) before rounding: finer steps at higher lambda
-        self.log_gain = nn.Parameter(init[:, None].repeat(1, m).clone())
-        self.log_inverse_gain = nn.Parameter(-init[:, None].repeat(1, m).clone())
+        init = [0.5 * math.log(lam / ref) for lam in cfg.lambdas]
+        # y is multiplied by the gain before rounding: finer steps at higher lambda
+        self.gain = QualityGain(init, m)
+        self.inverse_gain = QualityGain([-v for v in init], m)
 
     def gains(self, quality_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        g = torch.exp(self.log_gain[quality_index])[:, :, None, None]
-        ig = torch.exp(self.log_inverse_gain[quality_index])[:, :, None, None]
-        return g, ig
+        onehot = F.one_hot(quality_index, self.cfg.qualities).to(torch.float32)
+        return self.gain(onehot)[:, :, None, None], self.inverse_gain(onehot)[:, :, None, None]
 
     def entropy_parameters(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, log2_scale = self.h_s(z_hat)
@@ -171,7 +192,7 @@ class MeanScaleHyperprior(nn.Module):
         y = self.g_a(x) * gain
         z = self.h_a(y)
         z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
-        z_bits = -torch.log2(self.z_prior.likelihood(z_noisy)).sum(dim=(1, 2, 3))
+        z_bits = -torch.log2(self.z_prior(z_noisy)).sum(dim=(1, 2, 3))
         mean, scale = self.entropy_parameters(_round_ste(z))
         y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
         y_bits = -torch.log2(gaussian_likelihood(y_noisy - mean, scale)).sum(dim=(1, 2, 3))

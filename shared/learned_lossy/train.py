@@ -140,5 +140,13 @@ def save_checkpoint(model: MeanScaleHyperprior, path: Path, step: int) -> None:
 def load_checkpoint(path: Path) -> tuple[MeanScaleHyperprior, int]:
     data = torch.load(path, weights_only=False)
     model = MeanScaleHyperprior(data["cfg"])
-    model.load_state_dict(data["state"])
+    state = dict(data["state"])
+    for old, new in (("log_gain", "gain"), ("log_inverse_gain", "inverse_gain")):
+        if old in state:  # checkpoints from before the gains became Linear layers
+            state[f"{new}.log_gain.weight"] = state.pop(old).T.contiguous()
+    for key in [k for k in state if k.startswith("z_prior.") and k.count(".") == 2]:
+        _, kind, i = key.split(".")  # z_prior.matrices.0 -> z_prior.matrix0 (older layout)
+        name = {"matrices": "matrix", "biases": "bias", "factors": "factor"}[kind]
+        state[f"z_prior.{name}{i}"] = state.pop(key)
+    model.load_state_dict(state)
     return model, int(data["step"])

@@ -135,7 +135,7 @@ def export_weights(model: MeanScaleHyperprior, meta: dict) -> LossyWeights:
     v = edges[None, None, :].repeat(model.cfg.nz, 1, 1)
     cdf = torch.sigmoid(prior.cdf_logits(v))[:, 0].numpy()
     model.z_prior.float()
-    gain = torch.exp(model.log_gain).numpy().astype(np.float32)
-    inverse_gain = torch.exp(model.log_inverse_gain).numpy().astype(np.float32)
+    gain = model.gain.table().numpy().astype(np.float32)
+    inverse_gain = model.inverse_gain.table().numpy().astype(np.float32)
     return LossyWeights(model.cfg, float_state, gain, inverse_gain, hyper, gaussian_counts(),
                         z_counts(cdf), meta)

@@ -15,6 +15,7 @@ earlier ones) to decode, so ``decode_volume`` decodes in order. See docs/neural-
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -32,6 +33,11 @@ from fedcodec.shared.neural.weights import DEFAULT_WEIGHTS, NeuralWeights
 MAX_PIXELS = 1 << 28
 PIXELS_PER_WORD = 1 << 18
 """No valid stream codes more pixels per 32-bit word (every table symbol costs > 2**-13 bit)."""
+
+
+def _crc(image: np.ndarray) -> int:
+    """CRC-32 of the pixels as little-endian bytes of their dtype."""
+    return zlib.crc32(np.ascontiguousarray(image, dtype=image.dtype.newbyteorder("<")).tobytes())
 
 
 @lru_cache(maxsize=4)
@@ -97,16 +103,17 @@ class NeuralCodec(Codec):
         params = SliceParams(bits, self.tau)
         words, recon = encode_slice(image, params, refs, weights, models)
         header = StreamHeader(image.shape[0], image.shape[1], bits, self.tau,
-                              image.dtype == np.uint16, offsets, weights.model_id)
+                              image.dtype == np.uint16, offsets, weights.model_id,
+                              _crc(recon.astype(image.dtype)))
         return pack(header, words), recon
 
     def _decode_one(self, data: bytes, decoded: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         header, words = unpack(data)
         weights, models = self._weights()
-        if header.model_id != weights.model_id:
+        if header.model_id != weights.model_id[: len(header.model_id)]:
             raise CorruptDataError(
                 f"neural stream was written with model {header.model_id.hex()}, this build has "
-                f"{weights.model_id.hex()}"
+                f"{weights.model_id[: len(header.model_id)].hex()}"
             )
         pixels = header.rows * header.cols
         if pixels > MAX_PIXELS or pixels > PIXELS_PER_WORD * (words.size + 2):
@@ -125,8 +132,10 @@ class NeuralCodec(Codec):
             refs.append(ref)
         recon = decode_slice(words, (header.rows, header.cols),
                              SliceParams(header.bits, header.tau), refs, weights, models)
-        dtype = np.uint16 if header.uint16 else np.uint8
-        return recon.astype(dtype), recon
+        out = recon.astype(np.uint16 if header.uint16 else np.uint8)
+        if _crc(out) != header.crc32:
+            raise CorruptDataError("neural stream is corrupt (pixel checksum mismatch)")
+        return out, recon
 
     def encode(self, image: np.ndarray, bits: int) -> bytes:
         image = np.asarray(image)

@@ -3,14 +3,18 @@
 ::
 
     byte 0      0xA1 (format "neural v1")
-    byte 1      flags: bits 0-1 number of reference slices (0..2), bit 2 near-lossless,
-                bit 3 uint16 output (else uint8); bits 4-7 zero
-    byte 2      bit depth (1..16)
+    byte 1      bits 0-3: bit depth - 1 (1..16 bits); bits 4-5: number of reference slices
+                (0..2); bit 6: near-lossless; bit 7: uint16 output (else uint8)
     varint      rows, then cols (LEB128, >= 1)
     varint      tau (only if near-lossless; >= 1)
     varint*     per reference: how many slices back it is (>= 1)
-    4 bytes     model id (SHA-256 prefix of the weights' integer arrays)
+    2 bytes     model id (SHA-256 prefix of the weights' integer arrays)
+    4 bytes     CRC-32 of the reconstructed pixels (little-endian, as stored in the output dtype)
     rest        rANS words, uint32 little-endian (constriction AnsCoder.get_compressed)
+
+The CRC is what makes corruption detectable: a damaged rANS payload still decodes to *some*
+image (checked: flipped bits deep in the stack, or a payload cut to one word, pass the coder's
+own end-state check), so the decoder compares the CRC of what it produced.
 
 Stream *i* of a volume depends on the streams its reference offsets name (i-1, i-period); a
 stream with no references decodes alone.
@@ -26,6 +30,7 @@ from fedcodec.shared.errors import CorruptDataError
 
 MAGIC = 0xA1
 MAX_SIDE = 1 << 20
+MODEL_ID_BYTES = 2
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ class StreamHeader:
     uint16: bool
     ref_offsets: tuple[int, ...]
     model_id: bytes
+    crc32: int
 
 
 def _varint(value: int) -> bytes:
@@ -63,12 +69,14 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def pack(header: StreamHeader, words: np.ndarray) -> bytes:
-    flags = len(header.ref_offsets) | (4 if header.tau else 0) | (8 if header.uint16 else 0)
-    parts = [bytes([MAGIC, flags, header.bits]), _varint(header.rows), _varint(header.cols)]
+    flags = ((header.bits - 1) | (len(header.ref_offsets) << 4) | (0x40 if header.tau else 0)
+             | (0x80 if header.uint16 else 0))
+    parts = [bytes([MAGIC, flags]), _varint(header.rows), _varint(header.cols)]
     if header.tau:
         parts.append(_varint(header.tau))
     parts.extend(_varint(off) for off in header.ref_offsets)
-    parts.append(header.model_id)
+    parts.append(header.model_id[:MODEL_ID_BYTES])
+    parts.append(int(header.crc32).to_bytes(4, "little"))
     parts.append(np.asarray(words, dtype="<u4").tobytes())
     return b"".join(parts)
 
@@ -76,34 +84,36 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
 def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
     """Parse a stream; any inconsistency is a CorruptDataError naming what is wrong."""
     data = bytes(data)
-    if len(data) < 3 or data[0] != MAGIC:
+    if len(data) < 2 or data[0] != MAGIC:
         raise CorruptDataError("not a neural-codec stream (bad magic byte)")
-    flags, bits = data[1], data[2]
-    if flags & 0xF0 or (flags & 3) > 2:
-        raise CorruptDataError("neural stream: unknown header flags")
-    if not 1 <= bits <= 16:
-        raise CorruptDataError(f"neural stream: bit depth {bits} outside 1..16")
-    rows, pos = _read_varint(data, 3)
+    flags = data[1]
+    bits = (flags & 0x0F) + 1
+    n_refs = (flags >> 4) & 3
+    if n_refs > 2:
+        raise CorruptDataError("neural stream: bad number of reference slices")
+    rows, pos = _read_varint(data, 2)
     cols, pos = _read_varint(data, pos)
     if not (1 <= rows <= MAX_SIDE and 1 <= cols <= MAX_SIDE):
         raise CorruptDataError(f"neural stream: bad image size {rows}x{cols}")
     tau = 0
-    if flags & 4:
+    if flags & 0x40:
         tau, pos = _read_varint(data, pos)
         if not 1 <= tau < (1 << bits):
             raise CorruptDataError(f"neural stream: bad tau {tau}")
     offsets = []
-    for _ in range(flags & 3):
+    for _ in range(n_refs):
         off, pos = _read_varint(data, pos)
         if off < 1:
             raise CorruptDataError("neural stream: bad reference offset 0")
         offsets.append(off)
-    model_id = data[pos : pos + 4]
-    payload = data[pos + 4 :]
-    if len(model_id) != 4 or len(payload) % 4:
+    model_id = data[pos : pos + MODEL_ID_BYTES]
+    crc = data[pos + MODEL_ID_BYTES : pos + MODEL_ID_BYTES + 4]
+    payload = data[pos + MODEL_ID_BYTES + 4 :]
+    if len(crc) != 4 or len(payload) % 4:
         raise CorruptDataError("neural stream: truncated payload")
-    uint16 = bool(flags & 8)
+    uint16 = bool(flags & 0x80)
     if not uint16 and bits > 8:
         raise CorruptDataError("neural stream: uint8 output with more than 8 bits")
-    header = StreamHeader(rows, cols, bits, tau, uint16, tuple(offsets), model_id)
+    header = StreamHeader(rows, cols, bits, tau, uint16, tuple(offsets), model_id,
+                          int.from_bytes(crc, "little"))
     return header, np.frombuffer(payload, dtype="<u4").astype(np.uint32)

@@ -147,6 +147,13 @@ def _tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return t
 
 
+def _bits(net, data, idx=None) -> torch.Tensor:
+    pick = (lambda t: t) if idx is None else (lambda t: t[idx])
+    out = net(pick(data["features"]))
+    return logistic_bits(out, pick(data["target"]), pick(data["mu0"]), pick(data["s16"]),
+                         pick(data["log_s16"]))
+
+
 def train_predictor(
     samples: dict[str, Samples],
     hidden: int = 32,
@@ -158,7 +165,12 @@ def train_predictor(
     time_budget_s: float = 600.0,
     model: NeuralPredictor | None = None,
 ) -> tuple[NeuralPredictor, dict[str, float]]:
-    """Fit every network with Adam on the logistic code length; returns (model, bits/pixel)."""
+    """Fit every network with Adam on the logistic code length; returns (model, bits/pixel).
+
+    Each network gets an equal share of ``time_budget_s``: the step count is the smaller of
+    ``epochs`` passes and what the measured step time allows, and the one-cycle learning-rate
+    schedule spans exactly those steps, so a busy machine trains fewer steps but still anneals.
+    """
     torch.manual_seed(seed)
     model = model or NeuralPredictor(hidden, depth)
     report = {}
@@ -168,32 +180,38 @@ def train_predictor(
     for key in keys:
         data = _tensors(samples[key].arrays())
         n = data["target"].shape[0]
+        size = min(batch, n)
         net = model.nets[key]
         opt = torch.optim.Adam(net.parameters(), lr=lr)
-        steps = epochs * max(1, n // batch)
+        probe_start = time.perf_counter()
+        for _ in range(3):  # time a few steps at a small learning rate (warm-up)
+            for group in opt.param_groups:
+                group["lr"] = lr / 25
+            loss = _bits(net, data, torch.randint(0, n, (size,))).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            clamp_parameters(net)
+        step_time = (time.perf_counter() - probe_start) / 3
+        steps = int(min(epochs * max(1, n // size), max(10, per_key_budget / step_time)))
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-        key_start = time.perf_counter()
-        step = 0
-        for _ in range(epochs):
-            perm = torch.randperm(n)
-            for i in range(max(1, n // batch)):
-                idx = perm[i * batch : (i + 1) * batch]
-                out = net(data["features"][idx])
-                loss = logistic_bits(out, data["target"][idx], data["mu0"][idx], data["s16"][idx],
-                                     data["log_s16"][idx]).mean()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                clamp_parameters(net)
-                if step < steps - 1:
-                    sched.step()
-                step += 1
-            if time.perf_counter() - key_start > per_key_budget:
-                break
+        perm = torch.randperm(n)
+        cursor = 0
+        for step in range(steps):
+            if cursor + size > n:
+                perm, cursor = torch.randperm(n), 0
+            idx = perm[cursor : cursor + size]
+            cursor += size
+            loss = _bits(net, data, idx).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            clamp_parameters(net)
+            if step < steps - 1:
+                sched.step()
         with torch.no_grad():
-            out = net(data["features"])
-            report[key] = float(logistic_bits(out, data["target"], data["mu0"], data["s16"],
-                                              data["log_s16"]).mean())
+            report[key] = float(_bits(net, data).mean())
+        report[key + "_steps"] = steps
     report["seconds"] = time.perf_counter() - start
     return model, report
 

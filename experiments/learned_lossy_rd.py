@@ -1,0 +1,111 @@
+"""Rate-distortion of the learned lossy codec vs JPEG 2000, HTJ2K, JPEG XL on held-out series,
+and the hybrid mode vs JPEG-LS near-lossless.
+
+    cd experiments && nice -n 10 ../.venv/bin/python learned_lossy_rd.py --out /tmp/fll/rd.json
+
+Held-out = fold 1 of neural_dataset.py (split by series; the shipped weights saw fold 0 only).
+One middle slice per held-out series (``--every`` thins the list). PSNR / SSIM use the real bit
+depth (fedcodec.shared.metrics). Points are averaged over slices (mean bpp, mean PSNR); BD-rate
+(Bjøntegaard, cubic fit of log-rate over PSNR, overlapping PSNR interval only) compares those mean
+curves; with under 1 dB of overlap it is reported as not defined.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from neural_dataset import load_items
+from fedcodec.shared.codecs.base import get_codec
+from fedcodec.shared.metrics import max_abs_error, psnr, ssim
+
+J2K_RATIOS = (6, 8, 12, 16, 24, 32, 48, 64, 96)
+JXL_DISTANCES = (0.05, 0.1, 0.2, 0.35, 0.6, 1.0, 2.0, 4.0)
+
+
+def held_out_slices(every: int) -> list[tuple[str, np.ndarray, int]]:
+    items = [i for i in load_items() if i.fold == 1][::every]
+    return [(i.name, np.ascontiguousarray(i.volume[i.volume.shape[0] // 2]), i.bits) for i in items]
+
+
+def measure(spec: str, slices) -> dict:
+    codec = get_codec(spec)
+    bpp, db, ss, err, secs = [], [], [], [], 0.0
+    for _, image, bits in slices:
+        t0 = time.perf_counter()
+        data = codec.encode(image, bits)
+        out = codec.decode(data)
+        secs += time.perf_counter() - t0
+        bpp.append(8.0 * len(data) / image.size)
+        db.append(min(psnr(image, out, bits), 150.0))
+        ss.append(ssim(image, out, bits))
+        err.append(max_abs_error(image, out))
+    return {"spec": spec, "bpp": float(np.mean(bpp)), "psnr": float(np.mean(db)),
+            "ssim": float(np.mean(ss)), "max_error": int(max(err)), "seconds": round(secs, 1),
+            "per_slice_bpp": [round(b, 4) for b in bpp], "per_slice_psnr": [round(d, 3) for d in db]}
+
+
+def bd_rate(anchor: list[dict], test: list[dict]) -> float | None:
+    """Average rate difference of ``test`` vs ``anchor`` (%) at equal PSNR; None without overlap."""
+    def fit(points):
+        p = np.array([x["psnr"] for x in points])
+        r = np.log(np.array([x["bpp"] for x in points]))
+        return p, np.polyfit(p, r, min(3, len(points) - 1))
+
+    pa, fa = fit(anchor)
+    pt, ft = fit(test)
+    lo, hi = max(pa.min(), pt.min()), min(pa.max(), pt.max())
+    if hi - lo < 1.0:
+        return None
+    ia, it = np.polyint(fa), np.polyint(ft)
+    diff = ((np.polyval(it, hi) - np.polyval(it, lo)) - (np.polyval(ia, hi) - np.polyval(ia, lo)))
+    return 100.0 * (math.exp(diff / (hi - lo)) - 1.0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--every", type=int, default=2)
+    ap.add_argument("--skip-hybrid", action="store_true")
+    args = ap.parse_args()
+    slices = held_out_slices(args.every)
+    print("held-out slices:", [(n, s.shape, b) for n, s, b in slices], flush=True)
+    curves: dict[str, list[dict]] = {}
+    plan = {
+        "neural-lossy": [f"neural-lossy:quality={q}" for q in range(1, 9)],
+        "j2k": [f"j2k:ratio={r}" for r in J2K_RATIOS],
+        "htj2k": [f"htj2k:ratio={r}" for r in J2K_RATIOS],
+        "jxl": [f"jxl:distance={d}" for d in JXL_DISTANCES],
+    }
+    for name, specs in plan.items():
+        curves[name] = []
+        for spec in specs:
+            row = measure(spec, slices)
+            curves[name].append(row)
+            print(f"{spec:28s} bpp {row['bpp']:.3f} psnr {row['psnr']:.2f} ssim {row['ssim']:.4f} "
+                  f"({row['seconds']} s)", flush=True)
+    summary = {}
+    for anchor in ("j2k", "htj2k", "jxl"):
+        summary[f"bd_rate_vs_{anchor}"] = bd_rate(curves[anchor], curves["neural-lossy"])
+    print(json.dumps(summary), flush=True)
+    bounded = {}
+    if not args.skip_hybrid:
+        for spec in ("jpegls:tau=2", "neural-lossy:mode=hybrid,tau=2", "neural:mode=near-lossless,tau=2"):
+            try:
+                bounded[spec] = measure(spec, slices)
+            except Exception as exc:  # the neural codec may have no shipped weights yet
+                bounded[spec] = {"error": str(exc)}
+            print(spec, json.dumps({k: v for k, v in bounded[spec].items()
+                                    if not k.startswith("per_slice")}), flush=True)
+    args.out.write_text(json.dumps({"slices": [(n, list(s.shape), b) for n, s, b in slices],
+                                    "curves": curves, "summary": summary, "bounded": bounded},
+                                   indent=1))
+
+
+if __name__ == "__main__":
+    main()
