@@ -92,7 +92,8 @@ class StudyPlanner:
     def plan(self, series_description: str) -> SeriesPlan:
         if self.fixed is not None:
             return self.fixed
-        return plan_for_profile(profile_for_series(series_description, self.rules), self.choose_spec)
+        profile = profile_for_series(series_description, self.rules)
+        return plan_for_profile(profile, self.choose_spec)
 
 
 def study_plan(plans: Sequence[SeriesPlan]) -> SeriesPlan:

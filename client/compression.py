@@ -247,10 +247,14 @@ class CompressionReport:
                     f"({s.mode}, {s.check_line()})"
                 )
         lines += [
-            f"  pixels {_size(self.raw_bytes)} -> {_size(self.stream_bytes)}: "
-            f"ratio {self.pixel_ratio:.2f}, {self.bpp:.3f} bpp",
-            f"  DICOM files {_size(self.source_bytes)} -> container {_size(self.container_bytes)}: "
-            f"ratio {self.file_ratio:.2f}",
+            (
+                f"  pixels {_size(self.raw_bytes)} -> {_size(self.stream_bytes)}: "
+                f"ratio {self.pixel_ratio:.2f}, {self.bpp:.3f} bpp"
+            ),
+            (
+                f"  DICOM files {_size(self.source_bytes)} -> container "
+                f"{_size(self.container_bytes)}: ratio {self.file_ratio:.2f}"
+            ),
         ]
         if self.skipped:
             first = self.skipped[0]

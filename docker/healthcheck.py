@@ -54,9 +54,11 @@ def probe_tls(address: str, ca_file: str, server_name: str, timeout: float = 3.0
     context = ssl.create_default_context(cafile=ca_file)
     context.set_alpn_protocols(["h2"])
     try:
-        with socket.create_connection((host, port), timeout=timeout) as raw:
-            with context.wrap_socket(raw, server_hostname=server_name) as tls:
-                tls.do_handshake()
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=server_name) as tls,
+        ):
+            tls.do_handshake()
     except ssl.SSLCertVerificationError as exc:
         return f"certificate not valid for {server_name!r}: {exc.verify_message}"
     except (OSError, ssl.SSLError) as exc:
@@ -65,7 +67,9 @@ def probe_tls(address: str, ca_file: str, server_name: str, timeout: float = 3.0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fedcodec-healthcheck", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="fedcodec-healthcheck", description=__doc__.split("\n")[0]
+    )
     probes = parser.add_subparsers(dest="probe", required=True)
     health = probes.add_parser("grpc-health", help="grpc.health.v1 Check (plaintext, loopback)")
     health.add_argument("address", metavar="HOST:PORT")

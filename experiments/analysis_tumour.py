@@ -18,6 +18,7 @@ are unknown in this copy of the data, so slices of one patient can be on both si
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import pickle
@@ -68,8 +69,8 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tumor"
 def coded_part(out: Path, name: str, images, extractor, *, decode: bool) -> CodedImages:
     """Code one split part (or load it from the cache)."""
     identity = extractor.identity()
-    key = f"{name}-{len(images)}-{identity['spec'].replace(':', '_').replace('=', '')}-" \
-          f"{str(identity.get('model_hash'))[:12]}-{int(decode)}.pkl"
+    spec_digest = hashlib.sha256(identity["spec"].encode()).hexdigest()[:12]
+    key = f"{name}-{len(images)}-{spec_digest}-{identity.get('model_hash')}-{int(decode)}.pkl"
     cache = out / "cache" / key
     if cache.exists():
         with open(cache, "rb") as handle:
@@ -251,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("/tmp/fedcodec-analysis"))
     parser.add_argument("--codec", default=DEFAULT_LATENT_CODEC)
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--limit", type=int, help="at most N images per class in train and val")
+    parser.add_argument("--limit", type=int, help="at most N images per class in train")
+    parser.add_argument("--val-limit", type=int, help="at most N images per class in val")
     parser.add_argument("--test-limit", type=int, help="at most N images per class in test")
     parser.add_argument(
         "--decoded-train", action="store_true",
@@ -269,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     save_split(split, model_dir / SPLIT_FILE)
     extractor = latent_extractor(args.codec)
     identity = extractor.identity()
-    limits = {"train": args.limit, "val": args.limit, "test": args.test_limit}
+    limits = {"train": args.limit, "val": args.val_limit, "test": args.test_limit}
     parts = {p: limit_per_class(split.part(p), limits[p]) for p in ("train", "val", "test")}
     coded = {
         p: coded_part(out, p, imgs, extractor, decode=(p == "test" or args.decoded_train))

@@ -1,7 +1,8 @@
 """Classical anchors for the neural codec, per slice: JPEG XL e7 lossless and JPEG-LS (tau 0,1,2,4).
 
-Writes ``/tmp/fcn/baselines.json``: {series name: {"jxl7": [bytes per slice], "jls0": [...], ...,
-"pixels": pixels per slice}}. Run: ``nice -n 10 python experiments/neural_baselines.py``.
+Writes ``/tmp/fcn/baselines.json`` (or ``baselines_project.json``): {series name: {"jxl7": [bytes
+per slice], "jls0": [...], ..., "pixels": pixels per slice}}.
+Run: ``nice -n 10 python experiments/neural_baselines.py [issue|project]``.
 """
 
 from __future__ import annotations
@@ -17,12 +18,20 @@ from tqdm import tqdm
 from neural_dataset import load_items
 
 OUT = Path("/tmp/fcn/baselines.json")
+
+
+def baselines_path(reader: str) -> Path:
+    return OUT if reader == "issue" else OUT.with_name(f"baselines_{reader}.json")
 TAUS = (0, 1, 2, 4)
 
 
 def main() -> None:
-    results: dict[str, dict] = json.loads(OUT.read_text()) if OUT.exists() else {}
-    items = load_items()
+    import sys
+
+    reader = sys.argv[1] if len(sys.argv) > 1 else "issue"
+    out = baselines_path(reader)
+    results: dict[str, dict] = json.loads(out.read_text()) if out.exists() else {}
+    items = load_items(reader)
     for item in tqdm(items):
         if item.name in results:
             continue
@@ -37,7 +46,7 @@ def main() -> None:
                 rec[f"jls{tau}"].append(len(data))
         rec["pixels"] = int(item.volume.shape[1] * item.volume.shape[2])
         results[item.name] = rec
-        OUT.write_text(json.dumps(results))
+        out.write_text(json.dumps(results))
     # timing on 256x256 slices (MP-RAGE): encode + decode, single call each
     mprage = next(i for i in items if "MP_RAGE" in i.name).volume
     for label, enc, dec in (

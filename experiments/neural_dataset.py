@@ -1,10 +1,14 @@
 """Real MR slices for the neural codec's experiments, and the by-series two-fold split.
 
-Loads every series under ``/work/shared/data/dicom`` as ``(name, unsigned volume, bits)``. Uses
-``fedcodec.shared.dicom.read.read_series`` when it exists; until then a small pydicom loader
-(files grouped by folder + SeriesInstanceUID + signedness, ordered by InstanceNumber; one slice
-per frame; Siemens mosaics stay one slice, as in the issue-3 measurements). Cached as .npz under
-``/tmp/fcn`` because decoding 1800 DICOM files takes a while on 2 cores.
+Two readings of ``/work/shared/data/dicom``, each cached as .npz under ``/tmp/fcn``:
+
+* ``issue`` (default): a small pydicom loader — files grouped by folder + SeriesInstanceUID +
+  signedness, ordered by InstanceNumber, one slice per frame, Siemens mosaics kept whole. This is
+  the 1807-slice set the issue-3 anchors were measured on (JPEG XL e7 3.877 bpp).
+* ``project``: ``fedcodec.shared.dicom.read.read_series`` as the product reads it — mosaics split
+  into their tiles, multi-volume series in (volume, position) order: 3705 slices.
+
+Either way a series is ``(name, unsigned volume, bits)`` and lands in fold 0 or 1 by its path.
 """
 
 from __future__ import annotations
@@ -105,27 +109,43 @@ def _load_with_pydicom() -> list[tuple[str, np.ndarray, int]]:
     return out
 
 
-def load_items() -> list[VolumeItem]:
-    """Every series, cached; sorted by name."""
-    CACHE.mkdir(parents=True, exist_ok=True)
-    index = CACHE / "index.txt"
+def _load_with_project_reader() -> list[tuple[str, np.ndarray, int]]:
+    from fedcodec.shared.dicom.read import read_series
+
+    series, _ = read_series(DICOM_ROOT)
+    out = []
+    for s in series:
+        folder = str(Path(s.source_files[0]).parent.relative_to(DICOM_ROOT))
+        unsigned, _ = to_unsigned(s.volume, s.bits_stored, s.signed)
+        out.append((f"{folder}/{s.key[-6:]}{'s' if s.signed else ''}", unsigned, s.bits_stored))
+    return out
+
+
+def load_items(reader: str = "issue") -> list[VolumeItem]:
+    """Every series, cached; sorted by name. ``reader``: "issue" or "project" (see above)."""
+    cache = CACHE if reader == "issue" else CACHE.with_name(CACHE.name + "_" + reader)
+    cache.mkdir(parents=True, exist_ok=True)
+    index = cache / "index.txt"
     if not index.exists():
-        for name, volume, bits in _load_with_pydicom():
+        load = _load_with_pydicom if reader == "issue" else _load_with_project_reader
+        for name, volume, bits in load():
             key = hashlib.sha1(name.encode()).hexdigest()[:12]
-            np.savez(CACHE / f"{key}.npz", volume=volume, bits=bits, name=name)
+            np.savez(cache / f"{key}.npz", volume=volume, bits=bits, name=name)
             with index.open("a") as fh:
                 fh.write(f"{key}\n")
     items = []
     for key in index.read_text().split():
-        with np.load(CACHE / f"{key}.npz") as z:
+        with np.load(cache / f"{key}.npz") as z:
             name = str(z["name"])
             items.append(VolumeItem(name, z["volume"], int(z["bits"]), _fold(name)))
     return sorted(items, key=lambda item: item.name)
 
 
 if __name__ == "__main__":
+    import sys
+
     total = 0
-    for item in load_items():
+    for item in load_items(sys.argv[1] if len(sys.argv) > 1 else "issue"):
         total += item.volume.shape[0]
         print(f"fold{item.fold} mv={int(item.multi_volume)} {item.volume.shape} {item.volume.dtype} "
               f"bits={item.bits} max={item.volume.max()} {item.name}")

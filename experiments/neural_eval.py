@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from neural_baselines import baselines_path
 from neural_dataset import load_items
 from fedcodec.shared.neural.codec import NeuralCodec
-
-BASELINES = Path("/tmp/fcn/baselines.json")
 
 
 def main() -> None:
@@ -33,8 +32,9 @@ def main() -> None:
     ap.add_argument("--max-slices", type=int, default=0, help="first N slices per series (0 = all)")
     ap.add_argument("--only", default="", help="comma-separated substrings of series names")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--reader", default="issue", help="issue (mosaics whole) or project")
     args = ap.parse_args()
-    base = json.loads(BASELINES.read_text())
+    base = json.loads(baselines_path(args.reader).read_text())
     anchor = "jxl7" if args.tau == 0 else f"jls{args.tau}"
     spec = {"tau": args.tau, "interslice": args.interslice, "weights": args.weights}
     if args.tau:
@@ -44,7 +44,7 @@ def main() -> None:
     codec = NeuralCodec(**spec)
     totals = {"all": [0, 0, 0, 0], "multi": [0, 0, 0, 0]}  # neural, anchor, jls0, pixels
     rows = []
-    for item in load_items():
+    for item in load_items(args.reader):
         if args.fold != "all" and item.fold != int(args.fold):
             continue
         if args.only and not any(k in item.name for k in args.only.split(",")):

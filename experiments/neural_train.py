@@ -29,10 +29,11 @@ from fedcodec.shared.neural.train import (
 
 def samples_for(items, args, seed):
     names = hashlib.sha1("|".join(i.name for i in items).encode()).hexdigest()[:10]
-    cache = Path(f"/tmp/fcn/samples_{args.tag}_{seed}_{args.pixels}_{args.max_slices}_{names}.pkl")
+    cache = Path(f"/tmp/fcn/samples_{args.tag}_{seed}_{args.fraction}_{args.series_pixels}_{names}.pkl")
     if cache.exists():
         return pickle.loads(cache.read_bytes())
-    samples = collect_samples([(i.volume, i.bits) for i in items], args.pixels, args.max_slices, seed)
+    samples = collect_samples([(i.volume, i.bits) for i in items], args.fraction,
+                              args.series_pixels, seed)
     cache.write_bytes(pickle.dumps(samples))
     return samples
 
@@ -44,9 +45,10 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=32)
     ap.add_argument("--depth", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--pixels", type=int, default=1024)
-    ap.add_argument("--max-slices", type=int, default=48)
-    ap.add_argument("--budget", type=float, default=900.0)
+    ap.add_argument("--fraction", type=float, default=1 / 8)
+    ap.add_argument("--series-pixels", type=int, default=1 << 21)
+    ap.add_argument("--max-steps", type=int, default=2000)
+    ap.add_argument("--budget", type=float, default=1800.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tag", default="v1")
     args = ap.parse_args()
@@ -63,10 +65,11 @@ def main() -> None:
     print(f"sampled in {time.perf_counter() - t0:.0f}s:",
           {k: sum(len(t) for t in s.target) for k, s in samples.items()})
     model, report = train_predictor(samples, args.hidden, args.depth, args.epochs,
-                                    time_budget_s=args.budget)
+                                    time_budget_s=args.budget, max_steps=args.max_steps)
     print("train bits (float):", json.dumps({k: round(v, 3) for k, v in report.items()}))
     meta = {"name": args.out.stem, "train_fold": args.train_fold, "hidden": args.hidden,
-            "depth": args.depth, "epochs": args.epochs, "pixels": args.pixels}
+            "depth": args.depth, "epochs": args.epochs, "fraction": args.fraction,
+            "series_pixels": args.series_pixels}
     weights = build_weights(model, samples, meta)
     weights.save(args.out)
     torch.save(model.state_dict(), args.out.with_suffix(".pt"))

@@ -278,7 +278,9 @@ def _edited_profile(name: Any, fields: Any, base: Profile | None, source: str) -
         raise FedcodecError(f"{where} must be a table")
     unknown = sorted(set(fields) - _PROFILE_KEYS)
     if unknown:
-        raise FedcodecError(f"{where}: unknown key {unknown[0]!r}; allowed: {sorted(_PROFILE_KEYS)}")
+        raise FedcodecError(
+            f"{where}: unknown key {unknown[0]!r}; allowed: {sorted(_PROFILE_KEYS)}"
+        )
     if base is not None and not base.implemented:
         try:
             base.require_implemented()

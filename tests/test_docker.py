@@ -33,6 +33,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import tomllib
 import zipfile
 from dataclasses import dataclass, field
@@ -103,7 +104,9 @@ def parse_dockerfile(path: Path) -> tuple[dict[str, str], list[Stage]]:
         keyword = keyword.upper()
         rest = rest.strip()
         if keyword == "FROM":
-            match = re.fullmatch(r"(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", rest, re.I)
+            match = re.fullmatch(
+                r"(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", rest, re.IGNORECASE
+            )
             assert match, f"cannot read FROM {rest!r}"
             base = _substitute(match[1], global_args)
             stages.append(Stage(match[2] or f"stage{len(stages)}", base))
@@ -266,6 +269,11 @@ def _parser_for(program: str) -> argparse.ArgumentParser:
         parser = argparse.ArgumentParser(prog=program)
         parser.add_argument("certs", nargs="?")
         return parser
+    if program == "fedcodec-federation":
+        parser = argparse.ArgumentParser(prog=program)
+        parser.add_argument("job", choices=("register", "run"))
+        parser.add_argument("rest", nargs=argparse.REMAINDER)
+        return parser
     raise AssertionError(f"{program!r} is not a program the images provide")
 
 
@@ -279,9 +287,16 @@ def parse_argv(argv: list[str]) -> argparse.Namespace:
         if args[0] not in sub.choices:
             pytest.xfail(f"`{program} {args[0]}` does not exist yet: {PENDING}")
     try:
-        return parser.parse_args(args)
+        parsed = parser.parse_args(args)
     except SystemExit as exc:
         raise AssertionError(f"{shlex.join(argv)!r} does not parse (exit {exc.code})") from None
+    if program == "fedcodec-federation":  # the script's `run` hands its arguments on
+        if parsed.job == "register":
+            assert not parsed.rest, f"`register` takes no arguments: {argv}"
+        else:
+            return parse_argv(["fedcodec-server", "federation", "run", "--dir", "/fed",
+                               "--app", "/app", *parsed.rest])
+    return parsed
 
 
 def _all_commands() -> list[tuple[str, list[str]]]:
@@ -364,7 +379,9 @@ def test_the_pinned_dependency_set_is_what_gets_installed(dockerfile) -> None:
     runs = [rest for keyword, rest in build.instructions if keyword == "RUN"]
     copies = [rest for keyword, rest in build.instructions if keyword == "COPY"]
     assert any("pyproject.toml" in c and "requirements.lock" in c for c in copies)
-    project_install = [r for r in runs if re.search(r"pip install .*-c requirements\.lock \.(\s|$)", r)]
+    project_install = [
+        r for r in runs if re.search(r"pip install .*-c requirements\.lock \.(\s|$)", r)
+    ]
     assert len(project_install) == 1 and "pip check" in project_install[0]
     assert any("-r /tmp/runtime.lock" in r for r in runs)  # the lock itself, not a re-resolve
 
@@ -388,6 +405,8 @@ def test_runtime_copies_only_the_virtualenv_and_the_scripts(dockerfile) -> None:
         "--from=build /opt/venv /opt/venv",
         "docker/healthcheck.py /usr/local/bin/fedcodec-healthcheck",
         "docker/make-certs.sh /usr/local/bin/fedcodec-make-certs",
+        "docker/federation.sh /usr/local/bin/fedcodec-federation",
+        "--from=build /src/pyproject.toml /opt/fedcodec/app/pyproject.toml",
     ]
 
 
@@ -396,14 +415,20 @@ def test_no_secret_is_baked_in(dockerfile) -> None:
     for stage in stages:
         for keyword, rest in stage.instructions:
             if keyword in ("COPY", "ADD"):
-                assert not re.search(r"certs|\.key\b|\.pem\b|keyring|secret", rest, re.I), rest
+                for source in shlex.split(rest)[:-1]:
+                    assert not re.search(
+                        r"(^|/)(certs|keys|keyring|secrets?)(/|$)|\.(key|pem|p12|env)$", source
+                    ), f"{keyword} {rest}: looks like key material"
             if keyword in ("ENV", "ARG"):
                 names = _env_pairs(rest) if keyword == "ENV" else {rest.split("=")[0]: ""}
                 for name in names:
                     assert not re.search(r"KEY|SECRET|PASSWORD|TOKEN", name), name
-    ignore = (DOCKER / "Dockerfile.dockerignore").read_text().splitlines()
-    assert ignore[ignore.index("**") if "**" in ignore else 0] == "**"  # deny by default
-    assert "docker/certs/" in ignore and "!docker/certs/" not in ignore
+    rules = [
+        line for line in (DOCKER / "Dockerfile.dockerignore").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert rules[0] == "**"  # deny by default; the build names what it needs
+    assert "docker/certs/" in rules and not any(r.startswith("!docker/certs") for r in rules)
 
 
 def test_every_copy_source_exists(dockerfile) -> None:
@@ -444,7 +469,8 @@ def test_image_health_checks_use_loopback_or_tls(targets: dict[str, Target]) -> 
 def test_compose_services_and_builds(compose, dockerfile) -> None:
     services = compose["services"]
     assert set(services) == {
-        "coordinator", *SITES, "storage", "analysis", "federation-run", "pki",
+        "coordinator", *SITES, "storage", "analysis", "register-supernodes", "federation-run",
+        "pki",
     }
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     _, stages = dockerfile
@@ -460,6 +486,30 @@ def test_compose_services_and_builds(compose, dockerfile) -> None:
         assert user and user.split(":")[0] not in ("0", "root"), f"{name} runs as {user!r}"
     for name in SITES:
         assert services[name]["build"]["target"] == "site"
+
+
+COMPOSE_SERVICE_KEYS = {
+    "build", "cap_drop", "command", "depends_on", "entrypoint", "environment", "healthcheck",
+    "hostname", "image", "network_mode", "networks", "ports", "profiles", "read_only", "restart",
+    "secrets", "security_opt", "tmpfs", "user", "volumes", "working_dir",
+}
+"""Compose-spec service keys this file uses; an unknown key (a typo) would be silently ignored
+by some engines, so it fails here."""
+
+
+def test_compose_uses_only_known_keys(compose) -> None:
+    assert set(compose) == {"name", "services", "secrets", "volumes", "networks"} | {
+        k for k in compose if k.startswith("x-")
+    }
+    for name, service in compose["services"].items():
+        unknown = set(service) - COMPOSE_SERVICE_KEYS
+        assert not unknown, f"{name}: unknown compose keys {sorted(unknown)}"
+        for dependency in service.get("depends_on", {}):
+            assert dependency in compose["services"], f"{name} depends on unknown {dependency}"
+    for volume_list in (s.get("volumes", []) for s in compose["services"].values()):
+        for volume in volume_list:
+            source = volume.split(":")[0]
+            assert source.startswith(("/", ".")) or source in compose["volumes"], volume
 
 
 def test_compose_networks_connect_what_must_talk(compose) -> None:
@@ -520,13 +570,17 @@ def test_every_tls_path_a_command_uses_is_mounted(compose, targets) -> None:
         paths = [a for a in argv if a.startswith("/run/secrets/")]
         if "healthcheck" in service:
             paths += [a for a in _healthcheck_argv(service) if a.startswith("/run/secrets/")]
-        assert paths, f"{name} uses no TLS material"
+        folders = [v for v in service.get("environment", {}).values()
+                   if str(v).startswith("/run/secrets/")]
+        assert paths or folders, f"{name} uses no TLS material"
         for path in paths:
             if "--tls-dir" in argv and path == argv[argv.index("--tls-dir") + 1]:
                 for file in TLS_DIR_FILES[Path(argv[0]).name]:
                     assert f"{path}/{file}" in mounted, f"{name}: --tls-dir lacks {file}"
             else:
                 assert path in mounted, f"{name}: {path} is not mounted"
+        for path in folders:  # a file, or a folder something is mounted into
+            assert path in mounted or any(m.startswith(f"{path}/") for m in mounted), (name, path)
         assert "--insecure" not in argv, name
 
 
@@ -555,8 +609,17 @@ def test_sites_mount_their_own_data_read_only_and_their_own_keyring(compose, tar
         assert len(keyring) == 1 and keyring[0][0] in compose["volumes"], site
         keyrings.add(keyring[0][0])
         assert service["environment"]["FEDCODEC_KEYRING"] == f"/var/lib/fedcodec/keys/{site}"
-        cert = _mounted_secrets(service)["/run/secrets/tls/site.pem"]
+        mounted = _mounted_secrets(service)
+        cert = mounted["/run/secrets/tls/site.pem"]
         assert compose["secrets"][cert]["file"].endswith(f"/{site}/site.pem")
+        node_key = mounted[args.auth_supernode_private_key]
+        assert compose["secrets"][node_key]["file"].endswith(f"/{site}/supernode.key")
+        registered = _mounted_secrets(services["register-supernodes"])
+        public = registered[f"/run/secrets/supernodes/{site}.pub"]
+        assert compose["secrets"][public]["file"].endswith(f"/{site}/supernode.pub")
+        assert service["depends_on"]["register-supernodes"]["condition"] == (
+            "service_completed_successfully"
+        )
         assert all(not v[0].startswith(("/", ".")) or v[2:] == ["ro"] for v in volumes), (
             f"{site}: a host folder is mounted writable"
         )
@@ -565,14 +628,53 @@ def test_sites_mount_their_own_data_read_only_and_their_own_keyring(compose, tar
     assert "/srv/hospital-b/dicom:/data/dicom:ro" in with_env["services"]["site-b"]["volumes"]
 
 
-def test_environment_variables_are_ones_the_code_reads(compose) -> None:
+SCRIPTS = {
+    "fedcodec-make-certs": DOCKER / "make-certs.sh",
+    "fedcodec-federation": DOCKER / "federation.sh",
+}
+
+
+def _flags(argv: list[str]) -> set[str]:
+    return {a for a in argv if a.startswith("--")}
+
+
+def test_flower_commands_match_the_federation_commands(compose, targets, tmp_path) -> None:
+    """compose runs flower-superlink/-supernode directly (for the loopback health port) with at
+    least every flag `fedcodec-server federation start` and `fedcodec join` use, so the two
+    ways of running a federation stay the same federation."""
+    from fedcodec.client.federated.supernode import supernode_command
+    from fedcodec.server.federated.superlink import FederationDir, superlink_command
+
+    ours = service_argv(compose["services"]["coordinator"], targets)
+    theirs = superlink_command(FederationDir(tmp_path), "0.0.0.0", 9093)
+    assert Path(theirs[0]).name == ours[0] == "flower-superlink"
+    assert _flags(theirs) <= _flags(ours), _flags(theirs) - _flags(ours)
+    site = service_argv(compose["services"]["site-a"], targets)
+    theirs = supernode_command("coordinator:9093", tmp_path / "ca.pem", tmp_path, tmp_path,
+                               "site-a", tmp_path / "state", 9094)
+    deprecated = {"--auth-supernode-public-key"}  # Flower 1.42 derives it from the private key
+    optional = {"--port"}  # the SuperNode's loopback ClientApp API keeps its default (9094)
+    assert _flags(theirs) - deprecated - optional <= _flags(site)
+    from flwr.common.config import parse_config_args
+
+    node = parse_config_args([theirs[theirs.index("--node-config") + 1]])
+    ours_node = parse_config_args([site[site.index("--node-config") + 1]])
+    assert set(node) == set(ours_node)
+
+
+def test_environment_variables_are_ones_the_code_reads(compose, targets) -> None:
     source = "\n".join(
-        p.read_text() for folder in ("shared", "client", "server") for p in (REPO / folder).rglob("*.py")
+        p.read_text()
+        for folder in ("shared", "client", "server")
+        for p in (REPO / folder).rglob("*.py")
     )
     for name, service in compose["services"].items():
+        program = service_argv(service, targets)[0]
         for key in service.get("environment", {}):
             if key.startswith("FEDCODEC_"):
                 assert key in source, f"{name}: {key} is read by nothing"
+            elif program in SCRIPTS:
+                assert f"${{{key}" in SCRIPTS[program].read_text(), f"{name}: {key} unused"
 
 
 def test_services_are_hardened(compose) -> None:
@@ -582,7 +684,7 @@ def test_services_are_hardened(compose) -> None:
         assert "no-new-privileges:true" in service["security_opt"], name
         assert "privileged" not in service, name
     published = {n: s["ports"] for n, s in compose["services"].items() if "ports" in s}
-    assert published == {"coordinator": ["127.0.0.1:8000:8000"]}
+    assert published == {"coordinator": ["127.0.0.1:9093:9093"]}
 
 
 # --- TLS: the layout `fedcodec-server pki` produces -------------------------------------------
@@ -622,7 +724,13 @@ def test_compose_tls_files_exist_in_the_pki_layout(certs: Path) -> None:
             assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
     for service in compose["services"].values():
         for target, source in _mounted_secrets(service).items():
-            assert Path(compose["secrets"][source]["file"]).name == Path(target).name
+            file = Path(compose["secrets"][source]["file"])
+            if target.startswith("/run/secrets/supernodes/"):  # one folder of <site>.pub
+                assert Path(target).name == f"{file.parent.name}.pub"
+            else:
+                assert file.name == Path(target).name, (target, file)
+    assert not any("supernode.key" in str(p) for p in _mounted_secrets(
+        compose["services"]["register-supernodes"]))  # the coordinator gets public keys only
 
 
 def _names(cert_path: Path) -> tuple[str, set[str]]:
@@ -663,8 +771,9 @@ def test_make_certs_keeps_existing_keys(certs: Path) -> None:
 
 
 def test_grpc_health_probe_against_a_real_health_server() -> None:
-    import grpc
     from concurrent import futures
+
+    import grpc
     from flwr.supercore.grpc_health.simple_health_servicer import SimpleHealthServicer
     from grpc_health.v1.health_pb2_grpc import add_HealthServicer_to_server
 
@@ -706,6 +815,132 @@ def test_tls_probe_against_the_real_storage_service(certs: Path, tmp_path: Path,
     assert "no TLS service" in capsys.readouterr().err
 
 
+# --- the Flower commands, run for real over TLS ------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _children(pid: int) -> list[int]:
+    """Descendants of ``pid`` (read from /proc), so a test ends exactly what it started."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        kids = [c for c, p in parents.items() if p == parent]
+        found += kids
+        frontier += kids
+    return found
+
+
+def _stop(process: subprocess.Popen) -> None:
+    descendants = _children(process.pid)
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+    for pid in descendants:  # Flower's SuperExec exits with its parent; make sure
+        for _ in range(50):
+            if not Path(f"/proc/{pid}").exists():
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(pid, 15)
+
+
+def _wait_for(condition, seconds: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{what} within {seconds:.0f} s; log:\n{log.read_text()[-3000:]}")
+
+
+def test_coordinator_and_site_commands_run_over_tls(certs: Path, tmp_path: Path, targets) -> None:
+    """compose's coordinator, register-supernodes and site-a, run as the containers would
+    (paths mapped to this machine, ports made free, `coordinator` reached as localhost, which
+    its certificate also names): the SuperLink serves TLS with the pki certificates and admits
+    only registered SuperNodes; docker/federation.sh registers site-a's public key (twice: it
+    is idempotent); the SuperNode then registers over TLS with its node key; both processes
+    report SERVING to the health probe."""
+    compose = load_compose({"FEDCODEC_CERTS": str(certs)})
+    health = _healthcheck_module()
+    state = tmp_path / "state"
+    state.mkdir()
+    port, link_health, node_health, node_port = (_free_port() for _ in range(4))
+
+    def files(spec: dict[str, Any]) -> dict[str, str]:
+        return {t: compose["secrets"][s]["file"] for t, s in _mounted_secrets(spec).items()}
+
+    def mapped(service: str) -> list[str]:
+        spec = compose["services"][service]
+        health_port = link_health if service == "coordinator" else node_health
+        argv = []
+        for arg in service_argv(spec, targets):
+            arg = files(spec).get(arg, arg).replace("/var/lib/fedcodec/state", str(state))
+            arg = arg.replace("/data/dicom", str(tmp_path)).replace("0.0.0.0", "127.0.0.1")
+            arg = arg.replace("coordinator:9093", f"localhost:{port}")
+            arg = arg.replace("127.0.0.1:9099", f"127.0.0.1:{health_port}")
+            argv.append(arg)
+        if service == "coordinator":
+            argv[argv.index("--port") + 1] = str(port)
+        else:
+            argv += ["--port", str(node_port)]  # the SuperNode's loopback Runtime API
+        return argv
+
+    env = {**os.environ, **REQUIRED_ENV, "FLWR_HOME": str(tmp_path / "flwr"),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    register = compose["services"]["register-supernodes"]
+    keys = tmp_path / "supernodes"
+    keys.mkdir()
+    for target, file in files(register).items():
+        if target.startswith("/run/secrets/supernodes/"):
+            shutil.copy(file, keys / Path(target).name)
+    register_env = {
+        **env, **register["environment"], "SUPERLINK": f"localhost:{port}",
+        "ROOT_CERTIFICATES": files(register)[register["environment"]["ROOT_CERTIFICATES"]],
+        "SUPERNODE_KEYS": str(keys), "FED": str(tmp_path / "fed"),
+    }
+    link_log, node_log = tmp_path / "superlink.log", tmp_path / "supernode.log"
+    with open(link_log, "wb") as out:
+        superlink = subprocess.Popen(mapped("coordinator"), stdout=out, stderr=out, env=env,
+                                     cwd=state)
+    supernode = None
+    try:
+        _wait_for(lambda: health.probe_grpc_health(f"127.0.0.1:{link_health}", 2) == "SERVING",
+                  60, "the SuperLink did not report SERVING", link_log)
+        assert b"https://127.0.0.1" in link_log.read_bytes()  # TLS, not plaintext
+        for expected in ("registered site-a", "site-a was already registered"):
+            done = subprocess.run(["sh", str(DOCKER / "federation.sh"), *register["command"]],
+                                  env=register_env, capture_output=True, text=True, timeout=120,
+                                  check=False)
+            assert done.returncode == 0, done.stderr
+            assert expected in done.stdout.splitlines()
+        with open(node_log, "wb") as out:
+            supernode = subprocess.Popen(mapped("site-a"), stdout=out, stderr=out, env=env,
+                                         cwd=tmp_path)
+        _wait_for(lambda: health.probe_grpc_health(f"127.0.0.1:{node_health}", 2) == "SERVING",
+                  60, "the SuperNode did not report SERVING", node_log)
+        _wait_for(lambda: b"Activated node_id" in link_log.read_bytes(), 60,
+                  "the SuperNode did not register with the SuperLink over TLS", node_log)
+    finally:
+        if supernode is not None:
+            _stop(supernode)
+        _stop(superlink)
+
+
 # --- what `pip install .` puts in the image ---------------------------------------------------
 
 
@@ -727,8 +962,12 @@ def test_the_installed_package_holds_every_data_file(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     (wheel,) = (tmp_path / "wheel").glob("fedcodec-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    mapping = {"shared": "fedcodec/shared", "client": "fedcodec/client", "server": "fedcodec/server",
-               "fedcodec": "fedcodec"}
+    mapping = {
+        "shared": "fedcodec/shared",
+        "client": "fedcodec/client",
+        "server": "fedcodec/server",
+        "fedcodec": "fedcodec",
+    }
     missing = []
     for folder, package in mapping.items():
         for path in (source / folder).rglob("*"):

@@ -70,7 +70,7 @@ def test_training_path_feeds_the_codec(tmp_path: Path) -> None:
     anatomy = 600 + 300 * np.sin(x / 5.0) + 200 * (y > 16)
     volume = np.clip(np.rint(np.stack([anatomy + rng.normal(0, 8, anatomy.shape)
                                        for _ in range(4)])), 0, 4095).astype(np.uint16)
-    samples = collect_samples([(volume, 12)], pixels_per_group=4096, max_slices=4, progress=False)
+    samples = collect_samples([(volume, 12)], fraction=1.0, progress=False)
     model, report = train_predictor(samples, hidden=8, epochs=2, batch=256, time_budget_s=30)
     assert all(np.isfinite(v) for v in report.values())
     weights = build_weights(model, samples, {"name": "smoke", "hidden": 8})

@@ -325,8 +325,8 @@ def test_auto_with_a_site_rules_file_from_the_cli(tmp_path: Path, capsys) -> Non
     [
         (["--profile", "roi"], "profile 'roi' (ROI-preserving coding) is declared but not"),
         (["--profile", "fast"], "unknown profile 'fast'"),
-        (["--profile", "archive", "--mode", "lossy"], "--profile chooses the mode and codec; "
-         "drop --mode"),
+        (["--profile", "archive", "--mode", "lossy"],
+         "--profile chooses the mode and codec; drop --mode"),
         (["--profile", "auto", "--codec", "zstd", "--tau", "2"], "drop --tau, --codec"),
         (["--profile-rules", "r.toml"], "--profile-rules needs --profile"),
         (["--profile", "auto", "--profile-rules", "missing.toml"], "no such profile rules file"),
@@ -342,3 +342,17 @@ def test_profile_option_errors(tmp_path: Path, capsys, extra: list[str], expecte
     assert len(err.strip().splitlines()) == 1 and err.startswith("fedcodec: error: ")
     assert expected in err
     assert not (tmp_path / "x.fcz").exists()
+
+
+def test_the_study_coding_is_the_least_faithful_series() -> None:
+    from fedcodec.client.coding_plan import SeriesPlan, study_plan
+
+    exact = SeriesPlan("jxl", "lossless")
+    tau2 = SeriesPlan("jpegls:tau=2", "near-lossless", 2)
+    tau4 = SeriesPlan("jpegls:tau=4", "near-lossless", 4)
+    lossy = SeriesPlan("j2k:ratio=20", "lossy")
+    assert study_plan([exact, tau2, tau4]) is tau4
+    assert study_plan([tau2, lossy, exact, tau4]) is lossy
+    assert study_plan([exact, SeriesPlan("zstd", "lossless")]) is exact  # first of equals
+    with pytest.raises(ValueError):
+        study_plan([])

@@ -112,8 +112,8 @@ class HeadBudget:
     """Training of the encrypted-inference heads on pooled features (small, full batch)."""
 
     epochs: int = 400
-    learning_rate: float = 0.05
-    weight_decay: float = 1e-3
+    learning_rate: float = 0.01
+    weight_decay: float = 1e-2
     hidden: int = 16
     seed: int = 0
 

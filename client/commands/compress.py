@@ -12,8 +12,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "compress",
         help="compress a DICOM study into an .fcz container (verified before writing)",
-        description="Read every DICOM series under STUDY_DIR, code it with one codec, check "
-        "every pixel against the mode's promise, and write one .fcz container. --codec takes "
+        description="Read every DICOM series under STUDY_DIR, code it, check every pixel "
+        "against the promise of its mode, and write one .fcz container. --codec takes "
         "any registered codec spec (see `fedcodec bench --help` for names); without it the "
         "mode picks one: lossless -> jxl, near-lossless -> jpegls:tau=N, lossy -> "
         "j2k:ratio=R from --quality. Or choose a task-based --profile instead of a mode: "

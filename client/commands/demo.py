@@ -1,69 +1,42 @@
-"""``fedcodec demo``: what fedcodec does, on MRI that ships with its dependencies (no download).
+"""``fedcodec demo``: the platform end to end on MRI that ships with the dependencies.
 
-The demo is a list of steps run in order; each step is a plain function taking the output folder.
-For now it benchmarks the classical codecs on the embedded MRI and writes results and plots to
-``out/demo``; later steps (federated training, encrypted storage, analysis) append to the list.
+Three simulated sites train the neural codec federatedly with DP; the de-identified demo study is
+compressed (lossless, near-lossless, lossy) and compared with the classical codecs, encrypted and
+stored in a locally started storage service, and classified from its latents on a locally
+started encrypted-analysis service. Everything lands in ``--out`` (default ``out/demo``):
+``report.md`` with its plots, the containers, keys, certificates and an MLflow store. The steps
+are plain functions in :mod:`fedcodec.client.demo`.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console
-
-from fedcodec.shared.benchmark import (
-    DEFAULT_CODECS,
-    LOSSY_POINTS,
-    print_summary_table,
-    run_benchmark,
-    write_report,
-)
-from fedcodec.shared.demo_data import demo_stacks
-
-DEMO_CODECS = [*DEFAULT_CODECS, *LOSSY_POINTS]
-"""The bench defaults plus lossy JPEG 2000 / JPEG XL points for the rate-distortion curves."""
-
-
-@dataclass(frozen=True)
-class DemoStep:
-    """One titled step of the demo; ``run(out_dir, console)`` does the work."""
-
-    title: str
-    run: Callable[[Path, Console], None]
-
-
-def benchmark_embedded_mri(out_dir: Path, console: Console) -> None:
-    """Benchmark lossless, near-lossless and lossy codecs on the embedded MRI."""
-    stacks, _ = demo_stacks()
-    slices = sum(s.volume.shape[0] for s in stacks)
-    console.print(f"{len(stacks)} stacks, {slices} slices from pydicom-data, pydicom and dipy")
-    result = run_benchmark(stacks, DEMO_CODECS, progress=True)
-    print_summary_table(result, console)
-    target = out_dir / "benchmark"
-    written = write_report(result, target)
-    console.print(f"wrote {', '.join(p.name for p in written)} to {target}")
-
-
-def demo_steps() -> list[DemoStep]:
-    return [DemoStep("Benchmark classical codecs on embedded MRI", benchmark_embedded_mri)]
-
-
-def run_demo(out_dir: Path, console: Console | None = None) -> None:
-    """Run every demo step in order, writing under ``out_dir``."""
-    console = console or Console()
-    steps = demo_steps()
-    for number, step in enumerate(steps, 1):
-        console.rule(f"[bold]{number}/{len(steps)} {step.title}")
-        started = time.perf_counter()
-        step.run(out_dir, console)
-        console.print(f"step done in {time.perf_counter() - started:.1f} s")
+from fedcodec.client.demo.context import FAILED, DemoConfig
+from fedcodec.client.demo.runner import STEP_NAMES, run_demo
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("demo", help="run the demo on embedded MRI (no download)")
+    parser = subparsers.add_parser(
+        "demo", help="run the platform end to end on embedded MRI (no download)"
+    )
     parser.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
-    parser.set_defaults(func=lambda args: run_demo(args.out))
+    parser.add_argument("--quick", action="store_true",
+                        help="a small version (about 2 minutes): fewer slices, codecs, rounds")
+    parser.add_argument("--steps", help=f"comma-separated steps to run ({','.join(STEP_NAMES)}); "
+                        "the steps they need are added")
+    parser.add_argument("--rounds", type=int, help="federated rounds (default 3, quick 1)")
+    parser.add_argument("--analysis-model", type=Path,
+                        help="model folder from `fedcodec analyze train` (default: a toy head "
+                        "fitted on the embedded MRI)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    steps = tuple(s.strip() for s in args.steps.split(",") if s.strip()) if args.steps else None
+    config = DemoConfig(out_dir=args.out, quick=args.quick, steps=steps, rounds=args.rounds,
+                        analysis_model=args.analysis_model, progress=not args.no_progress)
+    outcomes = run_demo(config)
+    return 1 if any(o.status == FAILED for o in outcomes.values()) else 0

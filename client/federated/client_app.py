@@ -1,7 +1,9 @@
 """The site's Flower ClientApp: a thin shell around :func:`run_site_round`.
 
 SecAgg+ (``secaggplus_mod``) masks the returned update; the mod is skipped only when the server
-runs without secure aggregation (no SecAgg+ stage in the message).
+runs without secure aggregation (no SecAgg+ stage in the message). In the deployment engine a
+fresh process handles every message, and three of SecAgg+'s four stages never train, so torch and
+the site's data are imported only when a round actually trains.
 """
 
 from __future__ import annotations
@@ -14,16 +16,18 @@ from flwr.client.mod import secaggplus_mod
 from flwr.clientapp import ClientApp
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 
-from fedcodec.client.federated.site_config import site_config
-from fedcodec.client.federated.site_round import run_site_round
-
 
 class SiteClient(NumPyClient):
     def __init__(self, run_config: dict[str, Any], node_config: dict[str, Any]) -> None:
-        self.config = site_config(run_config, node_config)
+        self.run_config = run_config
+        self.node_config = node_config
 
     def fit(self, parameters, config):
-        out = run_site_round(self.config, parameters, int(config.get("server-round", 0)))
+        from fedcodec.client.federated.site_config import site_config
+        from fedcodec.client.federated.site_round import run_site_round
+
+        site = site_config(self.run_config, self.node_config)
+        out = run_site_round(site, parameters, int(config.get("server-round", 0)))
         # weight 1: every site counts the same, and no site's record count is revealed
         return out.update, 1, out.metrics
 

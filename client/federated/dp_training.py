@@ -11,6 +11,7 @@ unit. The accountant is charged *before* the steps run, so a crash can only over
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,8 @@ class LocalTrainConfig:
     steps: int = 20
     batch_units: float = 8.0
     """Expected units per batch; the Poisson rate is ``batch_units / units`` (at most 1)."""
+    sample_rate: float | None = None
+    """If set, the Poisson rate itself (overrides ``batch_units``)."""
     pixels_per_unit: int = 64
     lr: float = 2e-3
     dp: bool = True
@@ -143,7 +146,7 @@ def train_local(model: NeuralPredictor, samples: UnitSamples, config: LocalTrain
 
     torch.set_num_threads(config.threads)
     n = samples.n_units
-    q = min(1.0, config.batch_units / max(1, n))
+    q = config.sample_rate or min(1.0, config.batch_units / max(1, n))
     torch.manual_seed(config.seed + 7919 * round_index)
     batcher = UnitBatcher(samples, config.pixels_per_unit, config.seed + 104729 * round_index)
     loss_module = UnitLoss(model)
@@ -170,12 +173,15 @@ def train_local(model: NeuralPredictor, samples: UnitSamples, config: LocalTrain
                                 generator=generator)
         sampler = UniformWithReplacementSampler(num_samples=n, sample_rate=q, generator=generator,
                                                 steps=steps)
-        for indices in sampler:
-            optimizer.zero_grad()
-            loss = module(batcher.batch(np.asarray(indices, dtype=np.int64))).sum()
-            loss.backward()
-            optimizer.step()
-            clamp_parameters(model)
+        with warnings.catch_warnings():
+            # Opacus' hooks fire on module outputs because pixel features never need gradients
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
+            for indices in sampler:
+                optimizer.zero_grad()
+                loss = module(batcher.batch(np.asarray(indices, dtype=np.int64))).sum()
+                loss.backward()
+                optimizer.step()
+                clamp_parameters(model)
         module._close()
     else:
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)

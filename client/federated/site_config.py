@@ -79,6 +79,7 @@ def site_config(run_config: Mapping[str, Any], node_config: Mapping[str, Any]) -
                             holdout_fraction=_get(run_config, "holdout-fraction", 0.25), seed=seed),
         train=LocalTrainConfig(steps=_get(run_config, "local-steps", 20),
                                batch_units=_get(run_config, "batch-units", 8.0),
+                               sample_rate=float(run_config.get("sample-rate", 0.0) or 0.0) or None,
                                pixels_per_unit=_get(run_config, "pixels-per-unit", 64),
                                lr=_get(run_config, "lr", 2e-3), dp=_get(run_config, "dp", True),
                                max_grad_norm=_get(run_config, "max-grad-norm", 1.0),

@@ -11,6 +11,7 @@ clipping act on patients (or studies, series, slices), never on single pixels.
 
 from __future__ import annotations
 
+import inspect
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -71,6 +72,21 @@ def _chunks_per_slice(block: np.ndarray) -> list[dict[str, int]]:
     return out
 
 
+def _collect_block(block: np.ndarray, bits: int, pixels_per_group: int, seed: int):
+    """``collect_samples`` on every slice of ``block``, keeping about ``pixels_per_group`` pixels
+    of each full-resolution group (whichever sampling knobs the codec's trainer offers)."""
+    params = inspect.signature(collect_samples).parameters
+    kwargs: dict = {"seed": seed, "progress": False}
+    slice_pixels = int(block.shape[1] * block.shape[2])
+    if "fraction" in params:
+        kwargs["fraction"] = min(1.0, 4.0 * pixels_per_group / slice_pixels)
+        kwargs["series_pixels"] = slice_pixels * block.shape[0]
+    else:
+        kwargs["pixels_per_group"] = pixels_per_group
+        kwargs["max_slices"] = block.shape[0]
+    return collect_samples([(block, bits)], **kwargs)
+
+
 def _series_chunks(s: Series, unit: str, pixels_per_group: int, max_slices: int,
                    rng: np.random.Generator) -> list[tuple[str, str, list[np.ndarray]]]:
     """(unit id, network, [field arrays...]) chunks of one series."""
@@ -80,9 +96,7 @@ def _series_chunks(s: Series, unit: str, pixels_per_group: int, max_slices: int,
     n = volume.shape[0]
     start = int(rng.integers(0, n - max_slices + 1)) if n > max_slices else 0
     block = np.ascontiguousarray(volume[start:start + max_slices])
-    samples = collect_samples([(block, s.bits_stored)], pixels_per_group=pixels_per_group,
-                              max_slices=block.shape[0], seed=int(rng.integers(1 << 31)),
-                              progress=False)
+    samples = _collect_block(block, s.bits_stored, pixels_per_group, int(rng.integers(1 << 31)))
     out = []
     if unit != "slice":
         uid = privacy_unit(s, unit)

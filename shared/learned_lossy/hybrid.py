@@ -31,11 +31,13 @@ import numpy as np
 
 from fedcodec.shared.errors import CorruptDataError
 from fedcodec.shared.learned_lossy.stream_format import KIND_HYBRID, StreamHeader, pack, unpack
+from fedcodec.shared.neural.features import feature_count
+from fedcodec.shared.neural.geometry import GROUPS
 from fedcodec.shared.neural.slice_coder import EntropyModels, SliceParams, decode_slice, encode_slice
 from fedcodec.shared.neural.weights import NeuralWeights
 
 MAX_TAU = 15
-BASE_CANDIDATES_DB = (30.0, 38.0, 46.0)
+BASE_CANDIDATES_DB = (22.0, 28.0, 34.0)
 """Base PSNR targets relative to the slice range (dB) tried by ``base=auto``."""
 MIN_BASE_SIDE = 8
 """Smaller images get no base layer (the residual coder alone, its no-reference networks)."""
@@ -46,6 +48,13 @@ def load_residual_weights(path: str) -> tuple[NeuralWeights, EntropyModels]:
     if not Path(path).exists():
         raise CorruptDataError(f"hybrid residual weights {path} are missing")
     weights = NeuralWeights.load(Path(path))
+    for group in GROUPS:
+        for n_refs in (0, 1):
+            fan_in = weights.net(group.name, n_refs).weights[0].shape[0]
+            if fan_in != feature_count(group, n_refs):
+                raise CorruptDataError(
+                    f"hybrid residual weights {Path(path).name} were fitted to another neural "
+                    "feature layout; refit them with experiments/learned_lossy_hybrid_train.py")
     return weights, EntropyModels(weights)
 
 

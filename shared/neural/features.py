@@ -7,7 +7,8 @@ serves 8-bit and 16-bit data, bright and dark series, and vendors it never saw. 
 feature, and so are two noise-level estimates from the already decoded coarser grid (a 9x9 box
 mean of its activity around the pixel, and its median over the whole image) as log ratios to
 ``s``: in noise-bound MR the local ``s`` of 12-16 neighbours is a noisy estimate of the noise,
-and those two are steadier.
+and those two are steadier. ``mu0`` itself, against ``s`` and against the image's noise, tells
+the network how close the pixel is to the Rician noise floor.
 
 With reference slices (the previous slice, the same position in the previous volume) each
 reference adds, in the same units: how the current neighbourhood differs from the reference
@@ -50,16 +51,16 @@ class GroupContext:
 class LevelNoise:
     """Noise-level estimates from the decoded coarser grid (the A group of a level)."""
 
-    local16: np.ndarray
-    """(rows, cols) of the coarser grid: 16 * 9x9 box mean of activity + 16."""
-    global16: int
-    """16 * median activity over the coarser grid + 16."""
+    log_local: np.ndarray
+    """(rows * cols,) of the coarser grid: ilog2_q6(16 * 9x9 box mean of activity + 16)."""
+    log_global: int
+    """ilog2_q6(16 * median activity over the coarser grid + 16)."""
 
 
 def feature_count(group: GroupSpec, n_refs: int) -> int:
     """Length of a group's context vector with ``n_refs`` reference slices."""
     k = len(group.offsets)
-    return k + 4 + n_refs * (k + 9 + 4)
+    return k + 6 + n_refs * (k + 9 + 4)
 
 
 def level_noise(coarse: np.ndarray) -> LevelNoise:
@@ -84,7 +85,7 @@ def level_noise(coarse: np.ndarray) -> LevelNoise:
     local16 = (box(integral) * 16) // box(count_integral) + 16
     flat = act.reshape(-1)
     median = int(np.partition(flat, flat.size // 2)[flat.size // 2])
-    return LevelNoise(local16, 16 * median + 16)
+    return LevelNoise(ilog2_q6(local16.reshape(-1)), int(ilog2_q6(np.array([16 * median + 16]))[0]))
 
 
 @lru_cache(maxsize=256)
@@ -104,12 +105,16 @@ class _Normaliser:
 
     def __init__(self, s16: np.ndarray) -> None:
         self.half = s16 >> 1  # 8 activity units in grey levels
+        self.neg_half = -self.half
         self.recip = (1 << _RECIP_BITS) // s16  # s16 <= 2**21, so recip >= 2**9
 
     def __call__(self, diff: np.ndarray) -> np.ndarray:
         # |clipped| <= s16 / 2, so |clipped * recip| <= 2**29: no int32 overflow.
-        clipped = np.clip(diff, -self.half, self.half)
-        return (clipped * self.recip) >> (_RECIP_BITS - 8)
+        clipped = np.minimum(diff, self.half)
+        np.maximum(clipped, self.neg_half, out=clipped)
+        clipped *= self.recip
+        clipped >>= _RECIP_BITS - 8
+        return clipped
 
 
 def _log_ratio(log_a: np.ndarray, log_b: np.ndarray) -> np.ndarray:
@@ -151,9 +156,14 @@ def group_context(
     out[:k] = norm(dev)
     out[k] = np.clip((log_s16 - 10 * 64) >> 3, -ACT_LIMIT, ACT_LIMIT)
     out[k + 1] = min(level_index, 3) * (ONE // 2)
-    out[k + 2] = _log_ratio(ilog2_q6(noise.local16.reshape(-1)[coarse]), log_s16)
-    out[k + 3] = _log_ratio(ilog2_q6(np.array([noise.global16]))[0], log_s16)
-    row = k + 4
+    out[k + 2] = _log_ratio(noise.log_local[coarse], log_s16)
+    log_global = noise.log_global
+    out[k + 3] = _log_ratio(log_global, log_s16)
+    # absolute level against the noise: MR magnitude noise is Rician, so near the noise floor the
+    # best prediction shrinks towards the floor and the residual is skewed
+    out[k + 4] = norm(mu0)
+    out[k + 5] = _log_ratio(ilog2_q6(16 * mu0.astype(np.int64) + 16), log_global)
+    row = k + 6
     if refs:
         win = window_indices(shape, group)
         if pixels is not None:

@@ -3,8 +3,8 @@
 The decoder must rebuild the entropy coder's probabilities bit for bit, so nothing that feeds them
 may depend on libm (``log``, ``exp``) or on the order of a floating-point sum. Two tools:
 
-* :func:`ilog2_q6` — log2 in 1/64 steps from the float exponent (``frexp`` is exact) and a
-  constant 64-entry table, instead of ``np.log2``.
+* :func:`ilog2_q6` — log2 in 1/64 steps from the IEEE-754 exponent bits and a constant
+  64-entry table, instead of ``np.log2``.
 * Exact float32 matrix products. The networks hold integers in float32 arrays; while every
   partial sum of a product stays below 2**24 it is an exact integer, so BLAS may sum in any
   order, with any number of threads, with or without FMA, and still return the same integers.
@@ -47,13 +47,13 @@ _LOG2_FRACTION_Q6 = np.array(
 def ilog2_q6(values: np.ndarray) -> np.ndarray:
     """``64 * log2(values)`` for positive integers (< 2**53), as int64, within about one unit.
 
-    The exponent comes from ``frexp`` (bit extraction) and the fraction from the top 6 mantissa
-    bits through a constant table; monotone non-decreasing in ``values``.
+    Read straight from the IEEE-754 bits of the exactly converted float64: bits 52+ hold the
+    exponent, the next six the top of the mantissa, whose log comes from a constant table.
+    Monotone non-decreasing in ``values``; no libm involved.
     """
-    mantissa, exponent = np.frexp(np.asarray(values, dtype=np.float64))
-    # mantissa in [0.5, 1): 128 * mantissa - 64 is exact and lies in [0, 64).
-    index = (mantissa * 128.0 - 64.0).astype(np.int64)
-    return (exponent.astype(np.int64) - 1) * 64 + _LOG2_FRACTION_Q6[index]
+    top = np.asarray(values, dtype=np.float64).view(np.int64) >> 46  # exponent << 6 | 6 bits
+    fraction = top & 63
+    return top - fraction - (1023 << 6) + _LOG2_FRACTION_Q6[fraction]
 
 
 def exact_layer(x: np.ndarray, w: np.ndarray, b: np.ndarray, hidden: bool) -> np.ndarray:

@@ -133,7 +133,7 @@ class _Decoder:
 def _code_residuals(io, models: EntropyModels, t, key, shift, bits: int) -> np.ndarray:
     """Code residual symbols ``t`` (encoder) or decode them (``t is None``)."""
     n = key.size
-    order = np.argsort(key, kind="stable")
+    order = np.argsort(key.astype(np.int16), kind="stable")  # radix sort: keys < 2**15
     sorted_keys = key[order]
     starts = np.concatenate([[0], np.flatnonzero(np.diff(sorted_keys)) + 1, [n]])
     if t is not None:

@@ -96,12 +96,17 @@ def reference_sets(index: int, period: int) -> dict[int, list[tuple[int, ...]]]:
 
 def collect_samples(
     volumes: list[tuple[np.ndarray, int]],
-    pixels_per_group: int = 1024,
-    max_slices: int = 64,
+    fraction: float = 1 / 8,
+    series_pixels: int = 1 << 21,
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, Samples]:
-    """Sample context vectors and targets from ``(volume, bits)`` pairs (lossless walk)."""
+    """Sample context vectors and targets from ``(volume, bits)`` pairs (lossless walk).
+
+    Every group keeps ``fraction`` of its pixels (at least 16), so big images weigh in the loss as
+    they weigh in the bytes; each series contributes at most ``series_pixels`` pixels (slices
+    chosen at random), so long 64x64 time series do not drown the rest.
+    """
     rng = np.random.default_rng(seed)
     out = {net_key(g.name, n): Samples() for n in range(MAX_REFS + 1) for g in GROUPS}
     iterator = volumes
@@ -112,6 +117,7 @@ def collect_samples(
     for volume, bits in iterator:
         period = detect_period(volume)
         n_slices = volume.shape[0]
+        max_slices = max(1, series_pixels // (volume.shape[1] * volume.shape[2]))
         chosen = np.arange(n_slices)
         if n_slices > max_slices:
             chosen = np.sort(rng.choice(n_slices, max_slices, replace=False))
@@ -127,14 +133,13 @@ def collect_samples(
                     grid = np.ascontiguousarray(image[::stride, ::stride])
                     noise = level_noise(grid[::2, ::2])
                     level_refs = [np.ascontiguousarray(r[::stride, ::stride]) for r in refs]
-                    # a share of pixels proportional to the level's size, at least a few
-                    cap = max(16, pixels_per_group >> (2 * level))
                     for group in GROUPS:
                         positions = group_positions(grid.shape, group)
                         n = positions.size
                         if n == 0:
                             continue
-                        keep = np.sort(rng.choice(n, min(n, cap), replace=False))
+                        count = min(n, max(16, int(n * fraction)))
+                        keep = np.sort(rng.choice(n, count, replace=False))
                         ctx = group_context(grid, level_refs, group, level, noise, keep)
                         target = grid.reshape(-1)[positions[keep]]
                         out[net_key(group.name, n_refs)].add(ctx, target, maxval)
@@ -162,21 +167,22 @@ def train_predictor(
     batch: int = 4096,
     lr: float = 3e-3,
     seed: int = 0,
-    time_budget_s: float = 600.0,
+    time_budget_s: float = 3600.0,
     model: NeuralPredictor | None = None,
+    max_steps: int = 2000,
 ) -> tuple[NeuralPredictor, dict[str, float]]:
     """Fit every network with Adam on the logistic code length; returns (model, bits/pixel).
 
-    Each network gets an equal share of ``time_budget_s``: the step count is the smaller of
-    ``epochs`` passes and what the measured step time allows, and the one-cycle learning-rate
-    schedule spans exactly those steps, so a busy machine trains fewer steps but still anneals.
+    Each network trains ``epochs`` passes (at most ``max_steps`` steps); only when a network
+    would take more than twice its share of what is left of ``time_budget_s`` is it shortened.
+    The one-cycle learning-rate schedule always spans exactly the steps taken, so a shortened
+    run still anneals.
     """
     torch.manual_seed(seed)
     model = model or NeuralPredictor(hidden, depth)
     report = {}
     start = time.perf_counter()
     keys = [k for k in model.nets if samples[k].target]
-    per_key_budget = time_budget_s / max(1, len(keys))
     for key in keys:
         data = _tensors(samples[key].arrays())
         n = data["target"].shape[0]
@@ -192,8 +198,12 @@ def train_predictor(
             loss.backward()
             opt.step()
             clamp_parameters(net)
+        steps = min(max_steps, epochs * max(1, n // size))
+        remaining = time_budget_s - (time.perf_counter() - start)
+        keys_left = len(keys) - keys.index(key)
         step_time = (time.perf_counter() - probe_start) / 3
-        steps = int(min(epochs * max(1, n // size), max(10, per_key_budget / step_time)))
+        if steps * step_time > 2 * remaining / keys_left:  # far behind: shorten, keep schedule
+            steps = max(50, int(remaining / keys_left / step_time))
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
         perm = torch.randperm(n)
         cursor = 0

@@ -1,0 +1,72 @@
+"""``fedcodec privacy``: plan a site's ε before joining, and show what a site has spent."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("privacy", help="differential-privacy budget: plan and status")
+    sub = parser.add_subparsers(dest="privacy_command", metavar="ACTION", required=True)
+    plan = sub.add_parser("plan", help="project ε for realistic site sizes (table + PNG curve)")
+    plan.add_argument("--units", type=int, nargs="+", default=[500, 2000, 10000],
+                      help="privacy units per site (default: 500 2000 10000)")
+    plan.add_argument("--unit", default="patient", help="what one unit is (named in every ε)")
+    plan.add_argument("--rounds", type=int, default=50)
+    plan.add_argument("--local-steps", type=int, default=20)
+    plan.add_argument("--batch-units", type=float, default=64.0,
+                      help="expected units per batch (Poisson rate = batch / units)")
+    plan.add_argument("--noise", type=float, default=1.0, help="noise multiplier σ")
+    plan.add_argument("--delta", type=float, default=1e-5)
+    plan.add_argument("--target", type=float, default=8.0, help="target ε, drawn on the plot")
+    plan.add_argument("--accountant", choices=("rdp", "prv"), default="rdp")
+    plan.add_argument("--png", type=Path, default=Path("privacy-plan.png"))
+    plan.set_defaults(func=run_plan)
+    status = sub.add_parser("status", help="ε a site has spent (reads its persisted accountant)")
+    status.add_argument("state_dir", type=Path, help="the site's state folder")
+    status.set_defaults(func=run_status)
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from fedcodec.shared.privacy import PRIVACY_UNITS
+    from fedcodec.shared.privacy.planning import epsilon_curve, plan_epsilon, plot_plan
+
+    if args.unit not in PRIVACY_UNITS:
+        from fedcodec.shared.errors import FedcodecError
+
+        raise FedcodecError(f"unknown privacy unit {args.unit!r}; choose one of {', '.join(PRIVACY_UNITS)}")
+    rows = plan_epsilon(args.units, args.rounds, args.local_steps, args.batch_units, args.noise,
+                        args.delta, args.accountant)
+    print(f"Projected ε per site: {args.rounds} rounds x {args.local_steps} local steps, "
+          f"{args.batch_units:g} {args.unit}s per batch (Poisson), σ = {args.noise:g}, "
+          f"δ = {args.delta:g}, {args.accountant.upper()} accountant")
+    print(f"{args.unit + 's':>10}  {'sample rate':>11}  {'steps':>6}  {'ε (' + args.unit + ')':>14}  "
+          f"within ε={args.target:g}")
+    for row in rows:
+        ok = "yes" if row.epsilon <= args.target else "no"
+        print(f"{row.units:>10,}  {row.sample_rate:>11.4f}  {row.steps:>6}  {row.epsilon:>14.3f}  {ok}")
+    curves = {n: epsilon_curve(n, args.rounds, args.local_steps, args.batch_units, args.noise,
+                               args.delta, args.accountant) for n in args.units}
+    path = plot_plan(args.png, curves, args.unit, args.delta, args.noise, args.target)
+    print(f"curve: {path}")
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    import json
+
+    from fedcodec.shared.errors import FedcodecError
+
+    files = sorted(Path(args.state_dir).glob("privacy-*.json"))
+    if not files:
+        raise FedcodecError(f"no privacy accountant in {args.state_dir}")
+    for path in files:
+        try:
+            state = json.loads(path.read_text())
+            print(f"{path.name}: ε = {state['epsilon']:.3f} ({state['unit']}-level, "
+                  f"δ = {state['delta']:g}, {state['mechanism']}), target {state['target_epsilon']:g}, "
+                  f"{sum(n for _, _, n in state['history'])} DP-SGD steps in {len(state['rounds'])} rounds")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise FedcodecError(f"privacy accountant {path} is unreadable: {exc}") from None
+    return 0

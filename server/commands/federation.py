@@ -1,0 +1,109 @@
+"""``fedcodec-server federation``: set up, run and drive the federated training coordinator.
+
+    fedcodec-server federation init  --dir FED --address 203.0.113.5:9093 [--host NAME] [--ip IP]
+    fedcodec-server federation start --dir FED [--host 0.0.0.0] [--port 9093]   (the SuperLink)
+    fedcodec-server federation register --dir FED SITE.pub [--name SITE]
+    fedcodec-server federation run --dir FED [--rounds N] [-c key=value ...]
+
+``init`` writes the CA and SuperLink certificate (give each site ``FED/tls/ca.pem``); ``start``
+runs the SuperLink with TLS and SuperNode authentication; ``register`` admits a site's SuperNode
+public key; ``run`` submits the app (``flwr run``), checkpointing to ``FED/server`` (rerun after
+a crash: it resumes from the last finished round).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("federation", help="federated training coordinator (Flower)")
+    actions = parser.add_subparsers(dest="federation_action", metavar="ACTION", required=True)
+
+    init = actions.add_parser("init", help="CA, SuperLink certificate and flwr connection")
+    init.add_argument("--dir", type=Path, required=True, help="the federation folder")
+    init.add_argument("--address", required=True, help="host:port sites and flwr dial")
+    init.add_argument("--host", action="append", help="DNS name in the certificate (repeatable)")
+    init.add_argument("--ip", action="append", help="IP address in the certificate (repeatable)")
+    init.add_argument("--force", action="store_true", help="replace existing certificates")
+    init.set_defaults(func=_init)
+
+    start = actions.add_parser("start", help="run the SuperLink (TLS + SuperNode auth)")
+    start.add_argument("--dir", type=Path, required=True)
+    start.add_argument("--host", default="0.0.0.0")
+    start.add_argument("--port", type=int, default=9093)
+    start.set_defaults(func=_start)
+
+    reg = actions.add_parser("register", help="admit a site's SuperNode public key")
+    reg.add_argument("public_key", type=Path)
+    reg.add_argument("--dir", type=Path, required=True)
+    reg.add_argument("--name", default="")
+    reg.set_defaults(func=_register)
+
+    run = actions.add_parser("run", help="submit the federated training run (flwr run)")
+    run.add_argument("--dir", type=Path, required=True)
+    run.add_argument("--rounds", type=int)
+    run.add_argument("-c", "--config", action="append", default=[],
+                     help="run config override key=value (see [tool.flwr.app.config])")
+    run.add_argument("--app", type=Path, default=REPO, help="the app folder (pyproject.toml)")
+    run.set_defaults(func=_run)
+
+
+def _init(args: argparse.Namespace) -> int:
+    from fedcodec.server.federated.superlink import init_federation
+
+    host = args.address.rsplit(":", 1)[0]
+    ips = tuple(args.ip or (["127.0.0.1"] if host in ("127.0.0.1", "localhost") else []))
+    hosts = tuple(args.host or (["localhost"] if not ips or host == "localhost" else []))
+    if host not in hosts + ips:
+        hosts += (host,) if not host.replace(".", "").isdigit() else ()
+        ips += (host,) if host.replace(".", "").isdigit() else ()
+    fed = init_federation(args.dir, args.address, hosts, ips, args.force)
+    print(f"federation ready in {fed.root}; give sites {fed.ca_cert}")
+    return 0
+
+
+def _start(args: argparse.Namespace) -> int:
+    from fedcodec.server.federated.superlink import FederationDir, flower_env, superlink_command
+
+    fed = FederationDir(args.dir)
+    return subprocess.call(superlink_command(fed, args.host, args.port), env=flower_env(fed.flwr_home))
+
+
+def _register(args: argparse.Namespace) -> int:
+    from fedcodec.server.federated.superlink import FederationDir, register_supernode
+
+    print(register_supernode(FederationDir(args.dir), args.public_key, args.name))
+    return 0
+
+
+def _parse_value(text: str):
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text.strip('"')
+
+
+def _run(args: argparse.Namespace) -> int:
+    from fedcodec.server.federated.superlink import FederationDir, flower_env, run_command
+    from fedcodec.shared.errors import FedcodecError
+
+    config = {}
+    for item in args.config:
+        if "=" not in item:
+            raise FedcodecError(f"run config override {item!r} is not key=value")
+        key, value = item.split("=", 1)
+        config[key.strip()] = _parse_value(value.strip())
+    if args.rounds:
+        config["num-server-rounds"] = args.rounds
+    fed = FederationDir(args.dir)
+    return subprocess.call(run_command(fed, args.app, config), env=flower_env(fed.flwr_home))
