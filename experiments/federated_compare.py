@@ -41,7 +41,7 @@ from fedcodec.client.federated.dp_training import (
     set_parameters,
     train_local,
 )
-from fedcodec.client.federated.site_data import SiteData, SiteDataConfig, load_site
+from fedcodec.client.federated.site_data import SiteData, SiteDataConfig, cache_name, load_site
 from fedcodec.client.federated.site_round import clip_update
 from fedcodec.client.federated.unit_samples import merge_unit_samples
 from fedcodec.shared.neural.model import NeuralPredictor
@@ -59,7 +59,7 @@ def train_config(args, dp: bool, noise: float | None, batch_units: float, seed: 
     return LocalTrainConfig(steps=args.steps, batch_units=batch_units,
                             pixels_per_unit=args.pixels_per_unit, lr=args.lr, dp=dp,
                             max_grad_norm=args.clip, noise_multiplier=noise, planned_rounds=args.rounds,
-                            seed=seed)
+                            seed=seed, reproducible_noise=True)
 
 
 def accountant(args, target: float) -> PrivacyAccountant:
@@ -110,7 +110,7 @@ def run_flower(args, out: Path, noise: float) -> tuple[NeuralPredictor, dict]:
         "pixels-per-unit": args.pixels_per_unit, "pixels-per-group": args.pixels_per_group,
         "max-slices": args.max_slices, "lr": args.lr, "max-grad-norm": args.clip,
         "update-clip": args.update_clip, "min-fit-clients": 4, "min-available-clients": 4,
-        "hidden": args.hidden, "seed": args.seed, "register-model": "fedcodec-neural-federated",
+        "hidden": args.hidden, "seed": args.seed, "reproducible-noise": True, "register-model": "fedcodec-neural-federated",
     }
     results: list = []
     run_simulation(build_server_app(config, results), build_client_app(config), num_supernodes=4,
@@ -193,6 +193,8 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--flower", action="store_true", help="also run federated+DP through Flower")
+    ap.add_argument("--flower-only", action="store_true",
+                    help="only run the Flower row and add it to an existing OUT/results.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -213,6 +215,21 @@ def main() -> None:
         print(f"{label:28s} mean {models[label]['mean']:.3f} {bpp} eps={eps} "
               f"[{time.perf_counter() - t0:.0f}s]", flush=True)
 
+    if args.flower_only:
+        previous = json.loads((args.out / "results.json").read_text())
+        models.update(previous["models"])
+        for name in SITES:  # reuse the sampled pixels: same data config, same cache file name
+            cached = args.out / "cache" / cache_name(args.data / name, data_cfg)
+            target = args.out / "flower-sites" / name / "cache" / cached.name
+            if cached.exists() and not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.link(cached, target)
+        record("federated + DP (Flower, SecAgg+)", *run_flower(args, args.out, noise))
+        previous["models"] = models
+        (args.out / "results.json").write_text(json.dumps(previous, indent=1))
+        write_report(args.out, previous, args, noise, sites)
+        print((args.out / "federated_compare.md").read_text())
+        return
     record("untrained (zero output)", fresh_model(args), None)
     pooled = merge_unit_samples([s.train for s in sites.values()])
     for dp in (False, True):

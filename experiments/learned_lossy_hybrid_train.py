@@ -16,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from neural_dataset import load_items
 from fedcodec.shared.learned_lossy.hybrid import BASE_CANDIDATES_DB
 from fedcodec.shared.learned_lossy.hybrid_train import collect_hybrid_samples, train_hybrid_weights
 from fedcodec.shared.neural.train import estimated_bits
+from neural_dataset import load_items
 
 
 def pick_slices(items, per_series: int, seed: int) -> list[tuple[np.ndarray, int]]:

@@ -13,10 +13,9 @@ import argparse
 from pathlib import Path
 
 import torch
-
-from neural_dataset import load_items
 from fedcodec.shared.learned_lossy.model import MeanScaleHyperprior, ModelConfig
 from fedcodec.shared.learned_lossy.train import CropSampler, TrainConfig, load_checkpoint, train
+from neural_dataset import load_items
 
 
 def main() -> None:

@@ -47,7 +47,7 @@ def test_encrypted_scores_match_plaintext(kind, contexts) -> None:
     studies = verify_scores(plan, scores)
     plain = head.plain_scores(features)
     assert studies.shape == (50, 3)
-    tolerance = 1e-4 if kind == LINEAR else 5e-2
+    tolerance = 2e-3 if kind == LINEAR else 5e-2
     assert np.abs(studies - plain).max() < tolerance
     assert (studies.argmax(1) == plain.argmax(1)).all()
 
@@ -76,9 +76,12 @@ def test_service_refuses_other_parameters(contexts) -> None:
 
 
 def test_profiles_are_128_bit() -> None:
+    limits = {4096: 109, 8192: 218}  # HomomorphicEncryption.org standard, 128-bit classical
     for profile in PROFILES.values():
         assert profile.security_bits == 128
-        assert profile.total_bits <= 218 and profile.poly_modulus_degree == 8192
+        assert profile.total_bits <= limits[profile.poly_modulus_degree]
+    with pytest.raises(ValueError):  # SEAL itself refuses more modulus bits at N=4096
+        ts.context(ts.SCHEME_TYPE.CKKS, poly_modulus_degree=4096, coeff_mod_bit_sizes=[40, 31, 39])
 
 
 def test_wrong_key_is_detected(contexts) -> None:

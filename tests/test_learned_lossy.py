@@ -10,14 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
+from conftest import require_shared_data
 from fedcodec.shared.codecs.base import CodecMode, get_codec
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 from fedcodec.shared.learned_lossy.codec import encode_latents, extract_latents
 from fedcodec.shared.learned_lossy.model import MeanScaleHyperprior, ModelConfig
 from fedcodec.shared.metrics import psnr
-
-from conftest import require_shared_data
 
 
 def _phantom(rows: int, cols: int, bits: int = 12, seed: int = 0) -> np.ndarray:
@@ -121,7 +119,7 @@ def test_same_stream_decodes_alike_with_other_thread_counts(tmp_path: Path) -> N
     for threads in (1, 2):
         out = tmp_path / f"out{threads}.npy"
         run = subprocess.run([sys.executable, "-c", _DECODE_SCRIPT, str(threads), str(stream),
-                              str(out)], capture_output=True, text=True, timeout=120)
+                              str(out)], capture_output=True, text=True, timeout=120, check=False)
         assert run.returncode == 0, run.stderr
         digests.append(run.stdout.strip())
         outputs.append(np.load(out).astype(np.int64))

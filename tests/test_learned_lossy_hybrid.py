@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
+from conftest import require_shared_data
 from fedcodec.shared.codecs.base import CodecMode, get_codec
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 from fedcodec.shared.learned_lossy.codec import decode_preview
 from fedcodec.shared.metrics import max_abs_error, psnr
-
-from conftest import require_shared_data
 
 
 def _noisy(rows: int, cols: int, bits: int = 12, seed: int = 0) -> np.ndarray:
@@ -25,7 +23,8 @@ def test_spec_is_bounded() -> None:
     codec = get_codec("neural-lossy:mode=hybrid,tau=2")
     assert codec.mode is CodecMode.BOUNDED and codec.max_error == 2
     for bad in ("neural-lossy:mode=hybrid", "neural-lossy:mode=hybrid,tau=0",
-                "neural-lossy:mode=hybrid,tau=2,quality=3", "neural-lossy:mode=hybrid,tau=2,base=5"):
+                "neural-lossy:mode=hybrid,tau=2,quality=3", "neural-lossy:mode=hybrid,tau=2,base=5",
+                "neural-lossy:mode=hybrid,tau=2,base=foo"):
         with pytest.raises(FedcodecError):
             get_codec(bad)
 
@@ -57,6 +56,9 @@ def test_preview_is_the_base_layer() -> None:
     assert preview.shape == image.shape
     assert psnr(image, preview, 12) < psnr(image, full, 12)
     assert max_abs_error(image, full) <= 2
+    bare = get_codec("neural-lossy:mode=hybrid,tau=2,base=none").encode(image, 12)
+    assert decode_preview(bare) is None
+    assert max_abs_error(image, codec.decode(bare)) <= 2
 
 
 def test_real_slice_within_tau_and_below_raw(shared_data) -> None:

@@ -33,3 +33,16 @@ def test_cli_prints_a_table_naming_the_unit_and_writes_the_curve(tmp_path, capsy
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["privacy", "plan", "--unit", "voxel", "--png", str(png)]) == 2
     assert "unknown privacy unit 'voxel'" in capsys.readouterr().err
+
+
+def test_status_reads_a_sites_accountant(tmp_path, capsys):
+    from fedcodec.shared.privacy import PrivacyAccountant
+
+    acc = PrivacyAccountant(tmp_path / "privacy-slice.json", "slice", 8.0, 1e-5)
+    acc.record(1.2, 0.1, 30, {"round": 1})
+    assert main(["privacy", "status", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"ε = {acc.epsilon:.3f} (slice-level, δ = 1e-05, rdp), target 8" in out
+    assert "30 DP-SGD steps in 1 rounds" in out
+    assert main(["privacy", "status", str(tmp_path / "none")]) == 2
+    assert "no privacy accountant" in capsys.readouterr().err

@@ -22,7 +22,7 @@ from tqdm import tqdm
 class TrainConfig:
     """The training budget every classifier path gets."""
 
-    epochs: int = 8
+    epochs: int = 20
     batch_size: int = 32
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--codec", default="neural-lossy", help="latent codec spec")
     train.add_argument("--split", type=Path, help="reuse this split file (default: new, seeded)")
     train.add_argument("--seed", type=int, default=20261125, help="split seed")
-    train.add_argument("--epochs", type=int, default=8)
+    train.add_argument("--epochs", type=int, default=20)
     train.add_argument("--limit", type=int, help="at most N images per class and split part")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=_train)

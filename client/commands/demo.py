@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fedcodec.client.demo.context import FAILED, DemoConfig
+from fedcodec.client.demo.context import DemoConfig
 from fedcodec.client.demo.runner import STEP_NAMES, run_demo
 
 
@@ -38,5 +38,4 @@ def run(args: argparse.Namespace) -> int:
     steps = tuple(s.strip() for s in args.steps.split(",") if s.strip()) if args.steps else None
     config = DemoConfig(out_dir=args.out, quick=args.quick, steps=steps, rounds=args.rounds,
                         analysis_model=args.analysis_model, progress=not args.no_progress)
-    outcomes = run_demo(config)
-    return 1 if any(o.status == FAILED for o in outcomes.values()) else 0
+    return 1 if run_demo(config).failed else 0

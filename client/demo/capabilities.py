@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -26,11 +26,11 @@ def _importable(name: str) -> str | None:
     try:
         importlib.import_module(name)
     except Exception as exc:  # any import failure means the component cannot be used
-        return f"import {name}: {type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
+        return f"import {name}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def codec_problem(spec: str) -> str | None:
     """None when ``spec`` is registered and round-trips a 32x32 12-bit image."""
     from fedcodec.shared.codecs import codec_names, get_codec
@@ -43,7 +43,8 @@ def codec_problem(spec: str) -> str | None:
         image = (np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 13) % 4096
         decoded = np.asarray(codec.decode(codec.encode(image, 12)))
     except Exception as exc:
-        return f"codec {name} not available ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
+        text = " ".join(str(exc).split())[:200]
+        return f"codec {name} not available ({type(exc).__name__}: {text})"
     if decoded.shape != image.shape:
         return f"codec {name} not available (round trip gave shape {decoded.shape})"
     return None

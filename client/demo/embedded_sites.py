@@ -16,12 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
-
 from fedcodec.shared.demo_data import demo_paths
 from fedcodec.shared.errors import FedcodecError
 from fedcodec.shared.sources import SliceStack, read_stacks
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,10 @@ def plot_federated_curves(curves: dict[str, dict[str, list]], unit: str, path: P
             eps_axes.plot([s for s, _ in eps], [v for _, v in eps], "o-", label=site)
     bpp_axes.set(xlabel="round", ylabel="held-out bits/pixel", title="codec on held-out slices")
     eps_axes.set(xlabel="round", ylabel=f"ε spent (unit: {unit})", title="privacy spent per site")
+    from matplotlib.ticker import MaxNLocator
+
     for axes in (bpp_axes, eps_axes):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.grid(True, alpha=0.3)
         axes.legend(fontsize=8)
     return _save(figure, path)
@@ -59,14 +62,15 @@ def plot_compression(rows: list[dict], path: Path) -> Path:
         for row in (r for r in rows if r["mode"] == mode):
             axes.bar(x, row["bpp"], color=colours.get(mode, "grey"),
                      hatch="//" if row["learned"] else None, edgecolor="black", linewidth=0.5)
-            axes.annotate(f"{row['bpp']:.2f}", (x, row["bpp"]), ha="center", va="bottom", fontsize=7)
+            text = f"{row['bpp']:.2f}" + (f"\n{row['psnr']:.1f} dB" if row.get("psnr") else "")
+            axes.annotate(text, (x, row["bpp"]), ha="center", va="bottom", fontsize=7)
             ticks.append(x)
             labels.append(row["label"])
             x += 1
         x += 0.7
     axes.set_xticks(ticks, labels, rotation=30, ha="right", fontsize=7)
     axes.set_ylabel("bits per pixel (pixel streams)")
-    axes.set_title("demo study: " + ", ".join(modes) + " (hatched = learned codec)")
+    axes.set_title("demo study: " + ", ".join(modes) + " (hatched = learned; worst PSNR if lossy)")
     axes.grid(True, axis="y", alpha=0.3)
     return _save(figure, path)
 

@@ -7,12 +7,11 @@ import os
 import platform
 from pathlib import Path
 
+from fedcodec.client.demo.context import FAILED, OK, SKIPPED, DemoContext, DemoStep, StepOutcome
+from fedcodec.shared.atomic_files import write_atomic
 from rich import box
 from rich.console import Console
 from rich.table import Table
-
-from fedcodec.client.demo.context import FAILED, OK, SKIPPED, DemoContext, DemoStep, StepOutcome
-from fedcodec.shared.atomic_files import write_atomic
 
 STATUS_STYLE = {OK: "green", SKIPPED: "yellow", FAILED: "red"}
 
@@ -33,7 +32,9 @@ def summary_table(steps: list[DemoStep], outcomes: dict[str, StepOutcome]) -> Ta
     return table
 
 
-def print_summary(console: Console, steps: list[DemoStep], outcomes: dict[str, StepOutcome]) -> None:
+def print_summary(
+    console: Console, steps: list[DemoStep], outcomes: dict[str, StepOutcome]
+) -> None:
     if console.width < 110:
         console = Console(width=110, file=console.file)
     console.print(summary_table(steps, outcomes))
@@ -57,7 +58,7 @@ def write_report(ctx: DemoContext, steps: list[DemoStep], outcomes: dict[str, St
     out = ctx.out
     lines = [
         "# fedcodec demo report", "",
-        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {machine_line()}; "
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {machine_line()}; "
         f"{'quick run (`--quick`)' if ctx.quick else 'full run'}. Data: MRI shipped inside "
         "pydicom-data, pydicom and dipy (nothing downloaded). Timings are wall clock on a "
         "machine that may be shared.", "",
@@ -72,7 +73,7 @@ def write_report(ctx: DemoContext, steps: list[DemoStep], outcomes: dict[str, St
             continue
         lines += [f"## {number}. {step.title}", ""]
         if outcome.status != OK:
-            lines += [f"**{outcome.status}**: {outcome.summary}", ""]
+            lines += [f"**{outcome.summary}**", ""]
         lines += [*outcome.section, ""] if outcome.section else []
         for figure in outcome.figures:
             lines += [f"![{figure.stem}]({os.path.relpath(figure, out)})", ""]

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-
-from rich.console import Console
 
 from fedcodec.client.demo.capabilities import (
     analysis_problem,
@@ -39,6 +38,7 @@ from fedcodec.client.demo.step_federated import train_federated
 from fedcodec.client.demo.step_storage import store_encrypted
 from fedcodec.client.demo.tracking import log_demo_run
 from fedcodec.shared.errors import FedcodecError
+from rich.console import Console
 
 for _key, _value in (("FLWR_TELEMETRY_ENABLED", "0"), ("RAY_USAGE_STATS_ENABLED", "0"),
                      ("MLFLOW_DISABLE_TELEMETRY", "true"),
@@ -120,8 +120,23 @@ def check_services_stopped(ctx: DemoContext) -> list[str]:
     return running
 
 
-def run_demo(config: DemoConfig, console: Console | None = None) -> dict[str, StepOutcome]:
-    """Run the chosen steps, print the summary table, write ``report.md``; return outcomes."""
+@dataclass
+class DemoRun:
+    """What a finished demo produced (tests and callers inspect it)."""
+
+    outcomes: dict[str, StepOutcome]
+    report: Path
+    results: dict = field(default_factory=dict)
+    """The steps' shared results: containers, storage root, started services, run ids."""
+    mlflow_run_id: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return any(o.status == FAILED for o in self.outcomes.values())
+
+
+def run_demo(config: DemoConfig, console: Console | None = None) -> DemoRun:
+    """Run the chosen steps, print the summary table, write ``report.md``."""
     console = console or Console()
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -147,7 +162,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> dict[str, St
     print_summary(console, steps, outcomes)
     console.print(f"report: {report}")
     console.print(f"MLflow: mlflow ui --backend-store-uri {ctx.mlflow_uri}")
-    return outcomes
+    return DemoRun(outcomes, report, ctx.results, run_id)
 
 
-__all__ = ["STEP_NAMES", "DemoConfig", "codec_problem", "run_demo", "select_steps"]
+__all__ = ["STEP_NAMES", "DemoConfig", "DemoRun", "codec_problem", "run_demo", "select_steps"]

@@ -20,8 +20,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from rich.progress import track
-
 from fedcodec.client.analysis.remote import AnalysisClient, EncryptedClassifier
 from fedcodec.client.analysis.site import study_features
 from fedcodec.client.analysis.training import HeadBudget, fit_head
@@ -34,6 +32,7 @@ from fedcodec.shared.analysis.heads import HEAD_KINDS, LINEAR, head_path, load_h
 from fedcodec.shared.analysis.latents import latent_extractor
 from fedcodec.shared.analysis.pooling import CHANNEL_MEAN_ABSMEAN, pool_latents
 from fedcodec.shared.errors import FedcodecError
+from rich.progress import track
 
 LATENT_CODEC = "neural-lossy"
 QUICK_SLICES_PER_CLASS = 4
@@ -93,6 +92,7 @@ def analyse_encrypted(ctx: DemoContext) -> StepOutcome:
                                           str(tls["server"]), "--port", "0"],
                              ctx.out / "logs" / "analysis.log")
     rows, plots, results = [], [], {}
+    names: list[str] = []
     with service:
         ctx.results.setdefault("services", []).append(service)
         ctx.console.print(f"analysis service (pid {service.pid}) on {service.address}, "
@@ -124,8 +124,8 @@ def analyse_encrypted(ctx: DemoContext) -> StepOutcome:
                             f"{error:.2e} | {session.stats.encrypt_ms:.0f} / "
                             f"{session.stats.server_evaluate_ms:.0f} / "
                             f"{session.stats.decrypt_ms:.0f} | {total_ms:.0f} | {plain_ms:.2f} | "
-                            f"{(session.stats.bytes_sent + session.stats.context_bytes) / 1e6:.2f}"
-                            f" MB | {setup_ms:.0f} |")
+                            f"{session.stats.context_bytes / 1e6:.2f} MB + "
+                            f"{session.stats.bytes_sent / 1e6:.2f} MB | {setup_ms:.0f} |")
                 if kind == LINEAR or not plots:
                     plots = [plot_analysis(plain.tolist(), encrypted.tolist(), names,
                                            ctx.folder("report") / "analysis_agreement.png")]
@@ -137,14 +137,15 @@ def analyse_encrypted(ctx: DemoContext) -> StepOutcome:
             f"`{LATENT_CODEC}` latents of even slices, plaintext validation accuracy on odd "
             "slices: " + ", ".join(f"{k} {training[k]:.2f}" for k in HEAD_KINDS if k in training)
             + ". The embedded MRI carries no diagnostic labels; the point is the encrypted path."
-            if toy else f"heads from `{model_dir}`")
+            if toy else f"heads from `{model_dir}` (classes: {', '.join(names)}); the demo study "
+            "has no ground-truth label for them, so only agreement and cost are measured here")
     section = [
         f"`{fcz.name}`: latents entropy-decoded at the site (no pixels), pooled per slice "
         "(channel mean + mean |.|), CKKS-encrypted (TenSEAL) and classified by the analysis "
         f"service on ciphertexts; scores decrypted and checked at the site. Head: {task}", "",
         "| head | slices | study label (encrypted) | argmax agreement with plaintext | "
         "max abs score diff | encrypt / server / decrypt ms | encrypted total ms | "
-        "plaintext ms | sent | session setup ms |",
+        "plaintext ms | sent: public context + ciphertexts | session setup ms |",
         "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |", *rows,
     ]
     summary = "; ".join(f"{k}: agreement {v['agreement']:.2f}, |Δ| {v['max_abs_diff']:.1e}, "

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-
 from fedcodec.client.compression import compress_study, decompress_study, default_codec_spec
 from fedcodec.client.demo.capabilities import codec_problem
 from fedcodec.client.demo.context import OK, DemoContext, StepOutcome
@@ -60,8 +59,13 @@ def _psnr_text(psnr: float | None) -> str:
 
 
 def _file_name(candidate: Candidate) -> str:
-    label = candidate.label.replace(" ", "-").replace("τ=", "tau").replace("(", "").replace(")", "")
-    return f"study-{candidate.mode}-{label}.fcz"
+    label = candidate.label.replace("τ=", "tau")
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-.") else "-" for c in label)
+    return f"study-{candidate.mode}-{'-'.join(p for p in safe.split('-') if p)}.fcz"
+
+
+LEARNED_LOSSLESS = ("neural", "neural (federated)")
+"""Preferred container to store (the first available), before the classical fallback."""
 
 
 def compress_modes(ctx: DemoContext) -> StepOutcome:
@@ -99,7 +103,7 @@ def compress_modes(ctx: DemoContext) -> StepOutcome:
         raise FedcodecError("no codec could compress the demo study")
 
     checks = verify_round_trips(ctx, study, containers)
-    stored = containers.get("neural") or containers.get("jxl")
+    stored = next((containers[k] for k in (*LEARNED_LOSSLESS, "jxl") if k in containers), None)
     ctx.results.update(compressed=containers, stored_fcz=stored,
                        lossy_fcz=containers.get("neural-lossy"))
     figure = plot_compression(rows, ctx.folder("report") / "compression.png")
@@ -137,7 +141,8 @@ def verify_round_trips(ctx: DemoContext, study: Path, containers: dict[str, Path
     lines = []
     original, _ = read_series(study)
     out_root = ctx.out / "decompressed"
-    for label, kind in (("neural", "lossless"), ("neural-lossy", "lossy")):
+    lossless = next((k for k in LEARNED_LOSSLESS if k in containers), "jxl")
+    for label, kind in ((lossless, "lossless"), ("neural-lossy", "lossy")):
         fcz = containers.get(label)
         if fcz is None:
             continue

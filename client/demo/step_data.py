@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pydicom
-
 from fedcodec.client.demo.context import OK, DemoContext, StepOutcome
 from fedcodec.client.demo.embedded_sites import (
     DEMO_SITES,

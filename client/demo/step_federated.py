@@ -20,13 +20,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
 from fedcodec.client.demo.context import OK, DemoContext, StepOutcome
 from fedcodec.client.demo.flower_simulation import QUIET_FLOWER
 from fedcodec.client.demo.plots import plot_federated_curves
 from fedcodec.client.demo.tracking import ensure_experiment
 from fedcodec.shared.errors import FedcodecError
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 EXPERIMENT = "fedcodec-demo-federated"
 REGISTERED_MODEL = "fedcodec-demo-neural"
@@ -97,7 +96,8 @@ def simulate(ctx: DemoContext, config: dict[str, Any], supernodes: int) -> float
                     if time.perf_counter() - start > SIMULATION_TIMEOUT:
                         raise FedcodecError(f"federated simulation took over "
                                             f"{SIMULATION_TIMEOUT:.0f} s (log: {log_file})")
-                    started = [int(n) for n in ROUND_LINE.findall(log_file.read_text(errors="replace"))]
+                    text = log_file.read_text(errors="replace")
+                    started = [int(n) for n in ROUND_LINE.findall(text)]
                     bar.update(task, completed=max(0, max(started, default=0) - 1))
                     time.sleep(1.0)
                 bar.update(task, completed=rounds)

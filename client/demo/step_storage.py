@@ -57,7 +57,9 @@ def plaintext_leaks(root: Path, data: bytes) -> list[str]:
 
 
 def store_encrypted(ctx: DemoContext) -> StepOutcome:
-    fcz: Path = ctx.results["stored_fcz"]
+    fcz: Path | None = ctx.results.get("stored_fcz")
+    if fcz is None:
+        raise FedcodecError("no lossless container of the study to store (compress step)")
     plain = fcz.read_bytes()
     sites = [site.name for site in DEMO_SITES]
     keyrings = {site: site_keyring(ctx.out / "keys", site) for site in sites}
@@ -103,7 +105,8 @@ def store_encrypted(ctx: DemoContext) -> StepOutcome:
     ctx.results.update(storage_root=root, fetched_fcz=fetched)
     section = [
         f"`{fcz.name}` ({len(plain)} bytes) envelope-encrypted with {OWNER}'s keyring "
-        f"(`keys/{OWNER}/`, AES-256-GCM frames, data key wrapped by KEK `{keyrings[OWNER].current_kek_id}`, "
+        f"(`keys/{OWNER}/`, AES-256-GCM frames, data key wrapped by KEK "
+        f"`{keyrings[OWNER].current_kek_id}`, "
         f"envelope codec label `{header.codec}`"
         f") and uploaded over mutual TLS (demo CA in `pki/`) to a storage service started "
         f"for this step on {service.address} (root `storage/`), then stopped.", "",

@@ -11,6 +11,7 @@ unit. The accountant is charged *before* the steps run, so a crash can only over
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import dataclass
 
@@ -48,6 +49,10 @@ class LocalTrainConfig:
     """None: calibrated so that ``planned_rounds * steps`` steps spend exactly the target ε."""
     planned_rounds: int = 1
     seed: int = 0
+    reproducible_noise: bool = False
+    """Seed DP noise and Poisson sampling from ``seed`` (tests, experiments). Off by default: the
+    seed is in the run config the coordinator knows, so it could regenerate and subtract the
+    noise; the generator is then seeded from ``os.urandom`` instead."""
     threads: int = 1
     """Torch threads; one is fastest for these small per-unit tensors on shared cores."""
 
@@ -166,7 +171,9 @@ def train_local(model: NeuralPredictor, samples: UnitSamples, config: LocalTrain
         # charge first: a crash after this line can only over-count the spent budget
         accountant.record(noise, q, steps, {"round": round_index, "noise": noise, "q": q})
         module = GradSampleModule(loss_module, batch_first=True, loss_reduction="sum")
-        generator = torch.Generator().manual_seed(config.seed + 31 * round_index + 1)
+        noise_seed = (config.seed + 31 * round_index + 1 if config.reproducible_noise
+                      else int.from_bytes(os.urandom(8), "little") >> 1)
+        generator = torch.Generator().manual_seed(noise_seed)
         optimizer = DPOptimizer(torch.optim.Adam(module.parameters(), lr=config.lr),
                                 noise_multiplier=noise, max_grad_norm=config.max_grad_norm,
                                 expected_batch_size=max(1, round(q * n)), loss_reduction="mean",

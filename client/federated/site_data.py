@@ -66,7 +66,7 @@ def split_series(series: list[Series], holdout_fraction: float) -> tuple[list[Se
     return ordered[n_out:], ordered[:n_out]
 
 
-def _cache_name(data_dir: Path, config: SiteDataConfig) -> str:
+def cache_name(data_dir: Path, config: SiteDataConfig) -> str:
     spec = json.dumps([str(data_dir.resolve()), dataclasses.asdict(config)], sort_keys=True)
     return "samples-" + hashlib.sha256(spec.encode()).hexdigest()[:16] + ".pkl"
 
@@ -76,7 +76,7 @@ def load_site(data_dir: Path, config: SiteDataConfig, name: str = "",
     """Read ``data_dir``, split it, and sample training units and held-out pixels."""
     data_dir = Path(data_dir)
     if cache_dir is not None:
-        cached = Path(cache_dir) / _cache_name(data_dir, config)
+        cached = Path(cache_dir) / cache_name(data_dir, config)
         if cached.exists():
             with cached.open("rb") as handle:
                 return pickle.load(handle)

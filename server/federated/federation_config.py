@@ -20,7 +20,7 @@ class FederationConfig:
     """Share of sampled sites each site's key is split among (SecAgg+ neighbourhood)."""
     secagg_threshold: float = 0.5
     """Share of a neighbourhood needed to unmask; lower tolerates more drop-outs."""
-    update_clip: float = 1.0
+    update_clip: float = 4.0
     """L2 bound of a site's update; also the SecAgg+ clipping range (so nothing is cut twice)."""
     quantization_bits: int = 22
     central_dp_noise: float = 0.0

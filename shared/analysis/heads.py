@@ -31,7 +31,7 @@ from fedcodec.shared.errors import CorruptDataError, FedcodecError, UnknownNameE
 LINEAR = "linear"
 POLY_MLP = "poly-mlp"
 HEAD_KINDS = (LINEAR, POLY_MLP)
-PROFILE_OF = {LINEAR: "linear-8192", POLY_MLP: "mlp-8192"}
+PROFILE_OF = {LINEAR: "linear-4096", POLY_MLP: "mlp-8192"}
 HEAD_FORMAT = "fedcodec-analysis-head/1"
 KNOWN_ANSWERS = 16
 

@@ -6,8 +6,9 @@ Specs::
     neural-lossy:mode=hybrid,tau=2    every pixel within tau: a lossy base layer (JPEG 2000, 5/3
                                       integer wavelet, truncated) refined by a learned residual
                                       coder; the base alone is a preview (``decode_preview``)
-    neural-lossy:mode=hybrid,tau=2,base=45   fixed base-layer PSNR target (dB) instead of the
-                                      encoder's search
+    neural-lossy:mode=hybrid,tau=2,base=22   fixed base-layer PSNR target (dB over the slice's
+                                      range) instead of the encoder's search; base=none: no base
+                                      layer (smallest, no preview)
 
 Latent access for compressed-domain analysis (no synthesis transform is run):
 :func:`extract_latents` (from a stream) and :func:`encode_latents` (from an image). See
@@ -19,7 +20,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 from fedcodec.shared.codecs.base import Codec, CodecMode, register_codec
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 from fedcodec.shared.learned_lossy import hybrid
@@ -86,8 +86,10 @@ class LearnedLossyCodec(Codec):
             if not isinstance(tau, int) or not 1 <= tau <= hybrid.MAX_TAU:
                 raise FedcodecError(f"neural-lossy codec: hybrid needs tau = 1..{hybrid.MAX_TAU}, "
                                     f"not {tau!r}")
-            if base != "auto" and not (isinstance(base, (int, float)) and 20 <= base <= 120):
-                raise FedcodecError("neural-lossy codec: base must be auto or a PSNR 20..120 dB")
+            if base not in ("auto", "none") and not (
+                    isinstance(base, (int, float)) and 10 <= base <= 120):
+                raise FedcodecError("neural-lossy codec: base must be auto, none or a PSNR "
+                                    "10..120 dB (relative to the slice range)")
             self.quality = None
             self.tau = tau
             self.base = base
@@ -141,14 +143,19 @@ def encode_latents(image: np.ndarray, bits: int, quality: int, *, gained: bool =
     return encode_latents_array(runtime, image, _check_quality(quality), gained)
 
 
-def decode_preview(stream: bytes, residual_weights: str | None = None) -> np.ndarray:
-    """Progressive decoding, first step: the hybrid stream's base layer alone (lossy preview);
-    a lossy stream decodes fully."""
+def decode_preview(stream: bytes) -> np.ndarray | None:
+    """Progressive decoding, first step: the hybrid stream's base layer alone (lossy preview;
+    None if the stream has no base layer); a lossy stream decodes fully."""
     header, _ = unpack(stream)
     if header.kind == KIND_HYBRID:
         return hybrid.decode_base(stream)
     return decode_lossy(load_runtime(str(DEFAULT_WEIGHTS)), stream)
 
 
-__all__ = ["LearnedLossyCodec", "extract_latents", "encode_latents", "decode_preview",
-           "CorruptDataError"]
+__all__ = [
+    "CorruptDataError",
+    "LearnedLossyCodec",
+    "decode_preview",
+    "encode_latents",
+    "extract_latents",
+]

@@ -16,7 +16,8 @@ Progressive decoding: the base section decodes alone (:func:`decode_base`, a pre
 refinement section turns it into the bounded reconstruction.
 
 ``base="auto"`` tries the PSNR targets in ``BASE_CANDIDATES_DB`` (relative to the slice's own
-range, so 12- and 16-bit series get comparable bases) and keeps the smallest stream.
+range, so 12- and 16-bit series get comparable bases) and keeps the smallest stream; ``base=DB``
+fixes the target; ``base="none"`` drops the base layer (smallest streams, no preview).
 """
 
 from __future__ import annotations
@@ -28,17 +29,24 @@ from pathlib import Path
 
 import imagecodecs
 import numpy as np
-
+from fedcodec.shared.codecs.codec_checks import library_errors_as_corrupt
+from fedcodec.shared.codecs.j2k_codestream import strip_comments
 from fedcodec.shared.errors import CorruptDataError
 from fedcodec.shared.learned_lossy.stream_format import KIND_HYBRID, StreamHeader, pack, unpack
 from fedcodec.shared.neural.features import feature_count
 from fedcodec.shared.neural.geometry import GROUPS
-from fedcodec.shared.neural.slice_coder import EntropyModels, SliceParams, decode_slice, encode_slice
+from fedcodec.shared.neural.slice_coder import (
+    EntropyModels,
+    SliceParams,
+    decode_slice,
+    encode_slice,
+)
 from fedcodec.shared.neural.weights import NeuralWeights
 
 MAX_TAU = 15
-BASE_CANDIDATES_DB = (22.0, 28.0, 34.0)
-"""Base PSNR targets relative to the slice range (dB) tried by ``base=auto``."""
+BASE_CANDIDATES_DB = (16.0, 22.0, 28.0)
+"""Base PSNR targets relative to the slice range (dB) tried by ``base=auto`` (measured: richer
+bases cost more than they save the refinement, see docs/learned-lossy-codec.md)."""
 MIN_BASE_SIDE = 8
 """Smaller images get no base layer (the residual coder alone, its no-reference networks)."""
 
@@ -65,16 +73,15 @@ def base_level_db(image: np.ndarray, bits: int, relative_db: float) -> float:
 
 
 def encode_base(image: np.ndarray, bits: int, relative_db: float) -> bytes:
-    return imagecodecs.jpeg2k_encode(image, level=base_level_db(image, bits, relative_db),
-                                     codecformat="J2K", bitspersample=bits, reversible=True,
-                                     numthreads=1)
+    """Reversible (5/3) J2K truncated at a PSNR target; OpenJPEG's COM segment dropped."""
+    return strip_comments(imagecodecs.jpeg2k_encode(
+        image, level=base_level_db(image, bits, relative_db), codecformat="J2K",
+        bitspersample=bits, reversible=True, numthreads=1))
 
 
 def _decode_base_bytes(data: bytes, shape: tuple[int, int], crc: int) -> np.ndarray:
-    try:
+    with library_errors_as_corrupt("neural-lossy hybrid base layer"):
         base = imagecodecs.jpeg2k_decode(data, numthreads=1)
-    except Exception as exc:
-        raise CorruptDataError(f"hybrid stream: base layer does not decode: {exc}") from None
     if base.shape != shape:
         raise CorruptDataError(f"hybrid stream: base layer is {base.shape}, header says {shape}")
     base = base.astype(np.int64)
@@ -104,7 +111,7 @@ def _encode_with_base(image: np.ndarray, bits: int, tau: int, relative_db: float
 def encode_hybrid(image: np.ndarray, bits: int, tau: int, base: float | str,
                   weights_path: str) -> bytes:
     weights, models = load_residual_weights(weights_path)
-    if min(image.shape) < MIN_BASE_SIDE:
+    if min(image.shape) < MIN_BASE_SIDE or base == "none":
         candidates: tuple[float | None, ...] = (None,)
     elif base == "auto":
         candidates = BASE_CANDIDATES_DB
@@ -136,12 +143,13 @@ def _parse(data: bytes, weights: NeuralWeights | None) -> tuple[StreamHeader, li
     return header, sections
 
 
-def decode_base(data: bytes) -> np.ndarray:
-    """The base layer alone (the progressive preview); needs no residual weights."""
+def decode_base(data: bytes) -> np.ndarray | None:
+    """The base layer alone (the progressive preview; needs no residual weights), or None for a
+    stream without one (``base=none``, or an image under MIN_BASE_SIDE pixels on a side)."""
     header, sections = _parse(data, None)
     dtype = np.uint16 if header.uint16 else np.uint8
     if not sections[0]:
-        raise CorruptDataError("hybrid stream has no base layer (image too small for one)")
+        return None
     return _decode_base_bytes(sections[0], (header.rows, header.cols), header.lo).astype(dtype)
 
 

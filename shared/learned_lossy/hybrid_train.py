@@ -18,7 +18,6 @@ from collections.abc import Sequence
 
 import imagecodecs
 import numpy as np
-
 from fedcodec.shared.learned_lossy.hybrid import encode_base
 from fedcodec.shared.neural.model import to_integer
 from fedcodec.shared.neural.tables import logistic_counts

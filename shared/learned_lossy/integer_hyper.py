@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from fedcodec.shared.learned_lossy.entropy_tables import Q8
 
 QW = 12
@@ -65,7 +64,7 @@ class IntegerConv:
         return y.T.reshape(-1, h, w)
 
     @classmethod
-    def from_float(cls, weight: np.ndarray, bias: np.ndarray) -> "IntegerConv":
+    def from_float(cls, weight: np.ndarray, bias: np.ndarray) -> IntegerConv:
         """From torch's (C_out, C_in, 3, 3) weight and (C_out,) bias."""
         w = np.clip(np.round(weight.astype(np.float64) * (1 << QW)), -MAX_WEIGHT, MAX_WEIGHT)
         b = np.round(bias.astype(np.float64) * (1 << (QW + Q8)))

@@ -10,9 +10,10 @@ same function and cannot drift apart.
 
 from __future__ import annotations
 
+import itertools
+
 import constriction
 import numpy as np
-
 from fedcodec.shared.errors import CorruptDataError
 from fedcodec.shared.learned_lossy.entropy_tables import RAW_HALF, Z_HALF, half_width, scale_index
 from fedcodec.shared.learned_lossy.integer_hyper import IntegerHyperSynthesis
@@ -77,7 +78,7 @@ def _code_grouped(io, keys: np.ndarray, values: np.ndarray | None, halves: np.nd
         symbols = np.where(escaped, 2 * half + 1, values + half)
     else:
         symbols = np.empty(n, dtype=np.int64)
-    for a, b in zip(starts[:-1], starts[1:]):
+    for a, b in itertools.pairwise(starts):
         if b == a:
             continue
         idx = order[a:b]

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from fedcodec.shared.errors import CorruptDataError
 from fedcodec.shared.learned_lossy.latent_coder import (
     EntropyModels,
@@ -119,7 +118,7 @@ def decode_symbols(runtime: LossyRuntime, data: bytes) -> tuple[StreamHeader, np
         clean = reader.coder.is_empty()
     except CorruptDataError:
         raise
-    except Exception as exc:  # constriction raises on exhausted or invalid data
+    except Exception as exc:  # noqa: BLE001 - constriction raises assorted errors on bad data
         raise CorruptDataError(f"neural-lossy stream does not decode: {exc}") from None
     if not clean:
         raise CorruptDataError("neural-lossy stream is corrupt (rANS data left over)")

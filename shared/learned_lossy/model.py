@@ -24,9 +24,8 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from fedcodec.shared.learned_lossy.layers import Gdn
+from torch import nn
 
 LOG2_SCALE_MIN = math.log2(0.11)
 LOG2_SCALE_MAX = 8.0

@@ -10,7 +10,6 @@ Images are padded (edge replication) to a multiple of 64 on each side and croppe
 from __future__ import annotations
 
 import numpy as np
-
 from fedcodec.shared.learned_lossy.model import DOWNSAMPLE
 
 

@@ -33,7 +33,8 @@ from fedcodec.shared.errors import CorruptDataError
 MAGIC = b"FLL1"
 KIND_LOSSY = 0
 KIND_HYBRID = 1
-MAX_SIDE = 4096
+MAX_SIDE = 2048
+"""Largest side accepted (float transforms of a 2048x2048 slice take ~0.3 GB of activations)."""
 _FIXED = struct.Struct("<4sBBBBHHII4sB")
 
 
@@ -67,7 +68,7 @@ def unpack(data: bytes) -> tuple[StreamHeader, list[bytes]]:
         raise CorruptDataError("not a neural-lossy stream (bad magic)")
     if zlib.crc32(data[:-4]) != struct.unpack("<I", data[-4:])[0]:
         raise CorruptDataError("neural-lossy stream is corrupt or truncated (CRC mismatch)")
-    magic, kind, quality, bits, flags, rows, cols, lo, hi, model_id, n = _FIXED.unpack_from(data)
+    _, kind, quality, bits, flags, rows, cols, lo, hi, model_id, n = _FIXED.unpack_from(data)
     if kind not in (KIND_LOSSY, KIND_HYBRID) or n != (1 if kind == KIND_LOSSY else 2):
         raise CorruptDataError(f"neural-lossy stream: unknown kind {kind} / {n} sections")
     if not 1 <= bits <= 16 or flags > 1 or (bits > 8 and not flags):

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from fedcodec.shared.learned_lossy.model import MeanScaleHyperprior
 from fedcodec.shared.learned_lossy.normalisation import normalise, slice_range
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from fedcodec.shared.errors import CorruptDataError
 from fedcodec.shared.learned_lossy.entropy_tables import (
     SCALE_LEVELS,
@@ -88,9 +87,9 @@ class LossyWeights:
         """The float model with the shipped (float16-rounded) transforms, in eval mode."""
         model = MeanScaleHyperprior(self.cfg)
         state = {k: torch.from_numpy(v.astype(np.float32)) for k, v in self.float_state.items()}
-        missing = set(k for k in model.state_dict() if k.startswith(_FLOAT_PREFIXES)) - set(state)
+        missing = {k for k in model.state_dict() if k.startswith(_FLOAT_PREFIXES)} - set(state)
         if missing:
-            raise CorruptDataError(f"learned-lossy weights lack {sorted(missing)[0]}")
+            raise CorruptDataError(f"learned-lossy weights lack {min(missing)}")
         model.load_state_dict(state, strict=False)
         return model.eval()
 
@@ -104,7 +103,7 @@ class LossyWeights:
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: Path) -> "LossyWeights":
+    def load(cls, path: Path) -> LossyWeights:
         try:
             with np.load(path) as z:
                 meta = json.loads(str(z["meta"]))

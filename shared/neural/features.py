@@ -7,8 +7,9 @@ serves 8-bit and 16-bit data, bright and dark series, and vendors it never saw. 
 feature, and so are two noise-level estimates from the already decoded coarser grid (a 9x9 box
 mean of its activity around the pixel, and its median over the whole image) as log ratios to
 ``s``: in noise-bound MR the local ``s`` of 12-16 neighbours is a noisy estimate of the noise,
-and those two are steadier. ``mu0`` itself, against ``s`` and against the image's noise, tells
-the network how close the pixel is to the Rician noise floor.
+and those two are steadier. ``mu0`` above the image's floor (minimum of the coarser grid), against
+``s`` and against the image's noise, tells the network how close the pixel is to the Rician
+noise floor.
 
 With reference slices (the previous slice, the same position in the previous volume) each
 reference adds, in the same units: how the current neighbourhood differs from the reference
@@ -31,6 +32,7 @@ from fedcodec.shared.neural.geometry import NEAREST, GroupSpec, neighbour_indice
 
 _RECIP_BITS = 30
 NOISE_RADIUS = 4
+ERROR_RADIUS = 2
 
 
 @dataclass
@@ -55,37 +57,55 @@ class LevelNoise:
     """(rows * cols,) of the coarser grid: ilog2_q6(16 * 9x9 box mean of activity + 16)."""
     log_global: int
     """ilog2_q6(16 * median activity over the coarser grid + 16)."""
+    floor: int
+    """Minimum of the coarser grid: where the image's zero is (signed data arrive shifted)."""
+    log_err_local: np.ndarray
+    """(rows * cols,) of the coarser grid: ilog2_q6(16 * 5x5 box mean of its errors + 16)."""
 
 
 def feature_count(group: GroupSpec, n_refs: int) -> int:
     """Length of a group's context vector with ``n_refs`` reference slices."""
     k = len(group.offsets)
-    return k + 6 + n_refs * (k + 9 + 4)
+    return k + 8 + n_refs * (k + 9 + 4)
 
 
-def level_noise(coarse: np.ndarray) -> LevelNoise:
-    """Activity |right - here| + |down - here| of the coarser grid, box mean and median."""
+def _box_mean16(values: np.ndarray, radius: int) -> np.ndarray:
+    """16 * mean of ``values`` over a (2r+1)^2 window clipped to the image, + 16 (int64)."""
+    h, w = values.shape
+    d = 2 * radius + 1
+    padded = np.zeros((h + d, w + d), dtype=np.int64)
+    padded[radius + 1 : radius + 1 + h, radius + 1 : radius + 1 + w] = values
+    integral = padded.cumsum(0).cumsum(1)
+    rows = np.minimum(np.arange(h) + radius + 1, h) - np.maximum(np.arange(h) - radius, 0)
+    cols = np.minimum(np.arange(w) + radius + 1, w) - np.maximum(np.arange(w) - radius, 0)
+    total = integral[d:, d:] - integral[:h, d:] - integral[d:, :w] + integral[:h, :w]
+    return (total * 16) // (rows[:, None] * cols[None, :]) + 16
+
+
+def level_noise(coarse: np.ndarray, coarse_errors: np.ndarray) -> LevelNoise:
+    """Noise estimates of a level from its coarser grid (already decoded) and that grid's errors.
+
+    Activity is |right - here| + |down - here|; errors are |x - mu0| of each coarser pixel when it
+    was coded (the local-mean predictor's error, independent of the network).
+    """
     c = coarse.astype(np.int64)
     act = np.zeros(c.shape, dtype=np.int64)
     act[:, :-1] += np.abs(np.diff(c, axis=1))
     act[:-1, :] += np.abs(np.diff(c, axis=0))
-    r = NOISE_RADIUS
-    padded = np.zeros((c.shape[0] + 2 * r + 1, c.shape[1] + 2 * r + 1), dtype=np.int64)
-    padded[r + 1 : r + 1 + c.shape[0], r + 1 : r + 1 + c.shape[1]] = act
-    integral = padded.cumsum(0).cumsum(1)
-    ones = np.zeros_like(padded)
-    ones[r + 1 : r + 1 + c.shape[0], r + 1 : r + 1 + c.shape[1]] = 1
-    count_integral = ones.cumsum(0).cumsum(1)
-    h, w = c.shape
-    d = 2 * r + 1
-
-    def box(s: np.ndarray) -> np.ndarray:
-        return s[d : d + h, d : d + w] - s[:h, d : d + w] - s[d : d + h, :w] + s[:h, :w]
-
-    local16 = (box(integral) * 16) // box(count_integral) + 16
     flat = act.reshape(-1)
     median = int(np.partition(flat, flat.size // 2)[flat.size // 2])
-    return LevelNoise(ilog2_q6(local16.reshape(-1)), int(ilog2_q6(np.array([16 * median + 16]))[0]))
+    return LevelNoise(
+        ilog2_q6(_box_mean16(act, NOISE_RADIUS).reshape(-1)),
+        int(ilog2_q6(np.array([16 * median + 16]))[0]),
+        int(c.min()),
+        ilog2_q6(_box_mean16(coarse_errors, ERROR_RADIUS).reshape(-1)),
+    )
+
+
+def group_mu0(level: np.ndarray, group: GroupSpec) -> np.ndarray:
+    """``mu0`` (mean of the four nearest known neighbours) of every pixel of the group (int32)."""
+    nbr = neighbour_indices(level.shape, group)[:NEAREST]
+    return (level.reshape(-1)[nbr].sum(axis=0, dtype=np.int32) + NEAREST // 2) >> 2
 
 
 @lru_cache(maxsize=256)
@@ -124,6 +144,7 @@ def _log_ratio(log_a: np.ndarray, log_b: np.ndarray) -> np.ndarray:
 
 def group_context(
     level: np.ndarray,
+    errors: np.ndarray,
     refs: list[np.ndarray],
     group: GroupSpec,
     level_index: int,
@@ -133,8 +154,8 @@ def group_context(
     """Context of the group's pixels (all, or ``pixels`` — a slice or index array — of them).
 
     ``level`` is the int32 level grid with every position the group may read already filled;
-    ``refs`` are int32 reference slices at the same level (fully known); ``noise`` comes from
-    :func:`level_noise` of the coarser grid.
+    ``errors`` holds |x - mu0| of those positions (int32, same shape); ``refs`` are int32
+    reference slices at the same level (fully known); ``noise`` comes from :func:`level_noise`.
     """
     shape = level.shape
     nbr = neighbour_indices(shape, group)
@@ -159,11 +180,18 @@ def group_context(
     out[k + 2] = _log_ratio(noise.log_local[coarse], log_s16)
     log_global = noise.log_global
     out[k + 3] = _log_ratio(log_global, log_s16)
-    # absolute level against the noise: MR magnitude noise is Rician, so near the noise floor the
-    # best prediction shrinks towards the floor and the residual is skewed
-    out[k + 4] = norm(mu0)
-    out[k + 5] = _log_ratio(ilog2_q6(16 * mu0.astype(np.int64) + 16), log_global)
-    row = k + 6
+    # level above the image's floor against the noise: MR magnitude noise is Rician, so near the
+    # floor the best prediction shrinks towards it and the residual is skewed. The floor is the
+    # coarser grid's minimum (signed data arrive shifted by 2**(bits-1); 0 is not the zero).
+    above = np.maximum(mu0 - noise.floor, 0)
+    out[k + 4] = norm(above)
+    out[k + 5] = _log_ratio(ilog2_q6(16 * above.astype(np.int64) + 16), log_global)
+    # error energy: how wrong the local mean was around here, on the coarser grid (5x5) and at
+    # the four nearest known neighbours (classic lossless-coding context, CALIC/JPEG XL style)
+    out[k + 6] = _log_ratio(noise.log_err_local[coarse], log_s16)
+    near = errors.reshape(-1)[nbr[:NEAREST]].sum(axis=0, dtype=np.int32)  # <= 4 * 2**16
+    out[k + 7] = _log_ratio(ilog2_q6(4 * near + 16), log_s16)
+    row = k + 8
     if refs:
         win = window_indices(shape, group)
         if pixels is not None:

@@ -16,12 +16,17 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+
+import numpy as np
 
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 from fedcodec.shared.privacy.unit import PRIVACY_UNITS
 
 MECHANISMS = ("rdp", "prv")
+_ORDERS = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64))
+"""Opacus' default RDP orders (``RDPAccountant.DEFAULT_ALPHAS``)."""
 STATE_VERSION = 1
 
 
@@ -35,16 +40,40 @@ def _opacus_accountant(mechanism: str):
     return RDPAccountant() if mechanism == "rdp" else PRVAccountant()
 
 
+@lru_cache(maxsize=256)
+def _rdp_per_step(noise_multiplier: float, sample_rate: float) -> tuple[float, ...]:
+    """RDP of one Poisson-subsampled Gaussian step at Opacus' default orders (cached: the same
+    (σ, q) recurs every round, and each evaluation costs ~1 s)."""
+    from opacus.accountants.analysis.rdp import compute_rdp
+
+    return tuple(compute_rdp(q=sample_rate, noise_multiplier=noise_multiplier, steps=1,
+                             orders=_ORDERS))
+
+
+def _merged(history: list[tuple[float, float, int]]) -> list[tuple[float, float, int]]:
+    """Phases with the same (σ, q) merged: composition only depends on their total steps."""
+    totals: dict[tuple[float, float], int] = {}
+    for z, q, n in history:
+        if int(n) > 0:
+            key = (float(z), float(q))
+            totals[key] = totals.get(key, 0) + int(n)
+    return [(z, q, n) for (z, q), n in totals.items()]
+
+
 def epsilon_of(history: list[tuple[float, float, int]], delta: float, mechanism: str = "rdp") -> float:
     """ε after the DP-SGD phases in ``history`` (each ``(noise multiplier, sample rate, steps)``)."""
-    steps = [(float(z), float(q), int(n)) for z, q, n in history if int(n) > 0]
+    steps = _merged(history)
     if not steps:
         return 0.0
-    acc = _opacus_accountant(mechanism)
-    acc.history = steps
     if mechanism == "prv":
+        acc = _opacus_accountant(mechanism)
+        acc.history = steps
         return float(acc.get_epsilon(delta=delta, eps_error=0.01))
-    return float(acc.get_epsilon(delta=delta))
+    from opacus.accountants.analysis.rdp import get_privacy_spent
+
+    rdp = sum(np.asarray(_rdp_per_step(z, q)) * n for z, q, n in steps)
+    eps, _ = get_privacy_spent(orders=_ORDERS, rdp=rdp, delta=delta)
+    return float(eps)
 
 
 @dataclass

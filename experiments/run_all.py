@@ -1,0 +1,297 @@
+"""Regenerate every table and plot the README shows: each experiment as its own subprocess.
+
+    nice -n 10 .venv/bin/python experiments/run_all.py [--quick] [--only a,b] [--skip c]
+    experiments/run_all --quick --only storage_load          (the thin shell wrapper)
+
+Every experiment runs with its own output folder ``OUT/<name>/`` as working directory, stdout
+and stderr saved there (``stdout.txt``, ``stderr.txt``; several scripts print their Markdown
+tables), under ``nice -n 10`` unless ``--no-nice``. ``--quick`` runs the smoke variant of each
+experiment that has one (small inputs, seconds to a few minutes) and lists the others as not
+run. Experiments that need ``../shared/data`` are skipped when it is missing (failed instead
+under ``FEDCODEC_REQUIRE_SHARED_DATA=1``). A failing experiment does not stop the others; the
+exit code is 1 if any failed.
+
+At the end ``OUT/INDEX.md`` (and ``index.json``) lists every experiment: status, time, the exact
+command, and each figure/table it wrote, with the machine (nproc, CPU model, RAM), the commit
+and the date. Some older scripts also write to fixed paths (e.g. ``/tmp/fcn``); the index lists
+what landed in the output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = REPO / "experiments"
+SHARED_DATA = Path(os.environ.get("FEDCODEC_SHARED_DATA", REPO.parent / "shared" / "data"))
+OUTPUT_SUFFIXES = (".png", ".md", ".json", ".csv", ".svg")
+SKIP_NAMES = {"stdout.txt", "stderr.txt"}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment: its full and smoke command lines (``None``: no smoke variant).
+
+    Tokens in commands: ``{python}``, ``{fedcodec}`` (the CLI), ``{experiments}``, ``{repo}``,
+    ``{data}`` (the shared data folder) and ``{out}`` (this experiment's output folder).
+    """
+
+    name: str
+    makes: str
+    full: tuple[str, ...]
+    quick: tuple[str, ...] | None
+    shared_data: tuple[str, ...] = ()
+    """Parts of ``../shared/data`` it needs (skipped when missing)."""
+
+
+EXPERIMENT_LIST = (
+    Experiment(
+        "demo", "the demo report: benchmark, federated curve, compression, storage, analysis",
+        ("{fedcodec}", "demo", "--out", "{out}/demo", "--no-progress"),
+        ("{fedcodec}", "demo", "--quick", "--out", "{out}/demo", "--no-progress"),
+    ),
+    Experiment(
+        "bench_shared", "README classical-codec table and RD plots on ../shared/data/dicom",
+        ("{fedcodec}", "bench", "{data}/dicom", "--with-lossy", "--out", "{out}", "--quiet"),
+        ("{fedcodec}", "bench", "{data}/dicom", "--max-slices", "20", "--codecs", "jpegls",
+         "zstd", "--out", "{out}", "--quiet"),
+        shared_data=("dicom",),
+    ),
+    Experiment(
+        "classical_anchors", "issue anchors re-measured (slice-mean and pooled bpp)",
+        ("{python}", "{experiments}/measure_classical_anchors.py", "--variants", "--json",
+         "{out}/anchors.json"),
+        ("{python}", "{experiments}/measure_classical_anchors.py", "--root",
+         "{data}/dicom/toshiba", "--specs", "jpegls", "zstd", "--json", "{out}/anchors.json"),
+        shared_data=("dicom",),
+    ),
+    Experiment(
+        "neural_baselines", "per-slice JPEG XL / JPEG-LS anchors for the neural codec",
+        ("{python}", "{experiments}/neural_baselines.py", "issue"), None, shared_data=("dicom",),
+    ),
+    Experiment(
+        "neural_eval", "neural codec vs JPEG XL e7 / JPEG-LS on held-out series",
+        ("{python}", "{experiments}/neural_eval.py", "--weights",
+         "{repo}/shared/neural/weights/neural_v1.npz", "--fold", "1", "--json",
+         "{out}/neural_eval.json"),
+        None, shared_data=("dicom",),
+    ),
+    Experiment(
+        "neural_speed", "neural codec encode/decode speed vs JPEG XL",
+        ("{python}", "{experiments}/neural_speed.py"), None, shared_data=("dicom",),
+    ),
+    Experiment(
+        "learned_lossy_rd", "learned lossy RD vs JPEG 2000 / HTJ2K / JPEG XL, BD-rate",
+        ("{python}", "{experiments}/learned_lossy_rd.py", "--out", "{out}/rd.json"),
+        ("{python}", "{experiments}/learned_lossy_rd.py", "--out", "{out}/rd.json", "--every",
+         "40", "--skip-hybrid"),
+        shared_data=("dicom",),
+    ),
+    Experiment(
+        "federated_compare", "federated vs local vs centralised, with and without DP",
+        ("{python}", "{experiments}/federated_compare.py", "--out", "{out}", "--flower"),
+        ("{python}", "{experiments}/federated_compare.py", "--out", "{out}", "--rounds", "1",
+         "--steps", "2", "--max-slices", "4", "--pixels-per-group", "32"),
+        shared_data=("dicom",),
+    ),
+    Experiment(
+        "analysis_tumour", "latent vs pixel classifiers, encrypted heads vs plaintext",
+        ("{python}", "{experiments}/analysis_tumour.py", "--out", "{out}"),
+        ("{python}", "{experiments}/analysis_tumour.py", "--out", "{out}", "--limit", "4",
+         "--val-limit", "4", "--test-limit", "4", "--epochs", "1", "--timing-images", "2"),
+        shared_data=("tumor",),
+    ),
+    Experiment(
+        "storage_load", "storage service throughput with concurrent encrypted clients",
+        ("{python}", "{experiments}/storage_load.py", "--clients", "50", "--object-kib", "4096",
+         "--json", "{out}/storage_load.json"),
+        ("{python}", "{experiments}/storage_load.py", "--clients", "4", "--object-kib", "64",
+         "--json", "{out}/storage_load.json"),
+    ),
+)
+BY_NAME = {e.name: e for e in EXPERIMENT_LIST}
+
+
+@dataclass
+class ExperimentRun:
+    name: str
+    makes: str
+    status: str
+    """``ok``, ``failed``, ``skipped`` (with ``note``) or ``not run`` (no smoke variant)."""
+    command: str = ""
+    seconds: float = 0.0
+    outputs: list[str] = field(default_factory=list)
+    note: str = ""
+
+
+def fill(tokens: tuple[str, ...], out: Path) -> list[str]:
+    fedcodec = Path(sys.executable).with_name("fedcodec")
+    values = {"python": sys.executable, "experiments": str(EXPERIMENTS), "repo": str(REPO),
+              "data": str(SHARED_DATA), "out": str(out),
+              "fedcodec": str(fedcodec) if fedcodec.exists() else "fedcodec"}
+    return [token.format(**values) for token in tokens]
+
+
+def machine() -> dict[str, str]:
+    """nproc, CPU model, RAM, OS and Python of this machine."""
+    cpu, ram = platform.processor() or platform.machine(), "?"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in
+                   Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal"))
+        ram = f"{kib / 1024 / 1024:.1f} GiB"
+    except (OSError, StopIteration, ValueError):
+        pass
+    return {"nproc": str(os.cpu_count()), "cpu": cpu, "ram": ram,
+            "os": f"{platform.system()} {platform.release()}",
+            "python": platform.python_version()}
+
+
+def commit() -> str:
+    try:
+        done = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10, check=False)
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain"],
+                               capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    head = done.stdout.strip() or "unknown"
+    return head + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+
+
+def run_one(experiment: Experiment, root: Path, *, quick: bool, nice: bool,
+            timeout: float) -> ExperimentRun:
+    record = ExperimentRun(experiment.name, experiment.makes, "not run")
+    tokens = experiment.quick if quick else experiment.full
+    if tokens is None:
+        record.note = "no smoke variant (runs without --quick)"
+        return record
+    missing = [p for p in experiment.shared_data if not SHARED_DATA.joinpath(p).exists()]
+    out = root / experiment.name
+    command = fill(tokens, out)
+    record.command = shlex.join(command)
+    if missing:
+        required = os.environ.get("FEDCODEC_REQUIRE_SHARED_DATA") == "1"
+        record.status = "failed" if required else "skipped"
+        record.note = f"shared data not found: {SHARED_DATA / missing[0]}"
+        return record
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(EXPERIMENTS), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        "FLWR_TELEMETRY_ENABLED": "0", "RAY_USAGE_STATS_ENABLED": "0",
+        "MLFLOW_DISABLE_TELEMETRY": "true", "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}
+    full_command = (["nice", "-n", "10"] if nice else []) + command
+    print(f"[run_all] {experiment.name}: {record.command}", flush=True)
+    start = time.perf_counter()
+    with (out / "stdout.txt").open("w") as stdout, (out / "stderr.txt").open("w") as stderr:
+        try:
+            done = subprocess.run(full_command, cwd=out, stdout=stdout, stderr=stderr, env=env,
+                                  timeout=timeout, check=False)
+            code = done.returncode
+        except subprocess.TimeoutExpired:
+            code = None
+    record.seconds = time.perf_counter() - start
+    record.outputs = sorted(str(p.relative_to(root)) for p in out.rglob("*")
+                            if p.is_file() and p.suffix in OUTPUT_SUFFIXES
+                            and p.name not in SKIP_NAMES and ".tmp" not in p.name)
+    if code == 0:
+        record.status = "ok"
+    else:
+        record.status = "failed"
+        record.note = (f"timed out after {timeout:.0f} s" if code is None else
+                       f"exit {code}: "
+                       f"{last_line(out / 'stderr.txt') or last_line(out / 'stdout.txt')}")
+    print(f"[run_all] {experiment.name}: {record.status} in {record.seconds:.0f} s"
+          + (f" ({record.note})" if record.note else ""), flush=True)
+    return record
+
+
+def last_line(path: Path) -> str:
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1][:200] if lines else ""
+
+
+def write_index(
+    root: Path, runs: list[ExperimentRun], *, quick: bool, started: dt.datetime
+) -> Path:
+    info = machine()
+    lines = [
+        "# fedcodec experiments", "",
+        f"Generated by `experiments/run_all.py{' --quick' if quick else ''}` on "
+        f"{started:%Y-%m-%d %H:%M} UTC (finished {dt.datetime.now(dt.UTC):%H:%M} UTC), "
+        f"commit {commit()}.", "",
+        f"Machine: {info['nproc']} CPU ({info['cpu']}), {info['ram']} RAM, {info['os']}, "
+        f"Python {info['python']}. Timings on a shared machine are noisy.", "",
+        "| experiment | status | seconds | makes | command |", "| --- | --- | ---: | --- | --- |",
+    ]
+    for run in runs:
+        status = run.status + (f" ({run.note})" if run.note else "")
+        lines.append(f"| {run.name} | {status} | {run.seconds:.0f} | {run.makes} | "
+                     f"`{run.command or '-'}` |")
+    lines += ["", "## Figures and tables", ""]
+    for run in runs:
+        printed = root / run.name / "stdout.txt"
+        has_stdout = printed.exists() and printed.stat().st_size > 0
+        if not run.outputs and not has_stdout:
+            continue
+        lines += [f"### {run.name}", "", f"Command: `{run.command}`", ""]
+        if has_stdout:
+            lines.append(f"- [{run.name}/stdout.txt]({run.name}/stdout.txt) (what it printed)")
+        for output in run.outputs:
+            lines.append(f"![{Path(output).name}]({output})" if output.endswith(".png")
+                         else f"- [{output}]({output})")
+        lines.append("")
+    index = root / "INDEX.md"
+    index.write_text("\n".join(lines) + "\n")
+    (root / "index.json").write_text(json.dumps(
+        {"quick": quick, "started": started.isoformat(), "machine": info, "commit": commit(),
+         "experiments": [asdict(r) for r in runs]}, indent=1))
+    return index
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=REPO / "out" / "experiments")
+    parser.add_argument("--quick", action="store_true", help="smoke variants only")
+    parser.add_argument("--only", help="comma-separated experiment names")
+    parser.add_argument("--skip", help="comma-separated experiment names to leave out")
+    parser.add_argument("--list", action="store_true", help="print the experiments and exit")
+    parser.add_argument("--no-nice", action="store_true", help="do not run under nice -n 10")
+    parser.add_argument("--timeout", type=float, default=4 * 3600.0, help="seconds per experiment")
+    args = parser.parse_args(argv)
+    if args.list:
+        for e in EXPERIMENT_LIST:
+            print(f"{e.name:<20} {'quick+full' if e.quick else 'full only':<11} {e.makes}")
+        return 0
+    chosen = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else list(BY_NAME)
+    skipped = {n.strip() for n in args.skip.split(",")} if args.skip else set()
+    unknown = [n for n in [*chosen, *skipped] if n not in BY_NAME]
+    if unknown:
+        print(f"run_all: error: unknown experiment {unknown[0]!r}; see --list", file=sys.stderr)
+        return 2
+    root = args.out.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    started = dt.datetime.now(dt.UTC)
+    runs = [run_one(BY_NAME[name], root, quick=args.quick, nice=not args.no_nice,
+                    timeout=args.timeout) for name in chosen if name not in skipped]
+    index = write_index(root, runs, quick=args.quick, started=started)
+    print(f"[run_all] index: {index}")
+    return 1 if any(r.status == "failed" for r in runs) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
