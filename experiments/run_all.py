@@ -15,6 +15,10 @@ At the end ``OUT/INDEX.md`` (and ``index.json``) lists every experiment: status,
 command, and each figure/table it wrote, with the machine (nproc, CPU model, RAM), the commit
 and the date. Some older scripts also write to fixed paths (e.g. ``/tmp/fcn``); the index lists
 what landed in the output folder.
+
+Not run here: the training scripts (``neural_train.py``, ``learned_lossy_train.py``,
+``learned_lossy_hybrid_train.py``, ``learned_lossy_export.py``), which make the shipped weights
+rather than tables, and ``learned_lossy_curve.py``, which prints a training log of such a run.
 """
 
 from __future__ import annotations

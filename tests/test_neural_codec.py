@@ -132,6 +132,17 @@ def test_volume_round_trip_uses_previous_slices() -> None:
     np.testing.assert_array_equal(codec.decode_volume(streams), volume)
     offsets = [unpack(s)[0].ref_offsets for s in streams]
     assert offsets[0] == () and offsets[1] == (1,) and offsets[10] == (10,) and offsets[11] == (10, 1)
+    # this GE run repeats one volume: later volumes are copies (header only), earlier ones coded
+    assert not unpack(streams[9])[0].copy and unpack(streams[10])[0].copy
+    assert len(streams[25]) < 20
+    bumped = volume.copy()
+    bumped[12, 5, 5] += 1  # no longer an exact repeat: coded, still bit-exact
+    bumped_streams = codec.encode_volume(bumped, bits)
+    assert not unpack(bumped_streams[12])[0].copy
+    np.testing.assert_array_equal(codec.decode_volume(bumped_streams), bumped)
+    # ... but within tau=1 it is a copy for the near-lossless codec
+    near = get_codec("neural:tau=1").encode_volume(bumped, bits)
+    assert unpack(near[12])[0].copy
     # the context pays: far fewer bytes than coding every slice alone
     alone = get_codec("neural:interslice=0").encode_volume(volume, bits)
     assert all(unpack(s)[0].ref_offsets == () for s in alone)

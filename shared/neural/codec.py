@@ -101,10 +101,17 @@ class NeuralCodec(Codec):
                     offsets: tuple[int, ...]) -> tuple[bytes, np.ndarray]:
         weights, models = self._weights()
         params = SliceParams(bits, self.tau)
-        words, recon = encode_slice(image, params, refs, weights, models)
+        if refs and np.abs(image.astype(np.int32) - refs[0]).max() <= self.tau:
+            # a repeated slice (within tau) costs only its header, like a skipped video frame
+            recon = refs[0]
+            words = np.zeros(0, dtype=np.uint32)
+            copy = True
+        else:
+            words, recon = encode_slice(image, params, refs, weights, models)
+            copy = False
         header = StreamHeader(image.shape[0], image.shape[1], bits, self.tau,
                               image.dtype == np.uint16, offsets, weights.model_id,
-                              _crc(recon.astype(image.dtype)))
+                              _crc(recon.astype(image.dtype)), copy)
         return pack(header, words), recon
 
     def _decode_one(self, data: bytes, decoded: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -116,7 +123,7 @@ class NeuralCodec(Codec):
                 f"{weights.model_id[: len(header.model_id)].hex()}"
             )
         pixels = header.rows * header.cols
-        if pixels > MAX_PIXELS or pixels > PIXELS_PER_WORD * (words.size + 2):
+        if pixels > MAX_PIXELS or (not header.copy and pixels > PIXELS_PER_WORD * (words.size + 2)):
             raise CorruptDataError(f"neural stream: {header.rows}x{header.cols} does not fit "
                                    f"its {words.size * 4}-byte payload")
         refs = []
@@ -130,8 +137,13 @@ class NeuralCodec(Codec):
             if ref.shape != (header.rows, header.cols):
                 raise CorruptDataError("neural stream: reference slice has another shape")
             refs.append(ref)
-        recon = decode_slice(words, (header.rows, header.cols),
-                             SliceParams(header.bits, header.tau), refs, weights, models)
+        if header.copy:
+            recon = refs[0]
+            if int(recon.max()) >> header.bits:
+                raise CorruptDataError("neural stream: copied reference exceeds the bit depth")
+        else:
+            recon = decode_slice(words, (header.rows, header.cols),
+                                 SliceParams(header.bits, header.tau), refs, weights, models)
         out = recon.astype(np.uint16 if header.uint16 else np.uint8)
         if _crc(out) != header.crc32:
             raise CorruptDataError("neural stream is corrupt (pixel checksum mismatch)")

@@ -177,8 +177,8 @@ def predicted_log2_scale_q6(ctx, log_scale_q4: np.ndarray) -> np.ndarray:
     return ctx.log_s16 - 4 * 64 + (log_scale_q4 << 2)
 
 
-def _code_group(io, models, weights, params: SliceParams, recon, original, refs, group: GroupSpec,
-                level_index: int, noise: LevelNoise) -> None:
+def _code_group(io, models, weights, params: SliceParams, recon, errors, original, refs,
+                group: GroupSpec, level_index: int, noise: LevelNoise) -> None:
     shape = recon.shape
     positions = group_positions(shape, group)
     n = positions.size
@@ -187,9 +187,11 @@ def _code_group(io, models, weights, params: SliceParams, recon, original, refs,
     net = weights.net(group.name, len(refs))
     pred_q3 = np.empty(n, dtype=np.int64)
     log_scale = np.empty(n, dtype=np.int64)
+    mu0 = np.empty(n, dtype=np.int64)
     for start in range(0, n, CHUNK):
         part = slice(start, min(n, start + CHUNK))
-        ctx = group_context(recon, refs, group, level_index, noise, part)
+        ctx = group_context(recon, errors, refs, group, level_index, noise, part)
+        mu0[part] = ctx.mu0
         mean, ls = net(ctx.features)
         pred_q3[part] = predicted_mean_q3(ctx, mean)
         log_scale[part] = predicted_log2_scale_q6(ctx, ls)
@@ -221,6 +223,7 @@ def _code_group(io, models, weights, params: SliceParams, recon, original, refs,
         # final rANS state check rejects it
         values = np.clip(base + t, 0, params.maxval)
     recon.reshape(-1)[positions] = values
+    errors.reshape(-1)[positions] = np.abs(values - mu0)
 
 
 def _walk(io, models, weights, params: SliceParams, shape, image, refs) -> np.ndarray:
@@ -233,16 +236,20 @@ def _walk(io, models, weights, params: SliceParams, shape, image, refs) -> np.nd
     first = None if image is None else image[:1, :1].reshape(-1)
     value = io.code(first, 1, models.uniform(max(2, 1 << params.bits)))
     recon = np.asarray(value, dtype=np.int32).reshape(1, 1)
+    errors = np.zeros((1, 1), dtype=np.int32)
     for level in range(top - 1, -1, -1):
         stride = 1 << level
         grid = np.zeros(shapes[level], dtype=np.int32)
         grid[0::2, 0::2] = recon
-        noise = level_noise(recon)
+        level_errors = np.zeros(shapes[level], dtype=np.int32)
+        level_errors[0::2, 0::2] = errors
+        noise = level_noise(recon, errors)
         original = None if image is None else image[::stride, ::stride]
         level_refs = [np.ascontiguousarray(r[::stride, ::stride], dtype=np.int32) for r in refs]
         for group in GROUPS:
-            _code_group(io, models, weights, params, grid, original, level_refs, group, level, noise)
-        recon = grid
+            _code_group(io, models, weights, params, grid, level_errors, original, level_refs,
+                        group, level, noise)
+        recon, errors = grid, level_errors
     return recon
 
 

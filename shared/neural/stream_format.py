@@ -2,7 +2,8 @@
 
 ::
 
-    byte 0      0xA1 (format "neural v1")
+    byte 0      0xA1 (format "neural v1"), or 0xA2: the slice *is* its first reference
+                (within tau), no payload follows the CRC
     byte 1      bits 0-3: bit depth - 1 (1..16 bits); bits 4-5: number of reference slices
                 (0..2); bit 6: near-lossless; bit 7: uint16 output (else uint8)
     varint      rows, then cols (LEB128, >= 1)
@@ -29,6 +30,7 @@ import numpy as np
 from fedcodec.shared.errors import CorruptDataError
 
 MAGIC = 0xA1
+COPY_MAGIC = 0xA2
 MAX_SIDE = 1 << 20
 MODEL_ID_BYTES = 2
 
@@ -43,6 +45,8 @@ class StreamHeader:
     ref_offsets: tuple[int, ...]
     model_id: bytes
     crc32: int
+    copy: bool = False
+    """The slice equals (within tau) its first reference; the stream has no payload."""
 
 
 def _varint(value: int) -> bytes:
@@ -71,7 +75,10 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
 def pack(header: StreamHeader, words: np.ndarray) -> bytes:
     flags = ((header.bits - 1) | (len(header.ref_offsets) << 4) | (0x40 if header.tau else 0)
              | (0x80 if header.uint16 else 0))
-    parts = [bytes([MAGIC, flags]), _varint(header.rows), _varint(header.cols)]
+    if header.copy and not header.ref_offsets:
+        raise ValueError("a copied slice needs a reference")
+    magic = COPY_MAGIC if header.copy else MAGIC
+    parts = [bytes([magic, flags]), _varint(header.rows), _varint(header.cols)]
     if header.tau:
         parts.append(_varint(header.tau))
     parts.extend(_varint(off) for off in header.ref_offsets)
@@ -84,8 +91,9 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
 def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
     """Parse a stream; any inconsistency is a CorruptDataError naming what is wrong."""
     data = bytes(data)
-    if len(data) < 2 or data[0] != MAGIC:
+    if len(data) < 2 or data[0] not in (MAGIC, COPY_MAGIC):
         raise CorruptDataError("not a neural-codec stream (bad magic byte)")
+    copy = data[0] == COPY_MAGIC
     flags = data[1]
     bits = (flags & 0x0F) + 1
     n_refs = (flags >> 4) & 3
@@ -111,9 +119,11 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
     payload = data[pos + MODEL_ID_BYTES + 4 :]
     if len(crc) != 4 or len(payload) % 4:
         raise CorruptDataError("neural stream: truncated payload")
+    if copy and (payload or not offsets):
+        raise CorruptDataError("neural stream: malformed copy stream")
     uint16 = bool(flags & 0x80)
     if not uint16 and bits > 8:
         raise CorruptDataError("neural stream: uint8 output with more than 8 bits")
     header = StreamHeader(rows, cols, bits, tau, uint16, tuple(offsets), model_id,
-                          int.from_bytes(crc, "little"))
+                          int.from_bytes(crc, "little"), copy)
     return header, np.frombuffer(payload, dtype="<u4").astype(np.uint32)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from fedcodec.shared.neural.features import GroupContext, group_context, level_noise
+from fedcodec.shared.neural.features import GroupContext, group_context, group_mu0, level_noise
 from fedcodec.shared.neural.fixed_point import ONE, ilog2_q6
 from fedcodec.shared.neural.geometry import GROUPS, group_positions, pyramid_shapes
 from fedcodec.shared.neural.model import (
@@ -72,6 +72,26 @@ class Samples:
             name: np.concatenate(getattr(self, name))
             for name in ("features", "target", "mu0", "s16", "log_s16", "maxval")
         }
+
+
+def error_pyramid(image: np.ndarray) -> list[np.ndarray]:
+    """|x - mu0| of every pixel at every level, as the lossless codec records them (int32)."""
+    shapes = pyramid_shapes(*image.shape)
+    errors = np.zeros((1, 1), dtype=np.int32)
+    out = [errors]
+    for level in range(len(shapes) - 2, -1, -1):
+        stride = 1 << level
+        grid = np.ascontiguousarray(image[::stride, ::stride])
+        level_errors = np.zeros(shapes[level], dtype=np.int32)
+        level_errors[0::2, 0::2] = errors
+        for group in GROUPS:
+            positions = group_positions(grid.shape, group)
+            if positions.size:
+                level_errors.reshape(-1)[positions] = np.abs(
+                    grid.reshape(-1)[positions] - group_mu0(grid, group))
+        errors = level_errors
+        out.append(errors)
+    return out[::-1]
 
 
 def reference_sets(index: int, period: int) -> dict[int, list[tuple[int, ...]]]:
@@ -125,13 +145,14 @@ def collect_samples(
         for index in chosen:
             image = volume[index].astype(np.int32)
             shapes = pyramid_shapes(*image.shape)
+            errors = error_pyramid(image)
             for n_refs, ref_lists in reference_sets(int(index), period).items():
                 offsets = ref_lists[rng.integers(len(ref_lists))]
                 refs = [volume[index - off].astype(np.int32) for off in offsets]
                 for level in range(len(shapes) - 1):
                     stride = 1 << level
                     grid = np.ascontiguousarray(image[::stride, ::stride])
-                    noise = level_noise(grid[::2, ::2])
+                    noise = level_noise(grid[::2, ::2], errors[level + 1])
                     level_refs = [np.ascontiguousarray(r[::stride, ::stride]) for r in refs]
                     for group in GROUPS:
                         positions = group_positions(grid.shape, group)
@@ -140,7 +161,8 @@ def collect_samples(
                             continue
                         count = min(n, max(16, int(n * fraction)))
                         keep = np.sort(rng.choice(n, count, replace=False))
-                        ctx = group_context(grid, level_refs, group, level, noise, keep)
+                        ctx = group_context(grid, errors[level], level_refs, group, level, noise,
+                                            keep)
                         target = grid.reshape(-1)[positions[keep]]
                         out[net_key(group.name, n_refs)].add(ctx, target, maxval)
     return out
