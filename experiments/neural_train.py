@@ -48,6 +48,7 @@ def main() -> None:
     ap.add_argument("--fraction", type=float, default=1 / 8)
     ap.add_argument("--series-pixels", type=int, default=1 << 21)
     ap.add_argument("--max-steps", type=int, default=2000)
+    ap.add_argument("--min-steps", type=int, default=800)
     ap.add_argument("--budget", type=float, default=1800.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tag", default="v1")
@@ -65,7 +66,8 @@ def main() -> None:
     print(f"sampled in {time.perf_counter() - t0:.0f}s:",
           {k: sum(len(t) for t in s.target) for k, s in samples.items()})
     model, report = train_predictor(samples, args.hidden, args.depth, args.epochs,
-                                    time_budget_s=args.budget, max_steps=args.max_steps)
+                                    time_budget_s=args.budget, max_steps=args.max_steps,
+                                    min_steps=args.min_steps)
     print("train bits (float):", json.dumps({k: round(v, 3) for k, v in report.items()}))
     meta = {"name": args.out.stem, "train_fold": args.train_fold, "hidden": args.hidden,
             "depth": args.depth, "epochs": args.epochs, "fraction": args.fraction,

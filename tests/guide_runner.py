@@ -219,11 +219,12 @@ class GuideRun:
                   f"env -0 > '{state}.env'; pwd > '{state}.pwd'; exit $__guide_rc\n")
         started = time.monotonic()
         try:
-            done = subprocess.run(["bash", "-c", script], cwd=self.cwd, env=self.env,
-                                  capture_output=True, text=True, timeout=COMMAND_TIMEOUT,
-                                  stdin=subprocess.DEVNULL)
+            done = subprocess.run(["bash", "-c", script], check=False, cwd=self.cwd,
+                                  env=self.env, capture_output=True, text=True,
+                                  timeout=COMMAND_TIMEOUT, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"{command.where(self.guide)}\ntook over {COMMAND_TIMEOUT:.0f} s")
+            raise AssertionError(
+                f"{command.where(self.guide)}\ntook over {COMMAND_TIMEOUT:.0f} s") from None
         output = done.stdout + done.stderr
         self._record(f"$ {command.text}   [exit {done.returncode}, "
                      f"{time.monotonic() - started:.1f} s]\n{output}")

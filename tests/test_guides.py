@@ -15,6 +15,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from conftest import REPO, require_shared_data
+from fedcodec.client.demo.embedded_sites import embedded_stack, write_stack_as_dicom
 from guide_runner import (
     code_blocks_outside_console,
     free_port,
@@ -22,8 +23,6 @@ from guide_runner import (
     run_guide,
     undefined_variables,
 )
-
-from fedcodec.client.demo.embedded_sites import embedded_stack, write_stack_as_dicom
 
 DOCS = REPO / "docs"
 HOSPITAL = DOCS / "guide-hospital-site.md"

@@ -27,6 +27,8 @@ class TrainConfig:
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     seed: int = 0
+    flip: bool = False
+    """Random left-right mirroring (of pixels, or of the latent grid) during training."""
     threads: int = 1
     """1: on a shared 2-core machine, 2 intra-op threads were 2-6x slower (spin-waiting)."""
 
@@ -80,7 +82,11 @@ def train_classifier(
         for start in tqdm(batches, desc=f"{description} {epoch + 1}/{budget.epochs}",
                           disable=not progress, leave=False):
             idx = np.sort(order[start : start + budget.batch_size])
-            logits = model(_as_input(train_x[idx]))
+            batch = _as_input(train_x[idx])
+            if budget.flip:  # left-right mirror half the batch (same rule for every path)
+                mirror = torch.from_numpy(generator.random(len(idx)) < 0.5)
+                batch = torch.where(mirror.view(-1, 1, 1, 1), batch.flip(-1), batch)
+            logits = model(batch)
             loss = loss_fn(logits, labels[idx])
             optimiser.zero_grad()
             loss.backward()

@@ -192,10 +192,12 @@ def train_predictor(
     time_budget_s: float = 3600.0,
     model: NeuralPredictor | None = None,
     max_steps: int = 2000,
+    min_steps: int = 0,
 ) -> tuple[NeuralPredictor, dict[str, float]]:
     """Fit every network with Adam on the logistic code length; returns (model, bits/pixel).
 
-    Each network trains ``epochs`` passes (at most ``max_steps`` steps); only when a network
+    Each network trains ``epochs`` passes (clamped to ``min_steps``..``max_steps`` steps, so
+    networks with few samples still converge); only when a network
     would take more than twice its share of what is left of ``time_budget_s`` is it shortened.
     The one-cycle learning-rate schedule always spans exactly the steps taken, so a shortened
     run still anneals.
@@ -220,7 +222,7 @@ def train_predictor(
             loss.backward()
             opt.step()
             clamp_parameters(net)
-        steps = min(max_steps, epochs * max(1, n // size))
+        steps = min(max_steps, max(min_steps, epochs * max(1, n // size)))
         remaining = time_budget_s - (time.perf_counter() - start)
         keys_left = len(keys) - keys.index(key)
         step_time = (time.perf_counter() - probe_start) / 3
