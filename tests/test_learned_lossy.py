@@ -60,7 +60,7 @@ def test_round_trip_any_size(shape: tuple[int, int]) -> None:
     assert out.shape == shape and out.dtype == np.uint16
     assert int(out.max()) < 4096
     if min(shape) > 8:
-        assert psnr(image, out, 12) > 20.0
+        assert psnr(image, out, 12) > 28.0  # shipped weights: 33-38 dB on these phantoms
 
 
 def test_uint8_round_trip() -> None:
@@ -152,6 +152,7 @@ def test_bad_images_are_refused() -> None:
         codec.encode(np.full((8, 8), 5000, np.uint16), 12)
 
 
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")
 def test_model_is_dp_trainable() -> None:
     from opacus import GradSampleModule
     from opacus.validators import ModuleValidator

@@ -66,8 +66,19 @@ def split_series(series: list[Series], holdout_fraction: float) -> tuple[list[Se
     return ordered[n_out:], ordered[:n_out]
 
 
+def _feature_signature() -> list[int]:
+    """Context-vector lengths of every network: a cache made for other features is stale."""
+    from fedcodec.shared.neural.features import feature_count
+    from fedcodec.shared.neural.geometry import GROUPS
+    from fedcodec.shared.neural.weights import MAX_REFS
+
+    return [feature_count(g, n) for n in range(MAX_REFS + 1) for g in GROUPS]
+
+
 def cache_name(data_dir: Path, config: SiteDataConfig) -> str:
-    spec = json.dumps([str(data_dir.resolve()), dataclasses.asdict(config)], sort_keys=True)
+    """Cache file name: the folder, the sampling config and the codec's feature layout."""
+    spec = json.dumps([str(data_dir.resolve()), dataclasses.asdict(config), _feature_signature()],
+                      sort_keys=True)
     return "samples-" + hashlib.sha256(spec.encode()).hexdigest()[:16] + ".pkl"
 
 

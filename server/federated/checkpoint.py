@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,6 @@ def load_checkpoint(path: Path) -> Checkpoint | None:
         with np.load(path) as z:
             meta = json.loads(str(z["meta"]))
             params = [z[f"p{i:03d}"] for i in range(int(meta["count"]))]
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
         raise CorruptDataError(f"federation checkpoint {path} is unreadable: {exc}") from None
     return Checkpoint(int(meta["round"]), params, str(meta.get("mlflow_run_id", "")))

@@ -98,7 +98,10 @@ def reference_sets(index: int, period: int) -> dict[int, list[tuple[int, ...]]]:
     """Reference offsets to train each network on for slice ``index``.
 
     The one-reference network must handle both kinds the codec uses (previous slice, previous
-    volume), so both are sampled when they exist.
+    volume), so both are sampled when they exist. The two-reference network sees the codec's pair
+    (previous volume, previous slice) where the series has a period, and otherwise the two
+    previous slices: without that, a training set whose only multi-volume series repeat one
+    volume (the GE multiphase runs do) teaches it nothing about real time series.
     """
     out: dict[int, list[tuple[int, ...]]] = {0: [()]}
     used = reference_offsets(index, period)
@@ -111,6 +114,8 @@ def reference_sets(index: int, period: int) -> dict[int, list[tuple[int, ...]]]:
         out[1] = ones
     if len(used) == 2:
         out[2] = [used]
+    elif index >= 2:
+        out[2] = [(2, 1)]
     return out
 
 
