@@ -1,6 +1,6 @@
 """Demo step ``federated``: three simulated sites train the ``neural`` codec with DP-SGD.
 
-The simulation runs in a child process (:mod:`fedcodec.client.demo.flower_simulation`): Flower's
+The simulation runs in a child process (`fedcodec-server federation simulate`): Flower's
 engine with Ray, SecAgg+ and each site's Opacus accountant, exactly the apps a deployment runs.
 The privacy unit is the *slice*: every embedded acquisition is one patient, so patient-level DP
 would protect a single unit per site; every ε below says so. Results are read back from where
@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from fedcodec.client.demo.context import OK, DemoContext, StepOutcome
-from fedcodec.client.demo.flower_simulation import QUIET_FLOWER
 from fedcodec.client.demo.plots import plot_federated_curves
 from fedcodec.client.demo.tracking import ensure_experiment
 from fedcodec.shared.errors import FedcodecError
@@ -76,9 +75,9 @@ def simulate(ctx: DemoContext, config: dict[str, Any], supernodes: int) -> float
     config_file = root / "run-config.json"
     config_file.write_text(json.dumps(config, indent=1))
     log_file = root / "simulation.log"
-    env = {**os.environ, **QUIET_FLOWER, "FLWR_HOME": str((root / "flwr").resolve()),
+    env = {**os.environ, "FLWR_HOME": str((root / "flwr").resolve()),
            "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "fedcodec.client.demo.flower_simulation",
+    command = [sys.executable, "-m", "fedcodec.server.cli", "federation", "simulate",
                "--supernodes", str(supernodes), "--run-config", str(config_file),
                "--cpus", str(min(2, os.cpu_count() or 1))]
     start = time.perf_counter()

@@ -4,6 +4,7 @@
     fedcodec-server federation start --dir FED [--host 0.0.0.0] [--port 9093]   (the SuperLink)
     fedcodec-server federation register --dir FED SITE.pub [--name SITE]
     fedcodec-server federation run --dir FED [--rounds N] [-c key=value ...]
+    fedcodec-server federation simulate --supernodes N --run-config RUN.json   (one machine, Ray)
 
 ``init`` writes the CA and SuperLink certificate (give each site ``FED/tls/ca.pem``); ``start``
 runs the SuperLink with TLS and SuperNode authentication; ``register`` admits a site's SuperNode
@@ -16,6 +17,8 @@ from __future__ import annotations
 import argparse
 import subprocess
 from pathlib import Path
+
+from fedcodec.shared.errors import FedcodecError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,6 +54,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="run config override key=value (see [tool.flwr.app.config])")
     run.add_argument("--app", type=Path, default=REPO, help="the app folder (pyproject.toml)")
     run.set_defaults(func=_run)
+
+    sim = actions.add_parser("simulate", help="run a whole federation on this machine (Ray)")
+    sim.add_argument("--supernodes", type=int, required=True, help="number of simulated sites")
+    sim.add_argument("--run-config", type=Path, required=True,
+                     help="JSON run config (keys of [tool.flwr.app.config])")
+    sim.add_argument("--cpus", type=int, default=2, help="CPUs Ray may use")
+    sim.add_argument("--server-app", default=None, help="ServerApp factory module:attribute")
+    sim.add_argument("--client-app", default=None, help="ClientApp factory module:attribute")
+    sim.set_defaults(func=_simulate)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    import json
+
+    from fedcodec.server.federated import simulation
+
+    simulation.quiet_flower_environment()
+    try:
+        config = json.loads(args.run_config.read_text())
+    except (OSError, ValueError) as exc:
+        raise FedcodecError(f"cannot read run config {args.run_config}: {exc}") from None
+    simulation.run(args.server_app or simulation.SERVER_APP_FACTORY,
+                   args.client_app or simulation.CLIENT_APP_FACTORY,
+                   args.supernodes, config, args.cpus)
+    return 0
 
 
 def _init(args: argparse.Namespace) -> int:

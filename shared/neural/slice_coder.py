@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import constriction
@@ -52,6 +53,36 @@ def blas_threads():
 
 CHUNK = 1 << 15
 """Pixels per network call: bounds memory on large images without changing any result."""
+PARALLEL_MIN = 1 << 13
+"""Groups at least this large are split across ``FEDCODEC_NEURAL_THREADS`` threads (default 2)."""
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def _threads() -> int:
+    return max(1, int(os.environ.get("FEDCODEC_NEURAL_THREADS", "2")))
+
+
+def _run_in_parts(work, n: int) -> None:
+    """Call ``work(slice)`` over 0..n in chunks, on worker threads when the group is large.
+
+    Each pixel's context and prediction depend only on already reconstructed pixels, so how the
+    group is cut (and in which order the parts run) cannot change any result; numpy and BLAS
+    release the GIL, so two threads use both cores.
+    """
+    threads = _threads()
+    parts = max(-(-n // CHUNK), threads if n >= PARALLEL_MIN else 1)
+    bounds = [n * i // parts for i in range(parts + 1)]
+    pieces = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+    if threads == 1 or len(pieces) == 1:
+        for piece in pieces:
+            work(piece)
+        return
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="neural-codec")
+    for future in [_pool.submit(work, piece) for piece in pieces]:
+        future.result()
 
 _model = constriction.stream.model
 
@@ -188,13 +219,15 @@ def _code_group(io, models, weights, params: SliceParams, recon, errors, origina
     pred_q3 = np.empty(n, dtype=np.int64)
     log_scale = np.empty(n, dtype=np.int64)
     mu0 = np.empty(n, dtype=np.int64)
-    for start in range(0, n, CHUNK):
-        part = slice(start, min(n, start + CHUNK))
+
+    def predict(part: slice) -> None:
         ctx = group_context(recon, errors, refs, group, level_index, noise, part)
         mu0[part] = ctx.mu0
         mean, ls = net(ctx.features)
         pred_q3[part] = predicted_mean_q3(ctx, mean)
         log_scale[part] = predicted_log2_scale_q6(ctx, ls)
+
+    _run_in_parts(predict, n)
     np.clip(pred_q3, 0, params.maxval << 3, out=pred_q3)
     base = (pred_q3 + 4) >> 3
     if params.tau:
