@@ -396,3 +396,11 @@ def test_bad_images_are_refused_before_encoding(spec: str) -> None:
 def test_jpegls_tau_beyond_what_the_bit_depth_allows_is_refused() -> None:
     with pytest.raises(FedcodecError, match="exceeds"):
         get_codec("jpegls:tau=2").encode(np.zeros((4, 4), np.uint8), 2)  # MAXVAL 3: tau <= 1
+
+
+def test_neural_family_routes_lossy_and_hybrid_modes() -> None:
+    """The issue's bench specs: ``neural:mode=lossy,...`` and ``neural:mode=hybrid,...``."""
+    lossy = get_codec("neural:mode=lossy,quality=4")
+    assert lossy.mode is CodecMode.LOSSY and lossy.name == "neural-lossy"
+    hybrid = get_codec("neural:mode=hybrid,tau=2")
+    assert hybrid.mode is CodecMode.BOUNDED and hybrid.max_error == 2

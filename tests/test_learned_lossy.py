@@ -82,9 +82,9 @@ def test_psnr_band_on_real_slice(real_slice) -> None:
     data = codec.encode(image, bits)
     value = psnr(image, codec.decode(data), bits)
     bpp = 8 * len(data) / image.size
-    # measured with the shipped weights (docs/learned-lossy-codec.md): a band, not a point
-    assert 30.0 < value < 60.0, value
-    assert 0.05 < bpp < 4.0, bpp
+    # shipped weights (model 53db40cd) measured 39.0 dB at 0.86 bpp here: a band, not a point
+    assert 34.0 < value < 48.0, value
+    assert 0.3 < bpp < 2.0, bpp
 
 
 def test_latents_match_encoder_and_skip_synthesis() -> None:

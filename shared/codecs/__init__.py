@@ -11,6 +11,15 @@ from fedcodec.shared.codecs.base import (
     get_codec,
     parse_codec_spec,
     register_codec,
+    register_mode_route,
 )
 
-__all__ = ["Codec", "CodecMode", "codec_names", "get_codec", "parse_codec_spec", "register_codec"]
+__all__ = [
+    "Codec",
+    "CodecMode",
+    "codec_names",
+    "get_codec",
+    "parse_codec_spec",
+    "register_codec",
+    "register_mode_route",
+]

@@ -79,6 +79,8 @@ class Codec(ABC):
 
 
 _REGISTRY: dict[str, Callable[..., Codec]] = {}
+_MODE_ROUTES: dict[tuple[str, str], str] = {}
+"""(name, mode) -> the registered codec that implements that mode of the family ``name``."""
 
 
 def register_codec(cls: type[Codec]) -> type[Codec]:
@@ -87,6 +89,16 @@ def register_codec(cls: type[Codec]) -> type[Codec]:
         raise ValueError(f"codec name {cls.name!r} registered twice")
     _REGISTRY[cls.name] = cls
     return cls
+
+
+def register_mode_route(name: str, mode: str, target: str) -> None:
+    """Let ``NAME:mode=MODE,...`` build codec ``target`` with the same parameters.
+
+    One family name can then cover modes that live in different modules: ``neural`` is the
+    learned lossless / near-lossless coder, while ``neural:mode=lossy`` and
+    ``neural:mode=hybrid`` are served by ``neural-lossy``.
+    """
+    _MODE_ROUTES[(name, mode)] = target
 
 
 def _load_builtin_codecs() -> None:
@@ -139,6 +151,7 @@ def get_codec(spec: str) -> Codec:
     """Build the codec a spec names; an unknown name is a one-line error listing the known ones."""
     name, params = parse_codec_spec(spec)
     _load_builtin_codecs()
+    name = _MODE_ROUTES.get((name, str(params.get("mode", ""))), name)
     if name not in _REGISTRY:
         raise UnknownNameError(f"unknown codec {name!r}; known: {', '.join(sorted(_REGISTRY))}")
     try:

@@ -25,8 +25,8 @@ from fedcodec.shared.codecs.codec_checks import (
     check_decoded,
     check_image,
     check_number,
-    optional_number,
     library_errors_as_corrupt,
+    optional_number,
 )
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from fedcodec.shared.codecs.base import Codec, CodecMode, register_codec
-from fedcodec.shared.errors import CorruptDataError, FedcodecError
+
+from fedcodec.shared.codecs.base import Codec, CodecMode, register_codec, register_mode_route
+from fedcodec.shared.errors import FedcodecError
 from fedcodec.shared.learned_lossy import hybrid
 from fedcodec.shared.learned_lossy.lossy_coder import (
     decode_lossy,
@@ -125,8 +126,8 @@ def extract_latents(stream: bytes, *, gained: bool = False,
     """Entropy-decode a lossy stream to ``y_hat`` (M, rows/16, cols/16) without synthesis.
 
     Bit-exact on every machine (integer hyper-synthesis, exact float64 sums). By default the
-    latents are divided back by the quality's gain (the synthesis input), so streams of different
-    qualities give comparable features; ``gained=True`` returns the coded grid ``q + mean``.
+    latents are multiplied by the quality's inverse gain (the synthesis input), so streams of
+    different qualities give comparable features; ``gained=True`` returns the coded grid ``q + mean``.
     Latent positions cover the image padded to a multiple of 64 (edge-replicated).
     """
     runtime = load_runtime(str(weights or DEFAULT_WEIGHTS))
@@ -152,10 +153,9 @@ def decode_preview(stream: bytes) -> np.ndarray | None:
     return decode_lossy(load_runtime(str(DEFAULT_WEIGHTS)), stream)
 
 
-__all__ = [
-    "CorruptDataError",
-    "LearnedLossyCodec",
-    "decode_preview",
-    "encode_latents",
-    "extract_latents",
-]
+__all__ = ["LearnedLossyCodec", "decode_preview", "encode_latents", "extract_latents"]
+
+
+# ``neural:mode=lossy,quality=Q`` and ``neural:mode=hybrid,tau=T`` are this codec.
+register_mode_route("neural", "lossy", LearnedLossyCodec.name)
+register_mode_route("neural", "hybrid", LearnedLossyCodec.name)

@@ -91,7 +91,7 @@ def _decode_base_bytes(data: bytes, shape: tuple[int, int], crc: int) -> np.ndar
     return base
 
 
-def _encode_with_base(image: np.ndarray, bits: int, tau: int, relative_db: float | None,
+def encode_with_base(image: np.ndarray, bits: int, tau: int, relative_db: float | None,
                       weights: NeuralWeights, models: EntropyModels) -> tuple[bytes, int, bytes]:
     """(base bytes, base CRC, refinement bytes) for one base choice (None: no base)."""
     refs: list[np.ndarray] = []
@@ -119,7 +119,7 @@ def encode_hybrid(image: np.ndarray, bits: int, tau: int, base: float | str,
         candidates = (float(base),)
     best = None
     for relative_db in candidates:
-        base_bytes, crc, refinement = _encode_with_base(image, bits, tau, relative_db, weights,
+        base_bytes, crc, refinement = encode_with_base(image, bits, tau, relative_db, weights,
                                                         models)
         if best is None or len(base_bytes) + len(refinement) < len(best[0]) + len(best[2]):
             best = (base_bytes, crc, refinement)
