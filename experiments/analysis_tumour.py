@@ -30,6 +30,7 @@ from pathlib import Path
 import imagecodecs
 import numpy as np
 import torch
+
 from fedcodec.client.analysis.coding import CodedImages, code_images
 from fedcodec.client.analysis.model_files import CLASSIFIER_FILE, SPLIT_FILE, save_classifier
 from fedcodec.client.analysis.pipeline import limit_per_class

@@ -7,6 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 import tenseal as ts
+from test_analysis_support import seeded_head, study_features
+
 from fedcodec.shared.analysis.ckks import (
     PROFILES,
     decrypt_batch,
@@ -23,7 +25,6 @@ from fedcodec.shared.analysis.result_check import (
     verify_scores,
 )
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
-from test_analysis_support import seeded_head, study_features
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import numpy as np
 import pydicom
 import pytest
 from conftest import require_shared_data
+
 from fedcodec.client.analysis.pipeline import evaluate_analysis, train_analysis
 from fedcodec.client.analysis.training import HeadBudget, TrainConfig
 from fedcodec.client.cli import main as fedcodec_main

@@ -5,6 +5,8 @@ from __future__ import annotations
 import grpc
 import numpy as np
 import pytest
+from test_analysis_support import seeded_head, study_features
+
 from fedcodec.client.analysis.remote import AnalysisClient, EncryptedClassifier
 from fedcodec.server import pki
 from fedcodec.server.analysis.listener import start_analysis_server
@@ -20,7 +22,6 @@ from fedcodec.shared.analysis.result_check import new_request_id
 from fedcodec.shared.analysis.wire import AnalysisLimits
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 from fedcodec.shared.rpc import analysis_pb2, analysis_pb2_grpc
-from test_analysis_support import seeded_head, study_features
 
 LIMITS = AnalysisLimits(max_request_bytes=12 * 1024 * 1024, max_batch=256)
 

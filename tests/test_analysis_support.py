@@ -7,6 +7,7 @@ The heads are real :class:`Head` objects (the service evaluates exactly these), 
 from __future__ import annotations
 
 import numpy as np
+
 from fedcodec.shared.analysis.heads import LINEAR, POLY_MLP, Head
 
 FEATURES = 24

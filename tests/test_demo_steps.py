@@ -101,3 +101,11 @@ def test_plaintext_leak_scan_finds_a_copied_run(tmp_path):
 def test_codec_capability_check_names_the_problem():
     assert codec_problem("jpegls") is None
     assert codec_problem("no-such-codec") == "codec no-such-codec not available (not registered)"
+
+
+def test_demo_help_lists_the_real_steps() -> None:
+    """The step list in `fedcodec demo --help` (kept light on purpose) matches the runner."""
+    from fedcodec.client.commands.demo import STEP_LIST
+    from fedcodec.client.demo.runner import STEP_NAMES
+
+    assert STEP_LIST.split(",") == list(STEP_NAMES)

@@ -45,3 +45,21 @@ def test_every_package_folder_is_packaged() -> None:
             rel = init.parent.relative_to(REPO / side)
             found.add(".".join([package, *rel.parts]) if rel.parts else package)
     assert found == listed, f"missing: {sorted(found - listed)}; stale: {sorted(listed - found)}"
+
+
+def test_cli_starts_without_the_heavy_stacks() -> None:
+    """Building both CLIs loads no torch, TenSEAL, Flower or MLflow: every command starts fast."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from fedcodec.shared.cli_runner import build_parser\n"
+        "from fedcodec.client import commands as c\n"
+        "from fedcodec.server import commands as s\n"
+        "build_parser('fedcodec', '', c); build_parser('fedcodec-server', '', s)\n"
+        "print(sorted(m for m in ('torch', 'tenseal', 'flwr', 'mlflow') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, check=True)
+    assert result.stdout.strip() == "[]"

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
+
 from fedcodec.shared.analysis.dataset import LabelledImage, load_image
 from fedcodec.shared.analysis.latents import LatentExtractor
-from tqdm import tqdm
 
 SOURCE_BITS = 8
 """The tumour JPEGs are 8-bit; the codec is told so (it was trained on 12/16-bit MRI)."""

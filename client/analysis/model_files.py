@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from fedcodec.shared.analysis.classifier import ClassifierConfig, TumourClassifier, build_classifier
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 

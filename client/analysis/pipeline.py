@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from fedcodec.client.analysis.coding import CodedImages, code_images
 from fedcodec.client.analysis.model_files import (
     CLASSIFIER_FILE,

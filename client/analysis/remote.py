@@ -17,6 +17,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import tenseal as ts
+
 from fedcodec.client.store.connection import _check_site_certificate
 from fedcodec.shared.analysis.ckks import (
     context_hash,

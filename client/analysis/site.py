@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from fedcodec.client.analysis.remote import AnalysisClient, EncryptedClassifier, RemoteStats
 from fedcodec.shared.analysis.latents import LatentExtractor, latent_extractor
 from fedcodec.shared.analysis.pooling import pool_latents

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from fedcodec.shared.analysis.classifier import ClassifierConfig, TumourClassifier, build_classifier
-from fedcodec.shared.analysis.heads import LINEAR, POLY_MLP, Head
 from torch import nn
 from tqdm import tqdm
+
+from fedcodec.shared.analysis.classifier import ClassifierConfig, TumourClassifier, build_classifier
+from fedcodec.shared.analysis.heads import LINEAR, POLY_MLP, Head
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+
 from fedcodec.server.analysis.service import AnalysisService
 from fedcodec.server.analysis.servicer import AnalysisServicer
 from fedcodec.server.storage.listener import server_credentials

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tenseal as ts
+
 from fedcodec.server.analysis.errors import BadRequest, ModelMismatch, TooLarge, UnknownContext
 from fedcodec.shared.analysis.ckks import context_hash, load_public_context
 from fedcodec.shared.analysis.heads import HEAD_KINDS, Head, HeadCard, head_path, load_head

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import grpc
+
 from fedcodec.server.analysis import errors
 from fedcodec.server.analysis.service import AnalysisService
 from fedcodec.server.storage.errors import Unauthenticated

@@ -7,8 +7,6 @@ import signal
 import threading
 from pathlib import Path
 
-from fedcodec.server.analysis.listener import start_analysis_server
-from fedcodec.server.analysis.service import AnalysisService
 from fedcodec.shared.analysis.wire import MIB, AnalysisLimits
 
 
@@ -34,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from fedcodec.server.analysis.listener import start_analysis_server  # loads TenSEAL
+    from fedcodec.server.analysis.service import AnalysisService
+
     limits = AnalysisLimits(
         max_request_bytes=args.max_request_mib * MIB,
         max_batch=args.max_batch,

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import tenseal as ts
+
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 
 SECURITY_BITS = 128

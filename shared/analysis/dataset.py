@@ -20,6 +20,7 @@ from pathlib import Path
 
 import imagecodecs
 import numpy as np
+
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 
 CLASS_NAMES = ("pituitary", "meningioma", "glioma")

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import tenseal as ts
+
 from fedcodec.shared.analysis.ckks import CkksProfile, load_tensor, profile_named
 from fedcodec.shared.errors import CorruptDataError, FedcodecError, UnknownNameError
 

@@ -12,6 +12,7 @@ import importlib
 from typing import Any, Protocol
 
 import numpy as np
+
 from fedcodec.shared.codecs.base import get_codec, parse_codec_spec
 from fedcodec.shared.errors import FedcodecError, UnknownNameError
 

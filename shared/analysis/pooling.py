@@ -9,6 +9,7 @@ result is independent of the image size, so one head serves any matrix.
 from __future__ import annotations
 
 import numpy as np
+
 from fedcodec.shared.errors import FedcodecError, UnknownNameError
 
 CHANNEL_MEAN_ABSMEAN = "channel-mean+absmean"

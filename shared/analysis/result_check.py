@@ -27,6 +27,7 @@ import secrets
 from dataclasses import dataclass
 
 import numpy as np
+
 from fedcodec.shared.analysis.heads import LINEAR, HeadCard
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 

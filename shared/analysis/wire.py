@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from fedcodec.shared.analysis.ckks import PROFILES, CkksProfile
 from fedcodec.shared.analysis.heads import HeadCard
 from fedcodec.shared.errors import CorruptDataError
