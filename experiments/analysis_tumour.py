@@ -147,7 +147,8 @@ def encrypted_run(model_dir: Path, features: np.ndarray, labels: np.ndarray, wor
         for kind in HEAD_KINDS:
             head = service.heads[kind]
             plain = head.plain_scores(features)
-            with AnalysisClient(f"127.0.0.1:{running.port}", work / "site", limits=limits) as client:
+            address = f"127.0.0.1:{running.port}"
+            with AnalysisClient(address, work / "site", limits=limits) as client:
                 start = time.perf_counter()
                 session = EncryptedClassifier(client, kind, pinned_model_hash=head.model_hash())
                 setup_ms = (time.perf_counter() - start) * 1000.0
@@ -198,7 +199,8 @@ def full_batch_cost(head, features: np.ndarray) -> dict:
 def compare_linear_profiles(head, features: np.ndarray) -> list[dict]:
     """Why linear-4096: the same head and batch under it and under N=8192 with 60/40/60."""
     rows = []
-    for profile in (head.profile, CkksProfile("linear-8192 (alternative)", 8192, (60, 40, 60), 40, 1)):
+    alternative = CkksProfile("linear-8192 (alternative)", 8192, (60, 40, 60), 40, 1)
+    for profile in (head.profile, alternative):
         context = new_site_context(profile)
         server = load_public_context(public_context_bytes(context), profile)
         blob = encrypt_batch(context, features)
@@ -221,7 +223,8 @@ def markdown(r: dict) -> str:
         f"Test set: {r['test_images']} slices (train {r['train_images']}, val {r['val_images']}; "
         f"split seed {r['split_seed']}, sha256 {r['split_sha256'][:12]}). Codec "
         f"`{r['codec']}` at {r['test_bpp']:.3f} bpp (model {r['codec_model'][:12]}). "
-        f"Budget per classifier: {r['budget']['epochs']} epochs, batch {r['budget']['batch_size']}, "
+        f"Budget per classifier: {r['budget']['epochs']} epochs, "
+        f"batch {r['budget']['batch_size']}, "
         f"AdamW lr {r['budget']['learning_rate']}, seed {r['budget']['seed']}.",
         "",
         "| path | input | params | accuracy | macro-F1 | ms/image bitstream to label |",
@@ -254,7 +257,8 @@ def markdown(r: dict) -> str:
     for kind in HEAD_KINDS:
         e, p = r["encrypted"][kind], r["heads"][kind]
         lines.append(
-            f"| {kind} | {e['profile']} | {p['plain_accuracy']:.4f} | {p['encrypted_accuracy']:.4f} "
+            f"| {kind} | {e['profile']} | {p['plain_accuracy']:.4f} | "
+            f"{p['encrypted_accuracy']:.4f} "
             f"| {e['agreement'] * 100:.2f}% | {e['max_abs_score_error']:.2e} | "
             f"{e['server_evaluate_ms_per_study']:.3f} | {e['encrypt_ms_per_study']:.3f} | "
             f"{e['bytes_sent_per_study']:,.0f} | {e['bytes_received_per_study']:,.0f} |"
@@ -267,7 +271,8 @@ def markdown(r: dict) -> str:
         f"Public context (sent once per session): {r['encrypted'][LINEAR]['context_bytes_once']:,} "
         f"bytes (linear), {r['encrypted']['poly-mlp']['context_bytes_once']:,} bytes (poly-mlp).",
         "",
-        "| linear head, same test batch | evaluate ms | ms/study | request bytes | max abs. error |",
+        "| linear head, same test batch | evaluate ms | ms/study | request bytes | "
+        "max abs. error |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for row in r["encrypted"].get("linear_profiles", []):
@@ -353,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
                         pooling=CHANNEL_MEAN_ABSMEAN, latent_codec=identity["spec"],
                         latent_model_hash=identity.get("model_hash") or "", budget=HeadBudget())
         head.save(head_path(model_dir, kind))
-        heads[kind] = {"plain_accuracy": float((head.plain_scores(f_te).argmax(1) == te.labels).mean())}
+        predicted = head.plain_scores(f_te).argmax(1)
+        heads[kind] = {"plain_accuracy": float((predicted == te.labels).mean())}
     with tempfile.TemporaryDirectory() as work:
         encrypted = encrypted_run(model_dir, f_te, te.labels, Path(work))
     for kind in HEAD_KINDS:
@@ -363,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
         "latent_shape": list(tr.latents.shape[1:]), "test_bpp": te.bits_per_pixel,
         "train_images": len(tr.labels), "val_images": len(va.labels),
         "test_images": len(te.labels), "split_seed": split.seed, "split_sha256": split.digest(),
-        "budget": asdict(budget), "classifiers": classifiers, "decoded_train": args.decoded_train, "timing_ms": timing,
+        "budget": asdict(budget), "classifiers": classifiers,
+        "decoded_train": args.decoded_train, "timing_ms": timing,
         "heads": heads, "encrypted": encrypted, "seconds": time.perf_counter() - t0,
         "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
     }

@@ -149,6 +149,7 @@ def test_head_file_round_trip_and_tamper(tmp_path) -> None:
     loaded = load_head(path)
     assert loaded.model_hash() == head.model_hash()
     np.testing.assert_array_equal(loaded.card().known_scores, head.card().known_scores)
-    path.write_text(path.read_text().replace('"b2":{"shape":[3],"values":[', '"b2":{"shape":[3],"values":[1+'))
+    marker = '"b2":{"shape":[3],"values":['
+    path.write_text(path.read_text().replace(marker, marker + "1+"))
     with pytest.raises(CorruptDataError):
         load_head(path)

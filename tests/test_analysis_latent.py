@@ -1,8 +1,8 @@
 """Latent classifiers end to end on real tumour slices and the real neural-lossy codec.
 
 Tiny budgets (2 images per class and part, 1 epoch): these check the plumbing and the contracts
-(latents really come from the bitstream, the model folder, eval metrics and PNG, the remote CLI on
-an ``.fcz`` with the service over mutual TLS), not accuracy (that is experiments/analysis_tumour.py).
+(latents really come from the bitstream, the model folder, eval metrics and PNG, the remote CLI
+on an ``.fcz`` with the service over mutual TLS), not accuracy (experiments/analysis_tumour.py).
 """
 
 from __future__ import annotations

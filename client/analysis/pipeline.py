@@ -162,7 +162,7 @@ def evaluate_analysis(
     extractor: LatentExtractor | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Accuracy, macro-F1, confusion (JSON + PNG) and ms/image of the latent classifier and heads."""
+    """Accuracy, macro-F1, confusion (JSON + PNG), ms/image: latent classifier and heads."""
     model_dir = Path(model_dir)
     model, meta = load_classifier(model_dir / CLASSIFIER_FILE)
     split = load_split(model_dir / SPLIT_FILE)

@@ -1,4 +1,4 @@
-"""``fedcodec analyze``: compressed-domain classifiers (train, eval) and encrypted remote analysis."""
+"""``fedcodec analyze``: latent classifiers (train, eval) and encrypted remote analysis."""
 
 from __future__ import annotations
 

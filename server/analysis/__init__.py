@@ -1,1 +1,4 @@
-"""The encrypted-inference analysis service (public CKKS context only); see docs/compressed-domain-analysis.md."""
+"""The encrypted-inference analysis service (public CKKS contexts only).
+
+See docs/compressed-domain-analysis.md.
+"""

@@ -22,7 +22,7 @@ class UnknownContext(AnalysisRefusal):
 
 
 class ModelMismatch(AnalysisRefusal):
-    """The site pinned another model hash, or the context is for another head (FAILED_PRECONDITION)."""
+    """The site pinned another model, or the context is for another head (FAILED_PRECONDITION)."""
 
 
 class TooLarge(AnalysisRefusal):

@@ -65,7 +65,7 @@ class AnalysisService:
 
     @classmethod
     def from_model_dir(cls, model_dir: Path, limits: AnalysisLimits = AnalysisLimits()):
-        """Load every ``head-*.json`` in ``model_dir`` (as written by ``fedcodec analyze train``)."""
+        """Load every ``head-*.json`` in ``model_dir`` (written by ``fedcodec analyze train``)."""
         heads = {k: load_head(head_path(model_dir, k)) for k in HEAD_KINDS
                  if head_path(model_dir, k).exists()}
         if not heads:

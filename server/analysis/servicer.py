@@ -1,4 +1,4 @@
-"""``AnalysisServicer``: gRPC messages in, :class:`~.service.AnalysisService` calls, statuses out."""
+"""``AnalysisServicer``: gRPC in, :class:`~.service.AnalysisService` calls, statuses out."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``fedcodec-server analysis``: the encrypted-inference service (public CKKS contexts, mutual TLS)."""
+"""``fedcodec-server analysis``: the encrypted-inference service (public CKKS, mutual TLS)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import signal
 import threading
 from pathlib import Path
 
-from fedcodec.shared.analysis.wire import MIB, AnalysisLimits
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,11 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--port", type=int, required=True, help="TCP port (0 picks a free one)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--max-batch", type=int, default=AnalysisLimits.max_batch)
-    parser.add_argument(
-        "--max-request-mib", type=int, default=AnalysisLimits.max_request_bytes // MIB
-    )
-    parser.add_argument("--workers", type=int, default=AnalysisLimits.max_workers)
+    parser.add_argument("--max-batch", type=int, help="studies per request (default: built in)")
+    parser.add_argument("--max-request-mib", type=int, help="request size limit (default: built in)")
+    parser.add_argument("--workers", type=int, help="worker threads (default: built in)")
     parser.set_defaults(func=_serve)
 
 
@@ -35,10 +32,14 @@ def _serve(args: argparse.Namespace) -> int:
     from fedcodec.server.analysis.listener import start_analysis_server  # loads TenSEAL
     from fedcodec.server.analysis.service import AnalysisService
 
+    from fedcodec.shared.analysis.wire import MIB, AnalysisLimits
+
+    defaults = AnalysisLimits()
     limits = AnalysisLimits(
-        max_request_bytes=args.max_request_mib * MIB,
-        max_batch=args.max_batch,
-        max_workers=args.workers,
+        max_request_bytes=(args.max_request_mib * MIB if args.max_request_mib
+                           else defaults.max_request_bytes),
+        max_batch=args.max_batch or defaults.max_batch,
+        max_workers=args.workers or defaults.max_workers,
     )
     service = AnalysisService.from_model_dir(args.model, limits)
     running = start_analysis_server(service, args.tls_dir, host=args.host, port=args.port)

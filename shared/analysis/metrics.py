@@ -23,7 +23,9 @@ class ClassificationReport:
         }
 
 
-def classification_report(labels: np.ndarray, predicted: np.ndarray, classes: int) -> ClassificationReport:
+def classification_report(
+    labels: np.ndarray, predicted: np.ndarray, classes: int
+) -> ClassificationReport:
     labels, predicted = np.asarray(labels, dtype=int), np.asarray(predicted, dtype=int)
     confusion = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(confusion, (labels, predicted), 1)

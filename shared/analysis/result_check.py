@@ -119,7 +119,8 @@ def verify_scores(plan: CheckPlan, scores: np.ndarray) -> np.ndarray:
         )
     got = scores[plan.check_slots]
     absolute, relative = plan.tolerance
-    bad = ~np.isfinite(got) | (np.abs(got - plan.expected) > absolute + relative * np.abs(plan.expected))
+    allowed = absolute + relative * np.abs(plan.expected)
+    bad = ~np.isfinite(got) | (np.abs(got - plan.expected) > allowed)
     if bad.any():
         raise CorruptDataError(
             f"analysis reply failed its known-answer check ({int(bad.any(axis=1).sum())} of "
