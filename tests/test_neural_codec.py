@@ -66,7 +66,7 @@ def test_registered_and_specs() -> None:
     assert bounded.mode is CodecMode.BOUNDED and bounded.max_error == 2
     assert get_codec("neural:tau=4").max_error == 4
     assert get_codec("neural:period=10").describe()["period"] == 10
-    for bad in ("neural:mode=lossy", "neural:mode=lossless,tau=2", "neural:tau=-1",
+    for bad in ("neural:mode=bogus", "neural:mode=lossless,tau=2", "neural:tau=-1",
                 "neural:mode=near-lossless,tau=0", "neural:interslice=2", "neural:colour=1"):
         with pytest.raises(FedcodecError):
             get_codec(bad)
