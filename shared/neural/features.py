@@ -105,7 +105,7 @@ def level_noise(coarse: np.ndarray, coarse_errors: np.ndarray) -> LevelNoise:
 def group_mu0(level: np.ndarray, group: GroupSpec) -> np.ndarray:
     """``mu0`` (mean of the four nearest known neighbours) of every pixel of the group (int32)."""
     nbr = neighbour_indices(level.shape, group)[:NEAREST]
-    return (level.reshape(-1)[nbr].sum(axis=0, dtype=np.int32) + NEAREST // 2) >> 2
+    return (np.take(level.reshape(-1), nbr).sum(axis=0, dtype=np.int32) + NEAREST // 2) >> 2
 
 
 @lru_cache(maxsize=256)
@@ -166,7 +166,7 @@ def group_context(
     k = nbr.shape[0]
     n = nbr.shape[1]
     flat = level.reshape(-1)
-    values = flat[nbr]  # int32 grey levels < 2**16
+    values = np.take(flat, nbr)  # int32 grey levels < 2**16 (np.take: 2x faster than [])
     mu0 = (values[:NEAREST].sum(axis=0, dtype=np.int32) + NEAREST // 2) >> 2
     dev = values - mu0
     # 16 * sum|dev| <= 16 * 16 * 2**16 = 2**24 and s16 <= 2**21: int32 throughout.
@@ -177,7 +177,7 @@ def group_context(
     out[:k] = norm(dev)
     out[k] = np.clip((log_s16 - 10 * 64) >> 3, -ACT_LIMIT, ACT_LIMIT)
     out[k + 1] = min(level_index, 3) * (ONE // 2)
-    out[k + 2] = _log_ratio(noise.log_local[coarse], log_s16)
+    out[k + 2] = _log_ratio(np.take(noise.log_local, coarse), log_s16)
     log_global = noise.log_global
     out[k + 3] = _log_ratio(log_global, log_s16)
     # level above the image's floor against the noise: MR magnitude noise is Rician, so near the
@@ -188,8 +188,8 @@ def group_context(
     out[k + 5] = _log_ratio(ilog2_q6(16 * above.astype(np.int64) + 16), log_global)
     # error energy: how wrong the local mean was around here, on the coarser grid (5x5) and at
     # the four nearest known neighbours (classic lossless-coding context, CALIC/JPEG XL style)
-    out[k + 6] = _log_ratio(noise.log_err_local[coarse], log_s16)
-    near = errors.reshape(-1)[nbr[:NEAREST]].sum(axis=0, dtype=np.int32)  # <= 4 * 2**16
+    out[k + 6] = _log_ratio(np.take(noise.log_err_local, coarse), log_s16)
+    near = np.take(errors.reshape(-1), nbr[:NEAREST]).sum(axis=0, dtype=np.int32)  # <= 2**18
     out[k + 7] = _log_ratio(ilog2_q6(4 * near + 16), log_s16)
     row = k + 8
     if refs:
@@ -198,13 +198,13 @@ def group_context(
             win = win[:, pixels]
         for ref in refs:
             rflat = ref.reshape(-1)
-            rvals = rflat[nbr]
+            rvals = np.take(rflat, nbr)
             mur = (rvals[:NEAREST].sum(axis=0, dtype=np.int32) + NEAREST // 2) >> 2
             rdev = rvals - mur
             sr16 = (np.abs(rdev).sum(axis=0, dtype=np.int32) * 16) // k + 16
             cross = dev - rdev  # |cross| < 2**17
             sd16 = (np.abs(cross).sum(axis=0, dtype=np.int32) * 16) // k + 16  # <= 2**25
-            window = rflat[win] - mur
+            window = np.take(rflat, win) - mur
             out[row : row + k] = norm(cross)
             out[row + k : row + k + 9] = norm(window)
             row += k + 9

@@ -167,16 +167,20 @@ def _code_residuals(io, models: EntropyModels, t, key, shift, bits: int) -> np.n
     order = np.argsort(key.astype(np.int16), kind="stable")  # radix sort: keys < 2**15
     sorted_keys = key[order]
     starts = np.concatenate([[0], np.flatnonzero(np.diff(sorted_keys)) + 1, [n]])
+    runs = zip(starts[:-1].tolist(), starts[1:].tolist(), sorted_keys[starts[:-1]].tolist())
     if t is not None:
         coarse = (t >> shift) + HALF_RANGE
         escaped = (coarse < 0) | (coarse >= ESCAPE)
         symbols = np.where(escaped, ESCAPE, coarse)
+        in_order = symbols[order].astype(np.int32)
+        for a, b, k in runs:
+            io.code(in_order[a:b], b - a, models.table(k))
     else:
+        in_order = np.empty(n, dtype=np.int32)
+        for a, b, k in runs:
+            in_order[a:b] = io.code(None, b - a, models.table(k))
         symbols = np.empty(n, dtype=np.int64)
-    for a, b in zip(starts[:-1], starts[1:]):
-        idx = order[a:b]
-        model = models.table(int(sorted_keys[a]))
-        symbols[idx] = io.code(symbols[idx] if t is not None else None, b - a, model)
+        symbols[order] = in_order
     escaped = symbols == ESCAPE
     n_escaped = int(escaped.sum())
     raw_offset = 1 << bits
