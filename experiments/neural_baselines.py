@@ -13,9 +13,8 @@ from pathlib import Path
 
 import imagecodecs
 import numpy as np
-from tqdm import tqdm
-
 from neural_dataset import load_items
+from tqdm import tqdm
 
 OUT = Path("/tmp/fcn/baselines.json")
 

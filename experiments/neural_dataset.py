@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+import pydicom.errors
 
 from fedcodec.shared.pixels import to_unsigned
 
@@ -89,8 +90,8 @@ def _load_with_pydicom() -> list[tuple[str, np.ndarray, int]]:
             continue
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
-        except Exception:
-            continue
+        except (pydicom.errors.InvalidDicomError, OSError):
+            continue  # notes.txt, LICENSE, a NIfTI: not DICOM
         if "Rows" not in ds:
             continue
         key = (str(path.parent.relative_to(DICOM_ROOT)), ds.SeriesInstanceUID, int(ds.PixelRepresentation))

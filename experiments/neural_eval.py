@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from neural_baselines import baselines_path
 from neural_dataset import load_items
+
 from fedcodec.shared.neural.codec import NeuralCodec
 
 

@@ -23,9 +23,9 @@ def main() -> None:
     for path in args.files:
         data = json.loads(path.read_text())
         rows += data["rows"]
-        for key in totals:
+        for key, total in totals.items():
             for j in range(4):
-                totals[key][j] += data["totals"][key][j]
+                total[j] += data["totals"][key][j]
         tau = int(data["args"]["tau"])
         anchor = "jxl7" if tau == 0 else f"jls{tau}"
     rows.sort(key=lambda r: r["series"])

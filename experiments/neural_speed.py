@@ -16,8 +16,8 @@ import time
 
 import imagecodecs
 import numpy as np
-
 from neural_dataset import load_items
+
 from fedcodec.shared.neural.codec import NeuralCodec
 
 

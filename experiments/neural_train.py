@@ -15,10 +15,9 @@ import pickle
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-
 from neural_dataset import load_items
+
 from fedcodec.shared.neural.train import (
     build_weights,
     collect_samples,

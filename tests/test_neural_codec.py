@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from conftest import require_shared_data
 
 from fedcodec.shared.codecs.base import CodecMode, codec_names, get_codec
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 from fedcodec.shared.neural.stream_format import unpack
 from fedcodec.shared.neural.volume_context import detect_period
 from fedcodec.shared.pixels import to_unsigned
-from conftest import require_shared_data
 
 
 def phantom(shape: tuple[int, int], bits: int, seed: int = 0, noise: float = 0.01) -> np.ndarray:

@@ -25,7 +25,12 @@ import numpy as np
 
 from fedcodec.shared.codecs.base import Codec, CodecMode, register_codec
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
-from fedcodec.shared.neural.slice_coder import EntropyModels, SliceParams, decode_slice, encode_slice
+from fedcodec.shared.neural.slice_coder import (
+    EntropyModels,
+    SliceParams,
+    decode_slice,
+    encode_slice,
+)
 from fedcodec.shared.neural.stream_format import StreamHeader, pack, unpack
 from fedcodec.shared.neural.volume_context import detect_period, reference_offsets
 from fedcodec.shared.neural.weights import DEFAULT_WEIGHTS, NeuralWeights

@@ -14,6 +14,7 @@ and Opacus' Linear grad sampler sums over the pixel axis.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 
 from fedcodec.shared.neural.features import feature_count
-from fedcodec.shared.neural.fixed_point import ACT_LIMIT, BIAS_LIMIT, ONE, Q, QW, WEIGHT_LIMIT
+from fedcodec.shared.neural.fixed_point import ACT_LIMIT, BIAS_LIMIT, ONE, QW, WEIGHT_LIMIT, Q
 from fedcodec.shared.neural.geometry import GROUPS
 from fedcodec.shared.neural.weights import MAX_REFS, IntegerMlp, NeuralWeights, net_key
 
@@ -34,7 +35,7 @@ class ContextMlp(nn.Module):
     def __init__(self, n_in: int, hidden: int = 32, depth: int = 2) -> None:
         super().__init__()
         sizes = [n_in] + [hidden] * depth
-        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
         self.out = nn.Linear(hidden, 2)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)

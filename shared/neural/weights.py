@@ -118,7 +118,7 @@ class NeuralWeights:
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: Path) -> "NeuralWeights":
+    def load(cls, path: Path) -> NeuralWeights:
         try:
             with np.load(path) as z:
                 meta = json.loads(str(z["meta"]))
