@@ -13,7 +13,9 @@ that picks one from ``--mode``/``--tau``/``--quality`` or from a compression pro
 (``--profile archive|diagnostic|preview|auto``, :mod:`fedcodec.shared.profiles`). With a profile
 each series records the profile that chose its coding, in the container and (for lossy output)
 in the DICOM Derivation Description; with ``auto`` series may get different codecs, which the
-container records per series (format version 2).
+container records per series (format version 2). The ``roi`` profile codes a region of interest
+(``roi=`` a :class:`~fedcodec.shared.learned_lossy.roi_mask.RoiSpec`) within its bound and the rest
+lossily; the codec records the region in the header and the bound is verified on every ROI pixel.
 """
 
 from __future__ import annotations
@@ -52,11 +54,14 @@ from fedcodec.shared.container import (
 from fedcodec.shared.dicom import LossyInfo, read_series, write_series
 from fedcodec.shared.dicom.series import Series, SkippedFile
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
+from fedcodec.shared.learned_lossy.roi_mask import RoiSpec
 from fedcodec.shared.pixels import from_unsigned, to_unsigned
-from fedcodec.shared.profiles import ProfileRules
+from fedcodec.shared.profiles import ProfileRules, SeriesFacts
 
 MODES = ("lossless", "near-lossless", "lossy")
 DEFAULT_QUALITY = 75
+LEARNED_LOSSLESS = "neural"
+"""The default lossless / near-lossless codec (see :func:`default_codec_spec`)."""
 LOSSY_RATIO_AT_Q100 = 4.0
 LOSSY_RATIO_AT_Q1 = 100.0
 DICOM_LOSSY_METHODS = {
@@ -85,7 +90,12 @@ def quality_to_ratio(quality: int) -> float:
 def default_codec_spec(
     mode: str, tau: int = 0, quality: int | None = None, *, ratio: float | None = None
 ) -> str:
-    """The codec ``fedcodec compress`` uses when ``--codec`` is not given.
+    """The codec ``fedcodec compress`` uses when ``--codec`` is not given: the best measured one.
+
+    Lossless and near-lossless: the learned ``neural`` coder (held out by series on the shared
+    multi-vendor data: 0.94x JPEG XL e7's bytes lossless, 0.75-0.78x JPEG-LS's at tau 1-4, every
+    stream decoded bit-exactly in integer arithmetic; docs/neural-codec.md). Lossy: JPEG 2000, which
+    the learned lossy codec does not beat yet (BD-rate +268%, docs/learned-lossy-codec.md).
 
     Lossy: ``ratio`` (a profile's target compression ratio) or ``quality`` (mapped by
     :func:`quality_to_ratio`), not both. Profiles come through here too, so switching the default
@@ -95,12 +105,17 @@ def default_codec_spec(
     if ratio is not None and (mode != "lossy" or quality is not None or not ratio > 1):
         raise FedcodecError("a target ratio (> 1) applies to lossy mode without --quality")
     if mode == "lossless":
-        return "jxl"
+        return LEARNED_LOSSLESS
     if mode == "near-lossless":
-        return f"jpegls:tau={tau}"
+        return f"{LEARNED_LOSSLESS}:tau={tau}"
     if ratio is None:
         ratio = quality_to_ratio(DEFAULT_QUALITY if quality is None else quality)
     return f"j2k:ratio={ratio:g}"
+
+
+def roi_codec_spec(roi_tau: int) -> str:
+    """The codec an ROI profile uses (the region itself is bound per call, not in the spec)."""
+    return f"neural:mode=roi,tau={roi_tau}"
 
 
 def check_mode_arguments(mode: str, tau: int, quality: int | None, *, explicit_codec: bool) -> None:
@@ -167,6 +182,9 @@ class SeriesReport:
     tau: int = 0
     profile: str | None = None
     """The compression profile that chose this series' coding (None without ``--profile``)."""
+    roi_tau: int | None = None
+    roi_max_error: int | None = None
+    """ROI coding: the bound and the measured max error inside the region."""
 
     @property
     def pixels(self) -> int:
@@ -174,7 +192,11 @@ class SeriesReport:
 
     def check_line(self) -> str:
         """What was verified, e.g. ``verified bit-exact``."""
-        return _check_text(self.mode, self.max_error, self.tau, self.psnr_db)
+        text = _check_text(self.mode, self.max_error, self.tau, self.psnr_db)
+        if self.roi_tau is not None:
+            text = (f"ROI verified max error {self.roi_max_error} <= {self.roi_tau}, "
+                    f"outside {text}")
+        return text
 
 
 @dataclass
@@ -308,18 +330,20 @@ def compress_study(
     profile: str | None = None,
     rules: ProfileRules | None = None,
     progress: bool = True,
+    roi: RoiSpec | None = None,
 ) -> CompressionReport:
     """Read every series under ``study_dir``, code, verify, and write ``out`` (atomically).
 
     Either ``mode`` (default lossless) with ``tau``/``quality``/``codec``, or ``profile``: a
     profile name from ``rules`` (default: the built-in rules) or ``auto`` to choose one per
-    series from its Series Description.
+    series from its description and kept attributes. ``roi``: the region of interest an ROI profile keeps
+    within its bound (checked against every series that profile codes).
     """
     if profile is None:
         check_mode_arguments(mode or "lossless", tau, quality, explicit_codec=codec is not None)
     planner = StudyPlanner.from_options(
         default_codec_spec, mode=mode, tau=tau, quality=quality, codec=codec, profile=profile,
-        rules=rules,
+        rules=rules, choose_roi_spec=roi_codec_spec, has_region=roi is not None,
     )
     coders: dict[str, Codec] = {}
     if planner.fixed is not None:
@@ -337,20 +361,23 @@ def compress_study(
         if not all_series:
             first = f"; first: {skipped[0].path.name}: {skipped[0].reason}" if skipped else ""
             raise FedcodecError(f"no DICOM series found in {study_dir}{first}")
-        plans = [planner.plan(series.description) for series in all_series]
+        plans = [planner.plan(SeriesFacts.of_series(series)) for series in all_series]
         for plan in plans:
             _coder_for(plan, coders)
         task = bar.add_task("compressing", total=sum(s.shape[0] for s in all_series))
         for series, plan in zip(all_series, plans, strict=True):
             bar.update(task, description=f"coding {series.description or series.series_uid}"[:48])
-            coded_series, report = _code_series(coders[plan.spec], plan, series)
+            coded_series, report = _code_series(coders[plan.spec], plan, series, roi)
             coded.append(coded_series)
             reports.append(report)
             bar.advance(task, series.shape[0])
 
     top = study_plan(plans)
+    top_coder = coders[top.spec]
+    if top.roi_tau is not None and roi is not None:  # same describe() as its series: version 1
+        top_coder = top_coder.with_roi(roi)  # type: ignore[attr-defined]
     study = CodedStudy(
-        codec=_codec_info(top.spec, coders[top.spec]),
+        codec=_codec_info(top.spec, top_coder),
         mode=top.mode,
         tau=top.tau,
         quality=top.quality,
@@ -385,8 +412,25 @@ def _codec_info(spec: str, coder: Codec) -> CodecInfo:
     return CodecInfo(spec, coder.describe(), _model_hash(coder))
 
 
+def _bind_roi(coder: Codec, plan: SeriesPlan, roi: RoiSpec | None, shape, name: str) -> Codec:
+    """The codec configured with the region (ROI plans), after checking it fits the series."""
+    if plan.roi_tau is None:
+        return coder
+    with_roi = getattr(coder, "with_roi", None)
+    if roi is None or with_roi is None:
+        raise FedcodecError(f"codec {plan.spec!r} cannot code a region of interest"
+                            if roi is not None else "ROI profile without a region")
+    roi.check_volume(tuple(shape), f"series {name!r}")
+    return with_roi(roi)
+
+
+def _roi_max_error(roi: RoiSpec, error: np.ndarray) -> int:
+    masks = np.stack([roi.slice_mask(i, error.shape[1:]) for i in range(error.shape[0])])
+    return int(error[masks].max(initial=0))
+
+
 def _code_series(
-    coder: Codec, plan: SeriesPlan, series: Series
+    coder: Codec, plan: SeriesPlan, series: Series, roi: RoiSpec | None = None
 ) -> tuple[CodedSeries, SeriesReport]:
     """Code one volume and prove the promise of ``plan.mode`` on every pixel before it is kept."""
     spec, mode, tau = plan.spec, plan.mode, plan.tau
@@ -395,6 +439,7 @@ def _code_series(
         unsigned, offset = to_unsigned(series.volume, series.bits_stored, series.signed)
     except ValueError as exc:
         raise FedcodecError(f"series {name!r}: {exc}") from None
+    coder = _bind_roi(coder, plan, roi, unsigned.shape, name)
     streams = [bytes(s) for s in coder.encode_volume(unsigned, series.bits_stored)]
     decoded = np.asarray(coder.decode_volume(streams))
     if decoded.shape != unsigned.shape:
@@ -410,6 +455,14 @@ def _code_series(
             f"codec {spec!r} failed verification on series {name!r}: max error {max_error} "
             f"> {bound} ({mode}); nothing written"
         )
+    roi_max_error = None
+    if plan.roi_tau is not None and roi is not None:
+        roi_max_error = _roi_max_error(roi, error)
+        if roi_max_error > plan.roi_tau:
+            raise FedcodecError(
+                f"codec {spec!r} failed verification on series {name!r}: max error "
+                f"{roi_max_error} inside the ROI > {plan.roi_tau}; nothing written"
+            )
     info = SeriesInfo.from_series(series, offset)
     psnr = None
     if max_error:
@@ -428,6 +481,8 @@ def _code_series(
         mode=mode,
         tau=tau,
         profile=plan.profile.name if plan.profile else None,
+        roi_tau=plan.roi_tau,
+        roi_max_error=roi_max_error,
     )
     coding = SeriesCoding(_codec_info(spec, coder), mode, tau, plan.quality)
     return CodedSeries(info, series.datasets, streams, report.profile, coding), report
@@ -540,14 +595,31 @@ def _lossy_info(
     info = container.series[index].info
     coded = container.pixel_stream_bytes(index)
     ratio = info.raw_pixel_bytes / max(coded, 1)
+    roi = _roi_text(container.header.coding_of(index).codec.describe)
     name = spec.partition(":")[0]
     method = DICOM_LOSSY_METHODS.get(name) or re.sub(r"[^A-Z0-9_]", "_", f"FEDCODEC_{name.upper()}")
     return LossyInfo(
         method=method[:16],
         ratio=ratio,
         description=f"lossy compression {method[:16]} ratio {ratio:.2f}:1 (fedcodec codec {spec}"
-        + (f", profile {profile})" if profile else ")"),
+        + (f", profile {profile}" if profile else "") + (f", {roi})" if roi else ")"),
     )
+
+
+def _roi_text(described: dict) -> str:
+    """``ROI box 40,60,200,180 lossless, outside lossy`` from a codec's describe(), or ''."""
+    region = described.get("roi")
+    if not isinstance(region, dict):
+        return ""
+    tau = described.get("roi_tau", 0)
+    where = {"box": lambda r: "box " + ",".join(str(v) for v in r.get("box", [])
+                                                + r.get("slices", [])),
+             "centre": lambda r: f"centred box {r.get('fraction')}",
+             "mask": lambda r: "mask " + "x".join(str(v) for v in r.get("shape", []))}
+    kind = where.get(str(region.get("kind")), lambda r: str(r.get("kind")))(region)
+    inside = "lossless" if not tau else f"within {tau}"
+    return (f"ROI {kind} {inside} (sha256 {str(region.get('sha256', ''))[:12]}), "
+            "outside lossy")
 
 
 def _series_folder_name(index: int, description: str) -> str:
@@ -624,6 +696,9 @@ class ContainerSummary:
                     s["codec_spec"],
                 )
             )
+        for index, s in enumerate(self.series, 1):
+            if s.get("roi"):
+                lines.append(f"{index:>3}  {s['roi']}")
         return lines
 
 
@@ -644,6 +719,7 @@ def inspect_container(fcz: Path, *, verify: bool = False) -> ContainerSummary:
                 "codec_spec": coding.codec.spec,
                 "mode": coding.mode,
                 "tau": coding.tau,
+                "roi": _roi_text(coding.codec.describe),
                 "description": info.description,
                 "modality": info.modality,
                 "shape": list(info.shape),

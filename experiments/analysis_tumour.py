@@ -1,18 +1,30 @@
-"""Compressed-domain analysis on the tumour slices: latent vs pixel vs decoded-image classifiers,
-and encrypted (CKKS) heads on pooled latents against their plaintext twins.
+"""Compressed-domain analysis on the tumour slices: latent vs pixel vs decoded-image classifiers
+(several seeds, full split), and encrypted (CKKS) heads on pooled latents against their plaintext
+twins.
 
-Run (heavy: ~15 min on 2 shared cores)::
+Run (heavy: coding ~0.4 s per slice, the pixel CNN ~20 min per seed on the shared 2 cores; run E
+in docs/compressed-domain-analysis.md spread the seeds over processes with ``--train-only``)::
 
     nice -n 10 .venv/bin/python experiments/analysis_tumour.py --out /tmp/fedcodec-analysis
 
 It writes ``OUT/results.json``, ``OUT/analysis_tumour.md`` (the tables for
-docs/compressed-domain-analysis.md), confusion-matrix PNGs, the split file, and the model folder
-(``OUT/model``: what ``fedcodec-server analysis --model`` serves). Coded bitstreams and latents
-are cached in ``OUT/cache`` so a re-run skips the codec.
+docs/compressed-domain-analysis.md), confusion-matrix PNGs, the split file ``OUT/split.json``,
+and the model folder (``OUT/model``: what ``fedcodec-server analysis --model`` serves).
 
-Every path gets the same classifier budget (:class:`TrainConfig`): same trunk, epochs, batch,
-optimiser, seed; only the stem that maps the input to the 1/16 grid differs. Caveat: patient IDs
-are unknown in this copy of the data, so slices of one patient can be on both sides of the split.
+Coding: every slice goes through the real codec path once (encode -> entropy-decode the stream
+-> latents; decode the stream -> pixels), in ``--workers`` processes, cached per slice under
+``--cache`` (default ``/tmp/fedcodec-analysis-cache``), so re-runs skip the codec. Each
+(classifier path, seed) run is saved under ``OUT/runs/`` and skipped when present, so the
+expensive runs can be spread over processes (``--paths pixel --seeds 1``) and a last call
+aggregates them.
+
+Paths (``--paths``): ``latent-<arch>`` (entropy-decoded latents; arch trunk, gn-stats or
+stats-mlp, see shared/analysis/classifier.py), ``pixel`` (original pixels), ``decoded``
+(decoded pixels, a classifier trained on decoded images). Every path gets the same training
+budget (:class:`TrainConfig`: epochs, batch, optimiser, schedule, seed); the pixel and decoded
+paths and ``latent-trunk`` share one trunk and differ only in the stem. The model folder gets
+the latent path with the best mean *validation* accuracy. Caveat: patient IDs are unknown in
+this copy of the data, so slices of one patient can be on both sides of the split.
 """
 
 from __future__ import annotations
@@ -21,7 +33,6 @@ import argparse
 import hashlib
 import json
 import os
-import pickle
 import tempfile
 import time
 from dataclasses import asdict, replace
@@ -31,7 +42,8 @@ import imagecodecs
 import numpy as np
 import torch
 
-from fedcodec.client.analysis.coding import CodedImages, code_images
+from fedcodec.client.analysis.coding import CodedImages
+from fedcodec.client.analysis.coding_cache import code_images_cached
 from fedcodec.client.analysis.model_files import CLASSIFIER_FILE, SPLIT_FILE, save_classifier
 from fedcodec.client.analysis.pipeline import limit_per_class
 from fedcodec.client.analysis.remote import AnalysisClient, EncryptedClassifier
@@ -53,10 +65,20 @@ from fedcodec.shared.analysis.ckks import (
     new_site_context,
     public_context_bytes,
 )
-from fedcodec.shared.analysis.classifier import LATENT, PIXEL, ClassifierConfig
+from fedcodec.shared.analysis.classifier import (
+    ARCHS,
+    DEFAULT_LATENT_ARCH,
+    LATENT,
+    PIXEL,
+    TRUNK,
+    ClassifierConfig,
+    build_classifier,
+)
 from fedcodec.shared.analysis.dataset import (
     CLASS_NAMES,
     list_labelled_images,
+    load_image,
+    load_split,
     make_split,
     save_split,
 )
@@ -67,23 +89,9 @@ from fedcodec.shared.analysis.pooling import CHANNEL_MEAN_ABSMEAN, pool_latents
 from fedcodec.shared.analysis.wire import AnalysisLimits
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tumor"
-
-
-def coded_part(out: Path, name: str, images, extractor, *, decode: bool) -> CodedImages:
-    """Code one split part (or load it from the cache)."""
-    identity = extractor.identity()
-    spec_digest = hashlib.sha256(identity["spec"].encode()).hexdigest()[:12]
-    key = f"{name}-{len(images)}-{spec_digest}-{identity.get('model_hash')}-{int(decode)}.pkl"
-    cache = out / "cache" / key
-    if cache.exists():
-        with open(cache, "rb") as handle:
-            return pickle.load(handle)
-    coded = code_images(DATA, images, extractor, keep_pixels=True, decode=decode,
-                        description=f"coding {name}")
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    with open(cache, "wb") as handle:
-        pickle.dump(coded, handle, protocol=pickle.HIGHEST_PROTOCOL)
-    return coded
+DEFAULT_CACHE = Path("/tmp/fedcodec-analysis-cache")
+LATENT_PATHS = tuple(f"latent-{arch}" for arch in ARCHS)
+PATHS = (*LATENT_PATHS, "pixel", "decoded")
 
 
 def timed_ms(fn, items) -> float:
@@ -216,42 +224,158 @@ def compare_linear_profiles(head, features: np.ndarray) -> list[dict]:
     return rows
 
 
+
+
+def path_config(path: str, latent_channels: int) -> ClassifierConfig:
+    """The classifier one path trains."""
+    if path in LATENT_PATHS:
+        return ClassifierConfig(LATENT, latent_channels, arch=path.removeprefix("latent-"))
+    if path in ("pixel", "decoded"):
+        return ClassifierConfig(PIXEL, 1, arch=TRUNK)
+    raise SystemExit(f"unknown path {path!r}; known: {', '.join(PATHS)}")
+
+
+def path_inputs(path: str, part: CodedImages) -> np.ndarray:
+    if path in LATENT_PATHS:
+        return part.latents
+    return part.pixels if path == "pixel" else part.decoded
+
+
+def pixels_only(images) -> CodedImages:
+    """Labels and original pixels, no coding (for a pixel-only training process)."""
+    return CodedImages(
+        names=[i.name for i in images],
+        labels=np.array([i.label for i in images], dtype=np.int64),
+        streams=[], latents=np.zeros((len(images), 1, 1, 1), np.float16),
+        pixels=np.stack([load_image(DATA, i) for i in images]),
+    )
+
+
+def run_path(path: str, seed: int, coded: dict[str, CodedImages], budget: TrainConfig,
+             runs: Path) -> dict:
+    """Train one path with one seed (or load the saved run): test metrics + predictions."""
+    record = runs / f"{path}-s{seed}.json"
+    tr, va, te = coded["train"], coded["val"], coded["test"]
+    key = hashlib.sha256(json.dumps([tr.names, va.names, te.names,
+                                     asdict(replace(budget, seed=seed))]).encode()).hexdigest()
+    if record.exists():
+        saved = json.loads(record.read_text())
+        legacy = ("run_key" not in saved and saved["budget"] == asdict(replace(budget, seed=seed))
+                  and len(saved["predicted"]) == len(te.labels))
+        if saved.get("run_key") != key and not legacy:
+            raise SystemExit(f"{record} was trained on other images or another budget; "
+                             "use a fresh --out")
+        return saved
+    config = path_config(path, tr.latents.shape[1])
+    start = time.perf_counter()
+    model, history = train_classifier(config, path_inputs(path, tr), tr.labels,
+                                      path_inputs(path, va), va.labels,
+                                      replace(budget, seed=seed), description=f"{path} s{seed}")
+    seconds = time.perf_counter() - start
+    predicted = predict(model, path_inputs(path, te))
+    report = classification_report(te.labels, predicted, len(CLASS_NAMES))
+    result = {
+        "path": path, "seed": seed, **report.to_json(), "params": model.parameter_count(),
+        "train_seconds": seconds, "best_val_accuracy": max(h["val_accuracy"] for h in history),
+        "history": history, "predicted": predicted.tolist(), "config": config.to_json(),
+        "budget": asdict(replace(budget, seed=seed)), "run_key": key,
+    }
+    runs.mkdir(parents=True, exist_ok=True)
+    torch.save({"config": config.to_json(), "state": model.state_dict()},
+               runs / f"{path}-s{seed}.pt")
+    tmp = record.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    os.replace(tmp, record)
+    print(f"{path} seed {seed}: test accuracy {report.accuracy:.4f}, macro-F1 "
+          f"{report.macro_f1:.4f}, val {result['best_val_accuracy']:.4f}, {seconds:.0f} s",
+          flush=True)
+    return result
+
+
+def decoded_by_pixel(runs: Path, seed: int, test: CodedImages, pixel_run: dict) -> dict:
+    """Decode-then-classify without a decoded-image training set: the pixel classifier of
+    ``seed`` on the codec's decoded test images (no training; its train time is the pixel's)."""
+    predicted = predict(load_run_model(runs, "pixel", seed), test.decoded)
+    report = classification_report(test.labels, predicted, len(CLASS_NAMES))
+    return {"path": "decoded-by-pixel", "seed": seed, **report.to_json(),
+            "params": pixel_run["params"], "train_seconds": pixel_run["train_seconds"],
+            "best_val_accuracy": pixel_run["best_val_accuracy"], "predicted": predicted.tolist()}
+
+
+def load_run_model(runs: Path, path: str, seed: int):
+    payload = torch.load(runs / f"{path}-s{seed}.pt", map_location="cpu", weights_only=True)
+    model = build_classifier(ClassifierConfig(**payload["config"]))
+    model.load_state_dict(payload["state"])
+    return model.eval()
+
+
+def summarise(results: list[dict], labels: np.ndarray) -> dict:
+    """Mean and sample std over seeds; confusion summed over seeds."""
+    acc = np.array([r["accuracy"] for r in results])
+    f1 = np.array([r["macro_f1"] for r in results])
+    val = np.array([r["best_val_accuracy"] for r in results])
+    confusion = np.sum([np.array(r["confusion"]) for r in results], axis=0)
+    std = (lambda a: float(a.std(ddof=1)) if len(a) > 1 else 0.0)
+    return {
+        "seeds": [r["seed"] for r in results], "accuracy": acc.tolist(),
+        "accuracy_mean": float(acc.mean()), "accuracy_std": std(acc),
+        "macro_f1_mean": float(f1.mean()), "macro_f1_std": std(f1),
+        "val_accuracy_mean": float(val.mean()), "confusion_summed": confusion.tolist(),
+        "params": results[0]["params"],
+        "train_seconds_mean": float(np.mean([r["train_seconds"] for r in results])),
+        "test_images": len(labels),
+    }
+
+
 def markdown(r: dict) -> str:
-    c = r["classifiers"]
-    t = r["timing_ms"]
+    b = r["budget"]
     lines = [
-        f"Test set: {r['test_images']} slices (train {r['train_images']}, val {r['val_images']}; "
-        f"split seed {r['split_seed']}, sha256 {r['split_sha256'][:12]}). Codec "
-        f"`{r['codec']}` at {r['test_bpp']:.3f} bpp (model {r['codec_model'][:12]}). "
-        f"Budget per classifier: {r['budget']['epochs']} epochs, "
-        f"batch {r['budget']['batch_size']}, "
-        f"AdamW lr {r['budget']['learning_rate']}, seed {r['budget']['seed']}.",
+        (f"Test {r['test_images']} slices, train {r['train_images']}, val {r['val_images']} "
+        f"(limits per class: {r.get('limits_per_class', {})}; split seed {r['split_seed']}, "
+        f"sha256 {r['split_sha256'][:12]}). "
+        f"Codec `{r['codec']}` at {r['test_bpp']:.3f} bpp (model {r['codec_model'][:12]}). "
+        f"Budget per classifier and seed: {b['epochs']} epochs, batch {b['batch_size']}, AdamW "
+        f"lr {b['learning_rate']}, one-cycle; seeds {', '.join(map(str, r['seeds']))}; "
+        f"mean ± std over seeds."),
         "",
-        "| path | input | params | accuracy | macro-F1 | ms/image bitstream to label |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        ("| path | input | params | accuracy | macro-F1 | val. acc. | train s/seed | "
+        "ms/image bitstream to label |"),
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    rows = [
-        ("latent", "entropy-decoded y_hat " + "x".join(map(str, r["latent_shape"])), "latent"),
-        ("pixel", "original 8-bit pixels (from the JPEG)", "pixel_from_jpeg"),
-        ("decoded image", "neural-lossy decoded pixels" + (
-            "" if r["decoded_train"] else " (pixel classifier, trained on originals)"), "decoded"),
-    ]
-    for name, what, timing in rows:
-        key = name.split()[0]
+    what = {"pixel": "original 8-bit pixels", "decoded": "neural-lossy decoded pixels",
+            "decoded-by-pixel": "decoded pixels, the pixel classifier (trained on originals)"}
+    timing = r.get("timing_ms", {})
+    for path, s in r["classifiers"].items():
+        timed = {"pixel": "pixel_from_jpeg", "decoded": "decoded", "decoded-by-pixel": "decoded",
+                 r.get("timed_latent_path"): "latent"}
+        ms = timing.get(timed.get(path, ""))
+        shown = f"{ms:.1f}" if ms is not None else "-"
         lines.append(
-            f"| {name} | {what} | {c[key]['params']:,} | {c[key]['accuracy']:.4f} | "
-            f"{c[key]['macro_f1']:.4f} | {t[timing]:.1f} |"
+            f"| {path} | {what.get(path, 'entropy-decoded y_hat')} | {s['params']:,} | "
+            f"{s['accuracy_mean']:.4f} ± {s['accuracy_std']:.4f} | "
+            f"{s['macro_f1_mean']:.4f} ± {s['macro_f1_std']:.4f} | {s['val_accuracy_mean']:.4f} | "
+            f"{s['train_seconds_mean']:.0f} | {shown} |"
         )
-    lines += [
+    if timing:
+        lines += [
+            "",
+            (f"Timed latent path: `{r.get('timed_latent_path')}`. Entropy decoding alone: "
+            f"{timing['entropy_decode_only']:.1f} ms/image; full decode alone "
+            f"{timing['full_decode_only']:.1f} ms/image (mean of {timing['images']} test images, "
+            "one at a time, 1 torch thread, machine shared with other jobs). Latent path "
+            f"speed-up over decode-then-classify: {timing['decoded'] / timing['latent']:.1f}x."),
+        ]
+    if "encrypted" in r:
+        lines += encrypted_markdown(r)
+    return "\n".join(lines) + "\n"
+
+
+def encrypted_markdown(r: dict) -> list[str]:
+    lines = [
         "",
-        f"Entropy decoding alone: {t['entropy_decode_only']:.1f} ms/image; full decode alone "
-        f"{t['full_decode_only']:.1f} ms/image (mean of {t['images']} test images, one at a time, "
-        "1 torch thread, machine shared with other jobs). "
-        f"Latent path speed-up over decode-then-classify: {t['decoded'] / t['latent']:.1f}x.",
-        "",
-        "| head (pooled latents) | CKKS profile | plaintext acc. | encrypted acc. | agreement | "
+        ("| head (pooled latents) | CKKS profile | plaintext acc. | encrypted acc. | agreement | "
         "max abs. score error | server ms/study | encrypt ms/study | bytes sent/study | "
-        "bytes back/study |",
+        "bytes back/study |"),
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for kind in HEAD_KINDS:
@@ -266,91 +390,115 @@ def markdown(r: dict) -> str:
     fb = r["encrypted"]["linear_full_batch"]
     lines += [
         "",
-        f"Linear head on a full ciphertext ({fb['slots']} slots): {fb['evaluate_ms']:.0f} ms, "
+        (f"Linear head on a full ciphertext ({fb['slots']} slots): {fb['evaluate_ms']:.0f} ms, "
         f"{fb['ms_per_study']:.3f} ms and {fb['bytes_per_study']:,.0f} request bytes per study. "
         f"Public context (sent once per session): {r['encrypted'][LINEAR]['context_bytes_once']:,} "
-        f"bytes (linear), {r['encrypted']['poly-mlp']['context_bytes_once']:,} bytes (poly-mlp).",
+        f"bytes (linear), {r['encrypted']['poly-mlp']['context_bytes_once']:,} bytes (poly-mlp)."),
         "",
-        "| linear head, same test batch | evaluate ms | ms/study | request bytes | "
-        "max abs. error |",
+        ("| linear head, same test batch | evaluate ms | ms/study | request bytes | "
+        "max abs. error |"),
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for row in r["encrypted"].get("linear_profiles", []):
         lines.append(f"| {row['profile']} | {row['evaluate_ms']:.0f} | {row['ms_per_study']:.3f} | "
                      f"{row['request_bytes']:,} | {row['max_abs_error']:.1e} |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/fedcodec-analysis"))
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
+                        help="per-slice codec cache (streams, latents, decodes)")
+    parser.add_argument("--workers", type=int, default=2, help="coding processes")
     parser.add_argument("--codec", default=DEFAULT_LATENT_CODEC)
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
+    parser.add_argument("--paths", default=f"latent-{DEFAULT_LATENT_ARCH},pixel,decoded",
+                        help=f"comma-separated, from {', '.join(PATHS)}")
     parser.add_argument("--limit", type=int, help="at most N images per class in train")
     parser.add_argument("--val-limit", type=int, help="at most N images per class in val")
     parser.add_argument("--test-limit", type=int, help="at most N images per class in test")
-    parser.add_argument(
-        "--decoded-train", action="store_true",
-        help="train the decoded-image classifier on decoded train/val images (costs a full "
-        "decode of them); default: the pixel classifier is applied to decoded test images",
-    )
+    parser.add_argument("--train-only", action="store_true",
+                        help="only train the missing (path, seed) runs; no timing, heads, report")
     parser.add_argument("--timing-images", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=20261125)
+    parser.add_argument("--seed", type=int, default=20261125, help="split seed")
     args = parser.parse_args(argv)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    split = make_split(list_labelled_images(DATA), seed=args.seed)
+    paths = [p for p in args.paths.split(",") if p]
+    for path in paths:
+        path_config(path, 1)
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    split_file = out / "split.json"
+    if split_file.exists():
+        split = load_split(split_file)
+    else:
+        split = make_split(list_labelled_images(DATA), seed=args.seed)
+        save_split(split, split_file)
     model_dir = out / "model"
     save_split(split, model_dir / SPLIT_FILE)
     extractor = latent_extractor(args.codec)
     identity = extractor.identity()
     limits = {"train": args.limit, "val": args.val_limit, "test": args.test_limit}
     parts = {p: limit_per_class(split.part(p), limits[p]) for p in ("train", "val", "test")}
-    coded = {
-        p: coded_part(out, p, imgs, extractor, decode=(p == "test" or args.decoded_train))
-        for p, imgs in parts.items()
-    }
+    decode_all = "decoded" in paths
+    if args.train_only and paths == ["pixel"]:  # the pixel path alone needs no codec
+        coded = {p: pixels_only(imgs) for p, imgs in parts.items()}
+    else:
+        coded = {
+            p: code_images_cached(DATA, imgs, args.codec, args.cache, workers=args.workers,
+                                  decode=(p == "test" and not args.train_only) or decode_all,
+                                  keep_pixels="pixel" in paths, description=f"coding {p}")
+            for p, imgs in parts.items()
+        }
     tr, va, te = coded["train"], coded["val"], coded["test"]
     print(f"coded in {time.perf_counter() - t0:.0f} s; latents {tr.latents.shape[1:]}", flush=True)
     budget = replace(TrainConfig(), epochs=args.epochs)
-    inputs = {
-        "latent": (LATENT, tr.latents, va.latents, te.latents),
-        "pixel": (PIXEL, tr.pixels, va.pixels, te.pixels),
-    }
-    if args.decoded_train:
-        inputs["decoded"] = (PIXEL, tr.decoded, va.decoded, te.decoded)
-    models, classifiers = {}, {}
-    for name, (kind, x_tr, x_va, x_te) in inputs.items():
-        start = time.perf_counter()
-        channels = x_tr.shape[1] if kind == LATENT else 1
-        model, history = train_classifier(ClassifierConfig(kind, channels), x_tr, tr.labels,
-                                          x_va, va.labels, budget, description=name)
-        report = classification_report(te.labels, predict(model, x_te), len(CLASS_NAMES))
-        save_confusion_png(report, CLASS_NAMES, f"{name} classifier (test)",
-                           out / f"confusion-{name}.png")
-        models[name] = model
-        classifiers[name] = {**report.to_json(), "params": model.parameter_count(),
-                             "train_seconds": time.perf_counter() - start, "history": history}
-        print(f"{name}: test accuracy {report.accuracy:.4f}, macro-F1 {report.macro_f1:.4f}",
-              flush=True)
-    if not args.decoded_train:  # decode-then-classify with the pixel classifier
-        report = classification_report(te.labels, predict(models["pixel"], te.decoded),
+    runs = out / "runs"
+    per_path = {path: [run_path(path, seed, coded, budget, runs) for seed in seeds]
+                for path in paths}
+    if args.train_only:
+        return 0
+    if "pixel" in paths and "decoded" not in paths:  # decode, then the pixel classifier
+        per_path["decoded-by-pixel"] = [
+            decoded_by_pixel(runs, seed, te, per_path["pixel"][k])
+            for k, seed in enumerate(seeds)
+        ]
+    classifiers = {path: summarise(results, te.labels) for path, results in per_path.items()}
+    for path in classifiers:
+        report = classification_report(te.labels, np.array(per_path[path][0]["predicted"]),
                                        len(CLASS_NAMES))
-        save_confusion_png(report, CLASS_NAMES, "pixel classifier on decoded images (test)",
-                           out / "confusion-decoded.png")
-        models["decoded"] = models["pixel"]
-        classifiers["decoded"] = {**report.to_json(), "params": models["pixel"].parameter_count(),
-                                  "trained_on": "original pixels"}
-        print(f"decoded: test accuracy {report.accuracy:.4f}, macro-F1 {report.macro_f1:.4f}",
-              flush=True)
-    save_classifier(model_dir / CLASSIFIER_FILE, models["latent"], {
-        "latent": identity, "split_sha256": split.digest(), "budget": asdict(budget),
-        "history": classifiers["latent"]["history"], "classes": list(CLASS_NAMES)})
-    timing = bitstream_to_label_ms((models["latent"], models["pixel"], models["decoded"]),
-                                   extractor, te, [i.name for i in parts["test"]],
-                                   args.timing_images)
-    print(f"timing: {timing}", flush=True)
+        save_confusion_png(report, CLASS_NAMES, f"{path} classifier (test, seed {seeds[0]})",
+                           out / f"confusion-{path}.png")
+    latent_paths = [p for p in paths if p in LATENT_PATHS]
+    best = max(latent_paths, key=lambda p: classifiers[p]["val_accuracy_mean"]) if latent_paths \
+        else None
+    results: dict = {
+        "codec": identity["spec"], "codec_model": str(identity.get("model_hash") or ""),
+        "latent_shape": list(tr.latents.shape[1:]), "test_bpp": te.bits_per_pixel,
+        "train_images": len(tr.labels), "val_images": len(va.labels),
+        "test_images": len(te.labels), "split_seed": split.seed, "split_sha256": split.digest(),
+        "budget": asdict(budget), "seeds": seeds, "classifiers": classifiers,
+        "limits_per_class": {p: n for p, n in limits.items() if n is not None},
+        "best_latent_path_by_val": best,
+    }
+    if best is not None:
+        latent_model = load_run_model(runs, best, seeds[0])
+        save_classifier(model_dir / CLASSIFIER_FILE, latent_model, {
+            "latent": identity, "split_sha256": split.digest(),
+            "budget": asdict(replace(budget, seed=seeds[0])),
+            "history": per_path[best][0]["history"], "classes": list(CLASS_NAMES)})
+        if "pixel" in paths:
+            pixel_model = load_run_model(runs, "pixel", seeds[0])
+            decoded_model = (load_run_model(runs, "decoded", seeds[0]) if "decoded" in paths
+                             else pixel_model)
+            models = (latent_model, pixel_model, decoded_model)
+            results["timing_ms"] = bitstream_to_label_ms(
+                models, extractor, te, [i.name for i in parts["test"]], args.timing_images)
+            results["timed_latent_path"] = best
+            print(f"timing: {results['timing_ms']}", flush=True)
     f_tr, f_va, f_te = (pool_latents(c.latents) for c in (tr, va, te))
     heads = {}
     for kind in HEAD_KINDS:
@@ -364,16 +512,10 @@ def main(argv: list[str] | None = None) -> int:
         encrypted = encrypted_run(model_dir, f_te, te.labels, Path(work))
     for kind in HEAD_KINDS:
         heads[kind]["encrypted_accuracy"] = encrypted[kind]["encrypted_accuracy"]
-    results = {
-        "codec": identity["spec"], "codec_model": str(identity.get("model_hash") or ""),
-        "latent_shape": list(tr.latents.shape[1:]), "test_bpp": te.bits_per_pixel,
-        "train_images": len(tr.labels), "val_images": len(va.labels),
-        "test_images": len(te.labels), "split_seed": split.seed, "split_sha256": split.digest(),
-        "budget": asdict(budget), "classifiers": classifiers,
-        "decoded_train": args.decoded_train, "timing_ms": timing,
+    results.update({
         "heads": heads, "encrypted": encrypted, "seconds": time.perf_counter() - t0,
         "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-    }
+    })
     (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
     (out / "analysis_tumour.md").write_text(markdown(results))
     print(markdown(results))

@@ -29,6 +29,7 @@ def main() -> None:
 
     reader = sys.argv[1] if len(sys.argv) > 1 else "issue"
     out = baselines_path(reader)
+    out.parent.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict] = json.loads(out.read_text()) if out.exists() else {}
     items = load_items(reader)
     for item in tqdm(items):

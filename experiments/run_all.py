@@ -16,9 +16,10 @@ command, and each figure/table it wrote, with the machine (nproc, CPU model, RAM
 and the date. Some older scripts also write to fixed paths (e.g. ``/tmp/fcn``); the index lists
 what landed in the output folder.
 
-Not run here: the training scripts (``neural_train.py``, ``learned_lossy_train.py``,
-``learned_lossy_hybrid_train.py``, ``learned_lossy_export.py``), which make the shipped weights
-rather than tables, and ``learned_lossy_curve.py``, which prints a training log of such a run.
+``neural_heldout`` trains its own two fold models (the held-out protocol). Not run here: the
+runs that make the shipped weights rather than tables (``neural_train.py --train-fold all``,
+``learned_lossy_train.py``, ``learned_lossy_hybrid_train.py``, ``learned_lossy_export.py``), and
+``learned_lossy_curve.py``, which prints a training log of such a run.
 """
 
 from __future__ import annotations
@@ -84,15 +85,20 @@ EXPERIMENT_LIST = (
         ("{python}", "{experiments}/neural_baselines.py", "issue"), None, shared_data=("dicom",),
     ),
     Experiment(
-        "neural_eval", "neural codec vs JPEG XL e7 / JPEG-LS on held-out series",
-        ("{python}", "{experiments}/neural_eval.py", "--weights",
-         "{repo}/shared/neural/weights/neural_v1.npz", "--fold", "1", "--json",
-         "{out}/neural_eval.json"),
-        None, shared_data=("dicom",),
+        "neural_heldout", "neural codec vs JPEG XL e7 / JPEG-LS, held out by series (2 folds)",
+        ("{python}", "{experiments}/neural_heldout.py", "--out", "{out}"),
+        ("{python}", "{experiments}/neural_heldout.py", "--out", "{out}", "--quick"),
+        shared_data=("dicom",),
     ),
     Experiment(
         "neural_speed", "neural codec encode/decode speed vs JPEG XL",
         ("{python}", "{experiments}/neural_speed.py"), None, shared_data=("dicom",),
+    ),
+    Experiment(
+        "roi_coding", "ROI coding (exact or within tau inside, lossy outside) vs whole-slice coding",
+        ("{python}", "{experiments}/roi_coding.py", "--out", "{out}"),
+        ("{python}", "{experiments}/roi_coding.py", "--out", "{out}", "--quick"),
+        shared_data=("dicom", "tumor"),
     ),
     Experiment(
         "learned_lossy_rd", "learned lossy RD vs JPEG 2000 / HTJ2K / JPEG XL, BD-rate",

@@ -8,8 +8,10 @@ serves it (lossless / near-lossless with τ / lossy at a target ratio). It delib
 codec: the client turns a profile into a codec spec through ``default_codec_spec`` (the one
 place where the default codec, classical today and neural later, is chosen).
 
-``auto`` picks a profile per series from its Series Description with :class:`ProfileRules`:
-ordered, case-insensitive regular expressions, first match wins, else the rule set's default.
+``auto`` picks a profile per series with :class:`ProfileRules`: ordered rules, first match
+wins, else the rule set's default. A rule (:mod:`fedcodec.shared.profile_rule`) tests the Series
+Description and/or attributes de-identification keeps (Image Type, Sequence Name, Modality, ...)
+and the slice count, so ``auto`` still works after ``fedcodec deid`` removed the description.
 A site can edit the rules in a small TOML or JSON file (``docs/container-format.md``, section
 "Compression profiles") and retune the built-in profiles' τ / ratio::
 
@@ -22,9 +24,15 @@ A site can edit the rules in a small TOML or JSON file (``docs/container-format.
     match = "localizer|scout"
     profile = "preview"
 
-The ``roi`` profile (lossless inside a region of interest, lossy outside) is declared so sites
-can see it coming, but ROI coding is not implemented: choosing it raises
-:class:`FedcodecError` instead of silently doing something else.
+    [[rule]]
+    attributes = { ImageType = "^LOCALIZER$" }
+    profile = "preview"
+
+The ``roi`` profile keeps a region of interest exact (or within ``roi_tau``) and codes the rest
+lossily, in one stream per slice (``neural:mode=roi``, docs/learned-lossy-codec.md). Its mode is
+``lossy`` (the outside is); the region itself comes with the request (``fedcodec compress
+--roi-box/--roi-mask``), so ``auto`` rules that pick ``roi`` need a region too. A profile with
+``implemented=False`` is declared only: choosing it raises :class:`FedcodecError`.
 """
 
 from __future__ import annotations
@@ -37,14 +45,12 @@ from pathlib import Path
 from typing import Any
 
 from fedcodec.shared.errors import FedcodecError, UnknownNameError
+from fedcodec.shared.profile_rule import ProfileRule, SeriesFacts, rule_from_mapping
 
 MODES = ("lossless", "near-lossless", "lossy")
 AUTO = "auto"
 """Not a profile: the instruction to choose one per series with the rules."""
-ROI_NOT_IMPLEMENTED = (
-    "profile 'roi' (ROI-preserving coding) is declared but not implemented yet: no codec codes a "
-    "region of interest losslessly and the rest lossily; use archive or diagnostic"
-)
+MAX_ROI_TAU = 15
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,8 @@ class Profile:
     ``tau`` is the near-lossless bound (max error per stored value, verified on every pixel);
     ``ratio`` the lossy target compression ratio (what the codec aims for; the achieved ratio is
     measured and reported). ``implemented`` False marks a declared, not yet available profile.
+    ``roi_tau`` (0 = exact) makes it an ROI profile: that bound inside a region of interest, mode
+    ``lossy`` outside (no ratio: the ROI codec's base-layer quality).
     """
 
     name: str
@@ -62,6 +70,7 @@ class Profile:
     tau: int = 0
     ratio: float | None = None
     implemented: bool = True
+    roi_tau: int | None = None
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", self.name) or self.name == AUTO:
@@ -75,7 +84,14 @@ class Profile:
             raise FedcodecError(f"profile {self.name!r}: near-lossless needs tau >= 1")
         if self.mode != "near-lossless" and self.tau != 0:
             raise FedcodecError(f"profile {self.name!r}: tau only applies to near-lossless")
-        if self.mode == "lossy":
+        if self.roi_tau is not None:
+            if self.mode != "lossy" or self.ratio is not None:
+                raise FedcodecError(f"profile {self.name!r}: roi_tau needs mode lossy, no ratio "
+                                    "(the outside quality is the ROI codec's)")
+            if isinstance(self.roi_tau, bool) or not isinstance(self.roi_tau, int) \
+                    or not 0 <= self.roi_tau <= MAX_ROI_TAU:
+                raise FedcodecError(f"profile {self.name!r}: roi_tau must be 0..{MAX_ROI_TAU}")
+        elif self.mode == "lossy":
             if self.ratio is None or not 1.0 < self.ratio <= 1000.0:
                 raise FedcodecError(f"profile {self.name!r}: lossy needs a ratio in (1, 1000]")
         elif self.ratio is not None:
@@ -84,13 +100,14 @@ class Profile:
     def require_implemented(self) -> Profile:
         """``self``, or a one-line error if this profile is only declared."""
         if not self.implemented:
-            if self.name == "roi":
-                raise FedcodecError(ROI_NOT_IMPLEMENTED)
             raise FedcodecError(f"profile {self.name!r} is declared but not implemented yet")
         return self
 
     def describe(self) -> str:
         """``diagnostic (near-lossless, tau 2)``: for reports and DICOM Derivation Description."""
+        if self.roi_tau is not None:
+            inside = "lossless" if self.roi_tau == 0 else f"tau {self.roi_tau}"
+            return f"{self.name} (ROI {inside}, lossy outside)"
         if self.mode == "near-lossless":
             return f"{self.name} (near-lossless, tau {self.tau})"
         if self.mode == "lossy":
@@ -116,24 +133,12 @@ BUILTIN_PROFILES: dict[str, Profile] = {
         ),
         Profile(
             "roi",
-            "ROI-preserving: lossless inside a region of interest, lossy outside (NOT IMPLEMENTED)",
-            "lossless",
-            implemented=False,
+            "ROI-preserving: lossless inside a region of interest (box or mask), lossy outside",
+            "lossy",
+            roi_tau=0,
         ),
     )
 }
-
-
-@dataclass(frozen=True)
-class ProfileRule:
-    """Series whose description matches ``pattern`` (``re.search``, case-insensitive) get
-    ``profile``."""
-
-    pattern: str
-    profile: str
-
-    def matches(self, series_description: str) -> bool:
-        return re.search(self.pattern, series_description, re.IGNORECASE) is not None
 
 
 @dataclass(frozen=True)
@@ -178,7 +183,9 @@ def _words(*alternatives: str) -> str:
 
 DEFAULT_RULES = ProfileRules(
     rules=(
-        # Planning images: never read for diagnosis.
+        # Planning images: never read for diagnosis. Image Type LOCALIZER (CT scouts, Enhanced
+        # MR, several MR vendors) survives de-identification; the description does not.
+        ProfileRule(None, "preview", attributes=(("ImageType", "^LOCALIZER$"),)),
         ProfileRule(
             _words(r"locali[sz]er", "scout", "survey", r"3[- ]?plane", "loc", r"tri[- ]?pilot",
                    "aahscout", "pilot"),
@@ -189,6 +196,11 @@ DEFAULT_RULES = ProfileRules(
             _words("calibration", "cal", "asset", r"sense[- _]?ref", "prescan"), "preview"
         ),
         # Diffusion: noisy, quantitative maps derived later; a small verified error is harmless.
+        # Kept by de-identification: Image Type DIFFUSION / ADC / TRACEW / FA (Siemens; in Image
+        # Type FA is always an FA map) and Siemens diffusion sequence names (*ep_b0, *ep_b1000t).
+        ProfileRule(None, "diagnostic",
+                    attributes=(("ImageType", "^(?:DIFFUSION|ADC|TRACEW|FA)$"),)),
+        ProfileRule(None, "diagnostic", attributes=(("SequenceName", r"ep_b\d"),)),
         # Not "FA": in descriptions it is as often a flip angle ("T1 FA 15") as an FA map.
         ProfileRule(
             _words("diffusion", "diff", "dwi", "dti", "dwi?[- _]?epi", "tensor", "adc", "trace",
@@ -202,11 +214,13 @@ DEFAULT_RULES = ProfileRules(
 """Conservative: anything not recognised is kept exact (archive)."""
 
 
-def profile_for_series(series_description: str, rules: ProfileRules = DEFAULT_RULES) -> Profile:
-    """The profile ``auto`` gives a series: the first rule its description matches, else the
-    default."""
+def profile_for_series(
+    series: SeriesFacts | str, rules: ProfileRules = DEFAULT_RULES
+) -> Profile:
+    """The profile ``auto`` gives a series (its facts, or only its description): the first
+    rule it matches, else the default."""
     for rule in rules.rules:
-        if rule.matches(series_description or ""):
+        if rule.matches(series or ""):
             return rules.get(rule.profile)
     return rules.get(rules.default)
 
@@ -220,7 +234,7 @@ def profile_names(rules: ProfileRules = DEFAULT_RULES) -> list[str]:
     return sorted(rules.profiles)
 
 
-_PROFILE_KEYS = {"purpose", "mode", "tau", "ratio"}
+_PROFILE_KEYS = {"purpose", "mode", "tau", "ratio", "roi_tau"}
 _TOP_KEYS = {"default", "rule", "rules", "profiles"}
 
 
@@ -265,7 +279,7 @@ def rules_from_mapping(doc: Any, source: str = "<rules>") -> ProfileRules:
         raise FedcodecError(f"{source}: use either 'rule' or 'rules', not both")
     if not isinstance(raw_rules, list):
         raise FedcodecError(f"{source}: 'rule' must be an array of tables")
-    rules = tuple(_rule(i, item, source) for i, item in enumerate(raw_rules))
+    rules = tuple(rule_from_mapping(i, item, source) for i, item in enumerate(raw_rules))
     default = doc.get("default", "archive")
     if not isinstance(default, str):
         raise FedcodecError(f"{source}: 'default' must be a profile name")
@@ -295,27 +309,17 @@ def _edited_profile(name: Any, fields: Any, base: Profile | None, source: str) -
         raise FedcodecError(f"{where}: tau must be an integer")
     if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float))):
         raise FedcodecError(f"{where}: ratio must be a number")
+    roi_tau = fields.get("roi_tau", base.roi_tau if base and mode == base.mode else None)
+    if roi_tau is not None and "ratio" not in fields:
+        ratio = None
     purpose = fields.get("purpose", base.purpose if base else f"site profile {name}")
     if not isinstance(name, str) or not isinstance(purpose, str):
         raise FedcodecError(f"{where}: name and purpose must be strings")
     try:
         if base is not None:
             return replace(base, purpose=purpose, mode=mode, tau=tau,
-                           ratio=None if ratio is None else float(ratio))
-        return Profile(name, purpose, mode, tau, None if ratio is None else float(ratio))
+                           ratio=None if ratio is None else float(ratio), roi_tau=roi_tau)
+        return Profile(name, purpose, mode, tau, None if ratio is None else float(ratio),
+                       roi_tau=roi_tau)
     except FedcodecError as exc:
         raise FedcodecError(f"{source}: {exc}") from None
-
-
-def _rule(index: int, item: Any, source: str) -> ProfileRule:
-    where = f"{source}: rule {index + 1}"
-    if not isinstance(item, dict) or set(item) != {"match", "profile"}:
-        raise FedcodecError(f"{where} must have exactly the keys 'match' and 'profile'")
-    pattern, profile = item["match"], item["profile"]
-    if not isinstance(pattern, str) or not isinstance(profile, str):
-        raise FedcodecError(f"{where}: 'match' and 'profile' must be strings")
-    try:
-        re.compile(pattern, re.IGNORECASE)
-    except re.error as exc:
-        raise FedcodecError(f"{where}: bad regular expression {pattern!r}: {exc}") from None
-    return ProfileRule(pattern, profile)

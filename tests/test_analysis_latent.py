@@ -151,3 +151,28 @@ def test_remote_cli_classifies_an_fcz_over_mutual_tls(model_dir, tumour, extract
         assert "coded with 'zstd'" in capsys.readouterr().err
     finally:
         running.stop(grace=1.0)
+
+
+def test_coding_cache_holds_the_real_codec_path(tumour, extractor, tmp_path, monkeypatch) -> None:
+    """The experiment's cache = encode, entropy-decode that stream, decode that stream."""
+    from fedcodec.client.analysis import coding_cache
+
+    images = [LabelledImage("2/2000.jpg", 2)]
+    coded = coding_cache.code_images_cached(tumour, images, CODEC, tmp_path, decode=True,
+                                            keep_pixels=True, workers=1, progress=False)
+    for i, image in enumerate(images):
+        stream = extractor.encode(load_image(tumour, image), 8)
+        assert coded.streams[i] == stream
+        np.testing.assert_array_equal(coded.latents[i],
+                                      extractor.latents(stream).astype(np.float16))
+        np.testing.assert_array_equal(coded.decoded[i], extractor.decode(stream))
+        np.testing.assert_array_equal(coded.pixels[i], load_image(tumour, image))
+    assert coded.labels.tolist() == [2]
+
+    def no_coding(task):
+        raise AssertionError(f"re-coded {task[1]}")
+
+    monkeypatch.setattr(coding_cache, "_code_one", no_coding)
+    again = coding_cache.code_images_cached(tumour, images, CODEC, tmp_path, decode=True,
+                                            workers=1, progress=False)
+    assert again.streams == coded.streams

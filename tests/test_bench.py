@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-
 from fedcodec.shared.benchmark import (
     GuaranteeViolation,
     results_document,
@@ -294,3 +293,23 @@ def test_demo_benchmark_step_on_the_embedded_mri(tmp_path: Path) -> None:
             assert summary["max_abs_error"] == 0 and summary["exact_slices"] == doc["slices"]
         elif summary["max_error_bound"] is not None:
             assert summary["max_abs_error"] <= summary["max_error_bound"]
+
+
+def test_series_split_keeps_one_side_and_every_part(stacks: list[SliceStack], tmp_path: Path) -> None:
+    from fedcodec.client.commands.bench import stacks_in_split
+
+    parted = _stack("1.2.3#1", stacks[0].volume, 12)
+    named = [_stack("1.2.3", stacks[0].volume, 12), parted, _stack("9.9", stacks[1].volume, 11)]
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": [{"series_uid": "9.9"}],
+                                 "heldout": [{"series_uid": "1.2.3"}]}))
+    assert [s.name for s in stacks_in_split(named, split, "heldout")] == ["1.2.3", "1.2.3#1"]
+    assert [s.name for s in stacks_in_split(named, split, "train")] == ["9.9"]
+    split.write_text(json.dumps({"train": [], "heldout": [{"series_uid": "4.5"}]}))
+    with pytest.raises(FedcodecError, match="no series of this folder is on the heldout side"):
+        stacks_in_split(named, split, "heldout")
+    split.write_text("[1, 2")
+    with pytest.raises(FedcodecError, match="is not a split.json from `fedcodec train`"):
+        stacks_in_split(named, split, "heldout")
+    with pytest.raises(FedcodecError, match="no such split file"):
+        stacks_in_split(named, tmp_path / "nope.json", "heldout")

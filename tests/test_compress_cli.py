@@ -49,19 +49,19 @@ def test_compress_inspect_decompress(study: Path, tmp_path: Path, capsys) -> Non
     fcz = tmp_path / "s.fcz"
     code, out, _ = _run(capsys, "compress", str(study), "-o", str(fcz), "--quiet")
     assert code == 0
-    assert f"wrote {fcz}: 1 series, 10 slices, codec jxl (lossless, verified bit-exact)" in out
+    assert f"wrote {fcz}: 1 series, 10 slices, codec neural (lossless, verified bit-exact)" in out
     assert "ratio" in out and "bpp" in out
     assert "skipped 1 file(s); first: notes.txt" in out
 
     code, out, _ = _run(capsys, "inspect", str(fcz), "--verify")
     assert code == 0
     assert ".fcz version 1" in out and "all checksums verified" in out
-    assert "codec jxl (lossless)" in out
+    assert "codec neural (lossless)" in out
     assert "10x64x64" in out
 
     code, out, _ = _run(capsys, "inspect", str(fcz), "--json")
     summary = json.loads(out)
-    assert summary["codec_spec"] == "jxl" and summary["mode"] == "lossless"
+    assert summary["codec_spec"] == "neural" and summary["mode"] == "lossless"
     assert summary["size"] == fcz.stat().st_size
     assert summary["series"][0]["shape"] == [10, 64, 64]
 
@@ -79,7 +79,7 @@ def test_compress_near_lossless_reports_the_bound(study: Path, tmp_path: Path, c
         "--quiet",
     )
     assert code == 0
-    assert "codec jpegls:tau=3 (near-lossless, verified max error" in out
+    assert "codec neural:tau=3 (near-lossless, verified max error" in out
     assert "<= tau 3" in out
 
 

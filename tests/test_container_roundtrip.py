@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-
 from conftest import require_shared_data
+
 from fedcodec.client import compression
 from fedcodec.client.compression import (
     compress_study,
@@ -116,7 +116,7 @@ def test_near_lossless_stays_within_tau_and_is_marked(tmp_path: Path) -> None:
     source = require_shared_data("dicom", "ge", "In", "01_Ax_DWI_TENSOR_R2")
     fcz = tmp_path / "n.fcz"
     report = compress_study(source, fcz, mode="near-lossless", tau=2, progress=False)
-    assert report.codec_spec == "jpegls:tau=2" and report.max_error == 2
+    assert report.codec_spec == "neural:tau=2" and report.max_error == 2
     written = decompress_study(fcz, tmp_path / "out")
 
     before, _ = read_series(source)
@@ -132,7 +132,7 @@ def test_near_lossless_stays_within_tau_and_is_marked(tmp_path: Path) -> None:
     for out in outputs:
         original = originals[int(out.InstanceNumber)]
         assert out.LossyImageCompression == "01"
-        assert out.LossyImageCompressionMethod == "ISO_14495_1"
+        assert out.LossyImageCompressionMethod == "FEDCODEC_NEURAL"
         assert float(out.LossyImageCompressionRatio) == pytest.approx(ratio, rel=1e-3)
         assert out.SOPInstanceUID != original.SOPInstanceUID
         assert out.file_meta.MediaStorageSOPInstanceUID == out.SOPInstanceUID
@@ -152,14 +152,15 @@ def test_lossy_mode_uses_the_quality_mapping(tmp_path: Path) -> None:
 
 
 def test_default_codec_specs() -> None:
-    assert default_codec_spec("lossless") == "jxl"
-    assert default_codec_spec("near-lossless", tau=3) == "jpegls:tau=3"
+    assert default_codec_spec("lossless") == "neural"
+    assert default_codec_spec("near-lossless", tau=3) == "neural:tau=3"
     assert default_codec_spec("lossy") == "j2k:ratio=9"  # default quality 75
     assert default_codec_spec("lossy", quality=100) == "j2k:ratio=4"
     assert default_codec_spec("lossy", quality=1) == "j2k:ratio=100"
     ratios = [quality_to_ratio(q) for q in range(1, 101)]
     assert all(a > b for a, b in zip(ratios, ratios[1:], strict=False))  # monotone
-    for spec in (default_codec_spec("lossless"), "jpegls:tau=3", default_codec_spec("lossy")):
+    for spec in (default_codec_spec("lossless"), default_codec_spec("near-lossless", tau=3),
+                 default_codec_spec("lossy")):
         get_codec(spec)  # every default names a registered codec
 
 
@@ -231,7 +232,7 @@ def test_inspect_matches_the_report(tmp_path: Path) -> None:
     report = compress_study(PYDICOM_DATA / "emri_small.dcm", fcz, mode="lossless", progress=False)
     summary = inspect_container(fcz, verify=True)
     assert summary.size == report.container_bytes
-    assert summary.codec_spec == report.codec_spec == "jxl"
+    assert summary.codec_spec == report.codec_spec == "neural"
     (series,) = summary.series
     assert series["stream_bytes"] == report.stream_bytes
     assert series["raw_bytes"] == report.raw_bytes == 10 * 64 * 64 * 2

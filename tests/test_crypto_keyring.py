@@ -11,7 +11,12 @@ import pytest
 
 from fedcodec.shared.crypto import kdf
 from fedcodec.shared.crypto.errors import KeyringError
-from fedcodec.shared.crypto.keyring import IDENTITY_FILE, METADATA_FILE, SiteKeyring
+from fedcodec.shared.crypto.keyring import (
+    DEID_KEY_FILE,
+    IDENTITY_FILE,
+    METADATA_FILE,
+    SiteKeyring,
+)
 from fedcodec.shared.crypto.keyring_location import resolve_keyring_path
 from fedcodec.shared.crypto.public_key_file import (
     parse_public_key_document,
@@ -29,7 +34,8 @@ def test_create_lays_out_private_files(tmp_path: Path) -> None:
     directory = keyring.path
     assert _mode(directory) == 0o700
     names = sorted(p.name for p in directory.iterdir())
-    assert names == sorted([".lock", METADATA_FILE, IDENTITY_FILE, f"{keyring.current_kek_id}.key"])
+    assert names == sorted([".lock", METADATA_FILE, IDENTITY_FILE, DEID_KEY_FILE,
+                            f"{keyring.current_kek_id}.key"])
     for name in names:
         assert _mode(directory / name) == 0o600, name
     kek = (directory / f"{keyring.current_kek_id}.key").read_bytes()

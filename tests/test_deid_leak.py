@@ -376,26 +376,25 @@ def test_corrupt_input_stops_the_run_and_leaves_no_output(seeded, tmp_path: Path
 
 def test_cli_writes_the_export_and_reports_errors(seeded, tmp_path: Path, capsys) -> None:
     folder, canaries = seeded
-    key = tmp_path / "site.key"
+    keyring = tmp_path / "keys" / "site-a"
+    assert fedcodec_main(["keys", "init", "--site", "site-a", "--keyring", str(keyring)]) == 0
     out = tmp_path / "export"
     code = fedcodec_main(
-        ["deid", str(folder), "-o", str(out), "--key-file", str(key), "--create-key", "--quiet",
+        ["deid", str(folder), "-o", str(out), "--keyring", str(keyring), "--quiet",
          "--report", str(tmp_path / "report.json")]
     )  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 0 and f"de-identified {len(canaries)} files" in printed
     assert len(list(out.rglob("*.dcm"))) == len(canaries)
-    assert (key.stat().st_mode & 0o777) == 0o600
     assert MARK not in (tmp_path / "report.json").read_text()
 
-    code = fedcodec_main(["deid", str(folder), "-o", str(tmp_path / "x"), "--key-file", str(key),
-                          "--create-key"])  # fmt: skip
-    assert code == 2 and "key file already exists" in capsys.readouterr().err
+    code = fedcodec_main(["deid", str(folder), "-o", str(tmp_path / "x"), "--key-file", "k"])
+    assert code == 2 and "fedcodec keys add-deid-key --from FILE" in capsys.readouterr().err
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "a.dcm").write_bytes(next(iter(canaries)).read_bytes()[:2000])
     code = fedcodec_main(
-        ["deid", str(broken), "-o", str(tmp_path / "y"), "--key-file", str(key), "--quiet"]
+        ["deid", str(broken), "-o", str(tmp_path / "y"), "--keyring", str(keyring), "--quiet"]
     )
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("fedcodec: error: ") and err.count("\n") == 1

@@ -128,7 +128,7 @@ def test_two_rounds_two_sites_tls_node_auth(tmp_path):
                   "pixels-per-group": 16, "max-slices": 2, "log-model": False,
                   "round-timeout": 300.0}
         run = subprocess.run(run_command(fed, REPO, config), env=flower_env(fed.flwr_home),
-                             capture_output=True, text=True, timeout=480)
+                             capture_output=True, text=True, timeout=480, check=False)
         output = run.stdout + run.stderr
         assert run.returncode == 0, output[-3000:]
         assert "Run finished 2 round(s)" in output, output[-3000:]

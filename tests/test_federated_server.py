@@ -19,7 +19,7 @@ def _result(update: list[np.ndarray], site: str):
 def test_mean_update_is_added_to_the_global_model_and_reported():
     seen = []
     initial = [np.zeros((3, 2), np.float32), np.ones(4, np.float32)]
-    strategy = UpdateAveraging(FederationConfig(), initial, start_round=5,
+    strategy = UpdateAveraging(FederationConfig(update_clip=10.0), initial, start_round=5,
                                on_round=lambda r, params, metrics: seen.append((r, metrics)))
     a = [np.full((3, 2), 1.0, np.float32), np.full(4, 2.0, np.float32)]
     b = [np.full((3, 2), 3.0, np.float32), np.full(4, -2.0, np.float32)]
@@ -29,6 +29,25 @@ def test_mean_update_is_added_to_the_global_model_and_reported():
     assert summary == {"sites": 2, "failures": 0}
     assert seen == [(6, [{"site": "ge"}, {"site": "toshiba"}])]  # round offset by the checkpoint
     assert strategy.aggregate_fit(2, [], [RuntimeError("gone")]) == (None, {"failures": 1})
+
+
+def test_a_mean_update_no_clipped_updates_can_produce_is_rejected():
+    """Honest sites' updates have norm <= update-clip, so their mean does too: a larger unmasked
+    mean means a site cheated, and the round must leave the global model unchanged."""
+    initial = [np.zeros(100, np.float32)]
+    strategy = UpdateAveraging(FederationConfig(update_clip=1.0), initial, start_round=0)
+    honest = [np.full(100, 0.1, np.float32)]  # norm exactly 1.0
+    params, summary = strategy.aggregate_fit(1, [_result(honest, "a"), _result(honest, "b")], [])
+    assert "rejected" not in summary and not strategy.history[-1]["rejected"]
+    assert np.allclose(parameters_to_ndarrays(params)[0], 0.1)
+    forged = [np.full(100, 5.0, np.float32)]  # what SecAgg+ unmasks if one site skips clipping
+    params, summary = strategy.aggregate_fit(2, [_result(forged, "a"), _result(forged, "b")], [])
+    assert summary["rejected"] == 1 and strategy.history[-1]["rejected"]
+    assert strategy.history[-1]["mean_update_norm"] == pytest.approx(50.0)
+    assert np.allclose(parameters_to_ndarrays(params)[0], 0.1)  # unchanged by the bad round
+    nan = [np.full(100, np.nan, np.float32)]
+    _, summary = strategy.aggregate_fit(3, [_result(nan, "a"), _result(nan, "b")], [])
+    assert summary["rejected"] == 1 and np.allclose(strategy.current[0], 0.1)
 
 
 def test_central_dp_noise_has_the_calibrated_spread():

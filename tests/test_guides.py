@@ -15,7 +15,6 @@ from pathlib import Path
 import pydicom
 import pytest
 from conftest import REPO, require_shared_data
-from fedcodec.client.demo.embedded_sites import embedded_stack, write_stack_as_dicom
 from guide_runner import (
     code_blocks_outside_console,
     free_port,
@@ -23,6 +22,8 @@ from guide_runner import (
     run_guide,
     undefined_variables,
 )
+
+from fedcodec.client.demo.embedded_sites import embedded_stack, write_stack_as_dicom
 
 DOCS = REPO / "docs"
 HOSPITAL = DOCS / "guide-hospital-site.md"
@@ -36,6 +37,8 @@ ANISO_VOX = ("dipy", "data/files/aniso_vox.nii.gz")
 def write_study(folder: Path, *, burned_in: bool = False) -> Path:
     """A two-series MR study with a patient identity in its headers (what a PACS exports)."""
     series = {"t2": (S0_10SLICES, 6, "T2 axial"), "localizer": (ANISO_VOX, 3, "localizer")}
+    image_types = {"t2": ["ORIGINAL", "PRIMARY", "M", "ND"],
+                   "localizer": ["ORIGINAL", "PRIMARY", "LOCALIZER"]}  # as scanners mark them
     study_uid = pydicom.uid.generate_uid()
     for name, (source, slices, description) in series.items():
         files = write_stack_as_dicom(embedded_stack(*source), folder / name,
@@ -47,6 +50,7 @@ def write_study(folder: Path, *, burned_in: bool = False) -> Path:
             ds.PatientBirthDate = "19800101"
             ds.InstitutionName = "St Elsewhere Hospital"
             ds.StudyInstanceUID = study_uid
+            ds.ImageType = image_types[name]
             if burned_in:
                 ds.BurnedInAnnotation = "YES"
             ds.save_as(path, enforce_file_format=True)

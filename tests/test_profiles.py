@@ -51,10 +51,10 @@ def test_builtin_profiles() -> None:
     assert diagnostic.describe() == "diagnostic (near-lossless, tau 2)"
 
 
-def test_roi_is_declared_but_refuses_to_run() -> None:
-    assert "roi" in BUILTIN_PROFILES and not BUILTIN_PROFILES["roi"].implemented
-    with pytest.raises(FedcodecError, match="'roi' .* not implemented yet"):
-        get_profile("roi")
+def test_roi_profile_is_lossy_with_an_exact_region() -> None:
+    roi = get_profile("roi")  # implemented: ROI coding lives in tests/test_roi_coding.py
+    assert (roi.mode, roi.roi_tau, roi.ratio) == ("lossy", 0, None)
+    assert roi.describe() == "roi (ROI lossless, lossy outside)"
 
 
 def test_unknown_profile_names_the_known_ones() -> None:
@@ -160,16 +160,29 @@ def test_rules_file_toml_and_json_agree(tmp_path: Path) -> None:
     [
         ({"default": "fast"}, "default names unknown profile 'fast'"),
         ({"rule": [{"match": "x", "profile": "nope"}]}, "rule 1 names unknown profile 'nope'"),
-        ({"rule": [{"match": "x", "profile": "roi"}]}, "rule 1: profile 'roi' .* not implemented"),
         ({"rule": [{"match": "(", "profile": "archive"}]}, "rule 1: bad regular expression"),
-        ({"rule": [{"match": "x"}]}, "rule 1 must have exactly the keys 'match' and 'profile'"),
+        ({"rule": [{"match": "x"}]}, "rule 1 must have 'profile' and conditions among"),
+        ({"rule": [{"profile": "preview"}]}, "rule 1 has no condition"),
+        ({"rule": [{"profile": "preview", "attributes": {"ProtocolName": "loc"}}]},
+         "rule 1: attribute ProtocolName is removed or replaced by de-identification"),
+        ({"rule": [{"profile": "preview", "attributes": {"StudyDate": "2020"}}]},
+         "rule 1: attribute StudyDate is removed or replaced"),
+        ({"rule": [{"profile": "preview", "attributes": {"ImageKind": "x"}}]},
+         "rule 1: 'ImageKind' is not a DICOM attribute keyword"),
+        ({"rule": [{"profile": "preview", "attributes": {"ImageType": "("}}]},
+         "rule 1: bad regular expression"),
+        ({"rule": [{"profile": "preview", "attributes": ["ImageType"]}]},
+         "rule 1: 'attributes' must be a table"),
+        ({"rule": [{"profile": "preview", "max_slices": 0}]}, "whole numbers >= 1"),
+        ({"rule": [{"profile": "preview", "min_slices": 5, "max_slices": 3}]},
+         "min_slices is larger than max_slices"),
         ({"rule": {"match": "x"}}, "'rule' must be an array of tables"),
         ({"rules": [], "rule": []}, "either 'rule' or 'rules'"),
         ({"color": "red"}, "unknown key 'color'"),
         ({"profiles": {"diagnostic": {"tau": 0}}}, "near-lossless needs tau >= 1"),
         ({"profiles": {"diagnostic": {"speed": 1}}}, "unknown key 'speed'"),
         ({"profiles": {"new": {"tau": 2}}}, "a new profile needs a mode"),
-        ({"profiles": {"roi": {"mode": "lossless"}}}, "profiles.roi: cannot be edited"),
+        ({"profiles": {"roi": {"roi_tau": 99}}}, "profile 'roi': roi_tau must be 0..15"),
         ({"profiles": {"preview": {"ratio": "high"}}}, "ratio must be a number"),
         ([], "must hold a table/object"),
     ],
@@ -219,7 +232,7 @@ def test_named_profile_applies_to_every_series(tmp_path: Path) -> None:
     study = _study(tmp_path / "study", ["Ax T1", "Sag T2"])
     fcz = tmp_path / "a.fcz"
     report = compress_study(study, fcz, profile="archive", progress=False)
-    assert report.codec_spec == "jxl" and report.max_error == 0 and not report.mixed
+    assert report.codec_spec == "neural" and report.max_error == 0 and not report.mixed
     container = read_container(fcz)
     assert container.version == 1  # one coding: readable by every version-1 reader
     assert container.header.profile == "archive"
@@ -257,8 +270,8 @@ def test_auto_profile_codes_each_series_by_its_description(tmp_path: Path) -> No
     by_name = {s.description: s for s in report.series}
     assert {n: (s.profile, s.codec_spec) for n, s in by_name.items()} == {
         "3-plane localizer": ("preview", "j2k:ratio=20"),
-        "Ax T1 MPRAGE": ("archive", "jxl"),
-        "Ax DWI b1000": ("diagnostic", "jpegls:tau=2"),
+        "Ax T1 MPRAGE": ("archive", "neural"),
+        "Ax DWI b1000": ("diagnostic", "neural:tau=2"),
     }
     assert report.mixed and report.mode == "lossy"  # the study line is the least faithful
     assert by_name["Ax T1 MPRAGE"].max_error == 0
@@ -269,7 +282,7 @@ def test_auto_profile_codes_each_series_by_its_description(tmp_path: Path) -> No
     header = container.header
     assert (header.profile, header.codec.spec, header.mode) == ("auto", "j2k:ratio=20", "lossy")
     codings = {e.info.description: header.coding_of(i) for i, e in enumerate(container.series)}
-    assert codings["Ax T1 MPRAGE"].codec.spec == "jxl"
+    assert codings["Ax T1 MPRAGE"].codec.spec == "neural"
     assert codings["Ax T1 MPRAGE"].mode == "lossless"
     assert (codings["Ax DWI b1000"].mode, codings["Ax DWI b1000"].tau) == ("near-lossless", 2)
     localizer = next(e for e in container.series if e.info.description == "3-plane localizer")
@@ -289,7 +302,7 @@ def test_auto_profile_codes_each_series_by_its_description(tmp_path: Path) -> No
     assert archive.LossyImageCompression == "00" and "DerivationDescription" not in archive
     for name, method, profile in (
         ("3-plane localizer", "ISO_15444_1", "preview"),
-        ("Ax DWI b1000", "ISO_14495_1", "diagnostic"),
+        ("Ax DWI b1000", "FEDCODEC_NEURAL", "diagnostic"),
     ):
         ds = outputs[name]
         assert ds.LossyImageCompression == "01" and ds.LossyImageCompressionMethod == method
@@ -314,16 +327,16 @@ def test_auto_with_a_site_rules_file_from_the_cli(tmp_path: Path, capsys) -> Non
     assert code == 0
     assert "profile auto, per series:" in out
     assert "FLAIR ax: profile teleradiology, codec j2k:ratio=12 (lossy, max error" in out
-    assert "Ax T1: profile diagnostic, codec jpegls:tau=1 (near-lossless, verified max error" in out
+    assert "Ax T1: profile diagnostic, codec neural:tau=1 (near-lossless, verified max error" in out
     assert main(["inspect", str(fcz)]) == 0
     listing = capsys.readouterr().out
-    assert "teleradiology" in listing and "jpegls:tau=1" in listing
+    assert "teleradiology" in listing and "neural:tau=1" in listing
 
 
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        (["--profile", "roi"], "profile 'roi' (ROI-preserving coding) is declared but not"),
+        (["--profile", "roi"], "profile 'roi' codes a region of interest: give --roi-box"),
         (["--profile", "fast"], "unknown profile 'fast'"),
         (["--profile", "archive", "--mode", "lossy"],
          "--profile chooses the mode and codec; drop --mode"),

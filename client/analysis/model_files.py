@@ -16,7 +16,12 @@ from typing import Any
 
 import torch
 
-from fedcodec.shared.analysis.classifier import ClassifierConfig, TumourClassifier, build_classifier
+from fedcodec.shared.analysis.classifier import (
+    ClassifierConfig,
+    LatentStatsNet,
+    TumourClassifier,
+    build_classifier,
+)
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 
 CLASSIFIER_FILE = "classifier.pt"
@@ -24,7 +29,7 @@ SPLIT_FILE = "split.json"
 TRAIN_FILE = "train.json"
 
 
-def save_classifier(path: Path, model: TumourClassifier, meta: dict[str, Any]) -> None:
+def save_classifier(path: Path, model: TumourClassifier | LatentStatsNet, meta: dict[str, Any]) -> None:
     """Write config + weights + metadata (temp file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,7 +40,7 @@ def save_classifier(path: Path, model: TumourClassifier, meta: dict[str, Any]) -
     os.replace(tmp, path)
 
 
-def load_classifier(path: Path) -> tuple[TumourClassifier, dict[str, Any]]:
+def load_classifier(path: Path) -> tuple[TumourClassifier | LatentStatsNet, dict[str, Any]]:
     path = Path(path)
     if not path.exists():
         raise FedcodecError(f"no classifier at {path} (run `fedcodec analyze train` first)")

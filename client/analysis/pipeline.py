@@ -33,7 +33,13 @@ from fedcodec.client.analysis.training import (
     predict,
     train_classifier,
 )
-from fedcodec.shared.analysis.classifier import LATENT, ClassifierConfig, TumourClassifier
+from fedcodec.shared.analysis.classifier import (
+    DEFAULT_LATENT_ARCH,
+    LATENT,
+    ClassifierConfig,
+    LatentStatsNet,
+    TumourClassifier,
+)
 from fedcodec.shared.analysis.dataset import (
     CLASS_NAMES,
     LabelledImage,
@@ -89,12 +95,15 @@ def train_analysis(
     split_file: Path | None = None,
     seed: int = 20261125,
     limit: int | None = None,
-    budget: TrainConfig = TrainConfig(),
-    head_budget: HeadBudget = HeadBudget(),
+    budget: TrainConfig | None = None,
+    head_budget: HeadBudget | None = None,
     extractor: LatentExtractor | None = None,
     progress: bool = True,
+    arch: str = DEFAULT_LATENT_ARCH,
 ) -> TrainSummary:
     """Train the latent classifier and both heads; write the model folder."""
+    budget = budget or TrainConfig()
+    head_budget = head_budget or HeadBudget()
     start = time.perf_counter()
     model_dir = Path(model_dir)
     split = split_for(data_root, split_file, seed)
@@ -107,7 +116,7 @@ def train_analysis(
                       description="coding val", progress=progress)
     if len(train.labels) == 0 or len(val.labels) == 0:
         raise FedcodecError("no training or validation images")
-    config = ClassifierConfig(LATENT, in_channels=train.latents.shape[1])
+    config = ClassifierConfig(LATENT, in_channels=train.latents.shape[1], arch=arch)
     model, history = train_classifier(
         config, train.latents, train.labels, val.latents, val.labels, budget,
         description="latent classifier", progress=progress,
@@ -137,7 +146,7 @@ def train_analysis(
 
 
 def time_latent_path(
-    model: TumourClassifier, extractor: LatentExtractor, streams: list[bytes]
+    model: TumourClassifier | LatentStatsNet, extractor: LatentExtractor, streams: list[bytes]
 ) -> float:
     """Mean milliseconds from bitstream to label, one image at a time (entropy decode + CNN)."""
     if not streams:

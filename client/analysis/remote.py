@@ -18,7 +18,7 @@ import grpc
 import numpy as np
 import tenseal as ts
 
-from fedcodec.client.store.connection import _check_site_certificate
+from fedcodec.client.site_tls import site_channel
 from fedcodec.shared.analysis.ckks import (
     context_hash,
     decrypt_batch,
@@ -86,14 +86,8 @@ class AnalysisClient:
     ) -> None:
         self.service = service
         self.timeout = timeout
-        self.site, ca, cert, key = _check_site_certificate(Path(tls_dir))
-        self._channel = grpc.secure_channel(
-            service,
-            grpc.ssl_channel_credentials(ca, key, cert),
-            options=[
-                ("grpc.max_receive_message_length", limits.max_message_bytes),
-                ("grpc.max_send_message_length", limits.max_message_bytes),
-            ],
+        self.site, self._channel = site_channel(
+            service, Path(tls_dir), max_message_bytes=limits.max_message_bytes
         )
         self._stub = analysis_pb2_grpc.AnalysisStub(self._channel)
 

@@ -40,20 +40,35 @@ class RemoteResult:
 
 
 def study_features(path: Path, card_codec: str, extractor: LatentExtractor | None = None):
-    """Pooled latent features of every slice of every series in one ``.fcz``."""
+    """Pooled latent features of every slice of every series in one ``.fcz``.
+
+    Each series is read with its *own* codec (``header.coding_of(index)``): a profile may code
+    series differently, so a study-level spec is not enough. Every series must be coded with the
+    head's latent codec; the first one that is not is a one-line error, raised before any latent
+    is decoded. ``extractor`` (tests) replaces the per-spec extractors.
+    """
     container = read_container(path)
-    spec = container.header.codec.spec
-    name, _ = parse_codec_spec(spec)
     wanted, _ = parse_codec_spec(card_codec)
-    if name != wanted:
-        raise FedcodecError(
-            f"{path} is coded with {spec!r}; the deployed head reads latents of {card_codec!r} "
-            "(compress the study with that codec first)"
-        )
-    extractor = extractor or latent_extractor(spec)
+    specs = []
+    for index, entry in enumerate(container.series):
+        spec = container.header.coding_of(index).codec.spec
+        name, _ = parse_codec_spec(spec)
+        if name != wanted:
+            raise FedcodecError(
+                f"{path}: series {index} ({entry.info.description or 'no description'}) is coded "
+                f"with {spec!r}; the deployed head reads latents of {card_codec!r} (compress the "
+                "study with that codec first)"
+            )
+        specs.append(spec)
+    extractors: dict[str, LatentExtractor] = {}
     per_series = []
     for index, entry in enumerate(container.series):
-        latents = [extractor.latents(s) for s in container.pixel_streams(index)]
+        source = extractor
+        if source is None:
+            if specs[index] not in extractors:
+                extractors[specs[index]] = latent_extractor(specs[index])
+            source = extractors[specs[index]]
+        latents = [source.latents(s) for s in container.pixel_streams(index)]
         per_series.append((index, entry.info.description, pool_latents(np.stack(latents))))
     return per_series
 

@@ -15,8 +15,15 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from fedcodec.shared.analysis.classifier import ClassifierConfig, TumourClassifier, build_classifier
+from fedcodec.shared.analysis.classifier import (
+    ClassifierConfig,
+    LatentStatsNet,
+    TumourClassifier,
+    build_classifier,
+)
 from fedcodec.shared.analysis.heads import LINEAR, POLY_MLP, Head
+
+Classifier = TumourClassifier | LatentStatsNet
 
 
 @dataclass(frozen=True)
@@ -40,10 +47,14 @@ def _as_input(array: np.ndarray) -> torch.Tensor:
     return tensor.unsqueeze(1) if tensor.ndim == 3 else tensor
 
 
-def fit_latent_scale(model: TumourClassifier, latents: np.ndarray) -> None:
-    """Per-channel 1/std of the training latents, stored in the model (saved with it)."""
+def fit_latent_scale(model: Classifier, latents: np.ndarray) -> None:
+    """Per-channel 1/std of the training latents (and, for the statistics nets, the mean/std
+    of the pooled statistics), stored in the model (saved with it)."""
     std = latents.astype(np.float32).std(axis=(0, 2, 3))
     model.input_scale.copy_(torch.from_numpy(1.0 / np.maximum(std, 1e-3)))
+    if isinstance(model, LatentStatsNet):
+        sample = latents[:: max(1, len(latents) // 2048)]  # at most ~2k slices
+        model.fit_statistics(torch.from_numpy(np.ascontiguousarray(sample)))
 
 
 def train_classifier(
@@ -56,7 +67,7 @@ def train_classifier(
     *,
     description: str = "train",
     progress: bool = True,
-) -> tuple[TumourClassifier, list[dict]]:
+) -> tuple[Classifier, list[dict]]:
     """AdamW + cosine schedule for ``budget.epochs``; returns the best-on-validation model."""
     torch.manual_seed(budget.seed)
     torch.set_num_threads(budget.threads)
@@ -104,7 +115,7 @@ def train_classifier(
 
 
 @torch.no_grad()
-def predict(model: TumourClassifier, inputs: np.ndarray, batch_size: int = 64) -> np.ndarray:
+def predict(model: Classifier, inputs: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Class index per input."""
     model.eval()
     out = [

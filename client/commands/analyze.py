@@ -24,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--split", type=Path, help="reuse this split file (default: new, seeded)")
     train.add_argument("--seed", type=int, default=20261125, help="split seed")
     train.add_argument("--epochs", type=int, default=20)
+    train.add_argument("--arch", default=None,
+                       help="latent classifier: gn-stats (default), stats-mlp or trunk")
     train.add_argument("--limit", type=int, help="at most N images per class and split part")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(func=_train)
@@ -60,11 +62,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     from fedcodec.client.analysis.pipeline import train_analysis
     from fedcodec.client.analysis.training import TrainConfig
+    from fedcodec.shared.analysis.classifier import ARCHS, DEFAULT_LATENT_ARCH
 
+    arch = args.arch or DEFAULT_LATENT_ARCH
+    if arch not in ARCHS:
+        raise FedcodecError(f"unknown latent classifier {arch!r}; use one of {', '.join(ARCHS)}")
     summary = train_analysis(
         args.data, args.out, codec=args.codec, split_file=args.split, seed=args.seed,
         limit=args.limit, budget=replace(TrainConfig(), epochs=args.epochs),
-        progress=not args.quiet,
+        progress=not args.quiet, arch=arch,
     )
     print(f"trained on {summary.train_images} slices ({args.codec} latents "
           f"{'x'.join(map(str, summary.latent_shape))}), validation accuracy "

@@ -9,11 +9,11 @@ a DICOM encoder compresses) unless ``--split-mosaics`` is given. Writes ``result
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-
 
 from fedcodec.shared.benchmark import (
     DEFAULT_CODECS,
@@ -25,7 +25,7 @@ from fedcodec.shared.benchmark import (
 from fedcodec.shared.codecs import codec_names, get_codec
 from fedcodec.shared.dicom.series import SkippedFile
 from fedcodec.shared.errors import FedcodecError
-from fedcodec.shared.sources import first_slices, read_stacks
+from fedcodec.shared.sources import SliceStack, first_slices, read_stacks
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,6 +54,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--split-mosaics", action="store_true",
         help="code each tile of a Siemens mosaic as a slice (default: the mosaic as stored)",
     )
+    parser.add_argument(
+        "--series-split", type=Path, metavar="SPLIT_JSON",
+        help="only the series on one side of a training split (the split.json that "
+        "`fedcodec train` writes), e.g. to measure a trained model on its held-out series",
+    )
+    parser.add_argument(
+        "--split-side", choices=("heldout", "train"), default="heldout",
+        help="which side of --series-split to use (default: heldout)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="skip the rate-distortion PNGs")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -70,6 +79,27 @@ def report_skipped(skipped: Sequence[SkippedFile], shown: int = 5) -> None:
         print(f"  ... and {len(skipped) - shown} more", file=sys.stderr)
 
 
+def stacks_in_split(stacks: list[SliceStack], split_file: Path, side: str) -> list[SliceStack]:
+    """The stacks whose SeriesInstanceUID is on ``side`` of a training run's ``split.json``.
+
+    A held-out number is only held out if no slice of its series was trained on; the split is by
+    SeriesInstanceUID, so every part of a series (``UID#part``) goes with it.
+    """
+    try:
+        split = json.loads(split_file.read_text())
+        uids = {entry["series_uid"] for entry in split[side]}
+    except FileNotFoundError:
+        raise FedcodecError(f"no such split file: {split_file}") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise FedcodecError(
+            f"{split_file} is not a split.json from `fedcodec train` ({type(exc).__name__})"
+        ) from None
+    kept = [stack for stack in stacks if stack.name.split("#", 1)[0] in uids]
+    if not kept:
+        raise FedcodecError(f"no series of this folder is on the {side} side of {split_file}")
+    return kept
+
+
 def run(args: argparse.Namespace) -> int:
     if args.list:
         print("\n".join(codec_names()))
@@ -84,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     stacks, skipped = read_stacks(args.path, split_mosaics=args.split_mosaics)
     report_skipped(skipped)
+    if args.series_split is not None:
+        stacks = stacks_in_split(stacks, args.series_split, args.split_side)
     stacks = first_slices(stacks, args.max_slices)
     result = run_benchmark(stacks, codecs, progress=not args.quiet)
     print_summary_table(result)

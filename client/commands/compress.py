@@ -18,9 +18,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "mode picks one: lossless -> jxl, near-lossless -> jpegls:tau=N, lossy -> "
         "j2k:ratio=R from --quality. Or choose a task-based --profile instead of a mode: "
         "archive (lossless), diagnostic (near-lossless, tau 2), preview (lossy, 20:1), or auto "
-        "(per series from its Series Description: localizers -> preview, diffusion -> "
-        "diagnostic, anything else -> archive; edit with --profile-rules FILE). The profile is "
-        "recorded in the container and in lossy DICOM output.",
+        "(per series from its Series Description and attributes de-identification keeps, "
+        "such as Image Type: localizers -> preview, diffusion -> "
+        "diagnostic, anything else -> archive; edit with --profile-rules FILE), or roi: a region "
+        "of interest (--roi-box or --roi-mask) kept lossless, the rest lossy, in one stream per "
+        "slice. The profile is recorded in the container and in lossy DICOM output.",
     )
     parser.add_argument("study_dir", type=Path, metavar="STUDY_DIR")
     parser.add_argument("-o", "--output", type=Path, required=True, help="the .fcz to write")
@@ -32,8 +34,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--profile",
         metavar="NAME",
-        help="archive | diagnostic | preview | auto (per series), or a profile defined in "
-        "--profile-rules; roi is declared but not implemented",
+        help="archive | diagnostic | preview | roi | auto (per series), or a profile defined "
+        "in --profile-rules",
+    )
+    region = parser.add_mutually_exclusive_group()
+    region.add_argument(
+        "--roi-box",
+        metavar="X0,Y0,X1,Y1[,Z0,Z1]",
+        help="--profile roi: the region of interest, columns X0..X1-1 and rows Y0..Y1-1 "
+        "(optionally slices Z0..Z1-1; others are lossy throughout), clipped to each series",
+    )
+    region.add_argument(
+        "--roi-mask",
+        type=Path,
+        metavar="FILE",
+        help="--profile roi: a mask, non-zero = ROI: .npy/.npz of shape (slices, rows, cols) or "
+        "(rows, cols), or NIfTI (nibabel; voxel axes i,j,k = column,row,slice)",
     )
     parser.add_argument(
         "--profile-rules",
@@ -53,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fedcodec.client.compression import compress_study
+    from fedcodec.shared.learned_lossy.roi_mask import load_mask_file, parse_box
     from fedcodec.shared.profiles import load_rules
 
     if args.output.exists() and not args.force:
@@ -60,6 +77,11 @@ def run(args: argparse.Namespace) -> int:
     if args.profile_rules is not None and args.profile is None:
         raise FedcodecError("--profile-rules needs --profile (auto, or a profile it defines)")
     rules = load_rules(args.profile_rules) if args.profile_rules is not None else None
+    roi = None
+    if args.roi_box is not None:
+        roi = parse_box(args.roi_box)
+    elif args.roi_mask is not None:
+        roi = load_mask_file(args.roi_mask)
     report = compress_study(
         args.study_dir,
         args.output,
@@ -70,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         profile=args.profile,
         rules=rules,
         progress=not args.quiet,
+        roi=roi,
     )
     print("\n".join(report.summary_lines()))
     return 0

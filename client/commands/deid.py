@@ -1,18 +1,17 @@
-"""``fedcodec deid IN_DIR -o OUT_DIR --key-file F``: de-identified copies of a DICOM folder."""
+"""``fedcodec deid IN_DIR -o OUT_DIR``: de-identified copies of a DICOM folder.
+
+The UID mapping is keyed by the site keyring's de-identification key (DESIGN.md: one keyring per
+site), found the way ``fedcodec keys`` and ``fedcodec store`` find it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from fedcodec.shared.atomic_files import write_atomic
-from fedcodec.shared.deid import (
-    DeidOptions,
-    create_deid_key,
-    deidentify_folder,
-    read_deid_key,
-)
 from fedcodec.shared.errors import FedcodecError
 
 
@@ -22,16 +21,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="de-identify a DICOM folder (PS3.15 Basic Profile) before anything leaves the site",
         description=(
             "Write de-identified copies of every DICOM file under IN_DIR into the new folder "
-            "OUT_DIR (all or nothing). UIDs are replaced with a keyed mapping: keep the key file "
-            "at the site and reuse it, so the same study always gets the same new UIDs."
+            "OUT_DIR (all or nothing). UIDs are replaced with a mapping keyed by the site "
+            "keyring's de-identification key, so the same study always gets the same new UIDs."
         ),
     )
     parser.add_argument("input", type=Path, metavar="IN_DIR")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT_DIR")
-    parser.add_argument("--key-file", type=Path, required=True, help="site de-identification key")
+    parser.add_argument("--site", help="site name (keyring in $FEDCODEC_HOME/keys/SITE)")
     parser.add_argument(
-        "--create-key", action="store_true", help="create the key file first (fails if it exists)"
+        "--keyring", type=Path, default=os.environ.get("FEDCODEC_KEYRING"), metavar="DIR",
+        help="keyring directory (env FEDCODEC_KEYRING; default: the only keyring under "
+        "$FEDCODEC_HOME/keys, or --site's)",
     )
+    parser.add_argument("--key-file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--create-key", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--retain-safe-private",
         action="store_true",
@@ -57,8 +60,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def site_deid_key(site: str | None, keyring_dir: Path | None) -> bytes:
+    """The de-identification key of the site keyring ``--site`` / ``--keyring`` name."""
+    from fedcodec.shared.crypto.keyring import SiteKeyring
+    from fedcodec.shared.crypto.keyring_location import resolve_keyring_path
+
+    return SiteKeyring.open(resolve_keyring_path(site, keyring_dir)).deid_key_bytes()
+
+
 def run(args: argparse.Namespace) -> int:
-    key = create_deid_key(args.key_file) if args.create_key else read_deid_key(args.key_file)
+    from fedcodec.shared.deid import DeidOptions, deidentify_folder
+
+    if args.key_file is not None or args.create_key:
+        raise FedcodecError(
+            "--key-file/--create-key were removed: the key lives in the site keyring now; "
+            "import an existing key file once with `fedcodec keys add-deid-key --from FILE`"
+        )
+    key = site_deid_key(args.site, args.keyring)
     options = DeidOptions(
         retain_safe_private=args.retain_safe_private,
         pseudonymize_patient_id=args.pseudonymize_patient_id,

@@ -4,7 +4,8 @@
     fedcodec join --superlink HOST:PORT --root-cert ca.pem --keys KEYS \
                   --data-dir /pacs/export --site st-elsewhere [--state-dir DIR] [--target-epsilon 4]
 
-Starts this site's SuperNode over TLS with node authentication, pointed at its own DICOM folder.
+Starts this site's SuperNode over TLS with node authentication, pointed at its own DICOM folder,
+in the foreground (SIGTERM / Ctrl-C stop it and the processes it started).
 Pixels, headers and the privacy accountant stay in ``--data-dir`` / ``--state-dir``; only masked
 model updates and a few scalars leave (docs/federated-training.md).
 """
@@ -12,7 +13,6 @@ model updates and a few scalars leave (docs/federated-training.md).
 from __future__ import annotations
 
 import argparse
-import subprocess
 from pathlib import Path
 
 
@@ -33,8 +33,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fedcodec.client.federated.supernode import create_node_keys, supernode_command, supernode_env
+    from fedcodec.client.federated.supernode import (
+        create_node_keys,
+        supernode_command,
+        supernode_env,
+    )
     from fedcodec.shared.errors import FedcodecError
+    from fedcodec.shared.supervise import run_supervised
 
     if args.action == "keygen":
         _, public = create_node_keys(args.keys, force=args.force)
@@ -48,4 +53,5 @@ def run(args: argparse.Namespace) -> int:
     state = args.state_dir or Path.home() / ".fedcodec" / site
     cmd = supernode_command(args.superlink, args.root_cert, args.keys, args.data_dir, site, state,
                             args.port, args.target_epsilon)
-    return subprocess.call(cmd, env=supernode_env(state))
+    # SIGTERM / Ctrl-C stop the SuperNode and the superexec / ClientApp processes it started
+    return run_supervised(cmd, supernode_env(state))

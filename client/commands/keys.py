@@ -1,4 +1,4 @@
-"""``fedcodec keys init|rotate|list|export-public|import-peer``: manage the site keyring.
+"""``fedcodec keys init|rotate|list|export-public|import-peer|add-deid-key``: the site keyring.
 
 Thin: the work is in ``fedcodec.shared.crypto``. Secret keys are never printed; only ids, dates,
 public keys and fingerprints.
@@ -43,6 +43,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--replace", action="store_true", help="replace a different key already pinned for it"
     )
     peer.set_defaults(func=run_import_peer)
+    deid = with_location(
+        actions.add_parser(
+            "add-deid-key",
+            help="give a keyring made before de-identification keys existed one",
+            description=(
+                "Keyrings made by `keys init` already hold a de-identification key. An older "
+                "keyring gets a new random one, or, with --from, the key of the file an older "
+                "`fedcodec deid --key-file` used, so studies keep mapping to the same new UIDs."
+            ),
+        )
+    )
+    deid.add_argument(
+        "--from", dest="legacy_key_file", type=Path, metavar="KEY_FILE",
+        help="import this legacy de-identification key file (then delete it)",
+    )
+    deid.set_defaults(func=run_add_deid_key)
 
 
 def _open(args: argparse.Namespace):
@@ -63,6 +79,7 @@ def run_init(args: argparse.Namespace) -> int:
     print(f"created keyring for site {keyring.site} in {keyring.path}")
     print(f"  current KEK   {keyring.current_kek_id}")
     print(f"  identity key  {keyring.identity_id} (X25519)")
+    print(f"  de-id key     {keyring.deid_key_id} (UID mapping, never rotated)")
     return 0
 
 
@@ -72,6 +89,7 @@ def run_rotate(args: argparse.Namespace) -> int:
     new = keyring.rotate()
     print(f"site {keyring.site}: current KEK is now {new}; {previous} is retired (kept)")
     print("  rewrap existing objects to move them to the new KEK")
+    print("  the de-identification key is not rotated: UIDs keep mapping the same way")
     return 0
 
 
@@ -86,6 +104,10 @@ def run_list(args: argparse.Namespace) -> int:
         print(f"  {record.kek_id}  {record.status:<8} created {record.created_at}{retired}")
     print(f"identity: {keyring.identity_id}  X25519")
     print(f"  fingerprint {public_key_fingerprint(keyring.public_key_bytes())}")
+    if keyring.deid_key_id:
+        print(f"de-identification: {keyring.deid_key_id}  created {keyring.deid_key_created_at}")
+    else:
+        print("de-identification: none (add one with: fedcodec keys add-deid-key)")
     print("peers:" if keyring.peer_records else "peers: none")
     for peer in keyring.peer_records:
         print(f"  {peer.site}  {peer.key_id}  imported {peer.imported_at}")
@@ -120,4 +142,14 @@ def run_import_peer(args: argparse.Namespace) -> int:
     record = keyring.import_peer(published.site, published.public_key, replace=args.replace)
     print(f"site {keyring.site}: pinned peer {record.site} key {record.key_id}")
     print(f"  fingerprint {record.fingerprint} (compare it with {record.site} out of band)")
+    return 0
+
+
+def run_add_deid_key(args: argparse.Namespace) -> int:
+    keyring = _open(args)
+    key_id = keyring.add_deid_key(args.legacy_key_file)
+    source = f"imported from {args.legacy_key_file}" if args.legacy_key_file else "new"
+    print(f"site {keyring.site}: de-identification key {key_id} ({source})")
+    if args.legacy_key_file:
+        print(f"  the keyring holds it now: delete {args.legacy_key_file} once it is backed up")
     return 0

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pydicom
+
 from fedcodec.client.demo.context import OK, DemoContext, StepOutcome
 from fedcodec.client.demo.embedded_sites import (
     DEMO_SITES,
@@ -14,7 +15,8 @@ from fedcodec.client.demo.embedded_sites import (
     copy_demo_study,
     write_site_folders,
 )
-from fedcodec.shared.deid import create_deid_key, deidentify_folder, read_deid_key
+from fedcodec.shared.crypto.keyring import METADATA_FILE, SiteKeyring
+from fedcodec.shared.deid import deidentify_folder
 from fedcodec.shared.dicom import read_series
 
 FAKE_IDENTITY = {"PatientName": "Doe^Jane", "PatientID": "DEMO-0001",
@@ -23,6 +25,9 @@ FAKE_IDENTITY = {"PatientName": "Doe^Jane", "PatientID": "DEMO-0001",
 so de-identification visibly has something to remove."""
 SHOWN = ("PatientName", "PatientID", "PatientBirthDate", "InstitutionName", "StudyInstanceUID")
 QUICK_SLICES = 8
+STUDY_SITE = "site-c"
+"""The site that holds the demo study (its data are the study's acquisition): it de-identifies
+the study with its keyring and later stores it."""
 
 
 def private_folder(path: Path) -> Path:
@@ -32,9 +37,12 @@ def private_folder(path: Path) -> Path:
     return path
 
 
-def site_deid_key(keys_dir: Path) -> bytes:
-    path = private_folder(keys_dir) / "deid.key"
-    return read_deid_key(path) if path.exists() else create_deid_key(path)
+def site_keyring(keys_dir: Path, site: str) -> SiteKeyring:
+    """The demo keyring of ``site`` (created on first use, in a 0700 folder)."""
+    path = private_folder(keys_dir) / site
+    if (path / METADATA_FILE).exists():
+        return SiteKeyring.open(path)
+    return SiteKeyring.create(path, site)
 
 
 def prepare_data(ctx: DemoContext) -> StepOutcome:
@@ -52,7 +60,8 @@ def prepare_data(ctx: DemoContext) -> StepOutcome:
 
     deid_dir = data / "study-deid"
     shutil.rmtree(deid_dir, ignore_errors=True)
-    result = deidentify_folder(original_dir, deid_dir, uid_key=site_deid_key(ctx.out / "keys"))
+    keyring = site_keyring(ctx.out / "keys", STUDY_SITE)
+    result = deidentify_folder(original_dir, deid_dir, uid_key=keyring.deid_key_bytes())
     after_ds = pydicom.dcmread(result.written[0])
     after = {k: str(after_ds.get(k, "")) for k in SHOWN}
     series, _ = read_series(deid_dir)
@@ -71,7 +80,8 @@ def prepare_data(ctx: DemoContext) -> StepOutcome:
         f"Demo study: `{STUDY_SOURCE[1]}` from pydicom-data "
         f"({'x'.join(map(str, series[0].volume.shape))}), with a fictitious identity stamped on "
         "the copy, then de-identified (DICOM PS3.15 Basic Profile, keyed UID replacement, "
-        "key in `keys/deid.key`) before anything is compressed, encrypted or sent:",
+        f"key in {STUDY_SITE}'s keyring `keys/{STUDY_SITE}/`) before anything is compressed, "
+        "encrypted or sent:",
         "", "| attribute | before | after |", "| --- | --- | --- |",
         *[f"| {k} | `{before[k]}` | `{after[k]}` |" for k in SHOWN],
         "", "De-identification actions: " + ", ".join(

@@ -17,24 +17,15 @@ from pathlib import Path
 from fedcodec.client.demo.context import OK, DemoContext, StepOutcome
 from fedcodec.client.demo.embedded_sites import DEMO_SITES
 from fedcodec.client.demo.services import ServiceProcess, make_demo_pki, run_server_cli
-from fedcodec.client.demo.step_data import private_folder
+from fedcodec.client.demo.step_data import STUDY_SITE, site_keyring
 from fedcodec.client.store.connection import StoreAccessDenied, StoreClient
 from fedcodec.client.store.transfer import get_file, put_file
-from fedcodec.shared.crypto.keyring import METADATA_FILE, SiteKeyring
 from fedcodec.shared.errors import FedcodecError
 
-OWNER = "site-c"
+OWNER = STUDY_SITE
 """The site whose study the demo stores (its data are the demo study's acquisition)."""
 OBJECT_ID = "demo-study.fcz"
 PROBE_BYTES = 48
-
-
-def site_keyring(keys_dir: Path, site: str) -> SiteKeyring:
-    """The demo keyring of ``site`` (created on first use, in a 0700 folder)."""
-    path = private_folder(keys_dir) / site
-    if (path / METADATA_FILE).exists():
-        return SiteKeyring.open(path)
-    return SiteKeyring.create(path, site)
 
 
 def plaintext_probes(data: bytes, count: int = 16) -> list[bytes]:

@@ -10,10 +10,12 @@ folders instead.
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from fedcodec.client.federated.dp_training import LocalTrainConfig
 from fedcodec.client.federated.site_data import SiteDataConfig
@@ -45,6 +47,19 @@ class SiteConfig:
     depth: int
 
 
+def site_seed(seed: int, site_index: int) -> int:
+    """The training seed of site ``site_index``: distinct per site, so that with
+    ``reproducible-noise`` no two sites draw the same DP noise (identical noise at every site
+    would not average out in the mean update). experiments/federated_compare.py uses the same
+    rule for its in-process federation."""
+    return seed + 101 * site_index
+
+
+def _name_index(name: str) -> int:
+    """A stable per-site index for deployment nodes (they have no partition id)."""
+    return int(hashlib.sha256(name.encode()).hexdigest()[:6], 16)
+
+
 def site_config(run_config: Mapping[str, Any], node_config: Mapping[str, Any]) -> SiteConfig:
     """Merge the run config and this node's config into a :class:`SiteConfig`."""
     if "data-dir" in node_config:
@@ -52,12 +67,14 @@ def site_config(run_config: Mapping[str, Any], node_config: Mapping[str, Any]) -
         name = str(node_config.get("site") or data_dir.name)
         state_root = Path(str(node_config.get("state-dir") or data_dir.parent / f".fedcodec-{name}"))
         state_dir = state_root
+        index = _name_index(name)
     else:
         sites = [s for s in str(run_config.get("sites", "")).split(",") if s]
         pid = int(node_config.get("partition-id", 0))
         if not sites or pid >= len(sites):
             raise FedcodecError(f"simulation node {pid}: run config 'sites' names {len(sites)} sites")
         name = sites[pid]
+        index = pid
         data_dir = Path(str(run_config.get("data-root", ""))) / name
         root = str(run_config.get("state-root", "")) or str(Path(tempfile.gettempdir()) / "fedcodec-sim")
         state_dir = Path(root) / name
@@ -83,7 +100,8 @@ def site_config(run_config: Mapping[str, Any], node_config: Mapping[str, Any]) -
                                pixels_per_unit=_get(run_config, "pixels-per-unit", 64),
                                lr=_get(run_config, "lr", 2e-3), dp=_get(run_config, "dp", True),
                                max_grad_norm=_get(run_config, "max-grad-norm", 1.0),
-                               noise_multiplier=noise or None, planned_rounds=rounds, seed=seed,
+                               noise_multiplier=noise or None, planned_rounds=rounds,
+                               seed=site_seed(seed, index),
                                reproducible_noise=_get(run_config, "reproducible-noise", False)),
         target_epsilon=target,
         delta=_get(run_config, "delta", 1e-5),

@@ -1,28 +1,25 @@
 """Training pixels grouped by privacy unit: what one row of a DP-SGD batch is made of.
 
-Pixels come from :func:`fedcodec.shared.neural.train.collect_samples` itself (the codec's walk,
-features and reference choice), run on one contiguous block of slices per series so references
-stay real neighbours. Patient, study and series units take a series' samples whole; the slice
-unit splits them back into slices (one chunk per slice x references x pyramid level x group,
-in that order) and checks the count, so a change in the walk fails loudly instead of mixing
-slices. Every kept pixel is filed under its privacy unit, so Poisson sampling and per-unit
-clipping act on patients (or studies, series, slices), never on single pixels.
+Pixels come from :func:`fedcodec.shared.neural.train.collect_slice_samples` (the codec's walk,
+features and reference choice, as the centralised trainer samples), run on one contiguous block
+of slices per series so references stay real neighbours. It returns the samples grouped per
+slice, so the slice unit needs no knowledge of how the trainer orders its chunks; patient, study
+and series units take all of a series' slices. Every kept pixel is filed under its privacy unit,
+so Poisson sampling and per-unit clipping act on patients (or studies, series, slices), never on
+single pixels.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from fedcodec.shared.dicom import Series
-from fedcodec.shared.errors import FedcodecError
 from fedcodec.shared.neural.features import feature_count
-from fedcodec.shared.neural.geometry import GROUPS, group_positions, pyramid_shapes
-from fedcodec.shared.neural.train import collect_samples, reference_sets
-from fedcodec.shared.neural.volume_context import detect_period
+from fedcodec.shared.neural.geometry import GROUPS
+from fedcodec.shared.neural.train import collect_slice_samples
 from fedcodec.shared.neural.weights import MAX_REFS, NET_KEYS, net_key
 from fedcodec.shared.privacy import privacy_unit
 
@@ -55,67 +52,29 @@ class UnitSamples:
         return int(sum(p.counts.sum() for p in self.pools.values()))
 
 
-def _chunks_per_slice(block: np.ndarray) -> list[dict[str, int]]:
-    """How many chunks ``collect_samples`` files under each network for each slice of ``block``."""
-    period = detect_period(block)
-    shapes = pyramid_shapes(*block.shape[1:])
-    out = []
-    for index in range(block.shape[0]):
-        counts: dict[str, int] = defaultdict(int)
-        for n_refs in reference_sets(index, period):
-            for level in range(len(shapes) - 1):
-                grid_shape = block[index][:: 1 << level, :: 1 << level].shape
-                for group in GROUPS:
-                    if group_positions(grid_shape, group).size:
-                        counts[net_key(group.name, n_refs)] += 1
-        out.append(counts)
-    return out
-
-
-def _collect_block(block: np.ndarray, bits: int, pixels_per_group: int, seed: int):
-    """``collect_samples`` on every slice of ``block``, keeping about ``pixels_per_group`` pixels
-    of each full-resolution group (whichever sampling knobs the codec's trainer offers)."""
-    params = inspect.signature(collect_samples).parameters
-    kwargs: dict = {"seed": seed, "progress": False}
-    slice_pixels = int(block.shape[1] * block.shape[2])
-    if "fraction" in params:
-        kwargs["fraction"] = min(1.0, 4.0 * pixels_per_group / slice_pixels)
-        kwargs["series_pixels"] = slice_pixels * block.shape[0]
-    else:
-        kwargs["pixels_per_group"] = pixels_per_group
-        kwargs["max_slices"] = block.shape[0]
-    return collect_samples([(block, bits)], **kwargs)
-
-
 def _series_chunks(s: Series, unit: str, pixels_per_group: int, max_slices: int,
                    rng: np.random.Generator) -> list[tuple[str, str, list[np.ndarray]]]:
-    """(unit id, network, [field arrays...]) chunks of one series."""
+    """(unit id, network, [field arrays...]) chunks of one series.
+
+    Each full-resolution group keeps about ``pixels_per_group`` pixels of every slice.
+    """
     volume = s.volume
     if volume.dtype.kind == "i":  # signed stored values: train on the unsigned view the codec codes
         volume = (volume.astype(np.int64) - int(volume.min())).astype(np.uint16)
     n = volume.shape[0]
     start = int(rng.integers(0, n - max_slices + 1)) if n > max_slices else 0
     block = np.ascontiguousarray(volume[start:start + max_slices])
-    samples = _collect_block(block, s.bits_stored, pixels_per_group, int(rng.integers(1 << 31)))
+    fraction = min(1.0, 4.0 * pixels_per_group / int(block.shape[1] * block.shape[2]))
+    per_slice = collect_slice_samples(block, s.bits_stored, fraction, int(rng.integers(1 << 31)))
     out = []
-    if unit != "slice":
-        uid = privacy_unit(s, unit)
-        for key, smp in samples.items():
+    for item in per_slice:
+        if unit == "slice":
+            uid = privacy_unit(s, "slice", slice_index=start + item.index)
+        else:
+            uid = privacy_unit(s, unit)
+        for key, smp in item.samples.items():
             for i in range(len(smp.target)):
                 out.append((uid, key, [getattr(smp, f)[i] for f in FIELDS]))
-        return out
-    per_slice = _chunks_per_slice(block)
-    cursor = {key: 0 for key in samples}
-    for index, counts in enumerate(per_slice):
-        uid = privacy_unit(s, "slice", slice_index=start + index)
-        for key, count in counts.items():
-            smp = samples[key]
-            for i in range(cursor[key], cursor[key] + count):
-                out.append((uid, key, [getattr(smp, f)[i] for f in FIELDS]))
-            cursor[key] += count
-    if any(cursor[k] != len(samples[k].target) for k in samples):
-        raise FedcodecError("collect_samples no longer files one chunk per slice x refs x level x "
-                            "group; slice-level privacy units cannot be recovered")
     return out
 
 

@@ -1,14 +1,11 @@
 """``StoreClient``: one mutual-TLS channel to the storage service, errors as one-line messages.
 
-The site's identity is its client certificate (``TLS_DIR/site.pem``, CN = site name); the service
-derives the namespace from it, so nothing here sends a site name the server would trust. Before
-connecting, the certificate is checked locally (present, not expired, issued by ``ca.pem``) so the
-common mistakes get a precise message instead of a bare TLS failure.
+The site's identity is its client certificate (``TLS_DIR/site.pem``, CN = site name, checked by
+:mod:`fedcodec.client.site_tls` before connecting); the service derives the namespace from it.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import io
 from collections.abc import Iterator
@@ -17,13 +14,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 import grpc
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.x509.oid import NameOID
+
+from fedcodec.client.site_tls import site_channel
 from fedcodec.shared.errors import CorruptDataError, FedcodecError, UnknownNameError
 from fedcodec.shared.rpc import storage_pb2, storage_pb2_grpc
 
-CA_CERT, SITE_CERT, SITE_KEY = "ca.pem", "site.pem", "site.key"
 MIB = 1024 * 1024
 
 
@@ -60,42 +55,6 @@ class StoredObjectInfo:
         return {
             **self.__dict__, "key_ids": list(self.key_ids), "shared_with": list(self.shared_with)
         }
-
-
-def _check_site_certificate(tls_dir: Path) -> tuple[str, bytes, bytes, bytes]:
-    """Read and sanity-check the site's TLS files; return (site, ca, cert, key) PEM bytes."""
-    paths = {name: tls_dir / name for name in (CA_CERT, SITE_CERT, SITE_KEY)}
-    missing = [str(p) for p in paths.values() if not p.exists()]
-    if missing:
-        raise UnknownNameError(
-            f"missing TLS file(s) {', '.join(missing)} (the storage operator issues them with "
-            "`fedcodec-server pki issue-site`)"
-        )
-    ca_pem, cert_pem, key_pem = (paths[n].read_bytes() for n in (CA_CERT, SITE_CERT, SITE_KEY))
-    try:
-        ca = x509.load_pem_x509_certificate(ca_pem)
-        cert = x509.load_pem_x509_certificate(cert_pem)
-    except ValueError as exc:
-        raise FedcodecError(f"unreadable certificate in {tls_dir}: {exc}") from None
-    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    site = str(names[0].value) if names else "?"
-    now = dt.datetime.now(dt.timezone.utc)
-    if cert.not_valid_after_utc < now:
-        raise FedcodecError(
-            f"the certificate of site {site!r} ({paths[SITE_CERT]}) expired on "
-            f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC; ask the storage operator for a new one"
-        )
-    if cert.not_valid_before_utc > now:
-        raise FedcodecError(f"the certificate of site {site!r} is not valid before "
-                            f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (InvalidSignature, ValueError, TypeError) as exc:
-        raise FedcodecError(
-            f"the certificate of site {site!r} was not issued by {paths[CA_CERT]} "
-            f"({type(exc).__name__})"
-        ) from None
-    return site, ca_pem, cert_pem, key_pem
 
 
 def rpc_failure(exc: grpc.RpcError, service: str) -> FedcodecError:
@@ -144,15 +103,8 @@ class StoreClient:
         self.service = service
         self.timeout = timeout
         self.chunk_bytes = chunk_bytes
-        self.site, ca, cert, key = _check_site_certificate(Path(tls_dir))
-        credentials = grpc.ssl_channel_credentials(ca, key, cert)
-        self._channel = grpc.secure_channel(
-            service,
-            credentials,
-            options=[
-                ("grpc.max_receive_message_length", max_message_bytes),
-                ("grpc.max_send_message_length", max_message_bytes),
-            ],
+        self.site, self._channel = site_channel(
+            service, Path(tls_dir), max_message_bytes=max_message_bytes
         )
         self._stub = storage_pb2_grpc.StorageStub(self._channel)
 

@@ -2,11 +2,11 @@
 
 Certificates come from :mod:`fedcodec.server.pki` (``fedcodec-server pki ...``): the service
 needs ``server.pem``/``server.key``/``ca.pem``; a site's CN (its client certificate) names it.
+The listener itself is :mod:`fedcodec.server.tls`, shared with the storage service.
 """
 
 from __future__ import annotations
 
-from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +14,7 @@ import grpc
 
 from fedcodec.server.analysis.service import AnalysisService
 from fedcodec.server.analysis.servicer import AnalysisServicer
-from fedcodec.server.storage.listener import server_credentials
-from fedcodec.shared.errors import FedcodecError
+from fedcodec.server.tls import ListenerOptions, server_credentials, start_tls_server
 from fedcodec.shared.rpc import analysis_pb2_grpc
 
 
@@ -37,20 +36,9 @@ def start_analysis_server(
     """Listen on ``host:port`` (0 picks a free port) with mutual TLS."""
     credentials = server_credentials(tls_dir)
     limits = service.limits
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=limits.max_workers, thread_name_prefix="analysis"),
-        options=[
-            ("grpc.max_receive_message_length", limits.max_message_bytes),
-            ("grpc.max_send_message_length", limits.max_message_bytes),
-            ("grpc.so_reuseport", 0),
-        ],
+    options = ListenerOptions(limits.max_workers, limits.max_message_bytes, "analysis")
+    server, bound = start_tls_server(
+        lambda s: analysis_pb2_grpc.add_AnalysisServicer_to_server(AnalysisServicer(service), s),
+        credentials, options, host=host, port=port,
     )
-    analysis_pb2_grpc.add_AnalysisServicer_to_server(AnalysisServicer(service), server)
-    try:
-        bound = server.add_secure_port(f"{host}:{port}", credentials)
-    except RuntimeError as exc:
-        raise FedcodecError(f"cannot listen on {host}:{port} ({exc})") from None
-    if bound == 0:
-        raise FedcodecError(f"cannot listen on {host}:{port} (address in use?)")
-    server.start()
     return RunningAnalysis(server, bound, service)

@@ -1,14 +1,17 @@
 """``fedcodec-server federation``: set up, run and drive the federated training coordinator.
 
     fedcodec-server federation init  --dir FED --address 203.0.113.5:9093 [--host NAME] [--ip IP]
-    fedcodec-server federation start --dir FED [--host 0.0.0.0] [--port 9093]   (the SuperLink)
-    fedcodec-server federation register --dir FED SITE.pub [--name SITE]
+    fedcodec-server federation start --dir FED [--host 0.0.0.0] [--port 9093] [--health-address A]
+    fedcodec-server federation register --dir FED SITE.pub [--name SITE]    (idempotent)
+    fedcodec-server federation status --dir FED                            (SuperNodes, reachability)
     fedcodec-server federation run --dir FED [--rounds N] [-c key=value ...]
     fedcodec-server federation simulate --supernodes N --run-config RUN.json   (one machine, Ray)
 
 ``init`` writes the CA and SuperLink certificate (give each site ``FED/tls/ca.pem``); ``start``
-runs the SuperLink with TLS and SuperNode authentication; ``register`` admits a site's SuperNode
-public key; ``run`` submits the app (``flwr run``), checkpointing to ``FED/server`` (rerun after
+runs the SuperLink with TLS and SuperNode authentication in the foreground (SIGTERM / SIGINT stop
+it and the helpers it spawned; ``--health-address`` adds the gRPC health service); ``register``
+admits a site's SuperNode public key (a key already registered is reported, not an error);
+``status`` asks the SuperLink over TLS which SuperNodes it knows; ``run`` submits the app (``flwr run``), checkpointing to ``FED/server`` (rerun after
 a crash: it resumes from the last finished round).
 """
 
@@ -39,7 +42,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     start.add_argument("--dir", type=Path, required=True)
     start.add_argument("--host", default="0.0.0.0")
     start.add_argument("--port", type=int, default=9093)
+    start.add_argument("--health-address", default=None,
+                       help="host:port of the gRPC health service (grpc.health.v1, no TLS; off "
+                            "by default; bind it where only your orchestrator can reach it)")
+    start.add_argument("--stop-grace", type=float, default=20.0,
+                       help="seconds the SuperLink gets to stop after SIGTERM before SIGKILL")
     start.set_defaults(func=_start)
+
+    status = actions.add_parser("status", help="is the SuperLink up, which SuperNodes it knows")
+    status.add_argument("--dir", type=Path, required=True)
+    status.add_argument("--timeout", type=float, default=60.0)
+    status.set_defaults(func=_status)
 
     reg = actions.add_parser("register", help="admit a site's SuperNode public key")
     reg.add_argument("public_key", type=Path)
@@ -97,15 +110,37 @@ def _init(args: argparse.Namespace) -> int:
 
 def _start(args: argparse.Namespace) -> int:
     from fedcodec.server.federated.superlink import FederationDir, flower_env, superlink_command
+    from fedcodec.shared.supervise import run_supervised
 
     fed = FederationDir(args.dir)
-    return subprocess.call(superlink_command(fed, args.host, args.port), env=flower_env(fed.flwr_home))
+    if not (fed.tls_dir / "server.pem").exists():
+        raise FedcodecError(f"{fed.root} has no SuperLink certificate: run `federation init` first")
+    cmd = superlink_command(fed, args.host, args.port, args.health_address)
+    print(f"SuperLink: https://{args.host}:{args.port} (Fleet, Control and Runtime API; TLS, "
+          f"registered SuperNodes only); database {fed.root / 'superlink.db'}", flush=True)
+    if args.health_address:
+        print(f"health: grpc.health.v1 on {args.health_address} (no TLS)", flush=True)
+    print(f"check: fedcodec-server federation status --dir {fed.root}; stop: Ctrl-C or SIGTERM",
+          flush=True)
+    return run_supervised(cmd, flower_env(fed.flwr_home), grace=args.stop_grace)
 
 
 def _register(args: argparse.Namespace) -> int:
     from fedcodec.server.federated.superlink import FederationDir, register_supernode
 
     print(register_supernode(FederationDir(args.dir), args.public_key, args.name))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from fedcodec.server.federated.superlink import FederationDir, supernode_status
+
+    fed = FederationDir(args.dir)
+    nodes = supernode_status(fed, args.timeout)
+    print(f"SuperLink reachable ({fed.flwr_home / 'config.toml'}); {len(nodes)} SuperNode(s)")
+    for node in nodes:
+        print(f"  {node.get('node-id')}  {node.get('status')}  online since "
+              f"{node.get('online-at')}  (registered {node.get('created-at')})")
     return 0
 
 

@@ -8,8 +8,8 @@ and log -> finally quantise the model to the codec's integer weights, log and re
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class FederationConfig:
     seed: int = 0
 
     @classmethod
-    def from_run_config(cls, run_config: Mapping[str, Any]) -> "FederationConfig":
+    def from_run_config(cls, run_config: Mapping[str, Any]) -> FederationConfig:
         values = {}
         for name, default in asdict(cls()).items():
             key = name.replace("_", "-")

@@ -4,10 +4,18 @@ Sites send *updates* (local minus global, L2-clipped to ``update-clip``) with we
 SecAgg+ the server only ever holds their masked sum, unmasked into the mean; without it, the same
 mean is computed in the clear (plain FedAvg of updates) — the two agree up to SecAgg+'s
 quantisation step. Each aggregated round is handed to ``on_round`` (checkpoint + MLflow).
+
+Bound on a dishonest site: the mean of updates that each have L2 norm <= ``update-clip`` has norm
+<= ``update-clip`` (triangle inequality), so an unmasked mean above that bound (plus quantisation
+slack) proves that some site skipped its clipping or forged its SecAgg+ share. Such a round is
+rejected: the global model stays as it was and the round is recorded with ``rejected``. SecAgg+
+hides who it was, and a site that stays inside the bound can still steer the model by up to
+``update-clip`` per round (see docs/federated-training.md, Robustness).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +25,7 @@ from flwr.server.strategy import FedAvg
 
 from fedcodec.server.federated.federation_config import FederationConfig
 
+log = logging.getLogger(__name__)
 RoundHook = Callable[[int, list[np.ndarray], list[dict[str, Any]]], None]
 
 
@@ -44,6 +53,13 @@ class UpdateAveraging(FedAvg):
         self.updates: list[list[np.ndarray]] = []
         """The mean update of every round this process aggregated (before central noise)."""
 
+    def norm_bound(self, update: list[np.ndarray]) -> float:
+        """Largest L2 norm an honest mean update can have: ``update-clip`` plus twice SecAgg+'s
+        worst-case quantisation error (one step per coordinate)."""
+        size = sum(u.size for u in update)
+        step = 2 * self.config.update_clip / (1 << self.config.quantization_bits)
+        return self.config.update_clip * (1 + 1e-6) + 2 * step * float(np.sqrt(size))
+
     def central_noise_std(self, n_sites: int) -> float:
         return self.config.central_dp_noise * self.config.update_clip / max(1, n_sites)
 
@@ -56,16 +72,27 @@ class UpdateAveraging(FedAvg):
             return None, {}
         update = parameters_to_ndarrays(mean)
         self.updates.append([u.copy() for u in update])
-        std = self.central_noise_std(len(results))
-        if std > 0:
-            update = [u + self.rng.normal(0.0, std, u.shape).astype(np.float32) for u in update]
-        self.current = [(g + u).astype(np.float32) for g, u in zip(self.current, update)]
+        norm = float(np.sqrt(sum(float(np.sum(u.astype(np.float64) ** 2)) for u in update)))
+        rejected = not np.isfinite(norm) or norm > self.norm_bound(update)
+        if rejected:
+            log.warning("round %d: mean update norm %.4g exceeds update-clip %.4g: some site did "
+                        "not clip; the round is rejected", round_index, norm,
+                        self.config.update_clip)
+        else:
+            std = self.central_noise_std(len(results))
+            if std > 0:
+                update = [u + self.rng.normal(0.0, std, u.shape).astype(np.float32)
+                          for u in update]
+            self.current = [(g + u).astype(np.float32) for g, u in zip(self.current, update)]
         site_metrics = [dict(fit_res.metrics) for _, fit_res in results]
-        self.history.append({"round": round_index, "sites": site_metrics, "failures": len(failures)})
+        self.history.append({"round": round_index, "sites": site_metrics, "failures": len(failures),
+                             "mean_update_norm": norm, "rejected": rejected})
         if self.on_round is not None:
             self.on_round(round_index, self.current, site_metrics)
-        return ndarrays_to_parameters(self.current), {"sites": len(results),
-                                                      "failures": len(failures)}
+        summary = {"sites": len(results), "failures": len(failures)}
+        if rejected:
+            summary["rejected"] = 1
+        return ndarrays_to_parameters(self.current), summary
 
     def parameters(self) -> Parameters:
         return ndarrays_to_parameters(self.current)

@@ -14,6 +14,7 @@ key the coordinator registered (``flwr supernode register``) can connect.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -92,8 +93,12 @@ def write_connection(flwr_home: Path, address: str, root_cert: Path) -> Path:
     return path
 
 
-def superlink_command(fed: FederationDir, host: str, port: int) -> list[str]:
-    """``flower-superlink`` with TLS, SuperNode authentication and a persistent database."""
+def superlink_command(fed: FederationDir, host: str, port: int,
+                      health_address: str | None = None) -> list[str]:
+    """``flower-superlink`` with TLS, SuperNode authentication and a persistent database; with
+    ``health_address`` also Flower's gRPC health service (standard ``grpc.health.v1``, no TLS: bind
+    it to an address only the orchestrator reaches)."""
+    health = ["--health-server-address", health_address] if health_address else []
     return [
         str(Path(sys.executable).parent / "flower-superlink"),
         "--ssl-ca-certfile", str(fed.ca_cert),
@@ -102,22 +107,60 @@ def superlink_command(fed: FederationDir, host: str, port: int) -> list[str]:
         "--enable-supernode-auth",
         "--host", host, "--port", str(port),
         "--database", str(fed.root / "superlink.db"),
+        *health,
     ]
+
+
+def _flwr_json(fed: FederationDir, args: list[str], timeout: float) -> dict:
+    """Run ``flwr ARGS --format json`` against this federation's SuperLink; its JSON answer."""
+    cmd = [str(Path(sys.executable).parent / "flwr"), *args, "--format", "json"]
+    try:
+        done = subprocess.run(cmd, env=flower_env(fed.flwr_home), capture_output=True, text=True,
+                              check=False, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise FedcodecError(f"flwr {args[0]} {args[1]}: no answer from the SuperLink in "
+                            f"{timeout:g}s") from None
+    text = done.stdout
+    try:
+        return json.loads(text[text.index("{"):])
+    except ValueError:
+        lines = (done.stdout + done.stderr).strip().splitlines()
+        raise FedcodecError(f"flwr {args[0]} {args[1]}: {lines[-1] if lines else 'no output'}") from None
+
+
+def _last_line(message: str) -> str:
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    return lines[-1] if lines else "unknown error"
 
 
 def register_supernode(fed: FederationDir, public_key: Path, name: str = "",
                        timeout: float = 120.0) -> str:
-    """Register a site's SuperNode public key (OpenSSH EC) with the running SuperLink."""
-    cmd = [str(Path(sys.executable).parent / "flwr"), "supernode", "register", str(public_key),
-           CONNECTION]
+    """Register a site's SuperNode public key (OpenSSH EC) with the running SuperLink.
+
+    Idempotent: a key the SuperLink already knows is reported, not an error (the SuperLink
+    refuses duplicates with "Public key already in use")."""
+    if not Path(public_key).is_file():
+        raise FedcodecError(f"no public key file {public_key}")
+    args = ["supernode", "register", str(public_key), CONNECTION]
     if name:
-        cmd += ["--name", name]
-    done = subprocess.run(cmd, env=flower_env(fed.flwr_home), capture_output=True, text=True,
-                          timeout=timeout)
-    if done.returncode != 0 or "registered successfully" not in done.stdout:
-        raise FedcodecError(f"could not register {public_key}: "
-                            f"{(done.stdout + done.stderr).strip().splitlines()[-1:]}")
-    return done.stdout.strip().splitlines()[-1]
+        args += ["--name", name]
+    answer = _flwr_json(fed, args, timeout)
+    if answer.get("success"):
+        node = answer.get("node-id", "")
+        return f"{public_key}: SuperNode {node} registered successfully.".replace("  ", " ")
+    error = _last_line(answer.get("error-message", ""))
+    if "already in use" in error.lower():
+        return f"{public_key} is already registered (nothing to do)"
+    raise FedcodecError(f"could not register {public_key}: {error}")
+
+
+def supernode_status(fed: FederationDir, timeout: float = 60.0) -> list[dict]:
+    """The SuperNodes the SuperLink knows (``flwr supernode list``): id, status, last change.
+    Raises :class:`FedcodecError` with one line when the SuperLink cannot be reached."""
+    answer = _flwr_json(fed, ["supernode", "list", CONNECTION], timeout)
+    if not answer.get("success"):
+        raise FedcodecError(f"SuperLink status: {_last_line(answer.get('error-message', ''))}")
+    return list(answer.get("nodes", []))
 
 
 def _toml_value(value) -> str:

@@ -142,7 +142,7 @@ def load_image(root: Path, image: LabelledImage) -> np.ndarray:
         pixels = imagecodecs.imread(str(path))
     except FileNotFoundError:
         raise FedcodecError(f"missing image {path}") from None
-    except Exception as exc:  # imagecodecs raises codec-specific errors
+    except Exception as exc:  # noqa: BLE001 - imagecodecs raises codec-specific errors
         raise CorruptDataError(f"cannot decode {path}: {exc}") from None
     if pixels.ndim == 3:
         pixels = pixels[..., :3].mean(axis=2).round().astype(np.uint8)

@@ -117,6 +117,7 @@ _BUILTIN_MODULES: list[str] = [
     "fedcodec.shared.codecs.zstd",
     "fedcodec.shared.neural.codec",
     "fedcodec.shared.learned_lossy.codec",
+    "fedcodec.shared.learned_lossy.roi_codec",
 ]
 
 

@@ -23,6 +23,7 @@ LABEL_KEK_WRAP = b"fedcodec/enc/v1 kek-wrap"
 LABEL_X25519_WRAP = b"fedcodec/enc/v1 x25519-wrap"
 LABEL_KEK_ID = b"fedcodec/enc/v1 kek-id"
 LABEL_X25519_ID = b"fedcodec/enc/v1 x25519-id"
+LABEL_DEID_KEY_ID = b"fedcodec/keyring/v1 deid-key-id"
 
 
 def hkdf_sha256(ikm: bytes, *, salt: bytes, info: bytes, length: int = KEY_BYTES) -> bytes:
@@ -80,6 +81,11 @@ def x25519_wrapping_key(
 def kek_id_for(kek: bytes) -> str:
     """Public id of a KEK: a fingerprint, so a key file can be checked against its id."""
     return "kek-" + hkdf_sha256(kek, salt=b"", info=LABEL_KEK_ID, length=8).hex()
+
+
+def deid_key_id_for(deid_key: bytes) -> str:
+    """Public id of a site's de-identification key (same construction as a KEK id, own label)."""
+    return "deid-" + hkdf_sha256(deid_key, salt=b"", info=LABEL_DEID_KEY_ID, length=8).hex()
 
 
 def public_key_fingerprint(public_key: bytes) -> str:

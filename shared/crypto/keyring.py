@@ -1,4 +1,5 @@
-"""A site's keyring: its key-encryption keys (KEKs), X25519 identity, and pinned peer keys.
+"""A site's keyring: its key-encryption keys (KEKs), X25519 identity, de-identification key,
+and pinned peer keys.
 
 Nothing else in fedcodec reads key files. On disk a keyring is one owner-only directory::
 
@@ -6,6 +7,7 @@ Nothing else in fedcodec reads key files. On disk a keyring is one owner-only di
       keyring.json              0600  metadata: site, KEK ids + dates + status, history, peers
       kek-<16 hex>.key          0600  one 32-byte AES-256 KEK per file (current and retired)
       identity-x25519.key       0600  the site's 32-byte X25519 private key
+      deid-uid.key              0600  the site's de-identification key (HMAC key of UID mapping)
       .lock                           flock taken while the keyring changes
 
 A KEK id is a fingerprint of the key (HKDF, see ``kdf.kek_id_for``), so a key file that does not
@@ -13,6 +15,13 @@ match its id is detected on open. Rotation adds a new current KEK and marks the 
 retired; retired KEKs stay to unwrap old objects until those are rewrapped. Peer public keys are
 pinned: importing a different key for a known site needs ``replace=True``. Key bytes are never
 printed or logged.
+
+The de-identification key keys the UID and Patient ID mapping (``fedcodec.shared.deid``). Like
+the identity key it is made with the keyring and never rotated: the mapping must stay the same
+for the life of the site (the same study always gets the same new UIDs), and a new key would map
+every study anew. It never leaves the site: ``export-public`` carries only the public key, and a
+backup of the keyring directory carries it with the other secrets. Keyrings made before it
+existed get one with :meth:`SiteKeyring.add_deid_key` (new, or a legacy key file imported).
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
 from fedcodec.shared.crypto import kdf
 from fedcodec.shared.crypto.errors import KeyringError, UnknownKeyError
 from fedcodec.shared.crypto.private_files import (
@@ -44,6 +54,10 @@ from fedcodec.shared.errors import FedcodecError, UnknownNameError
 
 METADATA_FILE = "keyring.json"
 IDENTITY_FILE = "identity-x25519.key"
+DEID_KEY_FILE = "deid-uid.key"
+DEID_KEY_LIMITS = (32, 1024)
+"""Smallest and largest de-identification key (bytes): new keys are 32; an imported legacy key
+is kept whole, since its exact bytes define the site's existing mapping."""
 KEYRING_FORMAT = "fedcodec-keyring"
 KEYRING_VERSION = 1
 KEY_BYTES = 32
@@ -120,11 +134,13 @@ class SiteKeyring:
         metadata: dict[str, Any],
         keks: dict[str, bytes],
         identity: X25519PrivateKey,
+        deid_key: bytes | None,
     ) -> None:
         self._path = path
         self._metadata = metadata
         self._keks = keks
         self._identity = identity
+        self._deid_key = deid_key
 
     # ----------------------------------------------------------------- creation and loading
     @classmethod
@@ -144,6 +160,7 @@ class SiteKeyring:
             kek_id = kdf.kek_id_for(kek)
             identity = X25519PrivateKey.generate()
             public = _public_bytes(identity)
+            deid_key = os.urandom(KEY_BYTES)
             now = _now()
             metadata = {
                 "format": KEYRING_FORMAT,
@@ -157,9 +174,11 @@ class SiteKeyring:
                     "public_key": _b64(public),
                     "created_at": now,
                 },
+                "deid": {"id": kdf.deid_key_id_for(deid_key), "created_at": now},
                 "peers": {},
                 "history": [{"at": now, "event": "init", "kek": kek_id}],
             }
+            write_private_file(path / DEID_KEY_FILE, deid_key)
             write_private_file(path / f"{kek_id}.key", kek)
             write_private_file(
                 path / IDENTITY_FILE,
@@ -171,7 +190,7 @@ class SiteKeyring:
             )
             # The metadata is written last: its presence marks a complete keyring.
             write_private_file(path / METADATA_FILE, _encode_metadata(metadata))
-        return cls(path, metadata, {kek_id: kek}, identity)
+        return cls(path, metadata, {kek_id: kek}, identity, deid_key)
 
     @classmethod
     def open(cls, path: Path) -> SiteKeyring:
@@ -184,7 +203,7 @@ class SiteKeyring:
         return cls(path, *_load(path))
 
     def _reload(self) -> None:
-        self._metadata, self._keks, self._identity = _load(self._path)
+        self._metadata, self._keks, self._identity, self._deid_key = _load(self._path)
 
     # ----------------------------------------------------------------------- public facts
     @property
@@ -222,6 +241,17 @@ class SiteKeyring:
     def public_key_bytes(self) -> bytes:
         """This site's raw 32-byte X25519 public key (safe to publish)."""
         return _public_bytes(self._identity)
+
+    @property
+    def deid_key_id(self) -> str | None:
+        """Id of the de-identification key (None in a keyring made before it existed)."""
+        deid = self._metadata.get("deid")
+        return deid["id"] if deid else None
+
+    @property
+    def deid_key_created_at(self) -> str | None:
+        deid = self._metadata.get("deid")
+        return deid["created_at"] if deid else None
 
     @property
     def peers(self) -> Mapping[str, bytes]:
@@ -262,6 +292,32 @@ class SiteKeyring:
             write_private_file(self._path / METADATA_FILE, _encode_metadata(self._metadata))
             self._keks[kek_id] = kek
         return kek_id
+
+    def add_deid_key(self, legacy_key_file: Path | None = None) -> str:
+        """Give a keyring made before de-identification keys existed one; its id.
+
+        New and random, or the key of a legacy ``fedcodec deid --key-file`` file (64 hex
+        characters, or raw bytes; owner-only), so the site's existing mapping carries on. A
+        keyring that has one refuses: replacing it would change every mapping.
+        """
+        key = None if legacy_key_file is None else _read_legacy_deid_key(Path(legacy_key_file))
+        with exclusive_lock(self._path):
+            self._reload()
+            if self._deid_key is not None:
+                raise KeyringError(
+                    f"keyring of site {self.site!r} already has de-identification key "
+                    f"{self.deid_key_id}; it is never replaced (that would change every mapping)"
+                )
+            key = os.urandom(KEY_BYTES) if key is None else key
+            key_id = kdf.deid_key_id_for(key)
+            now = _now()
+            self._metadata["deid"] = {"id": key_id, "created_at": now}
+            event = "add-deid-key" if legacy_key_file is None else "import-deid-key"
+            self._metadata["history"].append({"at": now, "event": event, "key": key_id})
+            write_private_file(self._path / DEID_KEY_FILE, key)
+            write_private_file(self._path / METADATA_FILE, _encode_metadata(self._metadata))
+            self._deid_key = key
+        return key_id
 
     def import_peer(self, site: str, public_key: bytes, *, replace: bool = False) -> PeerRecord:
         """Pin ``site``'s X25519 public key; a different key for a known site needs ``replace``."""
@@ -304,6 +360,16 @@ class SiteKeyring:
                 f"wrong key: keyring of site {self.site!r} has no KEK {kek_id}"
             ) from None
 
+    def deid_key_bytes(self) -> bytes:
+        """Raw de-identification key for ``fedcodec.shared.deid``; never print, log or store it."""
+        if self._deid_key is None:
+            raise KeyringError(
+                f"keyring of site {self.site!r} has no de-identification key (made before they "
+                "existed); add one with: fedcodec keys add-deid-key (--from OLD_KEY_FILE to keep "
+                "an existing mapping)"
+            )
+        return self._deid_key
+
     def peer_public_key(self, site: str) -> bytes:
         try:
             return base64.b64decode(self._metadata["peers"][site]["public_key"])
@@ -331,7 +397,9 @@ def _encode_metadata(metadata: dict[str, Any]) -> bytes:
     return (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
-def _load(path: Path) -> tuple[dict[str, Any], dict[str, bytes], X25519PrivateKey]:
+def _load(
+    path: Path,
+) -> tuple[dict[str, Any], dict[str, bytes], X25519PrivateKey, bytes | None]:
     check_private(path, what="keyring directory")
     metadata_path = path / METADATA_FILE
     try:
@@ -359,7 +427,38 @@ def _load(path: Path) -> tuple[dict[str, Any], dict[str, bytes], X25519PrivateKe
         raise KeyringError(
             f"identity key file {identity_path} does not match the keyring's public key"
         )
-    return metadata, keks, identity
+    return metadata, keks, identity, _load_deid_key(path, metadata.get("deid"))
+
+
+def _load_deid_key(path: Path, record: dict[str, Any] | None) -> bytes | None:
+    if record is None:
+        return None
+    key_path = path / DEID_KEY_FILE
+    key = read_private_file(key_path, what="de-identification key file")
+    if not _deid_key_size_ok(key) or kdf.deid_key_id_for(key) != record["id"]:
+        raise KeyringError(
+            f"de-identification key file {key_path} does not match its id (damaged or replaced)"
+        )
+    return key
+
+
+def _deid_key_size_ok(key: bytes) -> bool:
+    return DEID_KEY_LIMITS[0] <= len(key) <= DEID_KEY_LIMITS[1]
+
+
+def _read_legacy_deid_key(path: Path) -> bytes:
+    """The key of a legacy ``--key-file``: hex text (as ``--create-key`` wrote it) or raw bytes."""
+    raw = read_private_file(path, what="legacy de-identification key file")
+    try:
+        key = bytes.fromhex(raw.strip().decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        key = raw
+    if not _deid_key_size_ok(key):
+        raise KeyringError(
+            f"legacy key file {path} holds {len(key)} bytes; a de-identification key has "
+            f"{DEID_KEY_LIMITS[0]} to {DEID_KEY_LIMITS[1]}"
+        )
+    return key
 
 
 def _check_metadata(metadata: dict[str, Any]) -> None:
@@ -385,5 +484,10 @@ def _check_metadata(metadata: dict[str, Any]) -> None:
         public = base64.b64decode(peer["public_key"], validate=True)
         if not SITE_PATTERN.fullmatch(site) or kdf.identity_id_for(public) != peer["id"]:
             raise ValueError(f"peer {site!r} does not match its key id")
+    deid = metadata.get("deid")
+    if deid is not None and not (
+        re.fullmatch(r"deid-[0-9a-f]{16}", deid["id"]) and isinstance(deid["created_at"], str)
+    ):
+        raise ValueError("bad de-identification key record")
     if not isinstance(metadata["history"], list):
         raise ValueError("history is not a list")

@@ -1,5 +1,7 @@
 """De-identification before anything leaves a site: DICOM PS3.15 Basic Application Level
-Confidentiality Profile, keyed UID replacement, all-or-nothing file export.
+Confidentiality Profile, keyed UID replacement, all-or-nothing file export. The UID key is the
+site keyring's de-identification key (``SiteKeyring.deid_key_bytes``); nothing here reads key
+files.
 
 See ``docs/deidentification.md`` for the interpretation choices.
 """
@@ -15,7 +17,6 @@ from fedcodec.shared.deid.file_deidentification import (
 from fedcodec.shared.deid.options import DeidOptions
 from fedcodec.shared.deid.report import DeidReport
 from fedcodec.shared.deid.series_deidentification import deidentify_series
-from fedcodec.shared.deid.site_key import create_deid_key, read_deid_key
 from fedcodec.shared.deid.uid_mapping import UidMapper
 
 __all__ = [
@@ -25,11 +26,9 @@ __all__ = [
     "DeidentificationRefusedError",
     "NotDicomError",
     "UidMapper",
-    "create_deid_key",
     "deidentify",
     "deidentify_file",
     "deidentify_folder",
     "deidentify_series",
-    "read_deid_key",
     "read_dicom_file",
 ]

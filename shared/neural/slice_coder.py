@@ -10,6 +10,13 @@ stack codec decodes last-in first-out), so encoding and decoding cannot drift ap
 Near-lossless: the residual ``r = x - round(mean)`` is quantised with step ``2*tau + 1``
 (``q = sign(r) * ((|r| + tau) // step)``) and the reconstruction ``round(mean) + q * step`` (clipped
 to the valid range) is what later contexts see (closed loop), so every pixel is within tau.
+
+Per-pixel bound (region-of-interest coding, :mod:`fedcodec.shared.learned_lossy.roi`): an optional
+``tau_map`` (int32, the image's shape, known to both sides) gives every pixel its own tau, and
+``-1`` marks a pixel that is not coded at all: it takes the value of the first reference image
+(the lossy base layer) and costs no bits. Coded pixels quantise with their own step
+``2*tau + 1``; scale bin and phase follow the same rule as a uniform tau, per pixel. Integer
+arithmetic only, so the decoder rebuilds the same values. Without a map nothing changes.
 """
 
 from __future__ import annotations
@@ -26,7 +33,14 @@ import numpy as np
 from fedcodec.shared.errors import CorruptDataError
 from fedcodec.shared.neural.features import LevelNoise, group_context, level_noise
 from fedcodec.shared.neural.fixed_point import ilog2_q6
-from fedcodec.shared.neural.geometry import GROUPS, GroupSpec, group_positions, pyramid_shapes
+from fedcodec.shared.neural.geometry import (
+    GROUPS,
+    NEAREST,
+    GroupSpec,
+    group_positions,
+    neighbour_indices,
+    pyramid_shapes,
+)
 from fedcodec.shared.neural.tables import (
     CENTRE_PHASE,
     ESCAPE,
@@ -223,7 +237,12 @@ def predicted_log2_scale_q6(ctx, log_scale_q4: np.ndarray) -> np.ndarray:
 
 
 def _code_group(io, models, weights, params: SliceParams, recon, errors, original, refs,
-                group: GroupSpec, level_index: int, noise: LevelNoise) -> None:
+                group: GroupSpec, level_index: int, noise: LevelNoise,
+                tau_map: np.ndarray | None = None) -> None:
+    if tau_map is not None:
+        _code_group_mapped(io, models, weights, params, recon, errors, original, refs, group,
+                           level_index, noise, tau_map)
+        return
     shape = recon.shape
     positions = group_positions(shape, group)
     n = positions.size
@@ -273,15 +292,72 @@ def _code_group(io, models, weights, params: SliceParams, recon, errors, origina
     errors.reshape(-1)[positions] = np.abs(values - mu0)
 
 
-def _walk(io, models, weights, params: SliceParams, shape, image, refs) -> np.ndarray:
+def _code_group_mapped(io, models, weights, params: SliceParams, recon, errors, original, refs,
+                       group: GroupSpec, level_index: int, noise: LevelNoise,
+                       tau_map: np.ndarray) -> None:
+    """:func:`_code_group` with a per-pixel tau (``tau_map`` at this level; -1 = not coded)."""
+    positions = group_positions(recon.shape, group)
+    if positions.size == 0:
+        return
+    pixel_tau = tau_map.reshape(-1)[positions].astype(np.int64)
+    coded = np.flatnonzero(pixel_tau >= 0)
+    n = coded.size
+    values_all = refs[0].reshape(-1)[positions].astype(np.int64) if n < positions.size else None
+    if values_all is not None:
+        np.clip(values_all, 0, params.maxval, out=values_all)
+    else:
+        values_all = np.empty(positions.size, dtype=np.int64)
+    if n:
+        net = weights.net(group.name, len(refs))
+        pred_q3 = np.empty(n, dtype=np.int64)
+        log_scale = np.empty(n, dtype=np.int64)
+
+        def predict(part: slice) -> None:
+            ctx = group_context(recon, errors, refs, group, level_index, noise, coded[part])
+            mean, ls = net(ctx.features)
+            pred_q3[part] = predicted_mean_q3(ctx, mean)
+            log_scale[part] = predicted_log2_scale_q6(ctx, ls)
+
+        _run_in_parts(predict, n)
+        np.clip(pred_q3, 0, params.maxval << 3, out=pred_q3)
+        base = (pred_q3 + 4) >> 3
+        tau = pixel_tau[coded]
+        step = 2 * tau + 1
+        log_scale -= np.where(tau > 0, ilog2_q6(step), 0)  # as the uniform path: tau 0 -> 0
+        phase = np.where(tau > 0, CENTRE_PHASE, pred_q3 - (base << 3) + CENTRE_PHASE)
+        k = scale_bin(log_scale)
+        key = table_key(k, phase)
+        shift = SHIFTS[k]
+        t = None
+        if original is not None:
+            x = original.reshape(-1)[positions[coded]].astype(np.int64)
+            r = x - base
+            t = np.sign(r) * ((np.abs(r) + tau) // step)
+        t = _code_residuals(io, models, t, key, shift, params.bits)
+        values = np.clip(base + t * step, 0, params.maxval)
+        if original is not None and (np.abs(values - x) > tau).any():
+            raise AssertionError("ROI reconstruction error above its tau")  # cannot happen
+        values_all[coded] = values
+    recon.reshape(-1)[positions] = values_all
+    mu0 = (np.take(recon.reshape(-1), neighbour_indices(recon.shape, group)[:NEAREST])
+           .sum(axis=0, dtype=np.int64) + NEAREST // 2) >> 2
+    errors.reshape(-1)[positions] = np.abs(values_all - mu0)
+
+
+def _walk(io, models, weights, params: SliceParams, shape, image, refs,
+          tau_map: np.ndarray | None = None) -> np.ndarray:
     """Encode (``image`` given) or decode (``image`` None) one slice; return the reconstruction.
 
     ``refs`` are reconstructed earlier slices (int32); the reconstruction returned is int32.
+    ``tau_map``: per-pixel tau (-1 = take ``refs[0]``), see the module docstring.
     """
     shapes = pyramid_shapes(*shape)
     top = len(shapes) - 1
-    first = None if image is None else image[:1, :1].reshape(-1)
-    value = io.code(first, 1, models.uniform(max(2, 1 << params.bits)))
+    if tau_map is not None and tau_map[0, 0] < 0:
+        value = [int(np.clip(refs[0][0, 0], 0, params.maxval))]
+    else:
+        first = None if image is None else image[:1, :1].reshape(-1)
+        value = io.code(first, 1, models.uniform(max(2, 1 << params.bits)))
     recon = np.asarray(value, dtype=np.int32).reshape(1, 1)
     errors = np.zeros((1, 1), dtype=np.int32)
     for level in range(top - 1, -1, -1):
@@ -293,30 +369,49 @@ def _walk(io, models, weights, params: SliceParams, shape, image, refs) -> np.nd
         noise = level_noise(recon, errors)
         original = None if image is None else image[::stride, ::stride]
         level_refs = [np.ascontiguousarray(r[::stride, ::stride], dtype=np.int32) for r in refs]
+        level_map = None if tau_map is None else tau_map[::stride, ::stride]
         for group in GROUPS:
             _code_group(io, models, weights, params, grid, level_errors, original, level_refs,
-                        group, level, noise)
+                        group, level, noise, level_map)
         recon, errors = grid, level_errors
     return recon
 
 
+def _check_tau_map(tau_map: np.ndarray | None, shape, refs) -> np.ndarray | None:
+    if tau_map is None:
+        return None
+    tau_map = np.ascontiguousarray(tau_map, dtype=np.int32)
+    if tau_map.shape != tuple(shape):
+        raise ValueError(f"tau_map {tau_map.shape} does not match the image {tuple(shape)}")
+    if (tau_map < 0).any() and not refs:
+        raise ValueError("uncoded pixels (tau_map -1) need a reference image to take")
+    return tau_map
+
+
 def encode_slice(image: np.ndarray, params: SliceParams, refs: list[np.ndarray],
-                 weights: NeuralWeights, models: EntropyModels) -> tuple[np.ndarray, np.ndarray]:
-    """Return (rANS words, reconstruction as int32)."""
+                 weights: NeuralWeights, models: EntropyModels,
+                 tau_map: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Return (rANS words, reconstruction as int32).
+
+    ``tau_map`` (optional): per-pixel tau, -1 = keep ``refs[0]`` (``params.tau`` is then unused).
+    """
     io = _Encoder()
+    tau_map = _check_tau_map(tau_map, image.shape, refs)
     with blas_threads():
-        recon = _walk(io, models, weights, params, image.shape, image.astype(np.int32), refs)
+        recon = _walk(io, models, weights, params, image.shape, image.astype(np.int32), refs,
+                      tau_map)
     return io.finish(), recon
 
 
 def decode_slice(words: np.ndarray, shape: tuple[int, int], params: SliceParams,
                  refs: list[np.ndarray], weights: NeuralWeights,
-                 models: EntropyModels) -> np.ndarray:
+                 models: EntropyModels, tau_map: np.ndarray | None = None) -> np.ndarray:
     """Inverse of :func:`encode_slice`; CorruptDataError if the words do not decode cleanly."""
+    tau_map = _check_tau_map(tau_map, shape, refs)
     try:
         io = _Decoder(words)
         with blas_threads():
-            recon = _walk(io, models, weights, params, shape, None, refs)
+            recon = _walk(io, models, weights, params, shape, None, refs, tau_map)
         clean = io.coder.is_empty()
     except CorruptDataError:
         raise
