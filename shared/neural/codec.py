@@ -32,6 +32,14 @@ from fedcodec.shared.neural.slice_coder import (
     encode_slice,
 )
 from fedcodec.shared.neural.stream_format import StreamHeader, pack, unpack
+from fedcodec.shared.neural.tiles import (
+    CroppedReferences,
+    TileGrid,
+    is_tiled,
+    needs_tiles,
+    pack_tiled,
+    unpack_tiled,
+)
 from fedcodec.shared.neural.volume_context import detect_period, reference_offsets
 from fedcodec.shared.neural.weights import DEFAULT_WEIGHTS, NeuralWeights
 
@@ -104,6 +112,8 @@ class NeuralCodec(Codec):
 
     def _encode_one(self, image: np.ndarray, bits: int, refs: list[np.ndarray],
                     offsets: tuple[int, ...]) -> tuple[bytes, np.ndarray]:
+        if needs_tiles(image.shape):
+            return self._encode_tiled(image, bits, refs, offsets)
         weights, models = self._weights()
         params = SliceParams(bits, self.tau)
         if refs and np.abs(image.astype(np.int32) - refs[0]).max() <= self.tau:
@@ -119,7 +129,41 @@ class NeuralCodec(Codec):
                               _crc(recon.astype(image.dtype)), copy)
         return pack(header, words), recon
 
-    def _decode_one(self, data: bytes, decoded: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def _encode_tiled(self, image: np.ndarray, bits: int, refs: list[np.ndarray],
+                      offsets: tuple[int, ...]) -> tuple[bytes, np.ndarray]:
+        """A large slice as tiles (see :mod:`.tiles`), each conditioned on the same tile of refs."""
+        from fedcodec.shared.neural import tiles
+
+        grid = TileGrid(image.shape[0], image.shape[1], tiles.TILE_SIDE)
+        recon = np.empty(image.shape, dtype=np.int32)
+        streams = []
+        for rows, cols in grid:
+            data, part = self._encode_one(np.ascontiguousarray(image[rows, cols]), bits,
+                                          [ref[rows, cols] for ref in refs], offsets)
+            streams.append(data)
+            recon[rows, cols] = part
+        return pack_tiled(grid, streams), recon
+
+    def _decode_tiled(self, data: bytes, decoded: Sequence[np.ndarray]
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        grid, streams = unpack_tiled(data)
+        recon = np.empty((grid.rows, grid.cols), dtype=np.int32)
+        out = None
+        for (rows, cols), stream in zip(grid, streams, strict=True):
+            part_out, part = self._decode_one(stream, CroppedReferences(decoded, rows, cols))
+            expected = (rows.stop - rows.start, cols.stop - cols.start)
+            if part_out.shape != expected or (out is not None and part_out.dtype != out.dtype):
+                raise CorruptDataError("neural stream: a tile does not fit its place")
+            if out is None:
+                out = np.empty((grid.rows, grid.cols), dtype=part_out.dtype)
+            out[rows, cols] = part_out
+            recon[rows, cols] = part
+        return out, recon
+
+    def _decode_one(self, data: bytes, decoded: Sequence[np.ndarray]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        if is_tiled(data):
+            return self._decode_tiled(data, decoded)
         header, words = unpack(data)
         weights, models = self._weights()
         if header.model_id != weights.model_id[: len(header.model_id)]:

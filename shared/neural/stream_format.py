@@ -49,7 +49,7 @@ class StreamHeader:
     """The slice equals (within tau) its first reference; the stream has no payload."""
 
 
-def _varint(value: int) -> bytes:
+def write_varint(value: int) -> bytes:
     out = bytearray()
     while True:
         byte = value & 0x7F
@@ -59,7 +59,7 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+def read_varint(data: bytes, pos: int) -> tuple[int, int]:
     value = shift = 0
     while True:
         if pos >= len(data) or shift > 35:
@@ -78,10 +78,10 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
     if header.copy and not header.ref_offsets:
         raise ValueError("a copied slice needs a reference")
     magic = COPY_MAGIC if header.copy else MAGIC
-    parts = [bytes([magic, flags]), _varint(header.rows), _varint(header.cols)]
+    parts = [bytes([magic, flags]), write_varint(header.rows), write_varint(header.cols)]
     if header.tau:
-        parts.append(_varint(header.tau))
-    parts.extend(_varint(off) for off in header.ref_offsets)
+        parts.append(write_varint(header.tau))
+    parts.extend(write_varint(off) for off in header.ref_offsets)
     parts.append(header.model_id[:MODEL_ID_BYTES])
     parts.append(int(header.crc32).to_bytes(4, "little"))
     parts.append(np.asarray(words, dtype="<u4").tobytes())
@@ -99,18 +99,18 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
     n_refs = (flags >> 4) & 3
     if n_refs > 2:
         raise CorruptDataError("neural stream: bad number of reference slices")
-    rows, pos = _read_varint(data, 2)
-    cols, pos = _read_varint(data, pos)
+    rows, pos = read_varint(data, 2)
+    cols, pos = read_varint(data, pos)
     if not (1 <= rows <= MAX_SIDE and 1 <= cols <= MAX_SIDE):
         raise CorruptDataError(f"neural stream: bad image size {rows}x{cols}")
     tau = 0
     if flags & 0x40:
-        tau, pos = _read_varint(data, pos)
+        tau, pos = read_varint(data, pos)
         if not 1 <= tau < (1 << bits):
             raise CorruptDataError(f"neural stream: bad tau {tau}")
     offsets = []
     for _ in range(n_refs):
-        off, pos = _read_varint(data, pos)
+        off, pos = read_varint(data, pos)
         if off < 1:
             raise CorruptDataError("neural stream: bad reference offset 0")
         offsets.append(off)
