@@ -91,6 +91,12 @@ EXPERIMENT_LIST = (
         shared_data=("dicom",),
     ),
     Experiment(
+        "neural_bench_folds", "the same held-out protocol through `fedcodec bench --series-split`",
+        ("{python}", "{experiments}/neural_bench_folds.py", "--weights-dir",
+         "{out}/../neural_heldout", "--out", "{out}"),
+        None, shared_data=("dicom",),
+    ),
+    Experiment(
         "neural_speed", "neural codec encode/decode speed vs JPEG XL",
         ("{python}", "{experiments}/neural_speed.py"), None, shared_data=("dicom",),
     ),
