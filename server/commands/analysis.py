@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
 from pathlib import Path
 
+from fedcodec.server.serve_loop import serve_until_signalled
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,10 +46,4 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"head {kind}: model {card.model_hash[:16]}, {card.feature_count} features, "
               f"{card.profile.describe()}", flush=True)
     print(f"analysis service listening on {args.host}:{running.port} (mutual TLS)", flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-    running.stop(grace=5.0)
-    print("analysis service stopped", flush=True)
-    return 0
+    return serve_until_signalled(running, "analysis service")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
 from pathlib import Path
 
+from fedcodec.server.serve_loop import serve_until_signalled
 from fedcodec.server.storage.backend_options import add_backend_options, backend_from_args
 from fedcodec.server.storage.limits import MIB, StorageLimits
 from fedcodec.server.storage.listener import start_storage_server
@@ -44,10 +43,4 @@ def _serve(args: argparse.Namespace) -> int:
     for line in running.recovery.lines():
         print(f"recovery: {line}", flush=True)
     print(f"storage service listening on {args.host}:{running.port} (mutual TLS)", flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-    running.stop(grace=5.0)
-    print("storage service stopped", flush=True)
-    return 0
+    return serve_until_signalled(running, "storage service")

@@ -248,20 +248,8 @@ def _code_group(io, models, weights, params: SliceParams, recon, errors, origina
     n = positions.size
     if n == 0:
         return
-    net = weights.net(group.name, len(refs))
-    pred_q3 = np.empty(n, dtype=np.int64)
-    log_scale = np.empty(n, dtype=np.int64)
-    mu0 = np.empty(n, dtype=np.int64)
-
-    def predict(part: slice) -> None:
-        ctx = group_context(recon, errors, refs, group, level_index, noise, part)
-        mu0[part] = ctx.mu0
-        mean, ls = net(ctx.features)
-        pred_q3[part] = predicted_mean_q3(ctx, mean)
-        log_scale[part] = predicted_log2_scale_q6(ctx, ls)
-
-    _run_in_parts(predict, n)
-    np.clip(pred_q3, 0, params.maxval << 3, out=pred_q3)
+    pred_q3, log_scale, mu0 = _predict_group(weights, params, recon, errors, refs, group,
+                                             level_index, noise, n, None)
     base = (pred_q3 + 4) >> 3
     if params.tau:
         log_scale -= int(ilog2_q6(np.array([params.step]))[0])
@@ -292,6 +280,30 @@ def _code_group(io, models, weights, params: SliceParams, recon, errors, origina
     errors.reshape(-1)[positions] = np.abs(values - mu0)
 
 
+def _predict_group(weights, params: SliceParams, recon, errors, refs, group: GroupSpec,
+                   level_index: int, noise: LevelNoise, n: int, select: np.ndarray | None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predicted mean (1/8 grey levels, clipped to range), log2 scale (Q6) and ``mu0`` of ``n``
+    pixels of ``group`` (all of them, or the group indices ``select``), computed in parts over
+    the worker threads. Encoder and decoder call exactly this, so their tables agree."""
+    net = weights.net(group.name, len(refs))
+    pred_q3 = np.empty(n, dtype=np.int64)
+    log_scale = np.empty(n, dtype=np.int64)
+    mu0 = np.empty(n, dtype=np.int64)
+
+    def predict(part: slice) -> None:
+        rows = part if select is None else select[part]
+        ctx = group_context(recon, errors, refs, group, level_index, noise, rows)
+        mu0[part] = ctx.mu0
+        mean, ls = net(ctx.features)
+        pred_q3[part] = predicted_mean_q3(ctx, mean)
+        log_scale[part] = predicted_log2_scale_q6(ctx, ls)
+
+    _run_in_parts(predict, n)
+    np.clip(pred_q3, 0, params.maxval << 3, out=pred_q3)
+    return pred_q3, log_scale, mu0
+
+
 def _code_group_mapped(io, models, weights, params: SliceParams, recon, errors, original, refs,
                        group: GroupSpec, level_index: int, noise: LevelNoise,
                        tau_map: np.ndarray) -> None:
@@ -308,18 +320,8 @@ def _code_group_mapped(io, models, weights, params: SliceParams, recon, errors, 
     else:
         values_all = np.empty(positions.size, dtype=np.int64)
     if n:
-        net = weights.net(group.name, len(refs))
-        pred_q3 = np.empty(n, dtype=np.int64)
-        log_scale = np.empty(n, dtype=np.int64)
-
-        def predict(part: slice) -> None:
-            ctx = group_context(recon, errors, refs, group, level_index, noise, coded[part])
-            mean, ls = net(ctx.features)
-            pred_q3[part] = predicted_mean_q3(ctx, mean)
-            log_scale[part] = predicted_log2_scale_q6(ctx, ls)
-
-        _run_in_parts(predict, n)
-        np.clip(pred_q3, 0, params.maxval << 3, out=pred_q3)
+        pred_q3, log_scale, _ = _predict_group(weights, params, recon, errors, refs, group,
+                                               level_index, noise, n, coded)
         base = (pred_q3 + 4) >> 3
         tau = pixel_tau[coded]
         step = 2 * tau + 1
