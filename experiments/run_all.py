@@ -11,9 +11,12 @@ run. Experiments that need ``../shared/data`` are skipped when it is missing (fa
 under ``FEDCODEC_REQUIRE_SHARED_DATA=1``). A failing experiment does not stop the others; the
 exit code is 1 if any failed.
 
-At the end ``OUT/INDEX.md`` (and ``index.json``) lists every experiment: status, time, the exact
-command, and each figure/table it wrote, with the machine (nproc, CPU model, RAM), the commit
-and the date. Some older scripts also write to fixed paths (e.g. ``/tmp/fcn``); the index lists
+At the end ``OUT/INDEX.md`` (and ``index.json``) lists every experiment: status, time, when it
+finished and at which commit, the exact command, and each figure/table it wrote, with the
+machine (nproc, CPU model, RAM). A pass with ``--only`` reruns those experiments and keeps the
+other rows of an existing index in ``OUT``, so one index can be completed in parts (in the order
+of the list below, whatever order they ran in). ``wycheproof`` and ``deid_leak`` are the two
+test files whose counts the README quotes, run with ``pytest -s``. Some older scripts also write to fixed paths (e.g. ``/tmp/fcn``); the index lists
 what landed in the output folder.
 
 ``neural_heldout`` trains its own two fold models (the held-out protocol). Not run here: the
@@ -33,7 +36,7 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,6 +131,31 @@ EXPERIMENT_LIST = (
         shared_data=("tumor",),
     ),
     Experiment(
+        "envelope_speed", "envelope encryption / decryption throughput (200 MB stream, in memory)",
+        ("{python}", "{experiments}/envelope_speed.py", "--json", "{out}/envelope_speed.json"),
+        ("{python}", "{experiments}/envelope_speed.py", "--mb", "8", "--repeats", "1", "--json",
+         "{out}/envelope_speed.json"),
+    ),
+    Experiment(
+        "privacy_plan", "patient-level epsilon projected for realistic sites (table and curve)",
+        ("{fedcodec}", "privacy", "plan", "--units", "500", "2000", "10000", "--rounds", "50",
+         "--local-steps", "20", "--batch-units", "64", "--noise", "1.0", "--png",
+         "{out}/privacy_plan.png"),
+        ("{fedcodec}", "privacy", "plan", "--units", "500", "2000", "10000", "--rounds", "50",
+         "--local-steps", "20", "--batch-units", "64", "--noise", "1.0", "--png",
+         "{out}/privacy_plan.png"),
+    ),
+    Experiment(
+        "wycheproof", "Wycheproof vector counts (AES-GCM, AES-KW, X25519, HKDF)",
+        ("{python}", "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+         "{repo}/tests/test_wycheproof.py"), None, shared_data=("testvectors",),
+    ),
+    Experiment(
+        "deid_leak", "de-identification leak test (canaries seeded into real DICOM)",
+        ("{python}", "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+         "{repo}/tests/test_deid_leak.py"), None, shared_data=("dicom",),
+    ),
+    Experiment(
         "storage_load", "storage service throughput with concurrent encrypted clients",
         ("{python}", "{experiments}/storage_load.py", "--clients", "50", "--object-kib", "4096",
          "--json", "{out}/storage_load.json"),
@@ -148,6 +176,9 @@ class ExperimentRun:
     seconds: float = 0.0
     outputs: list[str] = field(default_factory=list)
     note: str = ""
+    finished: str = ""
+    """UTC time the experiment ended (``YYYY-MM-DD HH:MM``); empty if it did not run."""
+    commit: str = ""
 
 
 def fill(tokens: tuple[str, ...], out: Path) -> list[str]:
@@ -221,6 +252,8 @@ def run_one(experiment: Experiment, root: Path, *, quick: bool, nice: bool,
         except subprocess.TimeoutExpired:
             code = None
     record.seconds = time.perf_counter() - start
+    record.finished = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M}"
+    record.commit = commit()
     record.outputs = sorted(str(p.relative_to(root)) for p in out.rglob("*")
                             if p.is_file() and p.suffix in OUTPUT_SUFFIXES
                             and p.name not in SKIP_NAMES and ".tmp" not in p.name)
@@ -241,23 +274,49 @@ def last_line(path: Path) -> str:
     return lines[-1][:200] if lines else ""
 
 
+def merged_with_previous(root: Path, runs: list[ExperimentRun], *, quick: bool
+                         ) -> list[ExperimentRun]:
+    """``runs`` plus the other experiments recorded by an earlier pass into ``root`` (same
+    ``--quick`` setting), in the order of :data:`EXPERIMENT_LIST`: rerunning one experiment keeps
+    the rest of the index instead of wiping it."""
+    by_name = {}
+    try:
+        previous = json.loads((root / "index.json").read_text())
+    except (OSError, ValueError):
+        previous = {}
+    if previous.get("quick") == quick:
+        known = {f.name for f in fields(ExperimentRun)}
+        for item in previous.get("experiments", []):
+            if isinstance(item, dict) and item.get("name") in BY_NAME:
+                record = ExperimentRun(**{k: v for k, v in item.items() if k in known})
+                if record.status != "not run" and not record.finished:  # index of an older
+                    record.finished = f"pass started {str(previous.get('started', '?'))[:16]}"
+                    record.commit = record.commit or str(previous.get("commit", ""))
+                by_name[record.name] = record
+    by_name.update({run.name: run for run in runs})
+    return [by_name[e.name] for e in EXPERIMENT_LIST if e.name in by_name]
+
+
 def write_index(
     root: Path, runs: list[ExperimentRun], *, quick: bool, started: dt.datetime
 ) -> Path:
     info = machine()
     lines = [
         "# fedcodec experiments", "",
-        f"Generated by `experiments/run_all.py{' --quick' if quick else ''}` on "
-        f"{started:%Y-%m-%d %H:%M} UTC (finished {dt.datetime.now(dt.UTC):%H:%M} UTC), "
-        f"commit {commit()}.", "",
+        f"Generated by `experiments/run_all.py{' --quick' if quick else ''}`; last pass "
+        f"started {started:%Y-%m-%d %H:%M} UTC, index written "
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, commit {commit()}. Each row says when "
+        "(UTC) and at which commit that experiment ran; a pass with `--only` reruns those "
+        "and keeps the other rows.", "",
         f"Machine: {info['nproc']} CPU ({info['cpu']}), {info['ram']} RAM, {info['os']}, "
         f"Python {info['python']}. Timings on a shared machine are noisy.", "",
-        "| experiment | status | seconds | makes | command |", "| --- | --- | ---: | --- | --- |",
+        "| experiment | status | seconds | finished (UTC) | commit | makes | command |",
+        "| --- | --- | ---: | --- | --- | --- | --- |",
     ]
     for run in runs:
         status = run.status + (f" ({run.note})" if run.note else "")
-        lines.append(f"| {run.name} | {status} | {run.seconds:.0f} | {run.makes} | "
-                     f"`{run.command or '-'}` |")
+        lines.append(f"| {run.name} | {status} | {run.seconds:.0f} | {run.finished or '-'} | "
+                     f"{run.commit or '-'} | {run.makes} | `{run.command or '-'}` |")
     lines += ["", "## Figures and tables", ""]
     for run in runs:
         printed = root / run.name / "stdout.txt"
@@ -304,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     started = dt.datetime.now(dt.UTC)
     runs = [run_one(BY_NAME[name], root, quick=args.quick, nice=not args.no_nice,
                     timeout=args.timeout) for name in chosen if name not in skipped]
-    index = write_index(root, runs, quick=args.quick, started=started)
+    index = write_index(root, merged_with_previous(root, runs, quick=args.quick),
+                        quick=args.quick, started=started)
     print(f"[run_all] index: {index}")
     return 1 if any(r.status == "failed" for r in runs) else 0
 

@@ -30,7 +30,8 @@ def test_quick_storage_load_writes_its_outputs_and_the_index(tmp_path):
     assert results  # the experiment's own numbers, written into its own folder
     recorded = json.loads((tmp_path / "index.json").read_text())
     assert recorded["quick"] is True and recorded["machine"]["nproc"] == str(os.cpu_count())
-    assert [e["status"] for e in recorded["experiments"]] == ["ok", "not run"]
+    assert [(e["name"], e["status"]) for e in recorded["experiments"]] == [
+        ("neural_speed", "not run"), ("storage_load", "ok")]  # in the order of the list
 
 
 def test_failure_is_reported_and_sets_the_exit_code(tmp_path, monkeypatch):
@@ -46,3 +47,23 @@ def test_unknown_experiment_is_a_one_line_error(tmp_path):
     done = _run("--only", "nope", "--out", str(tmp_path))
     assert done.returncode == 2
     assert done.stderr.strip() == "run_all: error: unknown experiment 'nope'; see --list"
+
+
+def test_rerunning_one_experiment_keeps_the_rest_of_the_index(tmp_path):
+    first = _run("--quick", "--only", "privacy_plan,envelope_speed", "--out", str(tmp_path),
+                 "--no-nice")
+    assert first.returncode == 0, first.stderr + first.stdout
+    before = json.loads((tmp_path / "index.json").read_text())["experiments"]
+    again = _run("--quick", "--only", "privacy_plan", "--out", str(tmp_path), "--no-nice")
+    assert again.returncode == 0, again.stderr + again.stdout
+    after = json.loads((tmp_path / "index.json").read_text())["experiments"]
+    assert [e["name"] for e in after] == ["envelope_speed", "privacy_plan"]  # list order
+    assert after[0] == next(e for e in before if e["name"] == "envelope_speed")  # kept as it was
+    assert all(e["status"] == "ok" and e["finished"] and e["commit"] for e in after)
+    printed = (tmp_path / "privacy_plan" / "stdout.txt").read_text()
+    assert "2,000" in printed and "7.239" in printed  # the README's row
+    assert (tmp_path / "privacy_plan" / "privacy_plan.png").stat().st_size > 0
+    speed = json.loads((tmp_path / "envelope_speed" / "envelope_speed.json").read_text())
+    assert speed["encrypt_mb_s_best"] > 0 and speed["decrypt_mb_s_best"] > 0
+    index = (tmp_path / "INDEX.md").read_text()
+    assert "| privacy_plan | ok |" in index and "| envelope_speed | ok |" in index
