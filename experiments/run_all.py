@@ -100,6 +100,11 @@ EXPERIMENT_LIST = (
         None, shared_data=("dicom",),
     ),
     Experiment(
+        "neural_random_split", "a random 50% split by series: `fedcodec train`, then `bench`",
+        ("{python}", "{experiments}/neural_random_split.py", "--out", "{out}"), None,
+        shared_data=("dicom",),
+    ),
+    Experiment(
         "neural_speed", "neural codec encode/decode speed vs JPEG XL",
         ("{python}", "{experiments}/neural_speed.py"), None, shared_data=("dicom",),
     ),
