@@ -20,6 +20,7 @@ from neural_baselines import baselines_path
 from neural_dataset import load_items
 
 from fedcodec.shared.neural.codec import NeuralCodec
+from fedcodec.shared.neural.stream_format import COPY_MAGIC
 
 
 def main() -> None:
@@ -67,7 +68,9 @@ def main() -> None:
         rows.append({"series": item.name, "slices": n, "bpp": 8 * ours / vol.size,
                      anchor: 8 * ref / vol.size, "ratio": ours / ref,
                      "enc_ms": (t1 - t0) / n * 1000, "dec_ms": (t2 - t1) / n * 1000,
-                     "period": codec.volume_period(vol)})
+                     "period": codec.volume_period(vol), "pixels": int(vol.size),
+                     "bytes": ours, "anchor_bytes": ref, "multi_volume": item.multi_volume,
+                     "copy_slices": sum(1 for s in streams if s[:1] == bytes([COPY_MAGIC]))})
         r = rows[-1]
         print(f"{r['ratio']:.3f}  {r['bpp']:.3f} bpp vs {anchor} {r[anchor]:.3f}  "
               f"enc {r['enc_ms']:.0f} dec {r['dec_ms']:.0f} ms/slice  P={r['period']}  "
