@@ -25,6 +25,11 @@ from neural_dataset import DICOM_ROOT, _fold
 from fedcodec.shared.dicom import read_series
 
 
+def codec_label(spec: str) -> str:
+    """``neural:tau=2,weights=...`` -> ``neural tau=2``: a codec spec without its weights path."""
+    return spec.split(":")[0] + (" tau=2" if "tau=2" in spec else "")
+
+
 def write_splits(out: Path) -> dict[int, Path]:
     series, _ = read_series(DICOM_ROOT, split_mosaics=False)
     sides: dict[int, list[dict]] = {0: [], 1: []}
@@ -59,7 +64,7 @@ def main() -> None:
                         "--codecs", *specs, "--out", str(bench_out), "--quiet", "--no-plots"],
                        check=True)
         for record in json.loads((bench_out / "results.json").read_text())["records"]:
-            name = record["codec"].split(":")[0] + (" tau=2" if "tau=2" in record["codec"] else "")
+            name = codec_label(record["codec"])
             totals[name] += record["bytes"]
             totals[name + " pixels"] += record["pixels"]
     rows = [("lossless", "neural", "jxl"), ("tau=2", "neural tau=2", "jpegls tau=2")]

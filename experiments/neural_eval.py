@@ -70,7 +70,7 @@ def main() -> None:
                      "enc_ms": (t1 - t0) / n * 1000, "dec_ms": (t2 - t1) / n * 1000,
                      "period": codec.volume_period(vol), "pixels": int(vol.size),
                      "bytes": ours, "anchor_bytes": ref, "multi_volume": item.multi_volume,
-                     "copy_slices": sum(1 for s in streams if s[:1] == bytes([COPY_MAGIC]))})
+                     "copy_slices": sum(1 for s in streams if s[0] == COPY_MAGIC)})
         r = rows[-1]
         print(f"{r['ratio']:.3f}  {r['bpp']:.3f} bpp vs {anchor} {r[anchor]:.3f}  "
               f"enc {r['enc_ms']:.0f} dec {r['dec_ms']:.0f} ms/slice  P={r['period']}  "

@@ -100,7 +100,7 @@ def caveats(paths: list[Path]) -> str:
     series with repeated volumes (coded partly as copy streams) and the GE MP-RAGE stripe
     phantom (docs/neural-codec.md, "Read these with two caveats")."""
     rows = [r for path in paths for r in json.loads(path.read_text())["rows"]]
-    if not rows or "copy_slices" not in rows[0]:
+    if not rows:  # no lossless pass (--taus without 0)
         return ""
     repeats = {r["series"] for r in rows if r["copy_slices"]}
     stripes = {r["series"] for r in rows if "MP_RAGE" in r["series"]}

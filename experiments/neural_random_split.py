@@ -20,13 +20,10 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from neural_bench_folds import codec_label
 from neural_dataset import DICOM_ROOT
 
 PAIRS = (("lossless", "neural", "jxl"), ("tau=2", "neural tau=2", "jpegls tau=2"))
-
-
-def codec_label(spec: str) -> str:
-    return spec.split(":")[0] + (" tau=2" if "tau=2" in spec else "")
 
 
 def vendor_of_series(split: dict) -> dict[str, str]:
@@ -59,9 +56,9 @@ def table(totals: dict[str, dict[str, int]]) -> tuple[list[str], dict]:
         if not summed["jxl"]:
             continue
         ratios = {label: summed[ours] / summed[anchor] for label, ours, anchor in PAIRS}
-        slices = summed["jxl pixels"]
-        summary[name] = {**ratios, "pixels": slices}
-        lines.append(f"| {name} | {slices / 1e6:.2f} Mpx | {ratios['lossless']:.4f} | "
+        pixels = summed["jxl pixels"]
+        summary[name] = {**ratios, "pixels": pixels}
+        lines.append(f"| {name} | {pixels / 1e6:.2f} Mpx | {ratios['lossless']:.4f} | "
                      f"{ratios['tau=2']:.4f} |")
     return lines, summary
 
