@@ -46,5 +46,5 @@ def test_stubs_import_as_a_package() -> None:
     fields = storage_pb2.PutMetadata.DESCRIPTOR.fields_by_name
     assert set(fields) == {"object_id", "namespace", "size", "sha256", "replace"}
     methods = storage_pb2.DESCRIPTOR.services_by_name["Storage"].methods_by_name
-    assert set(methods) == {"Put", "Get", "List", "Delete", "Share"}
+    assert set(methods) == {"Put", "Get", "List", "Delete", "Share", "Head"}
     assert methods["Put"].client_streaming and methods["Get"].server_streaming

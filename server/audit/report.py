@@ -23,16 +23,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from fedcodec.server.audit.ledger import LedgerState, replay
 from fedcodec.server.audit.log import ChainReport, verify_chain
 from fedcodec.server.storage.backend import FilesystemBackend, ObjectBackend
-from fedcodec.server.storage.errors import ObjectMissing
+from fedcodec.server.storage.errors import InvalidObject, ObjectMissing
 from fedcodec.server.storage.header_check import (
     HEADER_PREFIX_BYTES,
     HeaderReader,
+    StructureCheck,
     read_object_summary,
 )
 from fedcodec.server.storage.index import ObjectIndex, ObjectRecord
 from fedcodec.server.storage.root import storage_paths
+from fedcodec.server.storage.signing import ROOT_PUB, load_public_key
+from fedcodec.shared.crypto.storage_receipt import ReceiptError, verify_head
 from fedcodec.shared.errors import FedcodecError, UnknownNameError
 
 DAY_MS = 86_400_000
@@ -82,15 +86,27 @@ class AuditReport:
         }
 
 
-def _hash_stream(handle: BinaryIO) -> tuple[int, str, bytes]:
+def _hash_stream(handle: BinaryIO) -> tuple[int, str, bytes, str]:
+    """Size, SHA-256, header prefix and a structure problem ('' when well-formed)."""
     digest, size, prefix = hashlib.sha256(), 0, b""
+    structure, problem = StructureCheck(), ""
     with handle:
         while chunk := handle.read(1 << 20):
             if len(prefix) < HEADER_PREFIX_BYTES:
                 prefix += chunk[: HEADER_PREFIX_BYTES - len(prefix)]
             digest.update(chunk)
             size += len(chunk)
-    return size, digest.hexdigest(), prefix
+            if not problem:
+                try:
+                    structure.feed(chunk)
+                except InvalidObject as exc:
+                    problem = str(exc)
+    if not problem:
+        try:
+            structure.finish()
+        except InvalidObject as exc:
+            problem = str(exc)
+    return size, digest.hexdigest(), prefix, problem
 
 
 def audit_storage(
@@ -99,10 +115,13 @@ def audit_storage(
     header_reader: HeaderReader = read_object_summary,
     backend: ObjectBackend | None = None,
     now_ms: int | None = None,
+    service_key: Path | None = None,
 ) -> AuditReport:
     """Run every check on the storage root ``root`` (read-only).
 
-    ``backend`` holds the objects (default: the filesystem backend under ``root``).
+    ``backend`` holds the objects (default: the filesystem backend under ``root``);
+    ``service_key`` is the service's public signing key (default: the copy in the root; pin the
+    one from the service's TLS folder, since whoever can write the root can replace that copy).
     """
     root = Path(root)
     paths = storage_paths(root)
@@ -111,17 +130,78 @@ def audit_storage(
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     index = ObjectIndex(paths["index"])
     try:
-        anchor = index.audit_head()  # read before the log, so the log is at least this long
+        signed = index.signed_audit_head()  # read before the log, so the log is this long
+        anchor = signed[:2] if signed else None
         records = list(index.records())
         chain = verify_chain(paths["audit"], anchor, latest_anchor=index.audit_head)
     finally:
         index.close()
     if anchor is None and chain.entries:
         chain.problems.append("the index holds no anchor for a non-empty audit log")
+    if signed is not None and signed[0] > 0:
+        chain.problems += _head_signature_problems(root, signed, service_key)
     report = AuditReport(str(root), chain)
     backend = backend if backend is not None else FilesystemBackend(root)
     _check_objects(report, backend, records, header_reader, now_ms)
+    _cross_check_log(report, replay(paths["audit"]), records, backend)
     return report
+
+
+def _head_signature_problems(
+    root: Path, signed: tuple[int, str, str], service_key: Path | None
+) -> list[str]:
+    """Is the anchored head signed by the service key? (A re-chained log is not.)"""
+    seq, entry_hash, signature = signed
+    key_path = service_key or root / ROOT_PUB
+    if not key_path.exists():
+        return [f"no service public key to check the signed head ({key_path} is missing; pass "
+                "--service-key)"]
+    if not signature:
+        return [f"the anchored head seq {seq} is not signed (log or index rewritten outside the "
+                "service, or written by a version that did not sign)"]
+    try:
+        verify_head(load_public_key(key_path), seq, entry_hash, bytes.fromhex(signature))
+    except (ReceiptError, ValueError) as exc:
+        return [f"{exc} (the log or its anchor was rewritten without the service's key)"]
+    return []
+
+
+def _cross_check_log(
+    report: AuditReport,
+    ledger: dict[tuple[str, str], LedgerState],
+    records: list[ObjectRecord],
+    backend: ObjectBackend,
+) -> None:
+    """log <-> index <-> files: what the log acknowledged must be there, and nothing else."""
+    rows = {(r.site, r.object_id): r for r in records}
+    files = {(o.site, o.object_id) for o in backend.scan()}
+    for key in sorted(ledger.keys() | rows.keys()):
+        name = f"{key[0]}/{key[1]}"
+        state, record = ledger.get(key), rows.get(key)
+        if state is not None and state.present:
+            if record is None:
+                report.object_problems.append(
+                    f"{name}: acknowledged {state.action} at log seq {state.seq} and never "
+                    "deleted, but not in the index (rolled back, or removed outside the service)"
+                    + ("" if key in files else "; its file is gone too")
+                )
+            elif state.sha256 and state.sha256 != record.sha256:
+                report.object_problems.append(
+                    f"{name}: the index holds another version than the last acknowledged one "
+                    f"(log seq {state.seq}): rolled back?"
+                )
+        elif record is not None:
+            why = (f"the log records its delete at seq {state.seq}" if state is not None
+                   else "the log has no acknowledged put of it")
+            report.object_problems.append(f"{name}: in the index but {why}")
+    quarantine = getattr(backend, "quarantine_dir", None)
+    if quarantine is not None and Path(quarantine).is_dir():
+        held = sorted(str(p.relative_to(quarantine)) for p in Path(quarantine).rglob("*")
+                      if p.is_file())
+        if held:
+            report.warnings.append(
+                f"{len(held)} quarantined file(s) kept for inspection: {', '.join(held[:5])}"
+            )
 
 
 def _check_objects(
@@ -141,7 +221,9 @@ def _check_objects(
         indexed.add((record.site, record.object_id))
         report.objects_checked += 1
         try:
-            size, sha, prefix = _hash_stream(backend.open(record.site, record.object_id))
+            size, sha, prefix, malformed = _hash_stream(
+                backend.open(record.site, record.object_id)
+            )
         except ObjectMissing:
             report.object_problems.append(f"{name}: indexed but its bytes are missing")
             continue
@@ -150,6 +232,8 @@ def _check_objects(
                 f"{name}: stored bytes do not match the index (size {size} vs {record.size}, "
                 f"sha256 {'equal' if sha == record.sha256 else 'differs'})"
             )
+        if malformed:
+            report.object_problems.append(f"{name}: {malformed}")
         try:
             summary = header_reader(prefix)
         except FedcodecError as exc:

@@ -16,12 +16,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--root", type=Path, required=True, help="storage root folder")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--service-key", type=Path, default=None,
+        help="the service's public signing key (receipt-signing.pub from its TLS folder; "
+        "default: the copy in ROOT/audit/service-key.pub)",
+    )
     add_backend_options(parser)
     parser.set_defaults(func=_audit)
 
 
 def _audit(args: argparse.Namespace) -> int:
-    report = audit_storage(args.root, backend=backend_from_args(args, args.root))
+    report = audit_storage(
+        args.root, backend=backend_from_args(args, args.root), service_key=args.service_key
+    )
     if args.json:
         print(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:

@@ -24,6 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--max-object-mib", type=int, default=StorageLimits.max_object_bytes // MIB)
     serve.add_argument("--chunk-kib", type=int, default=StorageLimits.chunk_bytes // 1024)
     serve.add_argument("--workers", type=int, default=StorageLimits.max_workers)
+    serve.add_argument(
+        "--signing-key", type=Path, default=None,
+        help="Ed25519 key that signs receipts and the audit head (created if missing; default "
+        "TLS_DIR/receipt-signing.key, keep it off the storage disk)",
+    )
     add_backend_options(serve)
     serve.set_defaults(func=_serve)
 
@@ -38,7 +43,7 @@ def _serve(args: argparse.Namespace) -> int:
     )
     running = start_storage_server(
         args.root, args.tls_dir, host=args.host, port=args.port, limits=limits,
-        backend=backend_from_args(args, args.root),
+        backend=backend_from_args(args, args.root), signing_key=args.signing_key,
     )
     for line in running.recovery.lines():
         print(f"recovery: {line}", flush=True)

@@ -36,6 +36,32 @@ class ObjectSummary:
 HeaderReader = Callable[[bytes], ObjectSummary]
 
 
+class StructureCheck:
+    """Keyless frame-structure check of a whole object, fed chunk by chunk as it arrives.
+
+    Wraps :class:`fedcodec.shared.crypto.object_validator.ObjectStructureCheck` so a truncated
+    object, bytes after the final frame, or a frame that breaks the format's rules is refused at
+    put (and reported by ``audit``) as :class:`InvalidObject`, not stored and served later.
+    """
+
+    def __init__(self) -> None:
+        from fedcodec.shared.crypto.object_validator import ObjectStructureCheck
+
+        self._check = ObjectStructureCheck()
+
+    def feed(self, chunk: bytes) -> None:
+        try:
+            self._check.feed(chunk)
+        except FedcodecError as exc:
+            raise InvalidObject(f"not a well-formed encrypted object: {exc}") from None
+
+    def finish(self) -> None:
+        try:
+            self._check.finish()
+        except FedcodecError as exc:
+            raise InvalidObject(f"not a well-formed encrypted object: {exc}") from None
+
+
 def read_object_summary(prefix: bytes) -> ObjectSummary:
     """Parse the public header at the start of an object, or raise :class:`InvalidObject`."""
     from fedcodec.shared.crypto.envelope import read_header

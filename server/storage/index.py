@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS sites (
 CREATE TABLE IF NOT EXISTS audit_head (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     seq INTEGER NOT NULL,
-    entry_hash TEXT NOT NULL
+    entry_hash TEXT NOT NULL,
+    signature TEXT NOT NULL DEFAULT ''
 );
 """
 
@@ -98,6 +99,9 @@ class ObjectIndex:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(audit_head)")}
+        if "signature" not in columns:  # an index written before heads were signed
+            self._db.execute("ALTER TABLE audit_head ADD COLUMN signature TEXT NOT NULL DEFAULT ''")
         self._known_sites: set[str] = {
             row[0] for row in self._db.execute("SELECT site FROM sites")
         }
@@ -284,16 +288,33 @@ class ObjectIndex:
             records = [self._record(r) for r in rows]
         yield from records
 
-    def set_audit_head(self, seq: int, entry_hash: str) -> None:
-        """Anchor the audit log's last entry, so truncating the log's tail is detectable."""
+    def set_audit_head(self, seq: int, entry_hash: str, signature: str = "") -> None:
+        """Anchor the audit log's last entry, so truncating the log's tail is detectable.
+
+        ``signature`` (hex, by the service's signing key) makes the anchor unforgeable: a log
+        re-chained after an edit needs a new head, which only the key can sign.
+        """
         with self._lock:
             self._db.execute(
-                "INSERT INTO audit_head (id, seq, entry_hash) VALUES (1, ?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET seq=excluded.seq, entry_hash=excluded.entry_hash",
-                (seq, entry_hash),
+                "INSERT INTO audit_head (id, seq, entry_hash, signature) VALUES (1, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET seq=excluded.seq, entry_hash=excluded.entry_hash, "
+                "signature=excluded.signature",
+                (seq, entry_hash, signature),
             )
+
+    def audit_head_signature(self) -> str:
+        """Hex signature of the anchored head ('' when unsigned or not anchored)."""
+        with self._lock:
+            row = self._db.execute("SELECT signature FROM audit_head").fetchone()
+            return row[0] if row else ""
 
     def audit_head(self) -> tuple[int, str] | None:
         with self._lock:
             row = self._db.execute("SELECT seq, entry_hash FROM audit_head").fetchone()
             return (row[0], row[1]) if row else None
+
+    def signed_audit_head(self) -> tuple[int, str, str] | None:
+        """``(seq, entry_hash, signature)`` of the anchor, read together."""
+        with self._lock:
+            row = self._db.execute("SELECT seq, entry_hash, signature FROM audit_head").fetchone()
+            return (row[0], row[1], row[2]) if row else None

@@ -19,6 +19,7 @@ from fedcodec.server.storage.recovery import RecoveryReport
 from fedcodec.server.storage.root import open_storage
 from fedcodec.server.storage.service import StorageService
 from fedcodec.server.storage.servicer import StorageServicer
+from fedcodec.server.storage.signing import default_signing_key
 from fedcodec.server.tls import ListenerOptions, server_credentials, start_tls_server
 from fedcodec.shared.rpc import storage_pb2_grpc
 
@@ -46,14 +47,17 @@ def start_storage_server(
     limits: StorageLimits = StorageLimits(),
     header_reader: HeaderReader = read_object_summary,
     backend: ObjectBackend | None = None,
+    signing_key: Path | None = None,
 ) -> RunningStorage:
     """Recover ``root``, then listen on ``host:port`` (0 picks a free port) with mutual TLS.
 
-    Objects live in ``backend`` (default: files under ``root``).
+    Objects live in ``backend`` (default: files under ``root``); receipts and the audit head are
+    signed with ``signing_key`` (default: ``TLS_DIR/receipt-signing.key``, created if missing).
     """
     credentials = server_credentials(tls_dir)
     service, recovery = open_storage(
-        root, limits=limits, header_reader=header_reader, backend=backend
+        root, limits=limits, header_reader=header_reader, backend=backend,
+        signing_key=signing_key or default_signing_key(Path(tls_dir), Path(root)),
     )
     options = ListenerOptions(
         limits.max_workers, limits.max_message_bytes, "storage", limits.max_concurrent_rpcs

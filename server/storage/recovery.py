@@ -14,7 +14,10 @@ to the audit log.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from fedcodec.server.audit.ledger import ADOPTED, put_detail, replay
 from fedcodec.server.audit.log import AuditLog
 from fedcodec.server.storage.backend import ObjectBackend
 from fedcodec.server.storage.errors import ObjectMissing
@@ -31,16 +34,32 @@ class RecoveryReport:
     size_mismatches: list[str] = field(default_factory=list)
     audit_repairs: list[str] = field(default_factory=list)
     replacements: list[str] = field(default_factory=list)
+    rollbacks: list[str] = field(default_factory=list)
+    quarantined_acknowledged: list[str] = field(default_factory=list)
+    stale_rows: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
         return not (
             self.removed_temporaries or self.quarantined or self.missing_files
-            or self.size_mismatches or self.audit_repairs or self.replacements
+            or self.size_mismatches or self.audit_repairs or self.replacements or self.rollbacks
+            or self.quarantined_acknowledged or self.stale_rows or self.adopted
         )
 
+    @property
+    def lost_acknowledged(self) -> bool:
+        """An acknowledged object is out of service: ``audit`` fails until it is resolved."""
+        return bool(self.quarantined_acknowledged or self.missing_files or self.rollbacks)
+
     def lines(self) -> list[str]:
-        out = [f"removed unfinished upload {p}" for p in self.removed_temporaries]
+        out = list(self.rollbacks)
+        out += [f"DATA LOSS: acknowledged object had no index row, quarantined: {p}"
+                for p in self.quarantined_acknowledged]
+        out += [f"removed the stale index row of a deleted object: {p}" for p in self.stale_rows]
+        out += [f"logged an indexed object whose put entry a crash cut off: {p}"
+                for p in self.adopted]
+        out += [f"removed unfinished upload {p}" for p in self.removed_temporaries]
         out += [f"quarantined unacknowledged object without index row: {p}"
                 for p in self.quarantined]
         out += [f"DATA LOSS: index row without stored bytes removed: {p}"
@@ -71,8 +90,19 @@ def reconcile(backend: ObjectBackend, index: ObjectIndex, audit: AuditLog) -> Re
         )
     rows = {(r.site, r.object_id): r for r in index.records()}
     files = {(o.site, o.object_id): o for o in backend.scan()}
+    ledger = replay(audit.path)
     for key in sorted(files.keys() - rows.keys()):
         where = backend.quarantine(*key)
+        state = ledger.get(key)
+        if state is not None and state.present:  # acknowledged: the index lost its row
+            report.quarantined_acknowledged.append(
+                f"{key[0]}/{key[1]} (acknowledged at log seq {state.seq}) -> {where}"
+            )
+            audit.append(
+                site="", action="recover", outcome="data_loss", owner=key[0], object_id=key[1],
+                detail=f"acknowledged object without index row moved to {where}",
+            )
+            continue
         report.quarantined.append(f"{key[0]}/{key[1]} -> {where}")
         audit.append(
             site="", action="recover", outcome="repaired", owner=key[0], object_id=key[1],
@@ -81,12 +111,30 @@ def reconcile(backend: ObjectBackend, index: ObjectIndex, audit: AuditLog) -> Re
     for key in sorted(rows.keys() - files.keys()):
         record = rows[key]
         index.delete(*key)
+        state = ledger.get(key)
+        if state is not None and not state.present:  # deleted later: the index is older
+            report.stale_rows.append(f"{key[0]}/{key[1]} (deleted at log seq {state.seq})")
+            audit.append(
+                site="", action="recover", outcome="repaired", owner=key[0], object_id=key[1],
+                detail=f"stale index row of an object deleted at seq {state.seq} removed",
+            )
+            continue
         report.missing_files.append(f"{key[0]}/{key[1]}")
         audit.append(
             site="", action="recover", outcome="data_loss", owner=key[0], object_id=key[1],
             key_id=",".join(record.key_ids), detail="index row without stored bytes removed",
         )
     for key in sorted(rows.keys() & files.keys()):
+        state = ledger.get(key)
+        if state is None or not state.present:  # committed and indexed, crash before its entry
+            record = rows[key]
+            report.adopted.append(f"{key[0]}/{key[1]}")
+            audit.append(
+                site="", action="recover", outcome=ADOPTED, owner=key[0], object_id=key[1],
+                key_id=",".join(record.key_ids),
+                detail=put_detail(record.sha256, record.size)
+                + " indexed, but a crash came before its put was logged (never acknowledged)",
+            )
         if rows[key].size != files[key].size:
             report.size_mismatches.append(
                 f"{key[0]}/{key[1]} ({files[key].size} bytes, index {rows[key].size})"
@@ -111,11 +159,30 @@ def _sha256_of(backend: ObjectBackend, site: str, object_id: str) -> str | None:
     return digest.hexdigest()
 
 
-def reanchor(audit: AuditLog, index: ObjectIndex, report: RecoveryReport) -> None:
-    """Anchor the log's last entry if a crash fell between its append and its anchor."""
-    anchor = index.audit_head()
+def reanchor(
+    audit: AuditLog,
+    index: ObjectIndex,
+    report: RecoveryReport,
+    anchor: Callable[[int, str], None] | None = None,
+) -> None:
+    """Anchor the log's last entry if a crash fell between its append and its anchor.
+
+    Any larger gap means the index is older than the log (rolled back, or restored from a
+    backup): that is reported as a rollback, never repaired silently, and recorded in the log.
+    """
+    anchored = index.audit_head()
     seq, entry_hash = audit.head
-    crash_window = (anchor is None and seq == 1) or (anchor is not None and anchor[0] == seq - 1)
+    crash_window = (
+        (anchored is None and seq == 1) or (anchored is not None and anchored[0] == seq - 1)
+    )
     if seq and crash_window:
-        index.set_audit_head(seq, entry_hash)
+        (anchor or index.set_audit_head)(seq, entry_hash)
         report.audit_repairs.append(f"audit log: anchored head seq {seq} written before a crash")
+    elif seq and (anchored is None or anchored[0] < seq - 1):
+        behind = anchored[0] if anchored else 0
+        message = (
+            f"INDEX ROLLBACK: the index anchors audit seq {behind} but the log reaches seq {seq} "
+            "(index restored from an older copy?); run `fedcodec-server audit`"
+        )
+        report.rollbacks.append(message)
+        audit.append(site="", action="recover", outcome="rollback", detail=message)

@@ -20,6 +20,7 @@ from fedcodec.server.storage.index import ObjectIndex
 from fedcodec.server.storage.limits import StorageLimits
 from fedcodec.server.storage.recovery import RecoveryReport, reanchor, reconcile
 from fedcodec.server.storage.service import StorageService
+from fedcodec.server.storage.signing import ServiceSigner, default_signing_key
 from fedcodec.shared.errors import FedcodecError
 
 
@@ -57,24 +58,35 @@ def open_storage(
     limits: StorageLimits = StorageLimits(),
     header_reader: HeaderReader = read_object_summary,
     backend: ObjectBackend | None = None,
+    signing_key: Path | None = None,
 ) -> tuple[StorageService, RecoveryReport]:
-    """Lock ``root``, run startup recovery, and return the ready service and what was repaired."""
+    """Lock ``root``, run startup recovery, and return the ready service and what was repaired.
+
+    ``signing_key`` is the service's Ed25519 key (created if missing; default: in the root,
+    see :func:`~.signing.default_signing_key` for what ``storage serve`` uses).
+    """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     lock = lock_root(root)
     try:
         paths = storage_paths(root)
+        signer = ServiceSigner(signing_key or default_signing_key(None, root))
+        signer.publish(root)
         report = RecoveryReport()
         torn = repair_torn_tail(paths["audit"])
         if torn:
             report.audit_repairs.append(torn)
         index = ObjectIndex(paths["index"])
-        audit = AuditLog(paths["audit"], anchor=index.set_audit_head)
-        reanchor(audit, index, report)
+
+        def anchor(seq: int, entry_hash: str) -> None:
+            index.set_audit_head(seq, entry_hash, signer.sign_head(seq, entry_hash))
+
+        audit = AuditLog(paths["audit"], anchor=anchor)
+        reanchor(audit, index, report, anchor)
         backend = backend if backend is not None else FilesystemBackend(root)
         found = reconcile(backend, index, audit)
         found.audit_repairs = report.audit_repairs + found.audit_repairs
-        service = StorageService(backend, index, audit, header_reader, limits)
+        service = StorageService(backend, index, audit, header_reader, limits, signer)
     except BaseException:
         lock.close()
         raise

@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import IO, BinaryIO, NoReturn, TypeVar
 
-from fedcodec.server.audit.log import AuditLog
+from fedcodec.server.audit.ledger import put_detail
+from fedcodec.server.audit.log import AuditEntry, AuditLog
 from fedcodec.server.pki import SITE_NAME
 from fedcodec.server.storage.backend import ObjectBackend
 from fedcodec.server.storage.errors import (
@@ -35,10 +36,13 @@ from fedcodec.server.storage.header_check import (
     HEADER_PREFIX_BYTES,
     HeaderReader,
     ObjectSummary,
+    StructureCheck,
 )
 from fedcodec.server.storage.index import ObjectIndex, ObjectRecord, now_ms
 from fedcodec.server.storage.limits import StorageLimits
 from fedcodec.server.storage.object_id import check_object_id
+from fedcodec.server.storage.signing import ServiceSigner
+from fedcodec.shared.crypto.storage_receipt import SignedReceipt
 
 T = TypeVar("T")
 
@@ -65,6 +69,7 @@ class _Audited:
 
     def __init__(self, owner: str = "", object_id: str = "") -> None:
         self.owner, self.object_id, self.key_id, self.detail = owner, object_id, "", ""
+        self.entry: AuditEntry | None = None  # the entry written for a successful call
 
     def about(
         self, record: ObjectRecord | None = None, summary: ObjectSummary | None = None
@@ -83,9 +88,10 @@ class StorageService:
         audit: AuditLog,
         header_reader: HeaderReader,
         limits: StorageLimits = StorageLimits(),
+        signer: ServiceSigner | None = None,
     ) -> None:
         self.backend, self.index, self.audit = backend, index, audit
-        self.header_reader, self.limits = header_reader, limits
+        self.header_reader, self.limits, self.signer = header_reader, limits, signer
         self._commit_lock = threading.Lock()
         self.held: list[IO[str]] = []  # closed with the service (the root's lock file)
 
@@ -106,11 +112,13 @@ class StorageService:
         except BaseException as exc:
             self._record(site, action, "error", note, f"{type(exc).__name__}: {exc}")
             raise
-        self._record(site, action, "ok", note, note.detail)
+        note.entry = self._record(site, action, "ok", note, note.detail)
         return result
 
-    def _record(self, site: str, action: str, outcome: str, note: _Audited, detail: str) -> None:
-        self.audit.append(
+    def _record(
+        self, site: str, action: str, outcome: str, note: _Audited, detail: str
+    ) -> AuditEntry:
+        return self.audit.append(
             site=site, action=action, outcome=outcome, owner=note.owner,
             object_id=note.object_id, key_id=note.key_id, detail=detail,
         )
@@ -143,10 +151,29 @@ class StorageService:
 
     def put(self, site: str, meta: PutMetadata, data: Iterable[bytes]) -> ObjectRecord:
         """Store one object; return its index record once it is durable and listed."""
+        return self.put_receipted(site, meta, data)[0]
+
+    def put_receipted(
+        self, site: str, meta: PutMetadata, data: Iterable[bytes]
+    ) -> tuple[ObjectRecord, SignedReceipt | None]:
+        """:meth:`put`, and the signed receipt naming the put's audit entry (None unsigned)."""
         self.index.note_site(site)
         note = _Audited(meta.namespace or site, meta.object_id)
         action = "replace" if meta.replace else "put"
-        return self._audited(site, action, note, lambda: self._put(site, meta, data, note))
+        record = self._audited(site, action, note, lambda: self._put(site, meta, data, note))
+        return record, self._receipt(action, record, note)
+
+    def _receipt(
+        self, action: str, record: ObjectRecord, note: _Audited
+    ) -> SignedReceipt | None:
+        if self.signer is None or note.entry is None:
+            return None
+        deleted = action == "delete"
+        return self.signer.receipt(
+            action, record.site, record.object_id, 0 if deleted else record.size,
+            "" if deleted else record.sha256, record.content_digest, note.entry.seq,
+            note.entry.entry_hash,
+        )
 
     def _put(
         self, site: str, meta: PutMetadata, data: Iterable[bytes], note: _Audited
@@ -168,6 +195,7 @@ class StorageService:
         try:
             summary = self._receive(site, meta, data, pending.write)
             note.about(summary=summary)
+            note.detail = put_detail(meta.sha256.hex(), meta.size)
             record = ObjectRecord(
                 site, meta.object_id, meta.size, meta.sha256.hex(), summary.key_ids,
                 summary.algorithm, summary.format_version, now_ms(), summary.content_digest,
@@ -212,6 +240,7 @@ class StorageService:
         self, site: str, meta: PutMetadata, data: Iterable[bytes], write: Callable[[bytes], None]
     ) -> ObjectSummary:
         digest = hashlib.sha256()
+        structure = StructureCheck()
         prefix = bytearray()
         summary: ObjectSummary | None = None
         received = 0
@@ -228,11 +257,13 @@ class StorageService:
                 if len(prefix) == HEADER_PREFIX_BYTES:
                     summary = self._check_header(site, meta, bytes(prefix))
             digest.update(chunk)
+            structure.feed(chunk)
             write(chunk)
         if received != meta.size:
             raise InvalidObject(f"received {received} bytes, declared {meta.size}")
         if digest.digest() != meta.sha256:
             raise InvalidObject("sha256 of the received bytes does not match the declared sha256")
+        structure.finish()
         return summary if summary is not None else self._check_header(site, meta, bytes(prefix))
 
     def _check_header(self, site: str, meta: PutMetadata, prefix: bytes) -> ObjectSummary:
@@ -317,6 +348,12 @@ class StorageService:
 
     def delete(self, site: str, owner: str, object_id: str) -> ObjectRecord:
         """Remove an object of the caller's own namespace (shares go with it)."""
+        return self.delete_receipted(site, owner, object_id)[0]
+
+    def delete_receipted(
+        self, site: str, owner: str, object_id: str
+    ) -> tuple[ObjectRecord, SignedReceipt | None]:
+        """:meth:`delete`, and the signed receipt naming the delete's audit entry."""
         self.index.note_site(site)
         note = _Audited(owner or site, object_id)
 
@@ -331,7 +368,8 @@ class StorageService:
             note.about(record)
             return record
 
-        return self._audited(site, "delete", note, work)
+        record = self._audited(site, "delete", note, work)
+        return record, self._receipt("delete", record, note)
 
     def share(
         self, site: str, object_id: str, grantee: str, *, revoke: bool = False
@@ -361,3 +399,11 @@ class StorageService:
             return updated
 
         return self._audited(site, "share", note, work)
+
+    def head(self, site: str) -> tuple[int, str, str]:
+        """``(seq, entry_hash, signature hex)`` of the signed audit head, this call included."""
+        self.index.note_site(site)
+        self._audited(site, "head", _Audited(site), lambda: None)
+        with self._commit_lock:
+            anchored = self.index.audit_head() or (0, "")
+            return anchored[0], anchored[1], self.index.audit_head_signature()

@@ -15,6 +15,7 @@ from fedcodec.server.storage import errors
 from fedcodec.server.storage.identity import site_of
 from fedcodec.server.storage.index import ObjectRecord
 from fedcodec.server.storage.service import PutMetadata, StorageService
+from fedcodec.shared.crypto.storage_receipt import SignedReceipt
 from fedcodec.shared.rpc import storage_pb2, storage_pb2_grpc
 
 T = TypeVar("T")
@@ -42,6 +43,15 @@ def object_info(record: ObjectRecord) -> storage_pb2.ObjectInfo:
         format_version=record.format_version,
         created_unix_ms=record.created_ms,
         shared_with=list(record.shared_with),
+    )
+
+
+def receipt_message(signed: SignedReceipt | None) -> storage_pb2.Receipt | None:
+    if signed is None:
+        return None
+    return storage_pb2.Receipt(
+        payload=signed.receipt.payload(), signature=signed.signature,
+        public_key=signed.public_key,
     )
 
 
@@ -92,8 +102,12 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
                 )
             m = first.metadata
             meta = PutMetadata(m.object_id, m.namespace, m.size, m.sha256, m.replace)
-            record = self.service.put(site, meta, _data_parts(request_iterator))
-            return storage_pb2.PutReply(object=object_info(record))
+            record, receipt = self.service.put_receipted(
+                site, meta, _data_parts(request_iterator)
+            )
+            return storage_pb2.PutReply(
+                object=object_info(record), receipt=receipt_message(receipt)
+            )
 
         return _answer(context, work)
 
@@ -129,10 +143,10 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
 
     def Delete(self, request, context):  # noqa: N802
         site = self._site(context, "delete")
-        record = _answer(
-            context, lambda: self.service.delete(site, request.owner, request.object_id)
+        record, receipt = _answer(
+            context, lambda: self.service.delete_receipted(site, request.owner, request.object_id)
         )
-        return storage_pb2.DeleteReply(object=object_info(record))
+        return storage_pb2.DeleteReply(object=object_info(record), receipt=receipt_message(receipt))
 
     def Share(self, request, context):  # noqa: N802
         site = self._site(context, "share")
@@ -143,3 +157,12 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
             ),
         )
         return storage_pb2.ShareReply(object=object_info(record))
+
+    def Head(self, request, context):  # noqa: N802
+        site = self._site(context, "head")
+        seq, entry_hash, signature = _answer(context, lambda: self.service.head(site))
+        signer = self.service.signer
+        return storage_pb2.HeadReply(
+            seq=seq, entry_hash=entry_hash, signature=bytes.fromhex(signature),
+            public_key=signer.public_raw if signer else b"",
+        )

@@ -24,37 +24,43 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rstorage.proto\x12\x13\x66\x65\x64\x63odec.storage.v1\"b\n\x0bPutMetadata\x12\x11\n\tobject_id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\x0c\x12\x0f\n\x07replace\x18\x05 \x01(\x08\"X\n\x08PutChunk\x12\x34\n\x08metadata\x18\x01 \x01(\x0b\x32 .fedcodec.storage.v1.PutMetadataH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\xb6\x01\n\nObjectInfo\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x11\n\tobject_id\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\x0c\x12\x0f\n\x07key_ids\x18\x05 \x03(\t\x12\x11\n\talgorithm\x18\x06 \x01(\t\x12\x16\n\x0e\x66ormat_version\x18\x07 \x01(\r\x12\x17\n\x0f\x63reated_unix_ms\x18\x08 \x01(\x03\x12\x13\n\x0bshared_with\x18\t \x03(\t\";\n\x08PutReply\x12/\n\x06object\x18\x01 \x01(\x0b\x32\x1f.fedcodec.storage.v1.ObjectInfo\".\n\nGetRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x11\n\tobject_id\x18\x02 \x01(\t\"S\n\x08GetChunk\x12/\n\x04info\x18\x01 \x01(\x0b\x32\x1f.fedcodec.storage.v1.ObjectInfoH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"k\n\x0bListRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x16\n\x0eshared_with_me\x18\x02 \x01(\x08\x12\x0e\n\x06prefix\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\r\x12\x12\n\npage_token\x18\x05 \x01(\t\"V\n\tListReply\x12\x30\n\x07objects\x18\x01 \x03(\x0b\x32\x1f.fedcodec.storage.v1.ObjectInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"1\n\rDeleteRequest\x12\x11\n\tobject_id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\">\n\x0b\x44\x65leteReply\x12/\n\x06object\x18\x01 \x01(\x0b\x32\x1f.fedcodec.storage.v1.ObjectInfo\"B\n\x0cShareRequest\x12\x11\n\tobject_id\x18\x01 \x01(\t\x12\x0f\n\x07grantee\x18\x02 \x01(\t\x12\x0e\n\x06revoke\x18\x03 \x01(\x08\"=\n\nShareReply\x12/\n\x06object\x18\x01 \x01(\x0b\x32\x1f.fedcodec.storage.v1.ObjectInfo2\x80\x03\n\x07Storage\x12\x45\n\x03Put\x12\x1d.fedcodec.storage.v1.PutChunk\x1a\x1d.fedcodec.storage.v1.PutReply(\x01\x12G\n\x03Get\x12\x1f.fedcodec.storage.v1.GetRequest\x1a\x1d.fedcodec.storage.v1.GetChunk0\x01\x12H\n\x04List\x12 .fedcodec.storage.v1.ListRequest\x1a\x1e.fedcodec.storage.v1.ListReply\x12N\n\x06\x44\x65lete\x12\".fedcodec.storage.v1.DeleteRequest\x1a .fedcodec.storage.v1.DeleteReply\x12K\n\x05Share\x12!.fedcodec.storage.v1.ShareRequest\x1a\x1f.fedcodec.storage.v1.ShareReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rstorage.proto\x12\x13\x66\x65\x64\x63odec.storage.v1\"A\n\x07Receipt\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\"b\n\x0bPutMetadata\x12\x11\n\tobject_id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\x0c\x12\x0f\n\x07replace\x18\x05 \x01(\x08\"X\n\x08PutChunk\x12\x34\n\x08metadata\x18\x01 \x01(\x0b\x32 .fedcodec.storage.v1.PutMetadataH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\xb6\x01\n\nObjectInfo\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x11\n\tobject_id\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\x0c\x12\x0f\n\x07key_ids\x18\x05 \x03(\t\x12\x11\n\talgorithm\x18\x06 \x01(\t\x12\x16\n\x0e\x66ormat_version\x18\x07 \x01(\r\x12\x17\n\x0f\x63reated_unix_ms\x18\x08 \x01(\x03\x12\x13\n\x0bshared_with\x18\t \x03(\t\"j\n\x08PutReply\x12/\n\x06object\x18\x01 \x01(\x0b\x32\x1f.fedcodec.storage.v1.ObjectInfo\x12-\n\x07receipt\x18\x02 \x01(\x0b\x32\x1c.fedcodec.storage.v1.Receipt\".\n\nGetRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x11\n\tobject_id\x18\x02 \x01(\t\"S\n\x08GetChunk\x12/\n\x04info\x18\x01 \x01(\x0b\x32\x1f.fedcodec.storage.v1.ObjectInfoH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"k\n\x0bListRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x16\n\x0eshared_with_me\x18\x02 \x01(\x08\x12\x0e\n\x06prefix\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\r\x12\x12\n\npage_token\x18\x05 \x01(\t\"V\n\tListReply\x12\x30\n\x07objects\x18\x01 \x03(\x0b\x32\x1f.fedcodec.storage.v1.ObjectInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"1\n\rDeleteRequest\x12\x11\n\tobject_id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\"m\n\x0b\x44\x65leteReply\x12/\n\x06object\x18\x01 \x01(\x0b\x32\x1f.fedcodec.storage.v1.ObjectInfo\x12-\n\x07receipt\x18\x02 \x01(\x0b\x32\x1c.fedcodec.storage.v1.Receipt\"B\n\x0cShareRequest\x12\x11\n\tobject_id\x18\x01 \x01(\t\x12\x0f\n\x07grantee\x18\x02 \x01(\t\x12\x0e\n\x06revoke\x18\x03 \x01(\x08\"=\n\nShareReply\x12/\n\x06object\x18\x01 \x01(\x0b\x32\x1f.fedcodec.storage.v1.ObjectInfo\"\r\n\x0bHeadRequest\"S\n\tHeadReply\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x12\n\nentry_hash\x18\x02 \x01(\t\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12\x12\n\npublic_key\x18\x04 \x01(\x0c\x32\xca\x03\n\x07Storage\x12\x45\n\x03Put\x12\x1d.fedcodec.storage.v1.PutChunk\x1a\x1d.fedcodec.storage.v1.PutReply(\x01\x12G\n\x03Get\x12\x1f.fedcodec.storage.v1.GetRequest\x1a\x1d.fedcodec.storage.v1.GetChunk0\x01\x12H\n\x04List\x12 .fedcodec.storage.v1.ListRequest\x1a\x1e.fedcodec.storage.v1.ListReply\x12N\n\x06\x44\x65lete\x12\".fedcodec.storage.v1.DeleteRequest\x1a .fedcodec.storage.v1.DeleteReply\x12K\n\x05Share\x12!.fedcodec.storage.v1.ShareRequest\x1a\x1f.fedcodec.storage.v1.ShareReply\x12H\n\x04Head\x12 .fedcodec.storage.v1.HeadRequest\x1a\x1e.fedcodec.storage.v1.HeadReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'storage_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PUTMETADATA']._serialized_start=38
-  _globals['_PUTMETADATA']._serialized_end=136
-  _globals['_PUTCHUNK']._serialized_start=138
-  _globals['_PUTCHUNK']._serialized_end=226
-  _globals['_OBJECTINFO']._serialized_start=229
-  _globals['_OBJECTINFO']._serialized_end=411
-  _globals['_PUTREPLY']._serialized_start=413
-  _globals['_PUTREPLY']._serialized_end=472
-  _globals['_GETREQUEST']._serialized_start=474
-  _globals['_GETREQUEST']._serialized_end=520
-  _globals['_GETCHUNK']._serialized_start=522
-  _globals['_GETCHUNK']._serialized_end=605
-  _globals['_LISTREQUEST']._serialized_start=607
-  _globals['_LISTREQUEST']._serialized_end=714
-  _globals['_LISTREPLY']._serialized_start=716
-  _globals['_LISTREPLY']._serialized_end=802
-  _globals['_DELETEREQUEST']._serialized_start=804
-  _globals['_DELETEREQUEST']._serialized_end=853
-  _globals['_DELETEREPLY']._serialized_start=855
-  _globals['_DELETEREPLY']._serialized_end=917
-  _globals['_SHAREREQUEST']._serialized_start=919
-  _globals['_SHAREREQUEST']._serialized_end=985
-  _globals['_SHAREREPLY']._serialized_start=987
-  _globals['_SHAREREPLY']._serialized_end=1048
-  _globals['_STORAGE']._serialized_start=1051
-  _globals['_STORAGE']._serialized_end=1435
+  _globals['_RECEIPT']._serialized_start=38
+  _globals['_RECEIPT']._serialized_end=103
+  _globals['_PUTMETADATA']._serialized_start=105
+  _globals['_PUTMETADATA']._serialized_end=203
+  _globals['_PUTCHUNK']._serialized_start=205
+  _globals['_PUTCHUNK']._serialized_end=293
+  _globals['_OBJECTINFO']._serialized_start=296
+  _globals['_OBJECTINFO']._serialized_end=478
+  _globals['_PUTREPLY']._serialized_start=480
+  _globals['_PUTREPLY']._serialized_end=586
+  _globals['_GETREQUEST']._serialized_start=588
+  _globals['_GETREQUEST']._serialized_end=634
+  _globals['_GETCHUNK']._serialized_start=636
+  _globals['_GETCHUNK']._serialized_end=719
+  _globals['_LISTREQUEST']._serialized_start=721
+  _globals['_LISTREQUEST']._serialized_end=828
+  _globals['_LISTREPLY']._serialized_start=830
+  _globals['_LISTREPLY']._serialized_end=916
+  _globals['_DELETEREQUEST']._serialized_start=918
+  _globals['_DELETEREQUEST']._serialized_end=967
+  _globals['_DELETEREPLY']._serialized_start=969
+  _globals['_DELETEREPLY']._serialized_end=1078
+  _globals['_SHAREREQUEST']._serialized_start=1080
+  _globals['_SHAREREQUEST']._serialized_end=1146
+  _globals['_SHAREREPLY']._serialized_start=1148
+  _globals['_SHAREREPLY']._serialized_end=1209
+  _globals['_HEADREQUEST']._serialized_start=1211
+  _globals['_HEADREQUEST']._serialized_end=1224
+  _globals['_HEADREPLY']._serialized_start=1226
+  _globals['_HEADREPLY']._serialized_end=1309
+  _globals['_STORAGE']._serialized_start=1312
+  _globals['_STORAGE']._serialized_end=1770
 # @@protoc_insertion_point(module_scope)

@@ -6,6 +6,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Receipt(_message.Message):
+    __slots__ = ("payload", "signature", "public_key")
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    payload: bytes
+    signature: bytes
+    public_key: bytes
+    def __init__(self, payload: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., public_key: _Optional[bytes] = ...) -> None: ...
+
 class PutMetadata(_message.Message):
     __slots__ = ("object_id", "namespace", "size", "sha256", "replace")
     OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -51,10 +61,12 @@ class ObjectInfo(_message.Message):
     def __init__(self, owner: _Optional[str] = ..., object_id: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[bytes] = ..., key_ids: _Optional[_Iterable[str]] = ..., algorithm: _Optional[str] = ..., format_version: _Optional[int] = ..., created_unix_ms: _Optional[int] = ..., shared_with: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PutReply(_message.Message):
-    __slots__ = ("object",)
+    __slots__ = ("object", "receipt")
     OBJECT_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
     object: ObjectInfo
-    def __init__(self, object: _Optional[_Union[ObjectInfo, _Mapping]] = ...) -> None: ...
+    receipt: Receipt
+    def __init__(self, object: _Optional[_Union[ObjectInfo, _Mapping]] = ..., receipt: _Optional[_Union[Receipt, _Mapping]] = ...) -> None: ...
 
 class GetRequest(_message.Message):
     __slots__ = ("owner", "object_id")
@@ -103,10 +115,12 @@ class DeleteRequest(_message.Message):
     def __init__(self, object_id: _Optional[str] = ..., owner: _Optional[str] = ...) -> None: ...
 
 class DeleteReply(_message.Message):
-    __slots__ = ("object",)
+    __slots__ = ("object", "receipt")
     OBJECT_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
     object: ObjectInfo
-    def __init__(self, object: _Optional[_Union[ObjectInfo, _Mapping]] = ...) -> None: ...
+    receipt: Receipt
+    def __init__(self, object: _Optional[_Union[ObjectInfo, _Mapping]] = ..., receipt: _Optional[_Union[Receipt, _Mapping]] = ...) -> None: ...
 
 class ShareRequest(_message.Message):
     __slots__ = ("object_id", "grantee", "revoke")
@@ -123,3 +137,19 @@ class ShareReply(_message.Message):
     OBJECT_FIELD_NUMBER: _ClassVar[int]
     object: ObjectInfo
     def __init__(self, object: _Optional[_Union[ObjectInfo, _Mapping]] = ...) -> None: ...
+
+class HeadRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class HeadReply(_message.Message):
+    __slots__ = ("seq", "entry_hash", "signature", "public_key")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_HASH_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    entry_hash: str
+    signature: bytes
+    public_key: bytes
+    def __init__(self, seq: _Optional[int] = ..., entry_hash: _Optional[str] = ..., signature: _Optional[bytes] = ..., public_key: _Optional[bytes] = ...) -> None: ...

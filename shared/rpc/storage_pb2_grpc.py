@@ -60,6 +60,11 @@ class StorageStub:
                 request_serializer=storage__pb2.ShareRequest.SerializeToString,
                 response_deserializer=storage__pb2.ShareReply.FromString,
                 _registered_method=True)
+        self.Head = channel.unary_unary(
+                '/fedcodec.storage.v1.Storage/Head',
+                request_serializer=storage__pb2.HeadRequest.SerializeToString,
+                response_deserializer=storage__pb2.HeadReply.FromString,
+                _registered_method=True)
 
 
 class StorageServicer:
@@ -103,6 +108,14 @@ class StorageServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Head(self, request, context):
+        """The audit log's current head, signed by the service's receipt key (what `fedcodec store
+        verify` compares its receipts with: a head behind a receipt means a rolled-back log).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StorageServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -130,6 +143,11 @@ def add_StorageServicer_to_server(servicer, server):
                     servicer.Share,
                     request_deserializer=storage__pb2.ShareRequest.FromString,
                     response_serializer=storage__pb2.ShareReply.SerializeToString,
+            ),
+            'Head': grpc.unary_unary_rpc_method_handler(
+                    servicer.Head,
+                    request_deserializer=storage__pb2.HeadRequest.FromString,
+                    response_serializer=storage__pb2.HeadReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -268,6 +286,33 @@ class Storage:
             '/fedcodec.storage.v1.Storage/Share',
             storage__pb2.ShareRequest.SerializeToString,
             storage__pb2.ShareReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Head(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcodec.storage.v1.Storage/Head',
+            storage__pb2.HeadRequest.SerializeToString,
+            storage__pb2.HeadReply.FromString,
             options,
             channel_credentials,
             insecure,
