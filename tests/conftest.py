@@ -40,3 +40,9 @@ def require_shared_data(*parts: str) -> Path:
 def shared_data() -> Path:
     """Root of ``../shared/data``."""
     return require_shared_data()
+
+
+@pytest.fixture(autouse=True)
+def _private_site_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    """Each test keeps `fedcodec store` receipts in its own folder, never in ~/.fedcodec."""
+    monkeypatch.setenv("FEDCODEC_STATE_DIR", str(tmp_path_factory.mktemp("site-state")))

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from fedcodec.client.store.connection import StoreClient
+from fedcodec.client.store.receipt_store import ReceiptStore, default_state_dir
 from fedcodec.shared.errors import FedcodecError
 
 
@@ -26,6 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="folder with site.pem, site.key, ca.pem (env FEDCODEC_TLS_DIR)",
     )
     common.add_argument("--timeout", type=float, default=600.0, help="seconds per call")
+    common.add_argument(
+        "--state-dir", type=Path, default=None,
+        help="the site's state folder, where receipts are kept (env FEDCODEC_STATE_DIR; "
+        "default $FEDCODEC_HOME/SITE)",
+    )
     keyed = argparse.ArgumentParser(add_help=False)
     keyed.add_argument(
         "--keyring", type=Path, default=os.environ.get("FEDCODEC_KEYRING"),
@@ -38,6 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     put.add_argument("file", type=Path)
     put.add_argument("--id", dest="object_id", help="object id (default: the file name)")
     put.add_argument("--codec", help="codec label for the header (default: fcz for .fcz files)")
+    put.add_argument(
+        "--allow-identified", action="store_true",
+        help="upload a study whose DICOM headers are not de-identified (refused otherwise)",
+    )
     put.set_defaults(func=_put)
 
     get = actions.add_parser("get", parents=[common, keyed], help="download and decrypt")
@@ -73,6 +83,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rewrap.add_argument("--all", action="store_true", help="every object not on the current KEK")
     rewrap.set_defaults(func=_rewrap)
 
+    verify = actions.add_parser(
+        "verify", parents=[common],
+        help="prove every object this site holds a receipt for is stored intact (exit 1 if not)",
+    )
+    verify.add_argument(
+        "--quick", action="store_true", help="compare the service's listing only (no downloads)"
+    )
+    verify.set_defaults(func=_verify)
+
 
 def _client(args: argparse.Namespace) -> StoreClient:
     if not args.service:
@@ -80,6 +99,11 @@ def _client(args: argparse.Namespace) -> StoreClient:
     if not args.tls_dir:
         raise FedcodecError("no TLS folder given (--tls-dir DIR)")
     return StoreClient(args.service, args.tls_dir, timeout=args.timeout)
+
+
+def _receipts(args: argparse.Namespace, client: StoreClient) -> ReceiptStore:
+    """The site's receipts: ``--state-dir``, else :func:`default_state_dir` of its site."""
+    return ReceiptStore(args.state_dir or default_state_dir(client.site), client.site)
 
 
 def _keyring(args: argparse.Namespace, client: StoreClient):
@@ -95,7 +119,10 @@ def _put(args: argparse.Namespace) -> int:
 
     with _client(args) as client:
         keyring = _keyring(args, client)
-        info = put_file(client, keyring, args.file, object_id=args.object_id, codec=args.codec)
+        info = put_file(
+            client, keyring, args.file, object_id=args.object_id, codec=args.codec,
+            receipts=_receipts(args, client), allow_identified=args.allow_identified,
+        )
     print(f"stored {info.owner}/{info.object_id}: {info.size} bytes, sha256 {info.sha256[:16]}..., "
           f"keys {','.join(info.key_ids)}")
     return 0
@@ -106,7 +133,10 @@ def _get(args: argparse.Namespace) -> int:
 
     with _client(args) as client:
         keyring = _keyring(args, client)
-        header = get_file(client, keyring, args.object_id, args.output, owner=args.owner)
+        header = get_file(
+            client, keyring, args.object_id, args.output, owner=args.owner,
+            receipts=_receipts(args, client),
+        )
     print(f"wrote {args.output} ({header.site}/{header.object_id}, codec {header.codec})")
     return 0
 
@@ -130,6 +160,8 @@ def _ls(args: argparse.Namespace) -> int:
 def _rm(args: argparse.Namespace) -> int:
     with _client(args) as client:
         info = client.delete(args.object_id)
+        if info.receipt is not None:
+            _receipts(args, client).record(info.receipt)
     print(f"deleted {info.owner}/{info.object_id}")
     return 0
 
@@ -139,7 +171,10 @@ def _share(args: argparse.Namespace) -> int:
 
     with _client(args) as client:
         keyring = _keyring(args, client)
-        info = share_object(client, keyring, args.object_id, args.peer, revoke=args.revoke)
+        info = share_object(
+            client, keyring, args.object_id, args.peer, revoke=args.revoke,
+            receipts=_receipts(args, client),
+        )
     verb = "revoked" if args.revoke else "shared"
     print(f"{verb} {info.owner}/{info.object_id} with {args.peer}; readers now: "
           f"{','.join(info.shared_with) or '(owner only)'}")
@@ -158,6 +193,15 @@ def _rewrap(args: argparse.Namespace) -> int:
         if not ids:
             raise FedcodecError("nothing to rewrap: give object ids or --all")
         for object_id in ids:
-            info = rewrap_object(client, keyring, object_id)
+            info = rewrap_object(client, keyring, object_id, _receipts(args, client))
             print(f"rewrapped {info.owner}/{info.object_id}: keys {','.join(info.key_ids)}")
     return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from fedcodec.client.store.receipt_verify import verify_receipts
+
+    with _client(args) as client:
+        report = verify_receipts(client, _receipts(args, client), download=not args.quick)
+    print("\n".join(report.lines()))
+    return 0 if report.ok else 1

@@ -9,13 +9,19 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 import grpc
 
 from fedcodec.client.site_tls import site_channel
+from fedcodec.shared.crypto.storage_receipt import (
+    Receipt,
+    ReceiptError,
+    SignedReceipt,
+    verify_head,
+)
 from fedcodec.shared.errors import CorruptDataError, FedcodecError, UnknownNameError
 from fedcodec.shared.rpc import storage_pb2, storage_pb2_grpc
 
@@ -43,18 +49,51 @@ class StoredObjectInfo:
     format_version: int
     created_unix_ms: int
     shared_with: tuple[str, ...]
+    #: The service's signed receipt (puts and deletes of a service that signs; checked).
+    receipt: SignedReceipt | None = field(default=None, compare=False)
 
     @classmethod
-    def from_message(cls, info: storage_pb2.ObjectInfo) -> StoredObjectInfo:
+    def from_message(
+        cls, info: storage_pb2.ObjectInfo, receipt: SignedReceipt | None = None
+    ) -> StoredObjectInfo:
         return cls(
             info.owner, info.object_id, info.size, info.sha256.hex(), tuple(info.key_ids),
             info.algorithm, info.format_version, info.created_unix_ms, tuple(info.shared_with),
+            receipt,
         )
 
     def to_json(self) -> dict:
-        return {
-            **self.__dict__, "key_ids": list(self.key_ids), "shared_with": list(self.shared_with)
-        }
+        body = {k: v for k, v in self.__dict__.items() if k != "receipt"}
+        return {**body, "key_ids": list(self.key_ids), "shared_with": list(self.shared_with)}
+
+
+@dataclass(frozen=True)
+class SignedHead:
+    """The service's audit-log head, its signature checked against the key it came with."""
+
+    seq: int
+    entry_hash: str
+    public_key: bytes
+
+
+def checked_receipt(
+    message: storage_pb2.Receipt, *, action: str, site: str, object_id: str, sha256: str = ""
+) -> SignedReceipt:
+    """The receipt in a reply, if its signature verifies and it says what was done."""
+    try:
+        signed = SignedReceipt(
+            Receipt.from_payload(message.payload), message.signature, message.public_key
+        )
+        receipt = signed.verify()
+    except ReceiptError as exc:
+        raise ReceiptError(f"storage service sent a bad receipt: {exc}") from None
+    said = (receipt.action, receipt.site, receipt.object_id, receipt.sha256 if sha256 else "")
+    if said != (action, site, object_id, sha256):
+        raise ReceiptError(
+            f"storage service's receipt says {receipt.action} {receipt.site}/{receipt.object_id}, "
+            f"not {action} {site}/{object_id}" + (" with the sent sha256" if sha256 else "")
+        )
+    return signed
 
 
 def rpc_failure(exc: grpc.RpcError, service: str) -> FedcodecError:
@@ -142,7 +181,13 @@ class StoreClient:
             reply = self._stub.Put(messages(), timeout=self.timeout)
         except grpc.RpcError as exc:
             raise self._fail(exc) from None
-        return StoredObjectInfo.from_message(reply.object)
+        receipt = None
+        if reply.HasField("receipt"):
+            receipt = checked_receipt(
+                reply.receipt, action="replace" if replace else "put", site=self.site,
+                object_id=object_id, sha256=sha256.hex(),
+            )
+        return StoredObjectInfo.from_message(reply.object, receipt)
 
     def put_bytes(self, object_id: str, blob: bytes) -> StoredObjectInfo:
         """Upload ciphertext already in memory."""
@@ -223,7 +268,23 @@ class StoreClient:
             )
         except grpc.RpcError as exc:
             raise self._fail(exc) from None
-        return StoredObjectInfo.from_message(reply.object)
+        receipt = None
+        if reply.HasField("receipt"):
+            receipt = checked_receipt(
+                reply.receipt, action="delete", site=self.site, object_id=object_id
+            )
+        return StoredObjectInfo.from_message(reply.object, receipt)
+
+    def head(self) -> SignedHead:
+        """The service's signed audit-log head (signature checked; pin ``public_key``)."""
+        try:
+            reply = self._stub.Head(storage_pb2.HeadRequest(), timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise self._fail(exc) from None
+        if not reply.signature:
+            raise ReceiptError("storage service does not sign its audit head")
+        verify_head(reply.public_key, reply.seq, reply.entry_hash, reply.signature)
+        return SignedHead(reply.seq, reply.entry_hash, reply.public_key)
 
     def share(self, object_id: str, grantee: str, *, revoke: bool = False) -> StoredObjectInfo:
         try:

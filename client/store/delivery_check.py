@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from fedcodec.client.store.receipt_store import Receipt
+from fedcodec.shared.crypto.storage_receipt import Receipt
 from fedcodec.shared.crypto import envelope
 from fedcodec.shared.errors import CorruptDataError
 
@@ -29,13 +29,29 @@ def peek_header(chunks: Iterator[bytes]) -> tuple[envelope.ObjectHeader, Iterato
         prefix += chunk
         if len(prefix) >= HEADER_PREFIX_BYTES:
             break
-    header = envelope.read_header(bytes(prefix))
+    try:
+        header = envelope.read_header(bytes(prefix))
+    except BaseException:
+        getattr(chunks, "close", lambda: None)()
+        raise
+    return header, _Rejoined(bytes(prefix), chunks)
 
-    def again() -> Iterator[bytes]:
-        yield bytes(prefix)
-        yield from chunks
 
-    return header, again()
+class _Rejoined(Iterator[bytes]):
+    """The bytes already read, then the rest; ``close`` closes the download underneath."""
+
+    def __init__(self, first: bytes, rest: Iterator[bytes]) -> None:
+        self._first: bytes | None = first
+        self._rest = rest
+
+    def __next__(self) -> bytes:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return next(self._rest)
+
+    def close(self) -> None:
+        getattr(self._rest, "close", lambda: None)()
 
 
 def check_delivered(

@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from fedcodec.client.store.connection import StoreClient, StoredObjectInfo
+from fedcodec.client.store.delivery_check import check_delivered, peek_header
+from fedcodec.client.store.identified_study import refuse_identified
+from fedcodec.client.store.receipt_store import ReceiptStore
 from fedcodec.shared.atomic_files import atomic_output
 from fedcodec.shared.crypto import envelope
 from fedcodec.shared.crypto.keyring import SiteKeyring
@@ -24,7 +27,6 @@ from fedcodec.shared.errors import FedcodecError
 
 SPOOL_IN_MEMORY = 32 * 1024 * 1024
 READ_BYTES = 1024 * 1024
-HEADER_PREFIX_BYTES = 64 * 1024  # read_header never needs more
 CONTAINER_SUFFIX = ".fcz"
 
 
@@ -63,9 +65,17 @@ def put_file(
     *,
     object_id: str | None = None,
     codec: str | None = None,
+    receipts: ReceiptStore | None = None,
+    allow_identified: bool = False,
 ) -> StoredObjectInfo:
-    """Encrypt ``source`` for this site and upload it as ``object_id`` (default: file name)."""
+    """Encrypt ``source`` for this site and upload it as ``object_id`` (default: file name).
+
+    Refuses a study whose DICOM headers are not de-identified unless ``allow_identified``;
+    keeps the service's receipt in ``receipts``.
+    """
     source = Path(source)
+    if not allow_identified:
+        refuse_identified(source)
     if keyring.site != client.site:
         raise FedcodecError(
             f"keyring is for site {keyring.site!r} but the TLS certificate is for {client.site!r}"
@@ -83,17 +93,51 @@ def put_file(
         )
         spool, size, sha = _spool(sealed)
     with spool:
-        return client.put_blob(object_id, spool, size, sha)
+        info = client.put_blob(object_id, spool, size, sha)
+    _keep_receipt(receipts, info)
+    return info
+
+
+def _keep_receipt(receipts: ReceiptStore | None, info: StoredObjectInfo) -> None:
+    if receipts is not None and info.receipt is not None:
+        receipts.record(info.receipt)
+
+
+def _open_checked(
+    client: StoreClient, object_id: str, owner: str, receipts: ReceiptStore | None
+) -> tuple[StoredObjectInfo, envelope.ObjectHeader, Iterator[bytes]]:
+    """Start a download and check the delivered header against what was asked (and receipted)."""
+    info, chunks = client.get_blob(object_id, owner)
+    header, chunks = peek_header(chunks)
+    site = owner or client.site
+    receipt = receipts.latest(object_id) if receipts is not None and site == client.site else None
+    try:
+        check_delivered(header, site=site, object_id=object_id, sha256=info.sha256,
+                        receipt=receipt)
+    except BaseException:
+        getattr(chunks, "close", lambda: None)()
+        raise
+    return info, header, chunks
 
 
 def get_file(
-    client: StoreClient, keyring: SiteKeyring, object_id: str, out: Path, *, owner: str = ""
+    client: StoreClient,
+    keyring: SiteKeyring,
+    object_id: str,
+    out: Path,
+    *,
+    owner: str = "",
+    receipts: ReceiptStore | None = None,
 ) -> envelope.ObjectHeader:
-    """Download, verify and decrypt ``object_id`` into ``out`` (atomically); return its header."""
+    """Download, verify and decrypt ``object_id`` into ``out`` (atomically); return its header.
+
+    The delivered object's header must name the site and id asked for (and match the site's
+    receipt, when it holds one) before anything is written: see :mod:`.delivery_check`.
+    """
     out = Path(out)
-    _, chunks = client.get_blob(object_id, owner)
+    _, _, chunks = _open_checked(client, object_id, owner, receipts)
+    header, frames = envelope.decrypt_object(chunks, keyring)
     with atomic_output(out) as handle:
-        header, frames = envelope.decrypt_object(chunks, keyring)
         for plain in frames:
             handle.write(plain)
     return header
@@ -103,35 +147,37 @@ def _rewrite_header(
     client: StoreClient,
     object_id: str,
     change: Callable[[envelope.ObjectHeader], envelope.ObjectHeader],
+    receipts: ReceiptStore | None = None,
 ) -> StoredObjectInfo:
     """Download an own object, swap its header for ``change(header)``, upload as a replacement."""
-    _, chunks = client.get_blob(object_id)
+    _, header, chunks = _open_checked(client, object_id, "", receipts)
     spool, _, _ = _spool(chunks)
     with spool:
-        header = envelope.read_header(spool.read(HEADER_PREFIX_BYTES))
-        spool.seek(0)
         new_header = change(header)
         rewritten, size, sha = _spool(envelope.stream_with_header(_read_chunks(spool), new_header))
     with rewritten:
-        return client.put_blob(object_id, rewritten, size, sha, replace=True)
+        info = client.put_blob(object_id, rewritten, size, sha, replace=True)
+    _keep_receipt(receipts, info)
+    return info
 
 
-def _header_of(client: StoreClient, object_id: str) -> envelope.ObjectHeader:
+def _header_of(
+    client: StoreClient, object_id: str, receipts: ReceiptStore | None = None
+) -> envelope.ObjectHeader:
     """The public header of an own object (reads only as far as the header)."""
-    _, chunks = client.get_blob(object_id)
-    prefix = bytearray()
-    for chunk in chunks:
-        prefix += chunk
-        if len(prefix) >= HEADER_PREFIX_BYTES:
-            break
-    close = getattr(chunks, "close", None)
-    if close:
-        close()
-    return envelope.read_header(bytes(prefix))
+    _, header, chunks = _open_checked(client, object_id, "", receipts)
+    getattr(chunks, "close", lambda: None)()
+    return header
 
 
 def share_object(
-    client: StoreClient, keyring: SiteKeyring, object_id: str, peer: str, *, revoke: bool = False
+    client: StoreClient,
+    keyring: SiteKeyring,
+    object_id: str,
+    peer: str,
+    *,
+    revoke: bool = False,
+    receipts: ReceiptStore | None = None,
 ) -> StoredObjectInfo:
     """Let ``peer`` read and decrypt an object of this site (or stop letting it).
 
@@ -141,17 +187,24 @@ def share_object(
     """
     if revoke:
         info = client.share(object_id, peer, revoke=True)
-        if not any(slot.site == peer for slot in _header_of(client, object_id).slots):
+        if not any(slot.site == peer for slot in _header_of(client, object_id, receipts).slots):
             return info  # the peer never got a key slot: nothing to take out
-        return _rewrite_header(client, object_id, lambda h: envelope.unshare(h, keyring, peer))
-    _rewrite_header(client, object_id, lambda h: envelope.share(h, keyring, peer))
+        return _rewrite_header(
+            client, object_id, lambda h: envelope.unshare(h, keyring, peer), receipts
+        )
+    _rewrite_header(client, object_id, lambda h: envelope.share(h, keyring, peer), receipts)
     return client.share(object_id, peer)
 
 
-def rewrap_object(client: StoreClient, keyring: SiteKeyring, object_id: str) -> StoredObjectInfo:
+def rewrap_object(
+    client: StoreClient,
+    keyring: SiteKeyring,
+    object_id: str,
+    receipts: ReceiptStore | None = None,
+) -> StoredObjectInfo:
     """Re-wrap an own object's data key under the keyring's current KEK (after a rotation).
 
     Only the header changes (the service checks that the content stays the same); the object
     then opens with the new KEK, and the retired KEK can eventually be dropped.
     """
-    return _rewrite_header(client, object_id, lambda h: envelope.rewrap(h, keyring))
+    return _rewrite_header(client, object_id, lambda h: envelope.rewrap(h, keyring), receipts)
