@@ -86,6 +86,7 @@ def open_storage(
         backend = backend if backend is not None else FilesystemBackend(root)
         found = reconcile(backend, index, audit)
         found.audit_repairs = report.audit_repairs + found.audit_repairs
+        found.rollbacks = report.rollbacks + found.rollbacks
         service = StorageService(backend, index, audit, header_reader, limits, signer)
     except BaseException:
         lock.close()
