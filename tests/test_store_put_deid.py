@@ -47,7 +47,7 @@ def studies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                          ("half", {"deidentified": True, "marked": 1})):
         folder = _study(base / name, **kwargs)
         out[name] = base / f"{name}.fcz"
-        compress_study(folder, out[name], progress=False)
+        compress_study(folder, out[name], mode="lossless", codec="zstd", progress=False)
         out[f"{name}.dcm"] = folder / "0.dcm"
     return out
 

@@ -123,8 +123,9 @@ def _put(args: argparse.Namespace) -> int:
             client, keyring, args.file, object_id=args.object_id, codec=args.codec,
             receipts=_receipts(args, client), allow_identified=args.allow_identified,
         )
+    receipt = f", receipt at log seq {info.receipt.receipt.log_seq}" if info.receipt else ""
     print(f"stored {info.owner}/{info.object_id}: {info.size} bytes, sha256 {info.sha256[:16]}..., "
-          f"keys {','.join(info.key_ids)}")
+          f"keys {','.join(info.key_ids)}{receipt}")
     return 0
 
 

@@ -11,7 +11,7 @@ loss acceptable, it stays a problem until the object is restored or deleted by i
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fedcodec.server.audit.log import read_entries
@@ -19,6 +19,8 @@ from fedcodec.server.audit.log import read_entries
 WRITES = ("put", "replace")
 #: Outcome of a recovery entry that logs an indexed object whose put entry a crash cut off.
 ADOPTED = "adopted"
+#: Outcome of a recovery entry that re-indexed an acknowledged object the index had lost.
+RESTORED = "restored"
 
 
 @dataclass(frozen=True)
@@ -43,14 +45,33 @@ def _logged_sha(detail: str) -> str:
     return ""
 
 
-def replay(path: Path) -> dict[tuple[str, str], LedgerState]:
-    """``(owner, object_id) -> LedgerState`` for every object an acknowledged call touched.
+@dataclass
+class Ledger:
+    """The replayed log: object states, share grants, and recovery alarms."""
+
+    states: dict[tuple[str, str], LedgerState] = field(default_factory=dict)
+    #: ``(owner, object_id) -> grantees`` the log granted and did not revoke or delete.
+    shares: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    #: ``(seq, outcome, detail)`` of recovery entries an operator must look at.
+    alarms: list[tuple[int, str, str]] = field(default_factory=list)
+
+    def get(self, key: tuple[str, str]) -> LedgerState | None:
+        return self.states.get(key)
+
+
+#: Recovery outcomes that stay audit problems until an operator reviewed them.
+ALARMS = ("rollback", "data_loss")
+
+
+def replay(path: Path) -> Ledger:
+    """Replay every acknowledged call of the log at ``path``.
 
     Unparseable lines are skipped here: the chain check reports them.
     """
-    states: dict[tuple[str, str], LedgerState] = {}
+    ledger = Ledger()
+    states, shares = ledger.states, ledger.shares
     if not Path(path).exists():
-        return states
+        return ledger
     for _, line in read_entries(path):
         try:
             entry = json.loads(line)
@@ -63,13 +84,21 @@ def replay(path: Path) -> dict[tuple[str, str], LedgerState]:
             if key in states:  # recovery finished a swap never acknowledged: either hash is fine
                 states[key] = LedgerState(True, states[key].seq, states[key].action)
             continue
-        if action == "recover" and outcome == ADOPTED:
+        if action == "recover" and outcome in ALARMS:
+            ledger.alarms.append((seq, outcome, str(entry.get("detail", ""))))
+        if action == "recover" and outcome in (ADOPTED, RESTORED):
             states[key] = LedgerState(True, seq, action, _logged_sha(str(entry.get("detail", ""))))
             continue
         if outcome != "ok" or not key[1]:
             continue
+        detail = str(entry.get("detail", ""))
         if action in WRITES:
-            states[key] = LedgerState(True, seq, action, _logged_sha(str(entry.get("detail", ""))))
+            states[key] = LedgerState(True, seq, action, _logged_sha(detail))
         elif action == "delete":
             states[key] = LedgerState(False, seq, action)
-    return states
+            shares.pop(key, None)
+        elif action == "share" and " " in detail:
+            verb, grantee = detail.split(" ", 1)
+            granted = shares.setdefault(key, set())
+            (granted.add if verb == "grant" else granted.discard)(grantee)
+    return ledger

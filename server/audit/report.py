@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from fedcodec.server.audit.ledger import LedgerState, replay
+from fedcodec.server.audit.ledger import Ledger, replay
 from fedcodec.server.audit.log import ChainReport, verify_chain
 from fedcodec.server.storage.backend import FilesystemBackend, ObjectBackend
 from fedcodec.server.storage.errors import InvalidObject, ObjectMissing
@@ -116,12 +116,15 @@ def audit_storage(
     backend: ObjectBackend | None = None,
     now_ms: int | None = None,
     service_key: Path | None = None,
+    reviewed_through: int = 0,
 ) -> AuditReport:
     """Run every check on the storage root ``root`` (read-only).
 
     ``backend`` holds the objects (default: the filesystem backend under ``root``);
     ``service_key`` is the service's public signing key (default: the copy in the root; pin the
-    one from the service's TLS folder, since whoever can write the root can replace that copy).
+    one from the service's TLS folder, since whoever can write the root can replace that copy);
+    recovery alarms (index rollback, data loss) up to log seq ``reviewed_through`` were
+    investigated by the operator and are no longer problems.
     """
     root = Path(root)
     paths = storage_paths(root)
@@ -143,7 +146,7 @@ def audit_storage(
     report = AuditReport(str(root), chain)
     backend = backend if backend is not None else FilesystemBackend(root)
     _check_objects(report, backend, records, header_reader, now_ms)
-    _cross_check_log(report, replay(paths["audit"]), records, backend)
+    _cross_check_log(report, replay(paths["audit"]), records, backend, reviewed_through)
     return report
 
 
@@ -168,14 +171,28 @@ def _head_signature_problems(
 
 def _cross_check_log(
     report: AuditReport,
-    ledger: dict[tuple[str, str], LedgerState],
+    ledger: Ledger,
     records: list[ObjectRecord],
     backend: ObjectBackend,
+    reviewed_through: int,
 ) -> None:
     """log <-> index <-> files: what the log acknowledged must be there, and nothing else."""
+    for seq, outcome, detail in ledger.alarms:
+        if seq > reviewed_through:
+            report.object_problems.append(
+                f"recovery at log seq {seq} ({outcome}): {detail} (investigate, then audit with "
+                f"--reviewed-through {seq})"
+            )
     rows = {(r.site, r.object_id): r for r in records}
     files = {(o.site, o.object_id) for o in backend.scan()}
-    for key in sorted(ledger.keys() | rows.keys()):
+    for key, record in sorted(rows.items()):
+        granted = ledger.shares.get(key, set())
+        if set(record.shared_with) != granted:
+            report.object_problems.append(
+                f"{key[0]}/{key[1]}: shared with {sorted(record.shared_with)} in the index, "
+                f"{sorted(granted)} by the log (index rolled back or edited?)"
+            )
+    for key in sorted(ledger.states.keys() | rows.keys()):
         name = f"{key[0]}/{key[1]}"
         state, record = ledger.get(key), rows.get(key)
         if state is not None and state.present:
@@ -188,7 +205,7 @@ def _cross_check_log(
             elif state.sha256 and state.sha256 != record.sha256:
                 report.object_problems.append(
                     f"{name}: the index holds another version than the last acknowledged one "
-                    f"(log seq {state.seq}): rolled back?"
+                    f"(log seq {state.seq}): rolled back, or swapped with another object?"
                 )
         elif record is not None:
             why = (f"the log records its delete at seq {state.seq}" if state is not None

@@ -21,13 +21,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the service's public signing key (receipt-signing.pub from its TLS folder; "
         "default: the copy in ROOT/audit/service-key.pub)",
     )
+    parser.add_argument(
+        "--reviewed-through", type=int, default=0, metavar="SEQ",
+        help="recovery alarms (index rollback, data loss) up to this log seq were investigated",
+    )
     add_backend_options(parser)
     parser.set_defaults(func=_audit)
 
 
 def _audit(args: argparse.Namespace) -> int:
     report = audit_storage(
-        args.root, backend=backend_from_args(args, args.root), service_key=args.service_key
+        args.root, backend=backend_from_args(args, args.root), service_key=args.service_key,
+        reviewed_through=args.reviewed_through,
     )
     if args.json:
         print(json.dumps(report.to_json(), indent=2, sort_keys=True))

@@ -9,6 +9,13 @@ have happened. Recovery removes (a), moves (b) to ``quarantine/`` (kept, never l
 the row of (c) and says so loudly, cuts (d), re-anchors (e), and settles (f) by hashing the file:
 the index ends up describing whichever version is on disk. Every repair is reported and written
 to the audit log.
+
+The audit log is the reference for what was acknowledged (:mod:`fedcodec.server.audit.ledger`),
+so recovery also survives an index that is *older* than the log (rolled back, restored from a
+backup): the gap is reported as an INDEX ROLLBACK; a file without row whose put the log
+acknowledged is re-indexed when its bytes are exactly the acknowledged ones and otherwise
+quarantined as DATA LOSS (``audit`` keeps failing on it); a row of an object the log says was
+deleted is dropped as stale; a row whose put a crash kept out of the log is logged as adopted.
 """
 
 from __future__ import annotations
@@ -17,11 +24,17 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fedcodec.server.audit.ledger import ADOPTED, put_detail, replay
+from fedcodec.server.audit.ledger import ADOPTED, RESTORED, put_detail, replay
 from fedcodec.server.audit.log import AuditLog
 from fedcodec.server.storage.backend import ObjectBackend
 from fedcodec.server.storage.errors import ObjectMissing
-from fedcodec.server.storage.index import ObjectIndex
+from fedcodec.server.storage.header_check import (
+    HEADER_PREFIX_BYTES,
+    HeaderReader,
+    read_object_summary,
+)
+from fedcodec.server.storage.index import ObjectIndex, ObjectRecord, now_ms
+from fedcodec.shared.errors import FedcodecError
 
 
 @dataclass
@@ -38,25 +51,23 @@ class RecoveryReport:
     quarantined_acknowledged: list[str] = field(default_factory=list)
     stale_rows: list[str] = field(default_factory=list)
     adopted: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
         return not (
             self.removed_temporaries or self.quarantined or self.missing_files
             or self.size_mismatches or self.audit_repairs or self.replacements or self.rollbacks
-            or self.quarantined_acknowledged or self.stale_rows or self.adopted
+            or self.quarantined_acknowledged or self.stale_rows or self.adopted or self.restored
         )
-
-    @property
-    def lost_acknowledged(self) -> bool:
-        """An acknowledged object is out of service: ``audit`` fails until it is resolved."""
-        return bool(self.quarantined_acknowledged or self.missing_files or self.rollbacks)
 
     def lines(self) -> list[str]:
         out = list(self.rollbacks)
         out += [f"DATA LOSS: acknowledged object had no index row, quarantined: {p}"
                 for p in self.quarantined_acknowledged]
         out += [f"removed the stale index row of a deleted object: {p}" for p in self.stale_rows]
+        out += [f"RESTORED the index row of an acknowledged object the index had lost: {p}"
+                for p in self.restored]
         out += [f"logged an indexed object whose put entry a crash cut off: {p}"
                 for p in self.adopted]
         out += [f"removed unfinished upload {p}" for p in self.removed_temporaries]
@@ -71,7 +82,12 @@ class RecoveryReport:
         return out
 
 
-def reconcile(backend: ObjectBackend, index: ObjectIndex, audit: AuditLog) -> RecoveryReport:
+def reconcile(
+    backend: ObjectBackend,
+    index: ObjectIndex,
+    audit: AuditLog,
+    header_reader: HeaderReader = read_object_summary,
+) -> RecoveryReport:
     """Repair (a), (b), (c) above, recording each repair in ``audit``."""
     report = RecoveryReport()
     report.removed_temporaries = backend.remove_temporaries()
@@ -92,9 +108,20 @@ def reconcile(backend: ObjectBackend, index: ObjectIndex, audit: AuditLog) -> Re
     files = {(o.site, o.object_id): o for o in backend.scan()}
     ledger = replay(audit.path)
     for key in sorted(files.keys() - rows.keys()):
-        where = backend.quarantine(*key)
         state = ledger.get(key)
-        if state is not None and state.present:  # acknowledged: the index lost its row
+        if state is not None and state.present and state.sha256:
+            restored = _reindex(backend, index, header_reader, key, state.sha256)
+            if restored is not None:  # the index lost the row of an intact acknowledged object
+                report.restored.append(f"{key[0]}/{key[1]} (acknowledged at log seq {state.seq})")
+                audit.append(
+                    site="", action="recover", outcome=RESTORED, owner=key[0],
+                    object_id=key[1], key_id=",".join(restored.key_ids),
+                    detail=put_detail(restored.sha256, restored.size)
+                    + f" acknowledged at seq {state.seq}, missing from the index: re-indexed",
+                )
+                continue
+        where = backend.quarantine(*key)
+        if state is not None and state.present:  # acknowledged, but not the acknowledged bytes
             report.quarantined_acknowledged.append(
                 f"{key[0]}/{key[1]} (acknowledged at log seq {state.seq}) -> {where}"
             )
@@ -145,6 +172,37 @@ def reconcile(backend: ObjectBackend, index: ObjectIndex, audit: AuditLog) -> Re
             detail=f"removed {len(report.removed_temporaries)} unfinished uploads",
         )
     return report
+
+
+def _reindex(
+    backend: ObjectBackend,
+    index: ObjectIndex,
+    header_reader: HeaderReader,
+    key: tuple[str, str],
+    logged_sha256: str,
+) -> ObjectRecord | None:
+    """Index the stored file again if it is exactly what the log acknowledged, else None."""
+    digest, size, prefix = hashlib.sha256(), 0, b""
+    with backend.open(*key) as handle:
+        while chunk := handle.read(1 << 20):
+            if len(prefix) < HEADER_PREFIX_BYTES:
+                prefix += chunk[: HEADER_PREFIX_BYTES - len(prefix)]
+            digest.update(chunk)
+            size += len(chunk)
+    if digest.hexdigest() != logged_sha256:
+        return None
+    try:
+        summary = header_reader(prefix)
+    except FedcodecError:
+        return None
+    if (summary.site, summary.object_id) != key:
+        return None
+    record = ObjectRecord(
+        key[0], key[1], size, logged_sha256, summary.key_ids, summary.algorithm,
+        summary.format_version, summary.created_unix_ms or now_ms(), summary.content_digest,
+    )
+    index.insert(record)
+    return record
 
 
 def _sha256_of(backend: ObjectBackend, site: str, object_id: str) -> str | None:

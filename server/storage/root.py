@@ -84,7 +84,7 @@ def open_storage(
         audit = AuditLog(paths["audit"], anchor=anchor)
         reanchor(audit, index, report, anchor)
         backend = backend if backend is not None else FilesystemBackend(root)
-        found = reconcile(backend, index, audit)
+        found = reconcile(backend, index, audit, header_reader)
         found.audit_repairs = report.audit_repairs + found.audit_repairs
         found.rollbacks = report.rollbacks + found.rollbacks
         service = StorageService(backend, index, audit, header_reader, limits, signer)
