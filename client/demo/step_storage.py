@@ -3,8 +3,8 @@
 The storage service is the real one (``fedcodec-server storage serve``, mutual TLS with a demo
 CA) started on 127.0.0.1 with an ephemeral port and stopped when the step ends, whatever
 happens. The checks are the platform's promises: the service root holds no plaintext byte run
-of the container, the download decrypts to the same bytes, another site is refused, and the
-hash-chained audit log verifies.
+of the container, the download decrypts to the same bytes, the service's signed receipt verifies
+(``store verify``), another site is refused, and the hash-chained audit log verifies.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from fedcodec.client.demo.embedded_sites import DEMO_SITES
 from fedcodec.client.demo.services import ServiceProcess, make_demo_pki, run_server_cli
 from fedcodec.client.demo.step_data import STUDY_SITE, site_keyring
 from fedcodec.client.store.connection import StoreAccessDenied, StoreClient
+from fedcodec.client.store.receipt_store import ReceiptStore
+from fedcodec.client.store.receipt_verify import verify_receipts
 from fedcodec.client.store.transfer import get_file, put_file
 from fedcodec.shared.errors import FedcodecError
 
@@ -69,12 +71,18 @@ def store_encrypted(ctx: DemoContext) -> StepOutcome:
         ctx.console.print(f"storage service (pid {service.pid}) on {service.address}, mutual TLS")
         start = time.perf_counter()
         with StoreClient(service.address, tls[OWNER]) as client:
-            info = put_file(client, keyrings[OWNER], fcz, object_id=OBJECT_ID)
+            receipts = ReceiptStore(ctx.out / "state" / OWNER, OWNER)
+            shutil.rmtree(receipts.folder, ignore_errors=True)  # a new service, a new key
+            info = put_file(client, keyrings[OWNER], fcz, object_id=OBJECT_ID, receipts=receipts)
             put_seconds = time.perf_counter() - start
             start = time.perf_counter()
-            header = get_file(client, keyrings[OWNER], OBJECT_ID, fetched)
+            header = get_file(client, keyrings[OWNER], OBJECT_ID, fetched, receipts=receipts)
             get_seconds = time.perf_counter() - start
             listed = [o.object_id for o in client.list()]
+            verified = verify_receipts(client, receipts)
+        if not verified.ok or info.receipt is None:
+            raise FedcodecError(f"store verify failed: {(verified.problems or ['no receipt'])[0]}")
+        receipt = info.receipt.receipt
         refused = ""
         with StoreClient(service.address, tls["site-a"]) as other:
             try:
@@ -110,6 +118,9 @@ def store_encrypted(ctx: DemoContext) -> StepOutcome:
         f"| another site (site-a) reads it | refused: {refused} |",
         f"| audit (`fedcodec-server audit`) | ok: {audit['audit_log']['entries']} log entries, "
         f"{audit['objects_checked']} object(s) verified |",
+        f"| receipt (kept in `state/{OWNER}/receipts/`) | signed by the service key "
+        f"`{receipt.key_id}`: log seq {receipt.log_seq}; `store verify`: "
+        f"{len(verified.verified)} object(s) present and intact |",
         f"| put / get | {put_seconds * 1000:.0f} ms / {get_seconds * 1000:.0f} ms |",
         f"| objects listed for {OWNER} | {', '.join(listed)} |",
     ]
