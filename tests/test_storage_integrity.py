@@ -287,3 +287,42 @@ def test_get_of_a_shared_object_checks_the_owner_too(fed: Federation, tmp_path: 
     check_delivered(header, site="a", object_id="x")
     with pytest.raises(IntegrityError, match="asked for b/x but the service delivered a/x"):
         check_delivered(header, site="b", object_id="x")
+
+
+def test_client_refuses_forged_receipts_and_a_new_service_key(tmp_path: Path) -> None:
+    """A receipt must verify, say what was sent, and come from the pinned key."""
+    from fedcodec.client.store.connection import checked_receipt
+    from fedcodec.server.storage.servicer import receipt_message
+    from fedcodec.server.storage.signing import ServiceSigner
+
+    signer = ServiceSigner(tmp_path / "k1.key")
+    signed = signer.receipt("put", "a", "x", 10, "ab" * 32, "cd" * 32, 7, "ef" * 32)
+    message = receipt_message(signed)
+    assert checked_receipt(message, action="put", site="a", object_id="x", sha256="ab" * 32)
+    with pytest.raises(FedcodecError, match="not put a/y"):
+        checked_receipt(message, action="put", site="a", object_id="y", sha256="ab" * 32)
+    with pytest.raises(FedcodecError, match="with the sent sha256"):
+        checked_receipt(message, action="put", site="a", object_id="x", sha256="00" * 32)
+    forged = type(message)(payload=message.payload.replace(b'"log_seq":7', b'"log_seq":9'),
+                           signature=message.signature, public_key=message.public_key)
+    with pytest.raises(FedcodecError, match="signature does not verify"):
+        checked_receipt(forged, action="put", site="a", object_id="x", sha256="ab" * 32)
+    store = ReceiptStore(tmp_path / "state", "a")
+    store.record(signed)
+    other = ServiceSigner(tmp_path / "k2.key").receipt(
+        "put", "a", "z", 1, "ab" * 32, "cd" * 32, 8, "ef" * 32)
+    with pytest.raises(FedcodecError, match="not the pinned"):
+        store.record(other)
+    with pytest.raises(FedcodecError, match="not 'a'"):
+        store.record(signer.receipt("put", "b", "x", 1, "ab" * 32, "cd" * 32, 9, "ef" * 32))
+    assert store.latest("x").log_seq == 7
+
+
+def test_signing_key_readable_by_others_is_refused(tmp_path: Path) -> None:
+    from fedcodec.server.storage.signing import ServiceSigner
+
+    key = tmp_path / "k.key"
+    ServiceSigner(key)
+    key.chmod(0o644)
+    with pytest.raises(FedcodecError, match="readable by group or others"):
+        ServiceSigner(key)

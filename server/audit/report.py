@@ -131,6 +131,7 @@ def audit_storage(
     if not paths["index"].exists():
         raise UnknownNameError(f"no storage index at {paths['index']} (is {root} a storage root?)")
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    pinned = load_public_key(service_key) if service_key is not None else None
     index = ObjectIndex(paths["index"])
     try:
         signed = index.signed_audit_head()  # read before the log, so the log is this long
@@ -142,7 +143,7 @@ def audit_storage(
     if anchor is None and chain.entries:
         chain.problems.append("the index holds no anchor for a non-empty audit log")
     if signed is not None and signed[0] > 0:
-        chain.problems += _head_signature_problems(root, signed, service_key)
+        chain.problems += _head_signature_problems(root, signed, pinned)
     report = AuditReport(str(root), chain)
     backend = backend if backend is not None else FilesystemBackend(root)
     _check_objects(report, backend, records, header_reader, now_ms)
@@ -151,19 +152,21 @@ def audit_storage(
 
 
 def _head_signature_problems(
-    root: Path, signed: tuple[int, str, str], service_key: Path | None
+    root: Path, signed: tuple[int, str, str], pinned: bytes | None
 ) -> list[str]:
     """Is the anchored head signed by the service key? (A re-chained log is not.)"""
     seq, entry_hash, signature = signed
-    key_path = service_key or root / ROOT_PUB
-    if not key_path.exists():
-        return [f"no service public key to check the signed head ({key_path} is missing; pass "
-                "--service-key)"]
+    if pinned is None:
+        copy = root / ROOT_PUB
+        if not copy.exists():
+            return [f"no service public key to check the signed head ({copy} is missing; pass "
+                    "--service-key)"]
+        pinned = load_public_key(copy)
     if not signature:
         return [f"the anchored head seq {seq} is not signed (log or index rewritten outside the "
                 "service, or written by a version that did not sign)"]
     try:
-        verify_head(load_public_key(key_path), seq, entry_hash, bytes.fromhex(signature))
+        verify_head(pinned, seq, entry_hash, bytes.fromhex(signature))
     except (ReceiptError, ValueError) as exc:
         return [f"{exc} (the log or its anchor was rewritten without the service's key)"]
     return []

@@ -47,5 +47,8 @@ def _serve(args: argparse.Namespace) -> int:
     )
     for line in running.recovery.lines():
         print(f"recovery: {line}", flush=True)
+    signer = running.service.signer
+    if signer is not None:
+        print(f"receipts and audit head signed with {signer.key_id} ({signer.path})", flush=True)
     print(f"storage service listening on {args.host}:{running.port} (mutual TLS)", flush=True)
     return serve_until_signalled(running, "storage service")

@@ -28,7 +28,7 @@ from fedcodec.shared.crypto.storage_receipt import (
     head_message,
     signing_key_id,
 )
-from fedcodec.shared.errors import FedcodecError
+from fedcodec.shared.errors import FedcodecError, UnknownNameError
 
 SIGNING_KEY = "receipt-signing.key"
 SIGNING_PUB = "receipt-signing.pub"
@@ -45,6 +45,8 @@ def load_public_key(path: Path) -> bytes:
     """Raw Ed25519 public key from a ``.pub`` (PEM) or the private key file itself."""
     try:
         data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise UnknownNameError(f"service key not found: {path}") from None
     except OSError as exc:
         raise FedcodecError(f"cannot read service key {path}: {exc.strerror}") from None
     try:
@@ -53,8 +55,8 @@ def load_public_key(path: Path) -> bytes:
             public = key.public_key()
         else:
             public = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError) as exc:
-        raise FedcodecError(f"{path} is not a PEM key ({exc})") from None
+    except (ValueError, TypeError):
+        raise FedcodecError(f"{path} is not a PEM Ed25519 key") from None
     if not isinstance(public, Ed25519PublicKey):
         raise FedcodecError(f"{path} is not an Ed25519 key")
     return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -72,8 +74,10 @@ class ServiceSigner:
                 )
             try:
                 key = serialization.load_pem_private_key(self.path.read_bytes(), password=None)
-            except (ValueError, TypeError) as exc:
-                raise FedcodecError(f"unreadable signing key {self.path}: {exc}") from None
+            except (ValueError, TypeError):
+                raise FedcodecError(
+                    f"signing key {self.path} is not a PEM private key (unencrypted PKCS#8)"
+                ) from None
             if not isinstance(key, Ed25519PrivateKey):
                 raise FedcodecError(f"signing key {self.path} is not an Ed25519 key")
         else:
