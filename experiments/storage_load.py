@@ -53,7 +53,10 @@ def start_service(root: Path, tls: Path, log: Path, workers: int) -> tuple[subpr
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "fedcodec.server.cli", "storage", "serve", "--root", str(root),
-             "--tls-dir", str(tls), "--port", "0", "--workers", str(workers)],
+             "--tls-dir", str(tls), "--port", "0", "--workers", str(workers),
+             # one site runs every client: let it use all workers but one (clients beyond
+             # that wait and retry, as the quota tells them to; see docs/storage-service.md)
+             "--expected-sites", "1", "--site-quota", str(workers - 1)],
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )
     deadline = time.monotonic() + 30

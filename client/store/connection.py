@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import grpc
 
 from fedcodec.client.site_tls import site_channel
 from fedcodec.shared.errors import CorruptDataError, FedcodecError, UnknownNameError
 from fedcodec.shared.rpc import storage_pb2, storage_pb2_grpc
+from fedcodec.shared.rpc.retry_hint import retry_after_seconds
 
 MIB = 1024 * 1024
+MAX_BACKOFF_SECONDS = 2.0
+T = TypeVar("T")
 
 
 class StoreAccessDenied(FedcodecError):
@@ -120,6 +125,30 @@ class StoreClient:
     def _fail(self, exc: grpc.RpcError) -> FedcodecError:
         return rpc_failure(exc, self.service)
 
+    def _within_quota(self, call: Callable[[], T], rewind: Callable[[], None] | None = None) -> T:
+        """``call()``, retried while the service says this site's quota of calls is in use.
+
+        Only a quota refusal carries the retry hint (:mod:`fedcodec.shared.rpc.retry_hint`) and
+        it comes before the service reads anything, so retrying is safe; the wait grows with
+        jitter up to ``MAX_BACKOFF_SECONDS`` and stops at this client's ``timeout``.
+        """
+        give_up = time.monotonic() + self.timeout
+        backoff = 0.0
+        while True:
+            try:
+                return call()
+            except grpc.RpcError as exc:
+                hint = retry_after_seconds(exc)
+                if hint is None:
+                    raise
+                backoff = min(max(hint, backoff * 2), MAX_BACKOFF_SECONDS)
+                wait = backoff * random.uniform(0.5, 1.5)
+                if time.monotonic() + wait > give_up:
+                    raise
+                time.sleep(wait)
+                if rewind is not None:
+                    rewind()
+
     def put_blob(
         self, object_id: str, source: BinaryIO, size: int, sha256: bytes, *, replace: bool = False
     ) -> StoredObjectInfo:
@@ -138,8 +167,15 @@ class StoreClient:
             while chunk := source.read(self.chunk_bytes):
                 yield storage_pb2.PutChunk(data=chunk)
 
+        start = source.tell() if source.seekable() else None
+        rewind = None if start is None else (lambda: source.seek(start))
         try:
-            reply = self._stub.Put(messages(), timeout=self.timeout)
+            if rewind is None:
+                reply = self._stub.Put(messages(), timeout=self.timeout)
+            else:
+                reply = self._within_quota(
+                    lambda: self._stub.Put(messages(), timeout=self.timeout), rewind
+                )
         except grpc.RpcError as exc:
             raise self._fail(exc) from None
         return StoredObjectInfo.from_message(reply.object)
@@ -155,15 +191,19 @@ class StoreClient:
         :class:`CorruptDataError` on a mismatch, so a caller that consumes it fully has either
         the exact stored bytes or an error.
         """
-        call = self._stub.Get(
-            storage_pb2.GetRequest(owner=owner, object_id=object_id), timeout=self.timeout
-        )
+
+        def started() -> tuple[grpc.Call, storage_pb2.GetChunk | None]:
+            call = self._stub.Get(
+                storage_pb2.GetRequest(owner=owner, object_id=object_id), timeout=self.timeout
+            )
+            return call, next(call, None)
+
         try:
-            first = next(call)
-        except StopIteration:
-            raise CorruptDataError(f"storage service sent nothing for {object_id!r}") from None
+            call, first = self._within_quota(started)
         except grpc.RpcError as exc:
             raise self._fail(exc) from None
+        if first is None:
+            raise CorruptDataError(f"storage service sent nothing for {object_id!r}")
         if first.WhichOneof("part") != "info":
             call.cancel()
             raise CorruptDataError("storage service did not start the download with its record")
@@ -203,11 +243,11 @@ class StoreClient:
         token = ""
         while True:
             try:
-                reply = self._stub.List(
-                    storage_pb2.ListRequest(
-                        owner=owner, shared_with_me=shared_with_me, prefix=prefix, page_token=token
-                    ),
-                    timeout=self.timeout,
+                request = storage_pb2.ListRequest(
+                    owner=owner, shared_with_me=shared_with_me, prefix=prefix, page_token=token
+                )
+                reply = self._within_quota(
+                    lambda request=request: self._stub.List(request, timeout=self.timeout)
                 )
             except grpc.RpcError as exc:
                 raise self._fail(exc) from None
@@ -218,19 +258,16 @@ class StoreClient:
 
     def delete(self, object_id: str, owner: str = "") -> StoredObjectInfo:
         try:
-            reply = self._stub.Delete(
-                storage_pb2.DeleteRequest(object_id=object_id, owner=owner), timeout=self.timeout
-            )
+            request = storage_pb2.DeleteRequest(object_id=object_id, owner=owner)
+            reply = self._within_quota(lambda: self._stub.Delete(request, timeout=self.timeout))
         except grpc.RpcError as exc:
             raise self._fail(exc) from None
         return StoredObjectInfo.from_message(reply.object)
 
     def share(self, object_id: str, grantee: str, *, revoke: bool = False) -> StoredObjectInfo:
         try:
-            reply = self._stub.Share(
-                storage_pb2.ShareRequest(object_id=object_id, grantee=grantee, revoke=revoke),
-                timeout=self.timeout,
-            )
+            request = storage_pb2.ShareRequest(object_id=object_id, grantee=grantee, revoke=revoke)
+            reply = self._within_quota(lambda: self._stub.Share(request, timeout=self.timeout))
         except grpc.RpcError as exc:
             raise self._fail(exc) from None
         return StoredObjectInfo.from_message(reply.object)
