@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from fedcodec.server.audit.log import AuditLog
 from fedcodec.server.storage.backend import ObjectBackend
 from fedcodec.server.storage.errors import ObjectMissing
+from fedcodec.server.storage.header_check import HeaderReader, read_object_summary
 from fedcodec.server.storage.index import ObjectIndex
+from fedcodec.server.storage.replica_sync import adoptable_record, is_shared, record_adoption
 
 
 @dataclass
@@ -31,6 +33,7 @@ class RecoveryReport:
     size_mismatches: list[str] = field(default_factory=list)
     audit_repairs: list[str] = field(default_factory=list)
     replacements: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -48,12 +51,23 @@ class RecoveryReport:
         out += [f"size differs from index (left in place; run audit): {p}"
                 for p in self.size_mismatches]
         out += self.replacements
+        out += [f"indexed a checked object of the shared bucket: {p}" for p in self.adopted]
         out += self.audit_repairs
         return out
 
 
-def reconcile(backend: ObjectBackend, index: ObjectIndex, audit: AuditLog) -> RecoveryReport:
-    """Repair (a), (b), (c) above, recording each repair in ``audit``."""
+def reconcile(
+    backend: ObjectBackend,
+    index: ObjectIndex,
+    audit: AuditLog,
+    header_reader: HeaderReader = read_object_summary,
+) -> RecoveryReport:
+    """Repair (a), (b), (c) above, recording each repair in ``audit``.
+
+    On a backend shared by replicas (:mod:`.replica_sync`), an object of (b) whose metadata
+    and header check out is indexed ("adopted") rather than quarantined: it may be another
+    replica's acknowledged object, and it is complete (S3 commits atomically).
+    """
     report = RecoveryReport()
     report.removed_temporaries = backend.remove_temporaries()
     for pending in index.pending_replaces():
@@ -72,6 +86,12 @@ def reconcile(backend: ObjectBackend, index: ObjectIndex, audit: AuditLog) -> Re
     rows = {(r.site, r.object_id): r for r in index.records()}
     files = {(o.site, o.object_id): o for o in backend.scan()}
     for key in sorted(files.keys() - rows.keys()):
+        record = adoptable_record(backend, header_reader, *key) if is_shared(backend) else None
+        if record is not None:  # a complete object another replica (or we, before a crash) put
+            index.insert(record)
+            record_adoption(audit, record, "recovery indexed a checked object of the bucket")
+            report.adopted.append(f"{key[0]}/{key[1]}")
+            continue
         where = backend.quarantine(*key)
         report.quarantined.append(f"{key[0]}/{key[1]} -> {where}")
         audit.append(

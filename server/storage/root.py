@@ -72,7 +72,7 @@ def open_storage(
         audit = AuditLog(paths["audit"], anchor=index.set_audit_head)
         reanchor(audit, index, report)
         backend = backend if backend is not None else FilesystemBackend(root)
-        found = reconcile(backend, index, audit)
+        found = reconcile(backend, index, audit, header_reader)
         found.audit_repairs = report.audit_repairs + found.audit_repairs
         service = StorageService(backend, index, audit, header_reader, limits)
     except BaseException:
