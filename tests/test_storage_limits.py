@@ -8,8 +8,8 @@ getting quickly, and the stalled uploads are cancelled, audited and their slots 
 
 from __future__ import annotations
 
-import hashlib
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -128,4 +128,26 @@ def test_watchdog_counts_only_time_waiting_on_the_client_and_enforces_the_deadli
 def test_limits_refuse_a_pool_one_site_could_exhaust() -> None:
     with pytest.raises(ValueError, match="raise --workers above 8"):
         StorageLimits(max_workers=8, site_quota=4, expected_sites=2)
-    assert hashlib.sha256(b"").digest_size == 32
+    assert StorageLimits(max_workers=9, site_quota=4, expected_sites=2).site_quota == 4
+    with pytest.raises(ValueError, match="must be positive"):
+        StorageLimits(stall_seconds=0)
+
+
+def test_a_download_the_client_does_not_read_is_cancelled_and_its_slot_freed(
+    tmp_path: Path,
+) -> None:
+    fed = make_federation(tmp_path, ("a",))
+    with running_service(fed, tmp_path / "root", LIMITS) as running, fed.client(
+        "a", running.port
+    ) as a:
+        a.put_bytes("big", fed.sealed("a", "big", os.urandom(32 << 20)))  # beyond gRPC windows
+        call = a._stub.Get(storage_pb2.GetRequest(object_id="big"), timeout=30)
+        assert next(call).WhichOneof("part") == "info"  # then read nothing
+        deadline = time.monotonic() + 10
+        while running.guard.running("a") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert running.guard.running("a") == 0
+        with pytest.raises(grpc.RpcError) as cancelled:
+            for _ in call:
+                pass
+        assert cancelled.value.code() == grpc.StatusCode.CANCELLED
