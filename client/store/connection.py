@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -158,23 +159,37 @@ class StoreClient:
         in its key slots (sharing, KEK rotation); the service refuses anything else.
         """
 
-        def messages() -> Iterator[storage_pb2.PutChunk]:
+        # gRPC reads the messages in its own thread, which may still be inside an attempt the
+        # service refused when the next one starts: each attempt reads only while it is current.
+        current, reading = [0], threading.Lock()
+
+        def messages(attempt: int) -> Iterator[storage_pb2.PutChunk]:
             yield storage_pb2.PutChunk(
                 metadata=storage_pb2.PutMetadata(
                     object_id=object_id, size=size, sha256=sha256, replace=replace
                 )
             )
-            while chunk := source.read(self.chunk_bytes):
+            while True:
+                with reading:
+                    if attempt != current[0]:
+                        return
+                    chunk = source.read(self.chunk_bytes)
+                if not chunk:
+                    return
                 yield storage_pb2.PutChunk(data=chunk)
 
+        def rewind() -> None:
+            with reading:
+                current[0] += 1
+                source.seek(start)
+
         start = source.tell() if source.seekable() else None
-        rewind = None if start is None else (lambda: source.seek(start))
         try:
-            if rewind is None:
-                reply = self._stub.Put(messages(), timeout=self.timeout)
+            if start is None:
+                reply = self._stub.Put(messages(0), timeout=self.timeout)
             else:
                 reply = self._within_quota(
-                    lambda: self._stub.Put(messages(), timeout=self.timeout), rewind
+                    lambda: self._stub.Put(messages(current[0]), timeout=self.timeout), rewind
                 )
         except grpc.RpcError as exc:
             raise self._fail(exc) from None
