@@ -167,6 +167,13 @@ EXPERIMENT_LIST = (
         ("{python}", "{experiments}/storage_load.py", "--clients", "4", "--object-kib", "64",
          "--json", "{out}/storage_load.json"),
     ),
+    Experiment(
+        "storage_stall", "other sites' latency while one site stalls every stream it may open",
+        ("{python}", "{experiments}/storage_stall.py", "--duration", "20", "--stall-seconds",
+         "30", "--json", "{out}/storage_stall.json", "--markdown", "{out}/storage_stall.md"),
+        ("{python}", "{experiments}/storage_stall.py", "--duration", "3", "--stall-seconds", "5",
+         "--json", "{out}/storage_stall.json", "--markdown", "{out}/storage_stall.md"),
+    ),
 )
 BY_NAME = {e.name: e for e in EXPERIMENT_LIST}
 

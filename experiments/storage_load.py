@@ -47,13 +47,22 @@ MB = 1_000_000
 LISTENING = re.compile(r"listening on [\d.]+:(\d+)")
 
 
-def start_service(root: Path, tls: Path, log: Path, workers: int) -> tuple[subprocess.Popen, int]:
-    """The service as a child process; returns it and its port."""
+def start_service(
+    root: Path, tls: Path, log: Path, workers: int, options: tuple[str, ...] | None = None
+) -> tuple[subprocess.Popen, int]:
+    """The service as a child process; returns it and its port.
+
+    ``options`` are extra ``storage serve`` flags; by default one site may use all workers but
+    one (this test runs every client as one site; clients beyond that wait and retry, as the
+    quota tells them to; see docs/storage-service.md).
+    """
+    if options is None:
+        options = ("--expected-sites", "1", "--site-quota", str(workers - 1))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "GRPC_VERBOSITY": "ERROR"}
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "fedcodec.server.cli", "storage", "serve", "--root", str(root),
-             "--tls-dir", str(tls), "--port", "0", "--workers", str(workers)],
+             "--tls-dir", str(tls), "--port", "0", "--workers", str(workers), *options],
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )
     deadline = time.monotonic() + 30

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import grpc
 
@@ -24,8 +27,11 @@ from fedcodec.shared.crypto.storage_receipt import (
 )
 from fedcodec.shared.errors import CorruptDataError, FedcodecError, UnknownNameError
 from fedcodec.shared.rpc import storage_pb2, storage_pb2_grpc
+from fedcodec.shared.rpc.retry_hint import retry_after_seconds
 
 MIB = 1024 * 1024
+MAX_BACKOFF_SECONDS = 2.0
+T = TypeVar("T")
 
 
 class StoreAccessDenied(FedcodecError):
@@ -159,6 +165,30 @@ class StoreClient:
     def _fail(self, exc: grpc.RpcError) -> FedcodecError:
         return rpc_failure(exc, self.service)
 
+    def _within_quota(self, call: Callable[[], T], rewind: Callable[[], None] | None = None) -> T:
+        """``call()``, retried while the service says this site's quota of calls is in use.
+
+        Only a quota refusal carries the retry hint (:mod:`fedcodec.shared.rpc.retry_hint`) and
+        it comes before the service reads anything, so retrying is safe; the wait grows with
+        jitter up to ``MAX_BACKOFF_SECONDS`` and stops at this client's ``timeout``.
+        """
+        give_up = time.monotonic() + self.timeout
+        backoff = 0.0
+        while True:
+            try:
+                return call()
+            except grpc.RpcError as exc:
+                hint = retry_after_seconds(exc)
+                if hint is None:
+                    raise
+                backoff = min(max(hint, backoff * 2), MAX_BACKOFF_SECONDS)
+                wait = backoff * random.uniform(0.5, 1.5)
+                if time.monotonic() + wait > give_up:
+                    raise
+                time.sleep(wait)
+                if rewind is not None:
+                    rewind()
+
     def put_blob(
         self, object_id: str, source: BinaryIO, size: int, sha256: bytes, *, replace: bool = False
     ) -> StoredObjectInfo:
@@ -168,17 +198,38 @@ class StoreClient:
         in its key slots (sharing, KEK rotation); the service refuses anything else.
         """
 
-        def messages() -> Iterator[storage_pb2.PutChunk]:
+        # gRPC reads the messages in its own thread, which may still be inside an attempt the
+        # service refused when the next one starts: each attempt reads only while it is current.
+        current, reading = [0], threading.Lock()
+
+        def messages(attempt: int) -> Iterator[storage_pb2.PutChunk]:
             yield storage_pb2.PutChunk(
                 metadata=storage_pb2.PutMetadata(
                     object_id=object_id, size=size, sha256=sha256, replace=replace
                 )
             )
-            while chunk := source.read(self.chunk_bytes):
+            while True:
+                with reading:
+                    if attempt != current[0]:
+                        return
+                    chunk = source.read(self.chunk_bytes)
+                if not chunk:
+                    return
                 yield storage_pb2.PutChunk(data=chunk)
 
+        def rewind() -> None:
+            with reading:
+                current[0] += 1
+                source.seek(start)
+
+        start = source.tell() if source.seekable() else None
         try:
-            reply = self._stub.Put(messages(), timeout=self.timeout)
+            if start is None:
+                reply = self._stub.Put(messages(0), timeout=self.timeout)
+            else:
+                reply = self._within_quota(
+                    lambda: self._stub.Put(messages(current[0]), timeout=self.timeout), rewind
+                )
         except grpc.RpcError as exc:
             raise self._fail(exc) from None
         receipt = None
@@ -200,15 +251,19 @@ class StoreClient:
         :class:`CorruptDataError` on a mismatch, so a caller that consumes it fully has either
         the exact stored bytes or an error.
         """
-        call = self._stub.Get(
-            storage_pb2.GetRequest(owner=owner, object_id=object_id), timeout=self.timeout
-        )
+
+        def started() -> tuple[grpc.Call, storage_pb2.GetChunk | None]:
+            call = self._stub.Get(
+                storage_pb2.GetRequest(owner=owner, object_id=object_id), timeout=self.timeout
+            )
+            return call, next(call, None)
+
         try:
-            first = next(call)
-        except StopIteration:
-            raise CorruptDataError(f"storage service sent nothing for {object_id!r}") from None
+            call, first = self._within_quota(started)
         except grpc.RpcError as exc:
             raise self._fail(exc) from None
+        if first is None:
+            raise CorruptDataError(f"storage service sent nothing for {object_id!r}")
         if first.WhichOneof("part") != "info":
             call.cancel()
             raise CorruptDataError("storage service did not start the download with its record")
@@ -248,11 +303,11 @@ class StoreClient:
         token = ""
         while True:
             try:
-                reply = self._stub.List(
-                    storage_pb2.ListRequest(
-                        owner=owner, shared_with_me=shared_with_me, prefix=prefix, page_token=token
-                    ),
-                    timeout=self.timeout,
+                request = storage_pb2.ListRequest(
+                    owner=owner, shared_with_me=shared_with_me, prefix=prefix, page_token=token
+                )
+                reply = self._within_quota(
+                    lambda request=request: self._stub.List(request, timeout=self.timeout)
                 )
             except grpc.RpcError as exc:
                 raise self._fail(exc) from None
@@ -263,9 +318,8 @@ class StoreClient:
 
     def delete(self, object_id: str, owner: str = "") -> StoredObjectInfo:
         try:
-            reply = self._stub.Delete(
-                storage_pb2.DeleteRequest(object_id=object_id, owner=owner), timeout=self.timeout
-            )
+            request = storage_pb2.DeleteRequest(object_id=object_id, owner=owner)
+            reply = self._within_quota(lambda: self._stub.Delete(request, timeout=self.timeout))
         except grpc.RpcError as exc:
             raise self._fail(exc) from None
         receipt = None
@@ -288,10 +342,8 @@ class StoreClient:
 
     def share(self, object_id: str, grantee: str, *, revoke: bool = False) -> StoredObjectInfo:
         try:
-            reply = self._stub.Share(
-                storage_pb2.ShareRequest(object_id=object_id, grantee=grantee, revoke=revoke),
-                timeout=self.timeout,
-            )
+            request = storage_pb2.ShareRequest(object_id=object_id, grantee=grantee, revoke=revoke)
+            reply = self._within_quota(lambda: self._stub.Share(request, timeout=self.timeout))
         except grpc.RpcError as exc:
             raise self._fail(exc) from None
         return StoredObjectInfo.from_message(reply.object)

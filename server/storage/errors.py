@@ -61,3 +61,19 @@ class Cancelled(StorageRefusal):
     """The client went away in the middle of an upload (CANCELLED); nothing was stored."""
 
     outcome = "cancelled"
+
+
+class QuotaExceeded(StorageRefusal):
+    """The site already runs as many calls as its quota allows (RESOURCE_EXHAUSTED).
+
+    Refused before the call reads anything, so retrying later is always safe.
+    """
+
+    outcome = "over_quota"
+
+
+class Stalled(StorageRefusal):
+    """The peer sent or took nothing for too long, or the call outlived its deadline; the
+    service cancelled it and nothing was stored (the client sees CANCELLED)."""
+
+    outcome = "stalled"

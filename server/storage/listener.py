@@ -13,6 +13,7 @@ from pathlib import Path
 import grpc
 
 from fedcodec.server.storage.backend import ObjectBackend
+from fedcodec.server.storage.call_guard import CallGuard
 from fedcodec.server.storage.header_check import HeaderReader, read_object_summary
 from fedcodec.server.storage.limits import StorageLimits
 from fedcodec.server.storage.recovery import RecoveryReport
@@ -32,9 +33,11 @@ class RunningStorage:
     port: int
     service: StorageService
     recovery: RecoveryReport
+    guard: CallGuard
 
     def stop(self, grace: float | None = 2.0) -> None:
         self.server.stop(grace).wait()
+        self.guard.stop()
         self.service.close()
 
 
@@ -53,6 +56,7 @@ def start_storage_server(
 
     Objects live in ``backend`` (default: files under ``root``); receipts and the audit head are
     signed with ``signing_key`` (default: ``TLS_DIR/receipt-signing.key``, created if missing).
+    Per-site quotas, stall and deadline cancellation follow ``limits`` (:mod:`.call_guard`).
     """
     credentials = server_credentials(tls_dir)
     service, recovery = open_storage(
@@ -62,12 +66,16 @@ def start_storage_server(
     options = ListenerOptions(
         limits.max_workers, limits.max_message_bytes, "storage", limits.max_concurrent_rpcs
     )
+    guard = CallGuard(limits)
     try:
         server, bound = start_tls_server(
-            lambda s: storage_pb2_grpc.add_StorageServicer_to_server(StorageServicer(service), s),
+            lambda s: storage_pb2_grpc.add_StorageServicer_to_server(
+                StorageServicer(service, guard), s
+            ),
             credentials, options, host=host, port=port,
         )
     except BaseException:
         service.close()
         raise
-    return RunningStorage(server, bound, service, recovery)
+    guard.start()
+    return RunningStorage(server, bound, service, recovery, guard)

@@ -34,6 +34,7 @@ from fedcodec.server.storage.header_check import (
     read_object_summary,
 )
 from fedcodec.server.storage.index import ObjectIndex, ObjectRecord, now_ms
+from fedcodec.server.storage.replica_sync import adoptable_record, is_shared, record_adoption
 from fedcodec.shared.errors import FedcodecError
 
 
@@ -78,6 +79,7 @@ class RecoveryReport:
         out += [f"size differs from index (left in place; run audit): {p}"
                 for p in self.size_mismatches]
         out += self.replacements
+        out += [f"indexed a checked object of the shared bucket: {p}" for p in self.adopted]
         out += self.audit_repairs
         return out
 
@@ -88,7 +90,12 @@ def reconcile(
     audit: AuditLog,
     header_reader: HeaderReader = read_object_summary,
 ) -> RecoveryReport:
-    """Repair (a), (b), (c) above, recording each repair in ``audit``."""
+    """Repair (a), (b), (c) above, recording each repair in ``audit``.
+
+    On a backend shared by replicas (:mod:`.replica_sync`), an object of (b) whose metadata
+    and header check out is indexed ("adopted") rather than quarantined: it may be another
+    replica's acknowledged object, and it is complete (S3 commits atomically).
+    """
     report = RecoveryReport()
     report.removed_temporaries = backend.remove_temporaries()
     for pending in index.pending_replaces():
@@ -120,6 +127,12 @@ def reconcile(
                     + f" acknowledged at seq {state.seq}, missing from the index: re-indexed",
                 )
                 continue
+        record = adoptable_record(backend, header_reader, *key) if is_shared(backend) else None
+        if record is not None:  # a complete object another replica (or we, before a crash) put
+            index.insert(record)
+            record_adoption(audit, record, "recovery indexed a checked object of the bucket")
+            report.adopted.append(f"{key[0]}/{key[1]}")
+            continue
         where = backend.quarantine(*key)
         if state is not None and state.present:  # acknowledged, but not the acknowledged bytes
             report.quarantined_acknowledged.append(

@@ -1,41 +1,45 @@
-"""An S3-compatible object backend (AWS S3, MinIO, Ceph RGW...) with no dependency beyond stdlib.
-
-Why stdlib: boto3 is not a project dependency, and the service needs five calls (PUT, GET,
-DELETE, ListObjectsV2, copy). Requests are signed with AWS Signature Version 4
-(:func:`authorization_header`, checked against AWS's published examples in the tests) and use
-path-style addressing (``ENDPOINT/BUCKET/KEY``), which S3-compatible servers accept.
+"""An S3-compatible object backend (AWS S3, MinIO, Ceph RGW...) on boto3.
 
 Commit semantics match the filesystem backend: a pending object is spooled to a local file (it
-is ciphertext; the spool folder is the storage root's ``spool/``), and ``commit`` sends one PUT,
-which S3 makes visible atomically. Write-once uses the conditional ``If-None-Match: *`` (HTTP
-412 when the key exists). The index and audit log stay on local disk. Keys are
-``objects/<site>/<id>`` and ``quarantine/<site>/<id>.<stamp>`` under an optional prefix.
+is ciphertext; the spool folder is the storage root's ``spool/``) and ``commit`` makes it
+visible in one atomic step: a single ``PutObject`` up to ``part_bytes``, otherwise a multipart
+upload whose parts stay invisible until ``CompleteMultipartUpload``. A crash mid-upload
+therefore never shows a partial object; the upload id is journalled in the spool so startup
+recovery aborts the orphaned parts. Write-once uses S3 conditional writes (``IfNoneMatch='*'``
+on ``PutObject`` and ``CompleteMultipartUpload``): when two service replicas put the same id at
+once, the first to finish wins and the other gets :class:`~.errors.ObjectExists`.
 
-Tested against an in-test fake server and AWS's signature examples, not against a live S3.
+Each object carries its SHA-256 as user metadata (``x-amz-meta-sha256``), so another replica on
+the same bucket can index an object it did not write (:mod:`.replica_sync`). Keys are
+``objects/<site>/<id>`` and ``quarantine/<site>/<id>.<stamp>`` under an optional prefix; the
+index and audit log stay on the replica's local disk.
+
+Tested end to end against moto's standalone S3 server (real HTTP, SigV4, multipart).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
-import hmac
-import http.client
+import json
 import os
 import time
 import uuid
-import xml.etree.ElementTree as ElementTree
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
-from urllib.parse import quote, urlsplit
+from typing import Any, BinaryIO
+
+import boto3
+import botocore.config
+import botocore.exceptions
 
 from fedcodec.server.storage.backend import TEMP_PREFIX, StoredObject
 from fedcodec.server.storage.errors import ObjectExists, ObjectMissing
 from fedcodec.shared.errors import FedcodecError
 
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-_XMLNS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+MIB = 1024 * 1024
+UPLOAD_JOURNAL_PREFIX = f"{TEMP_PREFIX}upload-"
+SHA256_METADATA = "sha256"
 
 
 class S3Error(FedcodecError):
@@ -53,6 +57,8 @@ class S3Settings:
     secret_key: str = ""
     prefix: str = ""
     timeout: float = 60.0
+    part_bytes: int = 8 * MIB
+    """Objects above this size go up as a multipart upload of parts this size (S3 minimum 5 MiB)."""
 
     @classmethod
     def from_environment(
@@ -67,67 +73,36 @@ class S3Settings:
         return cls(endpoint, bucket, region, access, secret, prefix)
 
 
-def _uri_encode(text: str, *, keep_slash: bool) -> str:
-    return quote(text, safe="-_.~/" if keep_slash else "-_.~")
+@dataclass(frozen=True)
+class ObjectDescription:
+    """What the bucket says about one object (for indexing it on another replica)."""
+
+    size: int
+    sha256: str  # hex, from the object's metadata; "" when the object has none
+    modified_ms: int
 
 
-def _hmac(key: bytes, message: str) -> bytes:
-    return hmac.new(key, message.encode(), hashlib.sha256).digest()
+def _status(exc: botocore.exceptions.ClientError) -> tuple[int, str]:
+    meta = exc.response.get("ResponseMetadata", {})
+    return int(meta.get("HTTPStatusCode", 0)), str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def authorization_header(
-    *,
-    method: str,
-    path: str,
-    query: Mapping[str, str],
-    headers: Mapping[str, str],
-    payload_sha256: str,
-    access_key: str,
-    secret_key: str,
-    region: str,
-    amz_date: str,
-    service: str = "s3",
-) -> str:
-    """The SigV4 ``Authorization`` value; every header given is signed (host, x-amz-* ...)."""
-    canonical_query = "&".join(
-        f"{_uri_encode(k, keep_slash=False)}={_uri_encode(v, keep_slash=False)}"
-        for k, v in sorted(query.items())
-    )
-    lowered = {k.lower(): " ".join(str(v).strip().split()) for k, v in headers.items()}
-    signed = ";".join(sorted(lowered))
-    canonical_headers = "".join(f"{k}:{lowered[k]}\n" for k in sorted(lowered))
-    canonical_request = "\n".join(
-        [method, _uri_encode(path, keep_slash=True), canonical_query, canonical_headers, signed,
-         payload_sha256]
-    )
-    day = amz_date[:8]
-    scope = f"{day}/{region}/{service}/aws4_request"
-    request_hash = hashlib.sha256(canonical_request.encode()).hexdigest()
-    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, request_hash])
-    key = f"AWS4{secret_key}".encode()
-    for part in (day, region, service, "aws4_request"):
-        key = _hmac(key, part)
-    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    return (
-        f"AWS4-HMAC-SHA256 Credential={access_key}/{scope},SignedHeaders={signed},"
-        f"Signature={signature}"
-    )
+class _Body:
+    """A streaming GET body whose failures are one-line :class:`S3Error`."""
 
-
-class _Response:
-    """A streaming GET body that also closes its connection."""
-
-    def __init__(self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse):
-        self._connection, self._response = connection, response
+    def __init__(self, body: Any, what: str) -> None:
+        self._body, self._what = body, what
 
     def read(self, size: int = -1) -> bytes:
-        return self._response.read(size)
+        try:
+            return self._body.read(None if size < 0 else size)
+        except (botocore.exceptions.BotoCoreError, OSError) as exc:
+            raise S3Error(f"S3 read of {self._what} failed: {exc}") from None
 
     def close(self) -> None:
-        self._response.close()
-        self._connection.close()
+        self._body.close()
 
-    def __enter__(self) -> _Response:
+    def __enter__(self) -> _Body:
         return self
 
     def __exit__(self, *_exc: object) -> None:
@@ -135,131 +110,178 @@ class _Response:
 
 
 class S3Backend:
-    """:class:`~.backend.ObjectBackend` over an S3-compatible bucket."""
+    """:class:`~.backend.ObjectBackend` over an S3-compatible bucket (path-style addressing)."""
+
+    shared_by_replicas = True
+    """Other service replicas may write to the same bucket (see :mod:`.replica_sync`)."""
 
     def __init__(self, settings: S3Settings, spool_dir: Path) -> None:
-        self.settings = settings
-        parts = urlsplit(settings.endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if not settings.endpoint.startswith(("http://", "https://")):
             raise FedcodecError(
                 f"invalid S3 endpoint {settings.endpoint!r} (use http(s)://host[:port])"
             )
-        self._https = parts.scheme == "https"
-        self._host = parts.netloc
+        if settings.part_bytes < 5 * MIB:
+            raise FedcodecError("S3 multipart parts must be at least 5 MiB")
+        self.settings = settings
         self.spool_dir = Path(spool_dir)
         self.spool_dir.mkdir(parents=True, exist_ok=True)
+        config = botocore.config.Config(
+            s3={"addressing_style": "path"},
+            connect_timeout=min(settings.timeout, 10.0),
+            read_timeout=settings.timeout,
+            retries={"max_attempts": 3, "mode": "standard"},
+        )
+        self.s3 = boto3.session.Session().client(
+            "s3", endpoint_url=settings.endpoint, region_name=settings.region,
+            aws_access_key_id=settings.access_key or None,
+            aws_secret_access_key=settings.secret_key or None, config=config,
+        )
 
-    # -- HTTP ----------------------------------------------------------------------------------
+    # -- requests ------------------------------------------------------------------------------
 
     def _key(self, *parts: str) -> str:
         return "/".join(p for p in (self.settings.prefix.strip("/"), *parts) if p)
 
-    def _request(
-        self,
-        method: str,
-        key: str,
-        *,
-        query: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-        body: BinaryIO | bytes | None = None,
-        payload_sha256: str = EMPTY_SHA256,
-        length: int = 0,
-    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-        query = dict(query or {})
-        path = f"/{self.settings.bucket}/{key}" if key else f"/{self.settings.bucket}"
-        amz_date = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        signed = {
-            "host": self._host,
-            "x-amz-date": amz_date,
-            "x-amz-content-sha256": payload_sha256,
-            **{k.lower(): v for k, v in (headers or {}).items()},
-        }
-        if body is not None:
-            signed["content-length"] = str(length)
-        signed["authorization"] = authorization_header(
-            method=method, path=path, query=query, headers=signed, payload_sha256=payload_sha256,
-            access_key=self.settings.access_key, secret_key=self.settings.secret_key,
-            region=self.settings.region, amz_date=amz_date,
-        )
-        target = _uri_encode(path, keep_slash=True)
-        if query:
-            target += "?" + "&".join(
-                f"{_uri_encode(k, keep_slash=False)}={_uri_encode(v, keep_slash=False)}"
-                for k, v in sorted(query.items())
-            )
-        kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-        connection = kind(self._host, timeout=self.settings.timeout)
+    def _call(self, operation: str, key: str, **params: Any) -> dict:
+        """``operation`` on the bucket; every failure becomes a one-line :class:`S3Error`
+        (:class:`botocore.exceptions.ClientError` is re-raised for callers that map codes)."""
         try:
-            connection.request(method, target, body=body, headers=signed)
-            return connection, connection.getresponse()
-        except OSError as exc:
-            connection.close()
+            return getattr(self.s3, operation)(Bucket=self.settings.bucket, **params)
+        except botocore.exceptions.ClientError:
+            raise
+        except (botocore.exceptions.BotoCoreError, OSError) as exc:
             raise S3Error(f"S3 endpoint {self.settings.endpoint} unreachable: {exc}") from None
 
-    def _call(self, method: str, key: str, ok: tuple[int, ...], **kwargs) -> tuple[int, bytes]:
-        connection, response = self._request(method, key, **kwargs)
+    def _checked(self, operation: str, key: str, **params: Any) -> dict:
         try:
-            data = response.read()
-        finally:
-            connection.close()
-        if response.status not in ok:
-            code = _xml_text(data, "Code") or response.reason
-            raise S3Error(f"S3 {method} {key}: HTTP {response.status} {code}")
-        return response.status, data
+            return self._call(operation, key, **params)
+        except botocore.exceptions.ClientError as exc:
+            status, code = _status(exc)
+            raise S3Error(f"S3 {operation} {key}: HTTP {status} {code}") from None
 
     def _upload(self, key: str, path: Path, sha256: str, *, write_once: bool) -> None:
-        headers = {"if-none-match": "*"} if write_once else {}
+        condition = {"IfNoneMatch": "*"} if write_once else {}
+        metadata = {SHA256_METADATA: sha256}
         size = path.stat().st_size
-        with open(path, "rb") as body:
-            status, _ = self._call(
-                "PUT", key, (200, 412), headers=headers, body=body, payload_sha256=sha256,
-                length=size,
+        try:
+            if size <= self.settings.part_bytes:
+                with open(path, "rb") as body:
+                    self._call(
+                        "put_object", key, Key=key, Body=body, ContentLength=size,
+                        Metadata=metadata, **condition,
+                    )
+            else:
+                self._multipart(key, path, metadata, condition)
+        except botocore.exceptions.ClientError as exc:
+            status, code = _status(exc)
+            if status == 412 or code == "PreconditionFailed":
+                raise ObjectExists(f"object {key.rsplit('/', 1)[-1]!r} already exists") from None
+            raise S3Error(f"S3 upload of {key}: HTTP {status} {code}") from None
+
+    def _multipart(self, key: str, path: Path, metadata: dict, condition: dict) -> None:
+        upload = self._call("create_multipart_upload", key, Key=key, Metadata=metadata)
+        upload_id = upload["UploadId"]
+        journal = self.spool_dir / f"{UPLOAD_JOURNAL_PREFIX}{uuid.uuid4().hex}"
+        journal.write_text(json.dumps({"key": key, "upload_id": upload_id}))
+        try:
+            parts = []
+            with open(path, "rb") as source:
+                while data := source.read(self.settings.part_bytes):
+                    number = len(parts) + 1
+                    reply = self._call(
+                        "upload_part", key, Key=key, UploadId=upload_id, PartNumber=number,
+                        Body=data,
+                    )
+                    parts.append({"PartNumber": number, "ETag": reply["ETag"]})
+            self._call(
+                "complete_multipart_upload", key, Key=key, UploadId=upload_id,
+                MultipartUpload={"Parts": parts}, **condition,
             )
-        if status == 412:
-            raise ObjectExists(f"object {key.rsplit('/', 1)[-1]!r} already exists")
+        except BaseException:
+            if self._abort_upload(key, upload_id):
+                journal.unlink(missing_ok=True)
+            raise
+        journal.unlink(missing_ok=True)
+
+    def _abort_upload(self, key: str, upload_id: str) -> bool:
+        """Drop an unfinished upload's parts; ``False`` if that failed (the journal stays and
+        recovery retries)."""
+        try:
+            self._call("abort_multipart_upload", key, Key=key, UploadId=upload_id)
+        except botocore.exceptions.ClientError as exc:
+            return _status(exc)[0] == 404  # already gone
+        except S3Error:
+            return False
+        return True
 
     # -- ObjectBackend -------------------------------------------------------------------------
 
     def begin(self, site: str, object_id: str) -> _PendingS3:
         return _PendingS3(self, self._key("objects", site, object_id))
 
-    def open(self, site: str, object_id: str) -> _Response:
-        connection, response = self._request("GET", self._key("objects", site, object_id))
-        if response.status == 200:
-            return _Response(connection, response)
-        data = response.read()
-        connection.close()
-        if response.status == 404:
-            raise ObjectMissing(f"object {object_id!r} has no stored bytes")
-        raise S3Error(f"S3 GET {object_id}: HTTP {response.status} {_xml_text(data, 'Code') or ''}")
+    def open(self, site: str, object_id: str) -> _Body:
+        key = self._key("objects", site, object_id)
+        try:
+            reply = self._call("get_object", key, Key=key)
+        except botocore.exceptions.ClientError as exc:
+            status, code = _status(exc)
+            if status == 404:
+                raise ObjectMissing(f"object {object_id!r} has no stored bytes") from None
+            raise S3Error(f"S3 get_object {key}: HTTP {status} {code}") from None
+        return _Body(reply["Body"], key)
+
+    def describe(self, site: str, object_id: str) -> ObjectDescription | None:
+        """Size, recorded SHA-256 and modification time, or ``None`` when absent."""
+        key = self._key("objects", site, object_id)
+        try:
+            head = self._call("head_object", key, Key=key)
+        except botocore.exceptions.ClientError as exc:
+            if _status(exc)[0] == 404:
+                return None
+            raise S3Error(f"S3 head_object {key}: HTTP {_status(exc)[0]}") from None
+        return ObjectDescription(
+            int(head["ContentLength"]), head.get("Metadata", {}).get(SHA256_METADATA, ""),
+            int(head["LastModified"].timestamp() * 1000),
+        )
 
     def delete(self, site: str, object_id: str) -> None:
-        self._call("DELETE", self._key("objects", site, object_id), (200, 204, 404))
+        key = self._key("objects", site, object_id)
+        self._checked("delete_object", key, Key=key)
 
-    def scan(self) -> Iterator[StoredObject]:
+    def scan(self, site: str = "") -> Iterator[StoredObject]:
+        """Committed objects (of one ``site``, or all); multipart parts are never listed."""
         prefix = self._key("objects") + "/"
-        token = ""
+        params = {"Prefix": prefix + (f"{site}/" if site else "")}
         while True:
-            query = {"list-type": "2", "prefix": prefix}
-            if token:
-                query["continuation-token"] = token
-            _, data = self._call("GET", "", (200,), query=query)
-            root = ElementTree.fromstring(data)
-            for item in root.iter(f"{_XMLNS}Contents"):
-                key = item.findtext(f"{_XMLNS}Key") or ""
-                size = int(item.findtext(f"{_XMLNS}Size") or 0)
-                site, _, object_id = key[len(prefix):].partition("/")
-                if site and object_id and "/" not in object_id:
-                    yield StoredObject(site, object_id, size)
-            token = root.findtext(f"{_XMLNS}NextContinuationToken") or ""
-            if root.findtext(f"{_XMLNS}IsTruncated") != "true" or not token:
+            page = self._checked("list_objects_v2", prefix, **params)
+            for item in page.get("Contents", []):
+                owner, _, object_id = item["Key"][len(prefix):].partition("/")
+                if owner and object_id and "/" not in object_id:
+                    yield StoredObject(owner, object_id, int(item["Size"]))
+            if not page.get("IsTruncated"):
                 return
+            params["ContinuationToken"] = page["NextContinuationToken"]
+
+    def _journals(self) -> list[Path]:
+        return sorted(self.spool_dir.glob(f"{UPLOAD_JOURNAL_PREFIX}*"))
 
     def temporaries(self) -> list[str]:
         return sorted(p.name for p in self.spool_dir.glob(f"{TEMP_PREFIX}*"))
 
     def remove_temporaries(self) -> list[str]:
+        """Delete spooled uploads and abort the multipart uploads this replica left behind."""
         removed = []
+        for journal in self._journals():
+            try:
+                entry = json.loads(journal.read_text())
+            except (ValueError, OSError):
+                removed.append(f"spool/{journal.name} (unreadable journal)")
+                journal.unlink(missing_ok=True)
+                continue
+            if not self._abort_upload(str(entry.get("key")), str(entry.get("upload_id"))):
+                raise S3Error(f"cannot abort the unfinished multipart upload of {entry['key']}")
+            removed.append(f"multipart upload of {entry['key']}")
+            journal.unlink(missing_ok=True)
         for path in sorted(self.spool_dir.glob(f"{TEMP_PREFIX}*")):
             path.unlink(missing_ok=True)
             removed.append(f"spool/{path.name}")
@@ -268,8 +290,12 @@ class S3Backend:
     def quarantine(self, site: str, object_id: str) -> str:
         stamp = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
         target = self._key("quarantine", site, f"{object_id}.{stamp}")
-        source = f"/{self.settings.bucket}/{self._key('objects', site, object_id)}"
-        self._call("PUT", target, (200,), headers={"x-amz-copy-source": source})
+        source = self._key("objects", site, object_id)
+        try:
+            self.s3.copy({"Bucket": self.settings.bucket, "Key": source}, self.settings.bucket,
+                         target)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise S3Error(f"S3 copy of {source} to quarantine failed: {exc}") from None
         self.delete(site, object_id)
         return target
 
@@ -302,12 +328,3 @@ class _PendingS3:
             self._handle.close()
             self._handle = None
         self._path.unlink(missing_ok=True)
-
-
-def _xml_text(data: bytes, tag: str) -> str | None:
-    try:
-        root = ElementTree.fromstring(data)
-    except ElementTree.ParseError:
-        return None
-    found = root.find(tag) if root.tag == "Error" else root.find(f".//{tag}")
-    return found.text if found is not None else None

@@ -41,6 +41,12 @@ from fedcodec.server.storage.header_check import (
 from fedcodec.server.storage.index import ObjectIndex, ObjectRecord, now_ms
 from fedcodec.server.storage.limits import StorageLimits
 from fedcodec.server.storage.object_id import check_object_id
+from fedcodec.server.storage.replica_sync import (
+    adoptable_record,
+    is_shared,
+    record_adoption,
+    sync_site,
+)
 from fedcodec.server.storage.signing import ServiceSigner
 from fedcodec.shared.crypto.storage_receipt import SignedReceipt
 
@@ -137,8 +143,17 @@ class StorageService:
             raise AccessDenied(f"site {site!r} may not read {owner}/{object_id}")
         check_object_id(object_id)
         record = self.index.get(owner, object_id)
+        if record is None and owner == site and is_shared(self.backend):
+            record = self._adopt(site, object_id)  # stored through another replica?
         if record is None:
             raise ObjectMissing(f"no object {object_id!r} in namespace {owner!r}")
+        return record
+
+    def _adopt(self, site: str, object_id: str) -> ObjectRecord | None:
+        record = adoptable_record(self.backend, self.header_reader, site, object_id)
+        if record is not None:
+            self.index.insert(record)
+            record_adoption(self.audit, record, "indexed an object stored through another replica")
         return record
 
     @staticmethod
@@ -335,6 +350,9 @@ class StorageService:
                 rows = self.index.list_shared_with(site, prefix, after, limit + 1)
                 rows = [replace(r, shared_with=()) for r in rows]
             else:
+                if is_shared(self.backend) and not page_token:
+                    with self._commit_lock:  # the bucket is the truth on a shared backend
+                        sync_site(self.backend, self.index, self.audit, self.header_reader, site)
                 rows = self.index.list_site(site, prefix, page_token, limit + 1)
             more = len(rows) > limit
             rows = rows[:limit]

@@ -7,16 +7,19 @@ only converts messages and maps each refusal class to its gRPC status code.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import grpc
 
 from fedcodec.server.storage import errors
+from fedcodec.server.storage.call_guard import CallGuard, GuardedCall
 from fedcodec.server.storage.identity import site_of
 from fedcodec.server.storage.index import ObjectRecord
 from fedcodec.server.storage.service import PutMetadata, StorageService
 from fedcodec.shared.crypto.storage_receipt import SignedReceipt
 from fedcodec.shared.rpc import storage_pb2, storage_pb2_grpc
+from fedcodec.shared.rpc.retry_hint import retry_after_metadata
 
 T = TypeVar("T")
 
@@ -29,7 +32,11 @@ STATUS = {
     errors.TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.StoredDataCorrupt: grpc.StatusCode.DATA_LOSS,
     errors.Cancelled: grpc.StatusCode.CANCELLED,
+    errors.QuotaExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.Stalled: grpc.StatusCode.CANCELLED,
 }
+RETRY_AFTER_MS = 200
+"""Hinted wait of a quota refusal (:mod:`fedcodec.shared.rpc.retry_hint`)."""
 
 
 def object_info(record: ObjectRecord) -> storage_pb2.ObjectInfo:
@@ -66,21 +73,60 @@ def _answer(context: grpc.ServicerContext, work: Callable[[], T]) -> T:
     raise AssertionError("unreachable: context.abort raises")
 
 
+def _messages(
+    call: GuardedCall, request_iterator: Iterator[storage_pb2.PutChunk]
+) -> Iterator[storage_pb2.PutChunk]:
+    """The client's messages, each wait timed by the stall watchdog; a broken stream ends in
+    :class:`~.errors.Stalled` (the watchdog cancelled it) or :class:`~.errors.Cancelled`."""
+    while True:
+        try:
+            with call.waiting_on_peer():
+                message = next(request_iterator, None)
+        except grpc.RpcError:
+            message, broken = None, True
+        else:
+            broken = False
+        if call.cancelled_because:  # a cancelled stream may also just end: never a success
+            raise errors.Stalled(f"upload cancelled: {call.cancelled_because}")
+        if broken:
+            raise errors.Cancelled("the client cancelled the upload")
+        if message is None:
+            return
+        yield message
+
+
 def _data_parts(messages: Iterator[storage_pb2.PutChunk]) -> Iterator[bytes]:
-    try:
-        for message in messages:
-            if message.WhichOneof("part") != "data":
-                raise errors.InvalidObject("only the first Put message may carry metadata")
-            yield message.data
-    except grpc.RpcError:
-        raise errors.Cancelled("the client cancelled the upload") from None
+    for message in messages:
+        if message.WhichOneof("part") != "data":
+            raise errors.InvalidObject("only the first Put message may carry metadata")
+        yield message.data
 
 
 class StorageServicer(storage_pb2_grpc.StorageServicer):
     """The ``fedcodec.storage.v1.Storage`` service over a :class:`StorageService`."""
 
-    def __init__(self, service: StorageService) -> None:
+    def __init__(self, service: StorageService, guard: CallGuard | None = None) -> None:
         self.service = service
+        self.guard = guard if guard is not None else CallGuard(service.limits)
+
+    @contextmanager
+    def _admitted(
+        self, context: grpc.ServicerContext, site: str, action: str
+    ) -> Iterator[GuardedCall]:
+        """Hold one of ``site``'s quota slots for the call (RESOURCE_EXHAUSTED when none)."""
+
+        def admit() -> GuardedCall:
+            try:
+                return self.guard.admit(site, action, context)
+            except errors.QuotaExceeded as exc:
+                context.set_trailing_metadata(retry_after_metadata(RETRY_AFTER_MS))
+                self.service.refuse(site, action, exc)
+
+        call = _answer(context, admit)
+        try:
+            yield call
+        finally:
+            self.guard.release(call)
 
     def _site(self, context: grpc.ServicerContext, action: str) -> str:
         def identify() -> str:
@@ -93,39 +139,50 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
 
     def Put(self, request_iterator, context):  # noqa: N802 - gRPC method name
         site = self._site(context, "put")
+        with self._admitted(context, site, "put") as call:
+            messages = _messages(call, request_iterator)
 
-        def work() -> storage_pb2.PutReply:
-            first = next(request_iterator, None)
-            if first is None or first.WhichOneof("part") != "metadata":
-                self.service.refuse(
-                    site, "put", errors.InvalidObject("the first Put message must carry metadata")
+            def work() -> storage_pb2.PutReply:
+                try:
+                    first = next(messages, None)
+                except errors.StorageRefusal as exc:
+                    self.service.refuse(site, "put", exc)
+                if first is None or first.WhichOneof("part") != "metadata":
+                    self.service.refuse(
+                        site, "put",
+                        errors.InvalidObject("the first Put message must carry metadata"),
+                    )
+                m = first.metadata
+                meta = PutMetadata(m.object_id, m.namespace, m.size, m.sha256, m.replace)
+                record, receipt = self.service.put_receipted(site, meta, _data_parts(messages))
+                return storage_pb2.PutReply(
+                    object=object_info(record), receipt=receipt_message(receipt)
                 )
-            m = first.metadata
-            meta = PutMetadata(m.object_id, m.namespace, m.size, m.sha256, m.replace)
-            record, receipt = self.service.put_receipted(
-                site, meta, _data_parts(request_iterator)
-            )
-            return storage_pb2.PutReply(
-                object=object_info(record), receipt=receipt_message(receipt)
-            )
 
-        return _answer(context, work)
+            return _answer(context, work)
 
     def Get(self, request, context):  # noqa: N802
         site = self._site(context, "get")
-        record, stream = _answer(
-            context, lambda: self.service.get(site, request.owner, request.object_id)
-        )
-        chunks = iter(stream)
-        try:
-            yield storage_pb2.GetChunk(info=object_info(record))
-            while (chunk := _answer(context, lambda: next(chunks, None))) is not None:
-                yield storage_pb2.GetChunk(data=chunk)
-        finally:
-            getattr(chunks, "close", lambda: None)()  # a cancelled call closes the file now
+        with self._admitted(context, site, "get") as call:
+            record, stream = _answer(
+                context, lambda: self.service.get(site, request.owner, request.object_id)
+            )
+            chunks = iter(stream)
+            try:
+                with call.waiting_on_peer():  # the stall clock runs while gRPC sends
+                    yield storage_pb2.GetChunk(info=object_info(record))
+                while (chunk := _answer(context, lambda: next(chunks, None))) is not None:
+                    with call.waiting_on_peer():
+                        yield storage_pb2.GetChunk(data=chunk)
+            finally:
+                getattr(chunks, "close", lambda: None)()  # a cancelled call closes the file now
 
     def List(self, request, context):  # noqa: N802
         site = self._site(context, "list")
+        with self._admitted(context, site, "list"):
+            return self._list(request, context, site)
+
+    def _list(self, request, context, site: str):  # noqa: ANN001 - gRPC message and context
         page = _answer(
             context,
             lambda: self.service.list(
@@ -143,6 +200,10 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
 
     def Delete(self, request, context):  # noqa: N802
         site = self._site(context, "delete")
+        with self._admitted(context, site, "delete"):
+            return self._delete(request, context, site)
+
+    def _delete(self, request, context, site: str):  # noqa: ANN001 - gRPC message and context
         record, receipt = _answer(
             context, lambda: self.service.delete_receipted(site, request.owner, request.object_id)
         )
@@ -150,6 +211,10 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
 
     def Share(self, request, context):  # noqa: N802
         site = self._site(context, "share")
+        with self._admitted(context, site, "share"):
+            return self._share(request, context, site)
+
+    def _share(self, request, context, site: str):  # noqa: ANN001 - gRPC message and context
         record = _answer(
             context,
             lambda: self.service.share(
@@ -160,7 +225,8 @@ class StorageServicer(storage_pb2_grpc.StorageServicer):
 
     def Head(self, request, context):  # noqa: N802
         site = self._site(context, "head")
-        seq, entry_hash, signature = _answer(context, lambda: self.service.head(site))
+        with self._admitted(context, site, "head"):
+            seq, entry_hash, signature = _answer(context, lambda: self.service.head(site))
         signer = self.service.signer
         return storage_pb2.HeadReply(
             seq=seq, entry_hash=entry_hash, signature=bytes.fromhex(signature),
