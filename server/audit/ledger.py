@@ -16,7 +16,10 @@ from pathlib import Path
 
 from fedcodec.server.audit.log import read_entries
 
-WRITES = ("put", "replace")
+#: Acknowledged writes; ``adopt`` is a replica indexing an object another replica of the same
+#: bucket stored (server/storage/replica_sync.py), ``forget`` its view of such a delete.
+WRITES = ("put", "replace", "adopt")
+DELETES = ("delete", "forget")
 #: Outcome of a recovery entry that logs an indexed object whose put entry a crash cut off.
 ADOPTED = "adopted"
 #: Outcome of a recovery entry that re-indexed an acknowledged object the index had lost.
@@ -94,7 +97,7 @@ def replay(path: Path) -> Ledger:
         detail = str(entry.get("detail", ""))
         if action in WRITES:
             states[key] = LedgerState(True, seq, action, _logged_sha(detail))
-        elif action == "delete":
+        elif action in DELETES:
             states[key] = LedgerState(False, seq, action)
             shares.pop(key, None)
         elif action == "share" and " " in detail:

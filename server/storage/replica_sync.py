@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fedcodec.server.audit.ledger import put_detail
 from fedcodec.server.audit.log import AuditLog
 from fedcodec.server.storage.backend import ObjectBackend
 from fedcodec.server.storage.errors import InvalidObject, ObjectMissing
@@ -57,7 +58,8 @@ def adoptable_record(
 def record_adoption(audit: AuditLog, record: ObjectRecord, detail: str) -> None:
     audit.append(
         site="", action="adopt", outcome="ok", owner=record.site, object_id=record.object_id,
-        key_id=",".join(record.key_ids), detail=detail,
+        key_id=",".join(record.key_ids),
+        detail=f"{put_detail(record.sha256, record.size)} {detail}",
     )
 
 
