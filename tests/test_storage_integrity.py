@@ -263,7 +263,8 @@ def test_truncated_and_padded_objects_are_refused_at_put_and_reported_by_audit(
         for name in ("cut", "pad"):
             sealed = fed.sealed("a", name, b"x")
             bad = sealed[:-1] if name == "cut" else sealed + b"extra"
-            with pytest.raises(FedcodecError, match="INVALID_ARGUMENT.*(truncated|after its final)"):
+            refused = "INVALID_ARGUMENT.*(truncated|after its final)"
+            with pytest.raises(FedcodecError, match=refused):
                 client.put_bytes(name, bad)
         client.put_bytes("obj", blob)
     stored = storage_paths(root)["objects"] / "a" / "obj"
@@ -326,3 +327,18 @@ def test_signing_key_readable_by_others_is_refused(tmp_path: Path) -> None:
     key.chmod(0o644)
     with pytest.raises(FedcodecError, match="readable by group or others"):
         ServiceSigner(key)
+
+
+def test_row_dropped_by_recovery_after_its_file_vanished_keeps_failing_audit(
+    fed: Federation, two_studies, capsys
+) -> None:
+    """Recovery removes a row whose bytes are gone; that is never a clean state for audit."""
+    root, _ = two_studies
+    (storage_paths(root)["objects"] / "a" / "study-0001").unlink()
+    with running_service(fed, root) as running:
+        assert any("DATA LOSS: index row without stored bytes removed: a/study-0001" in line
+                   for line in running.recovery.lines())
+    assert server_main(["audit", "--root", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "(data_loss): index row without stored bytes removed" in out, out
+    assert "PROBLEM: a/study-0001: acknowledged put at log seq 1" in out, out

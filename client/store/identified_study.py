@@ -41,6 +41,8 @@ def _kind(path: Path) -> str:
 def identified_reason(path: Path) -> str | None:
     """Why ``path`` holds identified DICOM headers, or None when it is de-identified / not DICOM."""
     path = Path(path)
+    if path.is_dir():
+        raise FedcodecError(f"{path} is a folder: compress it into an .fcz first")
     if not path.is_file():
         raise FedcodecError(f"file not found: {path}")
     kind = _kind(path)

@@ -3,8 +3,8 @@
 Each acknowledged put, replacement and delete comes with a receipt signed by the service
 (:mod:`fedcodec.shared.crypto.storage_receipt`). The site keeps the latest receipt per object id
 (``STATE/receipts/<site>/<object_id>.json``) and pins the service's signing key on the first
-receipt (``STATE/receipts/<site>/service-key.json``): a later receipt or head under another key is refused, so
-a service (or someone who took over its disk) cannot issue itself a new history. ``fedcodec
+receipt (``STATE/receipts/<site>/service-key.json``): a later receipt or head under another key
+is refused, so a service (or someone who took over its disk) cannot issue itself a new history. ``fedcodec
 store verify`` checks the service against these files; ``store get`` checks each download
 against its object's receipt.
 
