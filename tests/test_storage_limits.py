@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -136,7 +138,7 @@ def test_limits_refuse_a_pool_one_site_could_exhaust() -> None:
     with pytest.raises(ValueError, match="raise --workers above 8"):
         StorageLimits(max_workers=8, site_quota=4, expected_sites=2)
     assert StorageLimits(max_workers=9, site_quota=4, expected_sites=2).site_quota == 4
-    with pytest.raises(ValueError, match="must be positive"):
+    with pytest.raises(ValueError, match="must be positive finite"):
         StorageLimits(stall_seconds=0)
 
 
@@ -158,3 +160,24 @@ def test_a_download_the_client_does_not_read_is_cancelled_and_its_slot_freed(
             for _ in call:
                 pass
         assert cancelled.value.code() == grpc.StatusCode.CANCELLED
+
+
+@pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf")])
+def test_a_stall_timeout_must_be_a_positive_number(value: float) -> None:
+    with pytest.raises(ValueError, match="must be positive finite numbers"):
+        StorageLimits(stall_seconds=value)
+
+
+def test_serve_refuses_bad_limits_in_one_line(tmp_path: Path) -> None:
+    value = "nan"
+    done = subprocess.run(
+        [sys.executable, "-m", "fedcodec.server.cli", "storage", "serve", "--root",
+         str(tmp_path / "root"), "--tls-dir", str(tmp_path / "tls"), "--port", "0",
+         "--stall-seconds", value],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "fedcodec-server: error: invalid storage limits: storage limits must be positive "
+        "finite numbers"
+    ]
