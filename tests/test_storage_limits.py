@@ -1,7 +1,7 @@
 """Per-site quotas, stall cancellation and deadlines of the storage service (issue 14, item 2).
 
 A real mutual-TLS service on loopback with a small pool (4 workers, 2 calls per site, stalls
-cancelled after 1 s): site ``a`` opens uploads that send their metadata and then nothing. Its
+cancelled after 2 s): site ``a`` opens uploads that send their metadata and then nothing. Its
 calls beyond the quota are refused with RESOURCE_EXHAUSTED at once, site ``b`` keeps putting and
 getting quickly, and the stalled uploads are cancelled, audited and their slots freed.
 """
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -24,7 +26,7 @@ from fedcodec.server.storage.limits import StorageLimits
 from fedcodec.shared.rpc import storage_pb2
 from fedcodec.shared.rpc.retry_hint import RETRY_AFTER_KEY, retry_after_seconds
 
-LIMITS = StorageLimits(max_workers=4, site_quota=2, expected_sites=1, stall_seconds=1.0)
+LIMITS = StorageLimits(max_workers=4, site_quota=2, expected_sites=1, stall_seconds=2.0)
 
 
 def _stalling_put(client, object_id: str, release: threading.Event) -> grpc.Future:
@@ -78,7 +80,7 @@ def test_stalling_site_is_refused_beyond_its_quota_and_others_still_served(
         waiting = threading.Thread(target=lambda: waited.append(a.put_bytes("waited", patient)))
         waiting.start()  # StoreClient retries the quota refusal until a slot frees up
 
-        for future in stalled:  # the watchdog cancels each stalled upload after ~1 s
+        for future in stalled:  # the watchdog cancels each stalled upload after ~2 s
             with pytest.raises(grpc.RpcError) as cancelled:
                 future.result(timeout=10)
             assert cancelled.value.code() == grpc.StatusCode.CANCELLED
@@ -136,7 +138,7 @@ def test_limits_refuse_a_pool_one_site_could_exhaust() -> None:
     with pytest.raises(ValueError, match="raise --workers above 8"):
         StorageLimits(max_workers=8, site_quota=4, expected_sites=2)
     assert StorageLimits(max_workers=9, site_quota=4, expected_sites=2).site_quota == 4
-    with pytest.raises(ValueError, match="must be positive"):
+    with pytest.raises(ValueError, match="must be positive finite"):
         StorageLimits(stall_seconds=0)
 
 
@@ -158,3 +160,24 @@ def test_a_download_the_client_does_not_read_is_cancelled_and_its_slot_freed(
             for _ in call:
                 pass
         assert cancelled.value.code() == grpc.StatusCode.CANCELLED
+
+
+@pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf")])
+def test_a_stall_timeout_must_be_a_positive_number(value: float) -> None:
+    with pytest.raises(ValueError, match="must be positive finite numbers"):
+        StorageLimits(stall_seconds=value)
+
+
+def test_serve_refuses_bad_limits_in_one_line(tmp_path: Path) -> None:
+    value = "nan"
+    done = subprocess.run(
+        [sys.executable, "-m", "fedcodec.server.cli", "storage", "serve", "--root",
+         str(tmp_path / "root"), "--tls-dir", str(tmp_path / "tls"), "--port", "0",
+         "--stall-seconds", value],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "fedcodec-server: error: invalid storage limits: storage limits must be positive "
+        "finite numbers"
+    ]

@@ -276,7 +276,7 @@ def test_s3_failures_are_one_line(moto_endpoint: str, tmp_path: Path) -> None:
                                       r"NoSuchBucket$"):
         list(missing.scan())
     nowhere = S3Settings("http://127.0.0.1:9", BUCKET, access_key="k", secret_key="s",
-                         timeout=2)
+                         timeout=2, max_attempts=1)
     with pytest.raises(S3Error, match="S3 endpoint http://127.0.0.1:9 unreachable"):
         S3Backend(nowhere, tmp_path).delete("a", "x")
     with pytest.raises(Exception, match="invalid S3 endpoint"):

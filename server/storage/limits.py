@@ -3,6 +3,7 @@ tests agree."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 MIB = 1024 * 1024
@@ -45,8 +46,8 @@ class StorageLimits:
             self.max_object_bytes, self.max_list_page, self.max_workers, self.max_concurrent_rpcs,
             self.site_quota, self.expected_sites, self.stall_seconds, self.call_seconds,
         )
-        if min(numbers) <= 0:
-            raise ValueError("storage limits must be positive")
+        if not all(math.isfinite(n) and n > 0 for n in numbers):
+            raise ValueError("storage limits must be positive finite numbers")
         if self.expected_sites * self.site_quota >= self.max_workers:
             raise ValueError(
                 f"{self.expected_sites} sites x {self.site_quota} calls per site need more than "

@@ -59,6 +59,8 @@ class S3Settings:
     timeout: float = 60.0
     part_bytes: int = 8 * MIB
     """Objects above this size go up as a multipart upload of parts this size (S3 minimum 5 MiB)."""
+    max_attempts: int = 3
+    """Tries per request (boto3 "standard" retries: throttling, 5xx, connection errors)."""
 
     @classmethod
     def from_environment(
@@ -129,7 +131,7 @@ class S3Backend:
             s3={"addressing_style": "path"},
             connect_timeout=min(settings.timeout, 10.0),
             read_timeout=settings.timeout,
-            retries={"max_attempts": 3, "mode": "standard"},
+            retries={"max_attempts": settings.max_attempts, "mode": "standard"},
         )
         self.s3 = boto3.session.Session().client(
             "s3", endpoint_url=settings.endpoint, region_name=settings.region,

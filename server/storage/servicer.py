@@ -103,7 +103,11 @@ def _data_parts(messages: Iterator[storage_pb2.PutChunk]) -> Iterator[bytes]:
 
 
 class StorageServicer(storage_pb2_grpc.StorageServicer):
-    """The ``fedcodec.storage.v1.Storage`` service over a :class:`StorageService`."""
+    """The ``fedcodec.storage.v1.Storage`` service over a :class:`StorageService`.
+
+    ``guard`` enforces per-site quotas; its watchdog runs only once started
+    (:func:`~.listener.start_storage_server` does both).
+    """
 
     def __init__(self, service: StorageService, guard: CallGuard | None = None) -> None:
         self.service = service
