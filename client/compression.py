@@ -20,6 +20,8 @@ lossily; the codec records the region in the header and the bound is verified on
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
 import shutil
@@ -506,7 +508,8 @@ def _code_series(
         roi_max_error=roi_max_error,
     )
     coding = SeriesCoding(_codec_info(spec, coder), mode, tau, plan.quality)
-    digest = pixels_sha256(_stored_values(decoded, info, lossless=coder.mode is CodecMode.LOSSLESS))
+    digest = _pixels_digest(_stored_values(decoded, info, lossless=coder.mode is CodecMode.LOSSLESS),
+                            info)
     coded = CodedSeries(info, series.datasets, streams, report.profile, coding, digest)
     return coded, report
 
@@ -597,8 +600,8 @@ def _decode_series(container: Container, coder: Codec, index: int) -> Series:
     if lossless and decoded.size and (decoded.min() < 0 or decoded.max() > top):
         raise CorruptDataError(f"series {index}: decoded values exceed {info.bits_stored} bits")
     values = _stored_values(decoded, info, lossless=lossless)
-    require_digest(container.series[index].pixels_sha256, pixels_sha256(values),
-                   f"series {index}: the decoded pixels")
+    require_digest(container.series[index].pixels_sha256, _pixels_digest(values, info),
+                   f"series {index}: the decoded pixels and their description")
     datasets = container.datasets(index)
     return Series(
         series_uid=info.series_uid,
@@ -620,6 +623,13 @@ def _decode_series(container: Container, coder: Codec, index: int) -> Series:
         slice_rescale=list(info.slice_rescale),
         bits_allocated=info.bits_allocated,
     )
+
+
+def _pixels_digest(values: np.ndarray, info: SeriesInfo) -> str:
+    """What the container records of a series: its stored values and every header field they
+    are written with (``compress`` and ``decompress`` compute it from the same SeriesInfo)."""
+    described = json.dumps(dataclasses.asdict(info), sort_keys=True, separators=(",", ":"))
+    return pixels_sha256(values, described)
 
 
 def _stored_values(decoded: np.ndarray, info: SeriesInfo, *, lossless: bool) -> np.ndarray:

@@ -21,11 +21,17 @@ from fedcodec.shared.errors import CorruptDataError
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
-def pixels_sha256(values: np.ndarray) -> str:
-    """Digest of stored values: shape, dtype and the little-endian C-order bytes."""
+def pixels_sha256(values: np.ndarray, context: str = "") -> str:
+    """Digest of stored values (shape, dtype, little-endian C-order bytes) and ``context``.
+
+    ``context`` is the canonical JSON of the series description the values are written with
+    (bits, sign, slice order, rescale...), so a header edit that would change the DICOM written
+    around unchanged pixels is caught by the same comparison.
+    """
     array = np.ascontiguousarray(values)
     little = array.astype(array.dtype.newbyteorder("<"), copy=False)
     digest = hashlib.sha256(f"{array.dtype.str[1:]}{list(array.shape)}".encode())
+    digest.update(context.encode("utf-8"))
     digest.update(little.tobytes())
     return digest.hexdigest()
 

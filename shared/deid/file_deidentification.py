@@ -81,13 +81,13 @@ def read_dicom_file(path: Path) -> Dataset:
         _check_complete(ds, path)
         for _ in ds.iterall():  # parse every element now, so damage shows here
             pass
+        _check_pixel_data(ds, path)
     except FedcodecError:
         raise
     except FileNotFoundError:
         raise FedcodecError(f"no such file: {path}") from None
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types (even NotImplementedError)
         raise CorruptDataError(f"{path}: truncated or corrupt DICOM ({_one_line(exc)})") from None
-    _check_pixel_data(ds, path)
     return ds
 
 
