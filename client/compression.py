@@ -54,6 +54,7 @@ from fedcodec.shared.container import (
     read_container,
     write_container,
 )
+from fedcodec.shared.container.dicom_headers import pack_datasets_with_digest, unpack_datasets
 from fedcodec.shared.container.digests import pixels_sha256, require_digest
 from fedcodec.shared.dicom import LossyInfo, read_series, write_series
 from fedcodec.shared.dicom.series import Series, SkippedFile
@@ -414,8 +415,11 @@ def _check_headers_write_back(series: Series, lossy: bool, index: int) -> None:
     marker = LossyInfo(method="CHECK", ratio=1.0, description="write-back check") if lossy else None
     with tempfile.TemporaryDirectory(prefix="fedcodec-writeback-") as scratch:
         folder = Path(scratch)
-        try:
-            _write_decoded(series, folder, marker, index)
+        try:  # the headers as decompress will see them: through the container's header blob
+            blob, raw_length, digest = pack_datasets_with_digest(series.datasets, "none")
+            stored = unpack_datasets(blob, "none", raw_length, len(series.datasets),
+                                     f"series {index}", digest)
+            _write_decoded(dataclasses.replace(series, datasets=stored), folder, marker, index)
             check_written_series(folder, series.volume, index)
         except FedcodecError as exc:
             name = series.description or series.series_uid
@@ -564,6 +568,12 @@ def _write_decoded(series: Series, folder: Path, lossy: LossyInfo | None, index:
         return write_series(series, folder, lossy=lossy)
     except FedcodecError:
         raise
+    except OSError as exc:
+        if not str(exc).startswith("With tag"):  # the disk, not a value pydicom re-raised
+            raise
+        raise CorruptDataError(
+            f"series {index}: its DICOM headers cannot be written: {str(exc).splitlines()[0][:160]}"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on malformed values
         reason = str(exc).splitlines()[0][:160] if str(exc) else ""
         raise CorruptDataError(

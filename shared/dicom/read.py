@@ -74,6 +74,8 @@ def _open(path: Path) -> pydicom.Dataset:
 
 def _decode(path: Path, split_mosaics: bool) -> _DecodedFile:
     ds = _open(path)
+    for _ in ds.iterall():  # parse every element now: a damaged one skips this file, not later
+        pass
     fmt = pixel_format(ds)
     slices = stored_frames(ds)
     geometries = frame_geometries(ds, fmt.frames)
