@@ -70,6 +70,7 @@ class CampaignResult:
     counts: Counter = field(default_factory=Counter)
     kinds: Counter = field(default_factory=Counter)
     failures: list[Case] = field(default_factory=list)
+    rejection_messages: list[str] = field(default_factory=list)
 
     def add(self, case: Case) -> None:
         self.cases += 1
@@ -77,6 +78,8 @@ class CampaignResult:
         self.kinds[(case.target, case.kind, case.outcome)] += 1
         if case.outcome in BAD:
             self.failures.append(case)
+        elif case.outcome == "rejected":
+            self.rejection_messages.append(case.detail)
 
     def table(self) -> dict[str, dict[str, int]]:
         """``{target: {outcome: count}}`` with every outcome present."""
