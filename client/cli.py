@@ -11,7 +11,9 @@ from fedcodec.client import commands
 from fedcodec.shared.cli_runner import build_parser, run_cli
 
 
-def main(argv: Sequence[str] | None = None, *, parser: argparse.ArgumentParser | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, parser: argparse.ArgumentParser | None = None
+) -> int:
     """Run one command; ``parser`` (from :func:`client_parser`) skips rebuilding it, for
     callers that run thousands of commands in one process (the fuzz campaign)."""
     # gRPC's C core logs failed TLS handshakes at INFO before our one-line error says the same.

@@ -423,7 +423,9 @@ def _check_headers_write_back(series: Series, lossy: bool, index: int) -> None:
             check_written_series(folder, series.volume, index)
         except FedcodecError as exc:
             name = series.description or series.series_uid
-            raise FedcodecError(f"series {name!r} cannot be stored: {exc}; nothing written") from None
+            raise FedcodecError(
+                f"series {name!r} cannot be stored: {exc}; nothing written"
+            ) from None
 
 
 def _coder_for(plan: SeriesPlan, coders: dict[str, Codec]) -> Codec:
@@ -512,8 +514,8 @@ def _code_series(
         roi_max_error=roi_max_error,
     )
     coding = SeriesCoding(_codec_info(spec, coder), mode, tau, plan.quality)
-    digest = _pixels_digest(_stored_values(decoded, info, lossless=coder.mode is CodecMode.LOSSLESS),
-                            info)
+    lossless = coder.mode is CodecMode.LOSSLESS
+    digest = _pixels_digest(_stored_values(decoded, info, lossless=lossless), info)
     coded = CodedSeries(info, series.datasets, streams, report.profile, coding, digest)
     return coded, report
 

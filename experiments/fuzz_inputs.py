@@ -53,7 +53,8 @@ def _kinds_table(result: CampaignResult) -> str:
         by_kind[kind] += n
         if outcome == "rejected":
             rejected[kind] += n
-    rows = ["| mutation kind | cases | rejected | accepted (output checked) |", "|---|---:|---:|---:|"]
+    rows = ["| mutation kind | cases | rejected | accepted (output checked) |",
+            "|---|---:|---:|---:|"]
     for kind in sorted(by_kind):
         rows.append(f"| {kind} | {by_kind[kind]:,} | {rejected[kind]:,} | "
                     f"{by_kind[kind] - rejected[kind]:,} |")

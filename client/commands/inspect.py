@@ -1,4 +1,4 @@
-"""``fedcodec inspect study.fcz``: what a container holds; every CRC checked, ``--verify`` decodes."""
+"""``fedcodec inspect x.fcz``: a container summarised, every CRC checked; ``--verify`` decodes."""
 
 from __future__ import annotations
 

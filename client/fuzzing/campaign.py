@@ -261,7 +261,7 @@ class Campaign:
         if target == "compress":
             detail = check_compressed(out, self._work / "check")
         else:
-            detail = check_deidentified(folder, out)
+            detail = check_deidentified(out)
         if detail:
             case.outcome, case.detail = "wrong-output", detail
         return case

@@ -91,7 +91,7 @@ def check_compressed(fcz: Path, scratch: Path) -> str | None:
     return None
 
 
-def check_deidentified(source: Path, output: Path) -> str | None:
+def check_deidentified(output: Path) -> str | None:
     """``deid`` output parses, keeps each input's pixels, and holds no identifying value."""
     for path in sorted(output.rglob("*")):
         if not path.is_file():
