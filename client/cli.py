@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Sequence
@@ -10,13 +11,21 @@ from fedcodec.client import commands
 from fedcodec.shared.cli_runner import build_parser, run_cli
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, parser: argparse.ArgumentParser | None = None
+) -> int:
+    """Run one command; ``parser`` (from :func:`client_parser`) skips rebuilding it, for
+    callers that run thousands of commands in one process (the fuzz campaign)."""
     # gRPC's C core logs failed TLS handshakes at INFO before our one-line error says the same.
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    parser = build_parser(
+    return run_cli(parser or client_parser(), argv)
+
+
+def client_parser() -> argparse.ArgumentParser:
+    """The ``fedcodec`` parser with every subcommand registered."""
+    return build_parser(
         "fedcodec", "Compress, benchmark, train and protect MRI at a hospital site.", commands
     )
-    return run_cli(parser, argv)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ lossily; the codec records the region in the header and the bound is verified on
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
 import shutil
@@ -39,6 +41,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from fedcodec.client.written_dicom_check import check_written_series
 from fedcodec.client.coding_plan import SeriesPlan, StudyPlanner, study_plan
 from fedcodec.shared.codecs import Codec, CodecMode, get_codec
 from fedcodec.shared.container import (
@@ -51,6 +54,8 @@ from fedcodec.shared.container import (
     read_container,
     write_container,
 )
+from fedcodec.shared.container.dicom_headers import pack_datasets_with_digest, unpack_datasets
+from fedcodec.shared.container.digests import pixels_sha256, require_digest
 from fedcodec.shared.dicom import LossyInfo, read_series, write_series
 from fedcodec.shared.dicom.series import Series, SkippedFile
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
@@ -368,6 +373,7 @@ def compress_study(
         for series, plan in zip(all_series, plans, strict=True):
             bar.update(task, description=f"coding {series.description or series.series_uid}"[:48])
             coded_series, report = _code_series(coders[plan.spec], plan, series, roi)
+            _check_headers_write_back(series, plan.mode != "lossless", len(coded))
             coded.append(coded_series)
             reports.append(report)
             bar.advance(task, series.shape[0])
@@ -397,6 +403,29 @@ def compress_study(
         skipped=list(skipped),
         profile=planner.profile,
     )
+
+
+def _check_headers_write_back(series: Series, lossy: bool, index: int) -> None:
+    """Refuse a series whose headers ``decompress`` could not write back as readable DICOM.
+
+    A lenient reader accepts headers (an odd VR, a malformed file meta value) that pydicom then
+    cannot write, or writes as something that does not read back: such a study must fail here,
+    with its name, not produce a container that never decompresses.
+    """
+    marker = LossyInfo(method="CHECK", ratio=1.0, description="write-back check") if lossy else None
+    with tempfile.TemporaryDirectory(prefix="fedcodec-writeback-") as scratch:
+        folder = Path(scratch)
+        try:  # the headers as decompress will see them: through the container's header blob
+            blob, raw_length, digest = pack_datasets_with_digest(series.datasets, "none")
+            stored = unpack_datasets(blob, "none", raw_length, len(series.datasets),
+                                     f"series {index}", digest)
+            _write_decoded(dataclasses.replace(series, datasets=stored), folder, marker, index)
+            check_written_series(folder, series.volume, index)
+        except FedcodecError as exc:
+            name = series.description or series.series_uid
+            raise FedcodecError(
+                f"series {name!r} cannot be stored: {exc}; nothing written"
+            ) from None
 
 
 def _coder_for(plan: SeriesPlan, coders: dict[str, Codec]) -> Codec:
@@ -485,7 +514,10 @@ def _code_series(
         roi_max_error=roi_max_error,
     )
     coding = SeriesCoding(_codec_info(spec, coder), mode, tau, plan.quality)
-    return CodedSeries(info, series.datasets, streams, report.profile, coding), report
+    lossless = coder.mode is CodecMode.LOSSLESS
+    digest = _pixels_digest(_stored_values(decoded, info, lossless=lossless), info)
+    coded = CodedSeries(info, series.datasets, streams, report.profile, coding, digest)
+    return coded, report
 
 
 def decompress_study(fcz: Path, out_dir: Path, *, progress: bool = False) -> list[Path]:
@@ -517,7 +549,8 @@ def decompress_study(fcz: Path, out_dir: Path, *, progress: bool = False) -> lis
                 folder = temp / _series_folder_name(index, entry.info.description)
                 lossy = coder.mode is not CodecMode.LOSSLESS
                 info = _lossy_info(container, index, spec, entry.profile) if lossy else None
-                written.extend(write_series(series, folder, lossy=info))
+                written.extend(_write_decoded(series, folder, info, index))
+                check_written_series(folder, series.volume, index)
                 bar.advance(task, entry.info.shape[0])
         mask = os.umask(0)
         os.umask(mask)
@@ -529,6 +562,25 @@ def decompress_study(fcz: Path, out_dir: Path, *, progress: bool = False) -> lis
         shutil.rmtree(temp, ignore_errors=True)
         raise
     return [out_dir / p.relative_to(temp) for p in written]
+
+
+def _write_decoded(series: Series, folder: Path, lossy: LossyInfo | None, index: int) -> list[Path]:
+    """``write_series``, with pydicom's own exceptions on odd header values made one line."""
+    try:
+        return write_series(series, folder, lossy=lossy)
+    except FedcodecError:
+        raise
+    except OSError as exc:
+        if not str(exc).startswith("With tag"):  # the disk, not a value pydicom re-raised
+            raise
+        raise CorruptDataError(
+            f"series {index}: its DICOM headers cannot be written: {str(exc).splitlines()[0][:160]}"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on malformed values
+        reason = str(exc).splitlines()[0][:160] if str(exc) else ""
+        raise CorruptDataError(
+            f"series {index}: its DICOM headers cannot be written: {type(exc).__name__}: {reason}"
+        ) from None
 
 
 def _check_model(codec: CodecInfo, coder: Codec) -> None:
@@ -555,12 +607,13 @@ def _decode_series(container: Container, coder: Codec, index: int) -> Series:
         raise CorruptDataError(
             f"series {index}: decoded shape {decoded.shape}, header says {info.shape}"
         )
+    lossless = coder.mode is CodecMode.LOSSLESS
     top = (1 << info.bits_stored) - 1
-    if coder.mode is not CodecMode.LOSSLESS:  # a lossy decoder may overshoot the bit depth
-        decoded = np.clip(decoded, 0, top)
-    elif decoded.size and (decoded.min() < 0 or decoded.max() > top):
+    if lossless and decoded.size and (decoded.min() < 0 or decoded.max() > top):
         raise CorruptDataError(f"series {index}: decoded values exceed {info.bits_stored} bits")
-    values = from_unsigned(decoded, info.offset, info.signed).astype(info.dtype, copy=False)
+    values = _stored_values(decoded, info, lossless=lossless)
+    require_digest(container.series[index].pixels_sha256, _pixels_digest(values, info),
+                   f"series {index}: the decoded pixels and their description")
     datasets = container.datasets(index)
     return Series(
         series_uid=info.series_uid,
@@ -582,6 +635,22 @@ def _decode_series(container: Container, coder: Codec, index: int) -> Series:
         slice_rescale=list(info.slice_rescale),
         bits_allocated=info.bits_allocated,
     )
+
+
+def _pixels_digest(values: np.ndarray, info: SeriesInfo) -> str:
+    """What the container records of a series: its stored values and every header field they
+    are written with (``compress`` and ``decompress`` compute it from the same SeriesInfo)."""
+    described = json.dumps(dataclasses.asdict(info), sort_keys=True, separators=(",", ":"))
+    return pixels_sha256(values, described)
+
+
+def _stored_values(decoded: np.ndarray, info: SeriesInfo, *, lossless: bool) -> np.ndarray:
+    """What a decoded volume becomes in DICOM: clipped to the bit depth (a lossy decoder may
+    overshoot it), then shifted back to signed values. ``compress`` records the digest of this,
+    ``decompress`` recomputes it."""
+    if not lossless:
+        decoded = np.clip(decoded, 0, (1 << info.bits_stored) - 1)
+    return from_unsigned(decoded, info.offset, info.signed).astype(info.dtype, copy=False)
 
 
 def _lossy_info(
@@ -644,7 +713,10 @@ class ContainerSummary:
     series: list[dict]
     stream_count: int
     verified: bool
+    """Every stream's CRC checked (always, since plain ``inspect`` does it)."""
     profile: str | None = None
+    decoded: bool = False
+    """``--verify``: every series decoded, digests checked, DICOM written and read back."""
 
     def lines(self) -> list[str]:
         raw = sum(s["raw_bytes"] for s in self.series)
@@ -653,7 +725,8 @@ class ContainerSummary:
         lines = [
             f"{self.path}: .fcz version {self.version}, {_size(self.size)}, "
             f"{len(self.series)} series, {self.stream_count} streams"
-            + (", all checksums verified" if self.verified else ""),
+            + (", all checksums verified" if self.verified else "")
+            + (", every series decoded and checked" if self.decoded else ""),
             f"codec {self.codec_spec} ({self.mode}"
             + (f", tau {self.tau}" if self.mode == "near-lossless" else "")
             + (f", quality {self.quality}" if self.quality is not None else "")
@@ -703,10 +776,19 @@ class ContainerSummary:
 
 
 def inspect_container(fcz: Path, *, verify: bool = False) -> ContainerSummary:
-    """Summarise a container from its header and stream table; ``verify`` reads every stream."""
+    """Summarise a container after checking its framing and every stream's CRC.
+
+    Every byte of an ``.fcz`` is under a CRC, so reading all streams (cheap next to decoding)
+    is what it takes for randomly damaged files to be reported rather than described. With
+    ``verify`` every series is also decompressed into a temporary folder exactly as
+    ``decompress`` does: each stream decoded, the recorded SHA-256 digests compared, every
+    DICOM file written and read back.
+    """
     container = read_container(fcz)
+    container.verify()
     if verify:
-        container.verify()
+        with tempfile.TemporaryDirectory(prefix="fedcodec-verify-") as scratch:
+            decompress_study(fcz, Path(scratch) / "study")
     header = container.header
     series = []
     for index, entry in enumerate(container.series):
@@ -748,6 +830,7 @@ def inspect_container(fcz: Path, *, verify: bool = False) -> ContainerSummary:
         writer=header.writer,
         series=series,
         stream_count=container.stream_count,
-        verified=verify,
+        verified=True,
+        decoded=verify,
         profile=header.profile,
     )

@@ -15,8 +15,9 @@ from pathlib import Path
 import grpc
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.x509.oid import NameOID
 
+from fedcodec.shared.crypto.certificate_names import single_common_name
+from fedcodec.shared.crypto.private_files import read_private_key_file
 from fedcodec.shared.errors import FedcodecError, UnknownNameError
 
 CA_CERT, SITE_CERT, SITE_KEY = "ca.pem", "site.pem", "site.key"
@@ -32,14 +33,15 @@ def check_site_certificate(tls_dir: Path) -> tuple[str, bytes, bytes, bytes]:
             f"missing TLS file(s) {', '.join(missing)} (the service operator issues them with "
             "`fedcodec-server pki issue-site`)"
         )
-    ca_pem, cert_pem, key_pem = (paths[n].read_bytes() for n in (CA_CERT, SITE_CERT, SITE_KEY))
+    ca_pem, cert_pem = (paths[n].read_bytes() for n in (CA_CERT, SITE_CERT))
+    key_pem = read_private_key_file(paths[SITE_KEY], what="TLS private key")
     try:
         ca = x509.load_pem_x509_certificate(ca_pem)
         cert = x509.load_pem_x509_certificate(cert_pem)
     except ValueError as exc:
         raise FedcodecError(f"unreadable certificate in {tls_dir}: {exc}") from None
-    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    site = str(names[0].value) if names else "?"
+    single_common_name(ca, what=f"CA certificate {paths[CA_CERT]}")
+    site = single_common_name(cert, what=f"site certificate {paths[SITE_CERT]}") or "?"
     now = dt.datetime.now(dt.UTC)
     if cert.not_valid_after_utc < now:
         raise FedcodecError(

@@ -161,6 +161,13 @@ EXPERIMENT_LIST = (
          "{repo}/tests/test_deid_leak.py"), None, shared_data=("dicom",),
     ),
     Experiment(
+        "fuzz_inputs", "fuzz counts per target and outcome (docs/guide-security.md)",
+        ("{python}", "{experiments}/fuzz_inputs.py", "--mutations", "20000", "--seed", "1",
+         "--out", "{out}"),
+        ("{python}", "{experiments}/fuzz_inputs.py", "--mutations", "400", "--seed", "1",
+         "--out", "{out}"),
+    ),
+    Experiment(
         "storage_load", "storage service throughput with concurrent encrypted clients",
         ("{python}", "{experiments}/storage_load.py", "--clients", "50", "--object-kib", "4096",
          "--json", "{out}/storage_load.json"),

@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from fedcodec.shared.atomic_files import write_atomic
+from fedcodec.shared.crypto.certificate_names import single_common_name
+from fedcodec.shared.crypto.private_files import read_private_key_file
 from fedcodec.shared.errors import FedcodecError, UnknownNameError
 
 CA_CERT = "ca.pem"
@@ -95,16 +97,19 @@ def _load_ca(ca_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey
     key_path = ca_dir / CA_KEY
     if not key_path.exists():
         raise UnknownNameError(f"CA key not found: {key_path} (run `fedcodec-server pki init-ca`)")
-    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    key_pem = read_private_key_file(key_path, what="CA private key")
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise FedcodecError(f"unreadable CA private key {key_path}: {exc}") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise FedcodecError(f"unsupported CA key type in {key_path}")
     return cert, key
 
 
 def common_name(cert: x509.Certificate) -> str | None:
-    """The certificate's subject CN, or None."""
-    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(names[0].value) if names else None
+    """The certificate's subject CN, or None; a subject with several CNs is refused."""
+    return single_common_name(cert)
 
 
 def init_ca(

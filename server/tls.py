@@ -17,6 +17,8 @@ from pathlib import Path
 import grpc
 
 from fedcodec.server.pki import CA_CERT, SERVER_CERT, SERVER_KEY, load_certificate
+from fedcodec.shared.crypto.certificate_names import single_common_name
+from fedcodec.shared.crypto.private_files import read_private_key_file
 from fedcodec.shared.errors import FedcodecError, UnknownNameError
 
 
@@ -31,13 +33,15 @@ def server_credentials(tls_dir: Path) -> grpc.ServerCredentials:
             "`fedcodec-server pki issue-server`)"
         )
     cert = load_certificate(paths[0])
+    single_common_name(cert, what=f"server certificate {paths[0]}")
+    key_pem = read_private_key_file(paths[1], what="TLS private key")
     now = dt.datetime.now(dt.UTC)
     if cert.not_valid_after_utc < now:
         raise FedcodecError(
             f"server certificate {paths[0]} expired on {cert.not_valid_after_utc:%Y-%m-%d}"
         )
     return grpc.ssl_server_credentials(
-        [(paths[1].read_bytes(), paths[0].read_bytes())],
+        [(key_pem, paths[0].read_bytes())],
         root_certificates=paths[2].read_bytes(),
         require_client_auth=True,
     )

@@ -43,7 +43,7 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) 
     except FedcodecError as exc:
         if debug:
             raise
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        print(f"{parser.prog}: error: {_first_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
@@ -51,5 +51,25 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) 
     except (OSError, ValueError, MemoryError) as exc:
         if debug:
             raise
-        print(f"{parser.prog}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"{parser.prog}: error: {type(exc).__name__}: {_first_line(exc)}", file=sys.stderr)
         return 1
+    except Exception as exc:  # noqa: BLE001 - the last guard: a bug must not print a traceback
+        if debug:
+            raise
+        print(
+            f"{parser.prog}: internal error: {type(exc).__name__}: {_first_line(exc)} "
+            "(a bug: please report it with the output of --debug)",
+            file=sys.stderr,
+        )
+        return INTERNAL_ERROR_EXIT
+
+
+INTERNAL_ERROR_EXIT = 70
+"""``EX_SOFTWARE``: an exception no check foresaw. Input checks raise FedcodecError instead;
+the fuzz campaign counts this exit as a failure, so it never hides a missing check."""
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (pydicom messages span several lines)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__

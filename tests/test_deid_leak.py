@@ -137,6 +137,11 @@ def _seed(ds: Dataset, canaries: Canaries, sibling_sop: str | None) -> None:
     ):  # fmt: skip
         setattr(ds, keyword, c.time())
     ds.AcquisitionDateTime = c.datetime()
+    # values of removed identifying attributes typed again into attributes the profile keeps
+    family = str(ds.PatientName).split("^")[0]
+    ds.SequenceName = str(ds.PatientID).split()[0]  # SH: one word of the Patient ID
+    ds.BodyPartExamined = family  # CS: the family name
+    ds.ManufacturerModelName = f"model {ds.PatientID} of {ds.PatientName}"  # LO: whole values
     ds.SecondaryReviewDate = c.date()  # unlisted in the 2024b table: strict rule
     ds.SecondaryReviewerName = c.text()
     ds.add_new(0x00120099, "LO", c.text())  # a public tag no dictionary knows
@@ -156,6 +161,7 @@ def _seed(ds: Dataset, canaries: Canaries, sibling_sop: str | None) -> None:
             _item(
                 SeriesInstanceUID=ds.SeriesInstanceUID,
                 ReferencedInstanceSequence=Sequence([deepest]),
+                SequenceName=family,  # kept text inside a kept sequence
             )
         ]
     )
@@ -416,3 +422,26 @@ def test_report_counts_every_kind_of_rule(deidentified) -> None:
     # Patient's Name is emptied at the top level and three levels down in every file; the other
     # nested copies sit in sequences that are removed whole (X).
     assert report.details[("Z", "table", "(0010,0010) Patient's Name")] == 2 * report.datasets
+
+
+def test_removed_values_reappearing_in_kept_text_are_replaced_and_reported(
+    seeded, deidentified
+) -> None:
+    """Patient ID and name typed into kept attributes: overwritten with X, same length, counted."""
+    pairs = _pairs(seeded, deidentified)
+    for _, original, _, output in pairs:
+        assert output.SequenceName == "X" * len(original.SequenceName)
+        assert output.BodyPartExamined == "X" * len(original.BodyPartExamined)
+        model = str(output.ManufacturerModelName)
+        assert model.startswith("model ") and set(model[6:].replace(" of ", "")) == {"X"}
+        assert len(model) == len(original.ManufacturerModelName)
+        item = output.ReferencedSeriesSequence[0]
+        assert item.SequenceName == "X" * len(original.ReferencedSeriesSequence[0].SequenceName)
+        assert output.get("Manufacturer") == original.get("Manufacturer")  # no PHI: unchanged
+    _, result = deidentified
+    replaced = {name: n for (action, reason, name), n in result.report.details.items()
+                if action == "R" and reason == "reappearing-identifier"}
+    for name in ("(0018,0024) Sequence Name", "(0018,0015) Body Part Examined",
+                 "(0008,1090) Manufacturer's Model Name"):
+        assert replaced.get(name, 0) >= result.report.datasets, (name, replaced)
+    assert "identifying value replaced in kept text (R)" in result.report.summary()

@@ -49,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
                if getattr(args, n) is None]
     if missing:
         raise FedcodecError(f"join needs {', '.join(missing)}")
+    from fedcodec.client.federated.supernode import PRIVATE_KEY
+    from fedcodec.shared.crypto.private_files import read_private_key_file
+
+    read_private_key_file(args.keys / PRIVATE_KEY, what="SuperNode private key")
     site = args.site or args.data_dir.resolve().name
     state = args.state_dir or Path.home() / ".fedcodec" / site
     cmd = supernode_command(args.superlink, args.root_cert, args.keys, args.data_dir, site, state,

@@ -13,6 +13,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from fedcodec.shared.crypto.private_files import write_private_file
 from fedcodec.shared.errors import FedcodecError
 
 PRIVATE_KEY = "supernode.key"
@@ -27,11 +28,9 @@ def create_node_keys(key_dir: Path, force: bool = False) -> tuple[Path, Path]:
         raise FedcodecError(f"SuperNode keys already exist in {key_dir} (use --force to replace)")
     key_dir.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP384R1())
-    tmp = private.with_suffix(".tmp")
-    tmp.touch(mode=0o600)
-    tmp.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                      serialization.NoEncryption()))
-    tmp.replace(private)
+    write_private_file(private, key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption()))
     public.write_bytes(key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                                      serialization.PublicFormat.OpenSSH))
     return private, public

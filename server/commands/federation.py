@@ -115,6 +115,9 @@ def _start(args: argparse.Namespace) -> int:
     fed = FederationDir(args.dir)
     if not (fed.tls_dir / "server.pem").exists():
         raise FedcodecError(f"{fed.root} has no SuperLink certificate: run `federation init` first")
+    from fedcodec.shared.crypto.private_files import read_private_key_file
+
+    read_private_key_file(fed.tls_dir / "server.key", what="TLS private key")
     cmd = superlink_command(fed, args.host, args.port, args.health_address)
     print(f"SuperLink: https://{args.host}:{args.port} (Fleet, Control and Runtime API; TLS, "
           f"registered SuperNodes only); database {fed.root / 'superlink.db'}", flush=True)

@@ -17,6 +17,7 @@ import struct
 import imagecodecs
 import pydicom
 
+from fedcodec.shared.container.digests import bytes_sha256, require_digest
 from fedcodec.shared.errors import CorruptDataError
 
 PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -55,18 +56,36 @@ def dataset_from_bytes(data: bytes, where: str) -> pydicom.Dataset:
 
 def pack_datasets(datasets: list[pydicom.Dataset], compression: str = "zstd") -> tuple[bytes, int]:
     """``(blob, raw_length)``: the records, compressed as ``compression`` says."""
-    raw = b"".join(
-        RECORD_LENGTH.pack(len(b)) + b for b in (dataset_to_bytes(ds) for ds in datasets)
-    )
+    blob, raw_length, _ = pack_datasets_with_digest(datasets, compression)
+    return blob, raw_length
+
+
+def pack_datasets_with_digest(
+    datasets: list[pydicom.Dataset], compression: str = "zstd"
+) -> tuple[bytes, int, str]:
+    """``(blob, raw_length, sha256 of the uncompressed records)``."""
+    records = []
+    for index, dataset in enumerate(datasets):
+        try:
+            record = dataset_to_bytes(dataset)
+        except Exception as exc:  # noqa: BLE001 - pydicom raises many types on malformed values
+            reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            raise CorruptDataError(
+                f"DICOM header {index} of series {str(dataset.get('SeriesInstanceUID', '?'))!r} "
+                f"cannot be stored: {reason}"
+            ) from None
+        records.append(RECORD_LENGTH.pack(len(record)) + record)
+    raw = b"".join(records)
     if compression == "zstd":
-        return imagecodecs.zstd_encode(raw, level=ZSTD_LEVEL), len(raw)
+        return imagecodecs.zstd_encode(raw, level=ZSTD_LEVEL), len(raw), bytes_sha256(raw)
     if compression == "none":
-        return raw, len(raw)
+        return raw, len(raw), bytes_sha256(raw)
     raise ValueError(f"unknown header compression {compression!r}")
 
 
 def unpack_datasets(
-    blob: bytes, compression: str, raw_length: int, count: int, where: str
+    blob: bytes, compression: str, raw_length: int, count: int, where: str,
+    sha256: str | None = None,
 ) -> list[pydicom.Dataset]:
     """Inverse of :func:`pack_datasets`, checking every length against what remains."""
     if raw_length > min(MAX_RAW_LENGTH, MAX_RAW_PER_DATASET * max(count, 1)):
@@ -82,6 +101,7 @@ def unpack_datasets(
         raise CorruptDataError(
             f"corrupt DICOM headers in {where}: {len(raw)} bytes, header says {raw_length}"
         )
+    require_digest(sha256, bytes_sha256(raw), f"the DICOM headers of {where}")
     datasets = []
     position = 0
     for index in range(count):

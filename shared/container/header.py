@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from fedcodec.shared.container.digests import check_sha256_text
 from fedcodec.shared.dicom.series import Series
 from fedcodec.shared.errors import CorruptDataError
 
@@ -103,6 +104,8 @@ class HeaderBlob:
     compression: str
     raw_length: int
     datasets: int
+    sha256: str | None = None
+    """SHA-256 of the uncompressed records (optional; checked when present)."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,8 @@ class SeriesEntry:
     """The compression profile that chose this series' coding (``archive``, ``preview``...)."""
     coding: SeriesCoding | None = None
     """This series' own coding when it differs from the header's (format version 2), else None."""
+    pixels_sha256: str | None = None
+    """SHA-256 of the stored values the streams decode to (optional; checked when present)."""
 
     @property
     def pixel_streams(self) -> range:
@@ -190,6 +195,10 @@ def header_to_json(header: ContainerHeader) -> bytes:
 def _series_to_json(entry: SeriesEntry) -> dict[str, Any]:
     doc = _info_to_json(entry)
     doc["profile"] = entry.profile
+    if entry.pixels_sha256 is not None:
+        doc["pixels_sha256"] = entry.pixels_sha256
+    if entry.headers.sha256 is not None:
+        doc["dicom_headers"]["sha256"] = entry.headers.sha256
     if entry.coding is not None:
         doc["coding"] = {
             "codec": _codec_to_json(entry.coding.codec),
@@ -352,6 +361,7 @@ def _series_from_json(item: Any, where: str, version: int = 2) -> SeriesEntry:
         bits_allocated=bits_allocated,
     )
     return SeriesEntry(
+        pixels_sha256=check_sha256_text(f.obj.get("pixels_sha256"), f"{where}.pixels_sha256"),
         profile=profile,
         coding=coding,
         info=info,
@@ -362,6 +372,7 @@ def _series_from_json(item: Any, where: str, version: int = 2) -> SeriesEntry:
             compression=blob.choice("compression", HEADER_COMPRESSIONS),
             raw_length=blob.integer("raw_length", 0, 1 << 62),
             datasets=datasets,
+            sha256=check_sha256_text(blob.obj.get("sha256"), f"{where}.dicom_headers.sha256"),
         ),
     )
 

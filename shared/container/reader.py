@@ -155,7 +155,8 @@ class Container:
         blob = self.series[series].headers
         data = self.read_stream(blob.stream)
         return unpack_datasets(
-            data, blob.compression, blob.raw_length, blob.datasets, f"series {series}"
+            data, blob.compression, blob.raw_length, blob.datasets, f"series {series}",
+            blob.sha256,
         )
 
     def verify(self) -> None:

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 import pydicom
 
-from fedcodec.shared.container.dicom_headers import pack_datasets
+from fedcodec.shared.container.dicom_headers import pack_datasets_with_digest
 from fedcodec.shared.container.header import (
     CodecInfo,
     ContainerHeader,
@@ -51,6 +51,9 @@ class CodedSeries:
     profile: str | None = None
     coding: SeriesCoding | None = None
     """How this series was coded, when not as the study says (stored only if it differs)."""
+    pixels_sha256: str | None = None
+    """:func:`~fedcodec.shared.container.digests.pixels_sha256` of the stored values its streams
+    decode to (as ``decompress`` rebuilds them); recorded so a reader can prove it got them."""
 
 
 @dataclass
@@ -92,6 +95,23 @@ def write_container(target: str | os.PathLike[str] | BinaryIO, study: CodedStudy
         header_from_json(header_json, len(streams), version)
     except CorruptDataError as exc:
         raise ValueError(f"refusing to write an invalid container: {exc}") from None
+    chunks = pack_container(version, header_json, streams)
+    total = sum(len(chunk) for chunk in chunks)
+    if hasattr(target, "write"):
+        for chunk in chunks:
+            target.write(chunk)  # type: ignore[union-attr]
+        return total
+    _write_atomically(Path(target), chunks)
+    return total
+
+
+def pack_container(version: int, header_json: bytes, streams: Sequence[bytes]) -> list[bytes]:
+    """The file's bytes, in order, around a header and streams: table, CRCs, lengths, footer.
+
+    Every checksum and length is computed here, so this is also what the fuzz campaign uses to
+    build *crafted* damage (a changed stream or header with all CRCs recomputed) that only the
+    checks above the framing can catch.
+    """
     entries = []
     position = 0
     for stream in streams:
@@ -102,14 +122,7 @@ def write_container(target: str | os.PathLike[str] | BinaryIO, study: CodedStudy
     crc = zlib.crc32(preamble.pack()[:META_CRC_OFFSET])
     crc = zlib.crc32(table, zlib.crc32(header_json, crc))
     preamble = Preamble(version, 0, len(header_json), len(streams), position, crc)
-    chunks = [preamble.pack(), header_json, table, *streams, pack_footer(preamble.total_length)]
-
-    if hasattr(target, "write"):
-        for chunk in chunks:
-            target.write(chunk)  # type: ignore[union-attr]
-        return preamble.total_length
-    _write_atomically(Path(target), chunks)
-    return preamble.total_length
+    return [preamble.pack(), header_json, table, *streams, pack_footer(preamble.total_length)]
 
 
 def _lay_out(study: CodedStudy) -> tuple[ContainerHeader, list[bytes]]:
@@ -117,9 +130,11 @@ def _lay_out(study: CodedStudy) -> tuple[ContainerHeader, list[bytes]]:
     streams: list[bytes] = []
     entries = []
     for coded in study.series:
-        blob, raw_length = pack_datasets(coded.datasets, study.header_compression)
+        blob, raw_length, digest = pack_datasets_with_digest(
+            coded.datasets, study.header_compression
+        )
         blob_ref = HeaderBlob(
-            len(streams), study.header_compression, raw_length, len(coded.datasets)
+            len(streams), study.header_compression, raw_length, len(coded.datasets), digest
         )
         streams.append(blob)
         first = len(streams)
@@ -127,7 +142,8 @@ def _lay_out(study: CodedStudy) -> tuple[ContainerHeader, list[bytes]]:
         study_coding = SeriesCoding(study.codec, study.mode, study.tau, study.quality)
         own = coded.coding if coded.coding not in (None, study_coding) else None
         entries.append(
-            SeriesEntry(coded.info, first, len(coded.streams), blob_ref, coded.profile, own)
+            SeriesEntry(coded.info, first, len(coded.streams), blob_ref, coded.profile, own,
+                        coded.pixels_sha256)
         )
     if len(streams) > MAX_STREAMS:
         raise ValueError(f"{len(streams)} streams; the format allows {MAX_STREAMS}")

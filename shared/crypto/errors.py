@@ -34,3 +34,7 @@ class TruncatedObjectError(CorruptDataError):
 
 class KeyringError(FedcodecError):
     """A keyring directory that is missing, malformed, or not private enough to trust."""
+
+
+class PrivateKeyFileError(FedcodecError):
+    """A private key file (TLS, CA, SuperNode) that is missing or readable by group/others."""

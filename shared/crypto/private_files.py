@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from fedcodec.shared.atomic_files import write_atomic
-from fedcodec.shared.crypto.errors import KeyringError
+from fedcodec.shared.crypto.errors import KeyringError, PrivateKeyFileError
+from fedcodec.shared.errors import FedcodecError
 
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
@@ -45,12 +46,21 @@ def check_private(path: Path, *, what: str) -> os.stat_result:
     return _check_stat(path, info, what, secret=False)
 
 
-def _check_stat(path: Path, info: os.stat_result, what: str, *, secret: bool) -> os.stat_result:
-    if hasattr(os, "getuid") and info.st_uid != os.getuid():
-        raise KeyringError(f"refusing to use {what} {path}: owned by uid {info.st_uid}, not you")
+def _check_stat(
+    path: Path,
+    info: os.stat_result,
+    what: str,
+    *,
+    secret: bool,
+    root_may_own: bool = False,
+    error: type[FedcodecError] = KeyringError,
+) -> os.stat_result:
+    owners = {os.getuid(), 0} if root_may_own else {os.getuid()}
+    if hasattr(os, "getuid") and info.st_uid not in owners:
+        raise error(f"refusing to use {what} {path}: owned by uid {info.st_uid}, not you")
     if info.st_mode & _OTHERS:
         wanted = PRIVATE_DIR_MODE if stat.S_ISDIR(info.st_mode) else PRIVATE_FILE_MODE
-        raise KeyringError(
+        raise error(
             f"refusing to use {what} {path}: mode {stat.S_IMODE(info.st_mode):04o} lets group or "
             f"others access it; {'treat the key as exposed, then ' if secret else ''}"
             f"run: chmod {wanted:o} {path}"
@@ -76,6 +86,32 @@ def read_private_file(
         data = handle.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise KeyringError(f"{what} {path} is larger than {max_bytes} bytes")
+    return data
+
+
+def read_private_key_file(path: Path, *, what: str, max_bytes: int = 1 << 20) -> bytes:
+    """A private key file that is not a keyring's (TLS, CA, SuperNode, service signing keys).
+
+    The same rule as the keyring, as ssh applies it to identity files: refused when group or
+    others may read it, or when neither you nor root owns it. Unlike keyring files, a symbolic
+    link is followed (Kubernetes and compose mount secrets through links) and the file it
+    reaches is what is checked, on the open descriptor.
+    """
+    path = Path(path)
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below; fstat needs the descriptor
+    except FileNotFoundError:
+        raise PrivateKeyFileError(f"{what} {path} is missing") from None
+    except OSError as exc:
+        raise PrivateKeyFileError(f"cannot open {what} {path}: {exc.strerror}") from None
+    with handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise PrivateKeyFileError(f"refusing to use {what} {path}: not a regular file")
+        _check_stat(path, info, what, secret=True, root_may_own=True, error=PrivateKeyFileError)
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise PrivateKeyFileError(f"{what} {path} is larger than {max_bytes} bytes")
     return data
 
 

@@ -27,12 +27,13 @@ Pixel data are never touched: the same bytes object is carried over, so lossless
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fedcodec.shared.deid import profile_table
 from fedcodec.shared.deid.dummy_values import concrete_vr, dummy_value
 from fedcodec.shared.deid.iod_requirements import required_type, resolve_action
 from fedcodec.shared.deid.options import DeidOptions
+from fedcodec.shared.deid.reappearing_values import REASON, identifying_values, scrub_kept_text
 from fedcodec.shared.deid.report import DeidReport
 from fedcodec.shared.deid.safe_private import (
     SAFE_CREATORS,
@@ -91,6 +92,8 @@ class _Context:
     report: DeidReport
     sop_class_uid: str
     little_endian: bool
+    identifiers: set[str] = field(default_factory=set)
+    """Values of identifying attributes removed or replaced so far (searched in kept text)."""
 
 
 def deidentify(
@@ -125,6 +128,8 @@ def deidentify(
     )
     try:
         out = _clean_items(ds, context, top_level=True, dummy=False)
+        for tag in scrub_kept_text(out, context.identifiers):
+            local.record("R", REASON, _label(tag, dictionary_description_or(tag)))
         source_meta = getattr(ds, "file_meta", None) or FileMetaDataset()
         out.file_meta = _rebuilt_file_meta(source_meta, out, context, encoding)
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError, EOFError) as exc:
@@ -149,6 +154,13 @@ def _clean_items(ds: Dataset, context: _Context, *, top_level: bool, dummy: bool
     if context.options.retain_safe_private:
         _drop_unused_private_creators(out)
     return out
+
+
+def dictionary_description_or(tag: int, default: str = "private or unknown attribute") -> str:
+    try:
+        return str(get_entry(tag)[2])
+    except KeyError:
+        return default
 
 
 def _table_rule(tag: int) -> tuple[str, str] | None:
@@ -203,6 +215,8 @@ def _clean_element(
     if tag == PATIENT_ID and action in ("Z", "D") and context.options.pseudonymize_patient_id:
         if str(element.value or "").strip():
             action = "P"
+    if action != "K":
+        context.identifiers |= identifying_values(element, vr)
     if action == "X":
         report.record("X", reason, _label(tag, name))
         return None
@@ -303,6 +317,7 @@ def _clean_private(element: DataElement, context: _Context) -> DataElement | Non
                 context.report.record("C", "private", f"{element.private_creator} {rule[1]}")
                 return kept
     context.report.record("X", "private", "private attribute")
+    context.identifiers |= identifying_values(element, _vr(element))
     return None
 
 

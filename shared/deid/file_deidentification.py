@@ -81,13 +81,13 @@ def read_dicom_file(path: Path) -> Dataset:
         _check_complete(ds, path)
         for _ in ds.iterall():  # parse every element now, so damage shows here
             pass
+        _check_pixel_data(ds, path)
     except FedcodecError:
         raise
-    except (EOFError, OSError, ValueError, KeyError, IndexError, TypeError, struct.error) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise FedcodecError(f"no such file: {path}") from None
+    except FileNotFoundError:
+        raise FedcodecError(f"no such file: {path}") from None
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types (even NotImplementedError)
         raise CorruptDataError(f"{path}: truncated or corrupt DICOM ({_one_line(exc)})") from None
-    _check_pixel_data(ds, path)
     return ds
 
 
@@ -154,7 +154,7 @@ def encode_dicom(ds: Dataset) -> bytes:
     buffer = io.BytesIO()
     try:
         pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
-    except (AttributeError, ValueError, TypeError, struct.error) as exc:
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on malformed values
         message = f"cannot encode the de-identified data set: {_one_line(exc)}"
         raise CorruptDataError(message) from None
     return buffer.getvalue()
@@ -237,6 +237,8 @@ def deidentify_folder(
                 out = deidentify(ds, uid_key=mapper, options=options, report=result.report)
             except FedcodecError as exc:
                 raise type(exc)(f"{path}: {exc}") from None
+            except Exception as exc:  # noqa: BLE001 - a malformed value pydicom cannot convert
+                raise CorruptDataError(f"{path}: cannot de-identify: {_one_line(exc)}") from None
             data = encode_dicom(out)
             relative = _place(stage, output_path(out), data, placed)
             if relative is None:

@@ -13,6 +13,7 @@ ACTION_NAMES = {
     "P": "patient ID pseudonym",
     "K": "kept (listed, sequence cleaned)",
     "C": "kept (safe private, checked)",
+    "R": "identifying value replaced in kept text",
 }
 
 
@@ -22,7 +23,8 @@ class DeidReport:
 
     ``reason`` says which rule fired: ``table`` (PS3.15 Table E.1-1), ``private``, ``overlay``,
     ``unlisted-uid``, ``unlisted-name``, ``unlisted-date``, ``unknown-tag``, ``group-length``,
-    ``command-group``, ``file-meta``.
+    ``command-group``, ``file-meta``, and ``reappearing-identifier`` (action ``R``: the value of a
+    removed identifying attribute found, and overwritten, inside a kept text attribute).
     """
 
     datasets: int = 0

@@ -144,6 +144,27 @@ def _build_series(records: list[SliceRecord], files: list[_DecodedFile], part: i
     )
 
 
+def _group(decoded: list[_DecodedFile]) -> list[Series]:
+    """Slices grouped into series (by UID, then orientation), each in slice order."""
+    groups: dict[tuple, list[SliceRecord]] = defaultdict(list)
+    for file_index, item in enumerate(decoded):
+        key = _group_key(item)
+        for frame, geometry in enumerate(item.geometries):
+            groups[key].append(SliceRecord(file_index, frame, item.path, key, geometry))
+
+    by_uid: dict[str, list[list[SliceRecord]]] = defaultdict(list)
+    for key in sorted(groups, key=lambda k: (k[0], k[1], str(groups[k][0].path))):
+        for cluster in split_by_orientation(groups[key]):
+            by_uid[key[0]].append(order_slices(cluster))
+    series = [
+        _build_series(records, decoded, part=index + 1 if len(parts) > 1 else 0)
+        for parts in by_uid.values()
+        for index, records in enumerate(parts)
+    ]
+    series.sort(key=lambda s: (s.study_uid, _series_number(s.datasets[0]), s.series_uid, s.part))
+    return series
+
+
 def read_series(
     path: Path, *, split_mosaics: bool = True, progress: bool = False
 ) -> tuple[list[Series], list[SkippedFile]]:
@@ -184,20 +205,12 @@ def read_series(
         first = f"; e.g. {skipped[0].path.name}: {skipped[0].reason}" if skipped else ""
         raise FedcodecError(f"no DICOM images in {path} ({len(skipped)} files skipped{first})")
 
-    groups: dict[tuple, list[SliceRecord]] = defaultdict(list)
-    for file_index, item in enumerate(decoded):
-        key = _group_key(item)
-        for frame, geometry in enumerate(item.geometries):
-            groups[key].append(SliceRecord(file_index, frame, item.path, key, geometry))
-
-    by_uid: dict[str, list[list[SliceRecord]]] = defaultdict(list)
-    for key in sorted(groups, key=lambda k: (k[0], k[1], str(groups[k][0].path))):
-        for cluster in split_by_orientation(groups[key]):
-            by_uid[key[0]].append(order_slices(cluster))
-    series = [
-        _build_series(records, decoded, part=index + 1 if len(parts) > 1 else 0)
-        for parts in by_uid.values()
-        for index, records in enumerate(parts)
-    ]
-    series.sort(key=lambda s: (s.study_uid, _series_number(s.datasets[0]), s.series_uid, s.part))
+    try:  # elements are parsed lazily: a damaged one may first be met here
+        series = _group(decoded)
+    except FedcodecError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on malformed values
+        raise CorruptDataError(
+            f"cannot sort the DICOM files under {path} into series: {_one_line(exc)}"
+        ) from None
     return series, skipped
