@@ -94,6 +94,8 @@ class _Context:
     little_endian: bool
     identifiers: set[str] = field(default_factory=set)
     """Values of identifying attributes removed or replaced so far (searched in kept text)."""
+    kept: list[DataElement] = field(default_factory=list)
+    """The elements kept as they were (action K): the only ones searched for those values."""
 
 
 def deidentify(
@@ -128,7 +130,7 @@ def deidentify(
     )
     try:
         out = _clean_items(ds, context, top_level=True, dummy=False)
-        for tag in scrub_kept_text(out, context.identifiers):
+        for tag in scrub_kept_text(context.kept, context.identifiers):
             local.record("R", REASON, _label(tag, dictionary_description_or(tag)))
         source_meta = getattr(ds, "file_meta", None) or FileMetaDataset()
         out.file_meta = _rebuilt_file_meta(source_meta, out, context, encoding)
@@ -244,7 +246,9 @@ def _clean_element(
         return DataElement(tag, vr, dummy_value(vr))
     if reason == "table":
         report.record("K", reason, _label(tag, name))
-    return copy.deepcopy(element)
+    kept = copy.deepcopy(element)
+    context.kept.append(kept)
+    return kept
 
 
 def _vr(element: DataElement) -> str:

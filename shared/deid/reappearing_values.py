@@ -17,7 +17,6 @@ from collections.abc import Iterable
 
 from fedcodec.shared.deid.dummy_values import DUMMY_TEXT, dummy_value
 from pydicom.dataelem import DataElement
-from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 IDENTIFYING_TAGS = frozenset(
@@ -117,14 +116,15 @@ def _pattern(values: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile(rf"(?<![A-Za-z0-9])(?:{alternatives})(?![A-Za-z0-9])", re.IGNORECASE)
 
 
-def scrub_kept_text(out: Dataset, values: set[str]) -> list[int]:
-    """Overwrite every occurrence of ``values`` in the text elements of ``out`` (at any depth);
-    return the tags of the elements changed (one entry per element)."""
+def scrub_kept_text(kept: Iterable[DataElement], values: set[str]) -> list[int]:
+    """Overwrite every occurrence of ``values`` in the ``kept`` text elements (elements the
+    profile kept unchanged, at any depth; never a dummy or pseudonym it wrote itself); return the
+    tags of the elements changed (one entry per element)."""
     pattern = _pattern(values)
     if pattern is None:
         return []
     changed = []
-    for element in out.iterall():
+    for element in kept:
         tag = int(element.tag)
         if str(element.VR) not in SEARCHED_VRS or tag in NOT_SEARCHED or element.value is None:
             continue
