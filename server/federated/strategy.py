@@ -16,6 +16,7 @@ hides who it was, and a site that stays inside the bound can still steer the mod
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -71,14 +72,16 @@ class UpdateAveraging(FedAvg):
         self.on_failed_attempt: Callable[[int, int], None] | None = None
 
     def configure_fit(self, server_round, parameters, client_manager):
-        """Wait at most ``round-timeout`` for ``min-available-clients`` sites (Flower would wait a
-        day); with fewer, the round gets no clients and produces no aggregate."""
-        if not client_manager.wait_for(self.min_available_clients,
-                                       timeout=int(self.config.round_timeout)):
-            log.warning("round %d: only %d of the %d sites needed are connected",
-                        self.start_round + server_round, client_manager.num_available(),
-                        self.min_available_clients)
-            return []
+        """Wait at most ``round-timeout`` for ``min-available-clients`` sites (Flower's own wait is
+        a day); with fewer, the round gets no clients and produces no aggregate."""
+        deadline = time.monotonic() + self.config.round_timeout
+        while client_manager.num_available() < self.min_available_clients:
+            if time.monotonic() >= deadline:
+                log.warning("round %d: only %d of the %d sites needed are connected",
+                            self.start_round + server_round, client_manager.num_available(),
+                            self.min_available_clients)
+                return []
+            time.sleep(min(1.0, self.config.round_timeout))
         return super().configure_fit(server_round, parameters, client_manager)
 
     def note_failures(self, round_index: int, failures: list[Any]) -> None:
