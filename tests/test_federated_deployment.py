@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, require_shared_data
 
+from fedcodec.client.federated.site_policy import SitePolicy, save_policy
 from fedcodec.client.federated.supernode import create_node_keys, supernode_command, supernode_env
 from fedcodec.server.federated.superlink import (
     flower_env,
@@ -107,6 +108,8 @@ def test_two_rounds_two_sites_tls_node_auth(tmp_path):
             node_port = _free_port()
             ports.append(node_port)
             state = tmp_path / site / "state"
+            # the site's own policy: one or two patients here (the default minimum is 2000)
+            save_policy(state, SitePolicy(min_patients=1))
             processes.append(subprocess.Popen(
                 supernode_command(f"127.0.0.1:{port}", fed.ca_cert, keys, data / site, site, state,
                                   node_port),

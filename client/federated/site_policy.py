@@ -257,9 +257,11 @@ def check_units(policy: SitePolicy, site: str, unit: str, n_units: int,
     row = plan_epsilon([max(n_units, 1)], rounds, steps, batch, 1.0, delta)[0]
     raise SiteRefusal(
         f"{REFUSAL_PREFIX}: site {site} refuses patient-level training: {n_units} patient(s) < "
-        f"minimum {policy.min_patients}; at this size q = {row.sample_rate:.3f} and this run "
-        f"({rounds} rounds x {steps} steps, σ = 1) would spend ε = {row.epsilon:.1f} (patient, "
-        f"δ = {delta:g}); see `fedcodec privacy plan --units {n_units} {policy.min_patients}`")
+        f"minimum {policy.min_patients}; at this size {rounds} rounds x {steps} steps with "
+        f"{batch:g} patients per batch (q = {row.sample_rate:.3f}) at σ = 1 spend "
+        f"ε = {row.epsilon:.1f} (patient, δ = {delta:g}); see `fedcodec privacy plan --units "
+        f"{n_units} {policy.min_patients} --rounds {rounds} --local-steps {steps} --batch-units "
+        f"{batch:g}`")
 
 
 def allowed_metrics(policy: SitePolicy, run_config: Mapping[str, Any],

@@ -30,28 +30,29 @@ def skip_category(reason: str) -> str:
     """A short category for a reader's skip reason (counts are logged per category)."""
     text = reason.lower()
     if text.startswith("not a dicom"):
-        return "not DICOM"
+        return "not-DICOM file(s)"
     if text.startswith("duplicate"):
-        return "duplicate"
+        return "duplicate file(s)"
     if any(word in text for word in ("corrupt", "truncated", "unreadable")):
-        return "unreadable or corrupt DICOM"
-    return "no usable image (" + reason.split(":")[0].strip()[:60] + ")"
+        return "unreadable or corrupt DICOM file(s)"
+    return "file(s) without a usable image (" + reason.split(":")[0].strip()[:60] + ")"
 
 
 @dataclass
 class SiteSurvey:
     """Counts of what a site trains on and of what it skipped, by reason."""
 
+    site: str = ""
     patients: int = 0
     studies: int = 0
     series: int = 0
     slices: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
-    """``"<n> files: <category>"``-style keys: reason -> count (files, or series for modality)."""
+    """What was skipped -> how many (files per reader category, series per non-MR modality)."""
 
-    def summary(self, site: str) -> str:
+    def summary(self) -> str:
         skipped = "; ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
-        return (f"site {site}: {self.patients} patients, {self.studies} studies, {self.series} "
+        return (f"site {self.site}: {self.patients} patients, {self.studies} studies, {self.series} "
                 f"MR series, {self.slices} slices; skipped: {skipped or 'nothing'}")
 
 
@@ -62,12 +63,12 @@ def mr_series(series: list[Series]) -> tuple[list[Series], Counter]:
         if s.modality.upper() == TRAINED_MODALITY:
             kept.append(s)
         else:
-            other[f"series of modality {s.modality or '(none)'}"] += 1
+            other[f"series of modality {s.modality or '(none)'} (not MR)"] += 1
     return kept, other
 
 
 def count_skipped(skipped_files) -> Counter:
-    return Counter(f"files {skip_category(item.reason)}" for item in skipped_files)
+    return Counter(skip_category(item.reason) for item in skipped_files)
 
 
 def read_mr_series(data_dir: Path, site: str = "") -> tuple[list[Series], SiteSurvey]:
@@ -79,9 +80,11 @@ def read_mr_series(data_dir: Path, site: str = "") -> tuple[list[Series], SiteSu
     if not data_dir.is_dir():
         raise FedcodecError(f"site data folder {data_dir} does not exist or is not a folder")
     try:
-        next(data_dir.iterdir(), None)
+        empty = not any(p.is_file() for p in data_dir.rglob("*"))
     except OSError as exc:
         raise FedcodecError(f"site data folder {data_dir} is unreadable: {exc.strerror}") from None
+    if empty:
+        raise FedcodecError(f"site data folder {data_dir} is empty (no files)")
     series, skipped_files = read_series(data_dir)
     kept, other = mr_series(series)
     skipped = count_skipped(skipped_files) + other
@@ -91,7 +94,7 @@ def read_mr_series(data_dir: Path, site: str = "") -> tuple[list[Series], SiteSu
         raise FedcodecError(f"site data folder {data_dir} holds no MR series (skipped: "
                             + ", ".join(f"{n} {r}" for r, n in sorted(skipped.items())) + ")")
     survey = SiteSurvey(
-        patients=len({privacy_unit(s, "patient") for s in kept}),
+        site=site or data_dir.name, patients=len({privacy_unit(s, "patient") for s in kept}),
         studies=len({privacy_unit(s, "study") for s in kept}),
         series=len(kept), slices=sum(int(s.volume.shape[0]) for s in kept),
         skipped=dict(skipped))
