@@ -90,5 +90,5 @@ def run_status(args: argparse.Namespace) -> int:
               "never used (aborted after the site trained): the site is charged before it trains")
     refusals = read_refusals(state_dir)
     if refusals:
-        print(f"refused {len(refusals)} round(s); last: {refusals[-1]['reason']}")
+        print(f"refused {len(refusals)} round attempt(s); last: {refusals[-1]['reason']}")
     return 0
