@@ -39,6 +39,7 @@ from flwr.common.secure_aggregation.secaggplus_constants import (
 from fedcodec.client.federated.site_config import site_identity
 from fedcodec.client.federated.site_policy import (
     SiteRefusal,
+    allowed_metrics,
     check_run,
     effective_policy,
     log_refusal,
@@ -59,8 +60,9 @@ class SiteClient(NumPyClient):
 
         site = site_config(self.run_config, self.node_config)
         out = run_site_round(site, parameters, int(config.get("server-round", 0)), self.run_config)
+        # the last gate: only protocol scalars and the optional ones run and policy both allow;
         # weight 1: every site counts the same, and no site's record count is revealed
-        return out.update, 1, out.metrics
+        return out.update, 1, allowed_metrics(site.policy, self.run_config, out.metrics)
 
 
 def _error_reply(msg: Message, reason: str) -> Message:
