@@ -35,9 +35,10 @@ REFUSAL_PREFIX = "fedcodec site policy"
 """Every refusal reason starts with this, so the coordinator can tell refusals from crashes."""
 
 MIN_PATIENTS = 2000
-"""Default minimum number of patients for patient-level training. ``fedcodec privacy plan`` with
-its reference recipe (50 rounds x 20 local steps, 64 patients per Poisson batch, σ = 1,
-δ = 1e-5) gives ε = 15.9 at 1,000 patients, 10.0 at 1,500, 8.4 at 1,750 and 7.2 at 2,000: 2,000
+"""Default minimum number of patients for patient-level training. ``fedcodec privacy plan --units
+1000 1500 1750 2000`` (its reference recipe: 50 rounds x 20 local steps, 64 patients per Poisson
+batch, σ = 1, δ = 1e-5) gives ε = 15.95 at 1,000 patients, 10.0 at 1,500, 8.4 at 1,750 and 7.24
+at 2,000: 2,000
 is the smallest round size at which that recipe stays within the default cap ε = 8. Below it the
 same ε needs more noise per step (or fewer steps) than the codec's training tolerates, and at a
 handful of patients q = 1 and one patient's data is in every step (ε ≈ 8 in six steps)."""
