@@ -93,20 +93,23 @@ def site_survey_and_policy(args: argparse.Namespace, site: str, state: Path):
     """Survey the folder (refusing an unusable one), store and print the policy and the summary."""
     from fedcodec.client.federated.site_policy import (
         SiteRefusal,
+        changed_policy,
         check_units,
         policy_path,
-        update_policy,
+        save_policy,
     )
     from fedcodec.client.federated.site_survey import read_mr_series, save_survey
 
-    _, survey = read_mr_series(args.data_dir, site)
     metrics = None
     if args.metrics is not None:
         metrics = () if args.metrics.strip().lower() == "none" else tuple(
             m.strip() for m in args.metrics.split(",") if m.strip())
-    policy = update_policy(state, unit=args.unit, dp=args.dp, secagg=args.secagg,
-                           max_epsilon=args.target_epsilon, max_delta=args.max_delta,
-                           min_patients=args.min_patients, metrics=metrics)
+    # validate the flags first (fast), survey the folder, and only then write anything
+    policy = changed_policy(state, unit=args.unit, dp=args.dp, secagg=args.secagg,
+                            max_epsilon=args.target_epsilon, max_delta=args.max_delta,
+                            min_patients=args.min_patients, metrics=metrics)
+    _, survey = read_mr_series(args.data_dir, site)
+    save_policy(state, policy)
     save_survey(state, survey)
     print(survey.summary())
     print(f"site policy ({policy_path(state)}): {policy.describe()}")

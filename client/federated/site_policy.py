@@ -163,13 +163,17 @@ def save_policy(state_dir: Path, policy: SitePolicy) -> Path:
     return path
 
 
-def update_policy(state_dir: Path, **changes: Any) -> SitePolicy:
-    """Apply ``changes`` (None values ignored) to the stored policy and save it."""
+def changed_policy(state_dir: Path, **changes: Any) -> SitePolicy:
+    """The stored policy with ``changes`` applied (None values ignored); validated, not saved."""
     current = load_policy(state_dir)
     wanted = {k: v for k, v in changes.items() if v is not None}
-    policy = replace(current, **wanted) if wanted else current
-    if wanted or not policy_path(state_dir).exists():
-        save_policy(state_dir, policy)
+    return replace(current, **wanted) if wanted else current
+
+
+def update_policy(state_dir: Path, **changes: Any) -> SitePolicy:
+    """Apply ``changes`` (None values ignored) to the stored policy and save it."""
+    policy = changed_policy(state_dir, **changes)
+    save_policy(state_dir, policy)
     return policy
 
 
