@@ -3,7 +3,7 @@
     fedcodec join keygen --keys KEYS          (send KEYS/supernode.pub to the coordinator)
     fedcodec join --superlink HOST:PORT --root-cert ca.pem --keys KEYS \
                   --data-dir /pacs/export --site st-elsewhere [--state-dir DIR] [policy flags]
-    fedcodec join --check --keys KEYS --data-dir /pacs/export [--state-dir DIR] [policy flags]
+    fedcodec join --check --data-dir /pacs/export [--state-dir DIR] [policy flags]
 
 Surveys the folder first (refused when missing, empty, unreadable or without an MR image; other
 modalities and unreadable files are skipped and counted per reason) and prints the site's summary
@@ -25,7 +25,7 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("join", help="join a federated training run as a site")
     parser.add_argument("action", nargs="?", choices=("keygen",), help="keygen: create node keys")
-    parser.add_argument("--keys", type=Path, required=True, help="folder of the SuperNode key pair")
+    parser.add_argument("--keys", type=Path, help="folder of the SuperNode key pair (not for --check)")
     parser.add_argument("--superlink", help="the coordinator's host:port")
     parser.add_argument("--root-cert", type=Path, help="the federation CA certificate (ca.pem)")
     parser.add_argument("--data-dir", type=Path, help="this site's DICOM folder")
@@ -69,10 +69,12 @@ def run(args: argparse.Namespace) -> int:
     from fedcodec.shared.supervise import run_supervised
 
     if args.action == "keygen":
+        if args.keys is None:
+            raise FedcodecError("join keygen needs --keys")
         _, public = create_node_keys(args.keys, force=args.force)
         print(f"SuperNode public key: {public} (send it to the coordinator)")
         return 0
-    needed = ("data_dir",) if args.check else ("superlink", "root_cert", "data_dir")
+    needed = ("data_dir",) if args.check else ("superlink", "root_cert", "keys", "data_dir")
     missing = [f"--{n.replace('_', '-')}" for n in needed if getattr(args, n) is None]
     if missing:
         raise FedcodecError(f"join needs {', '.join(missing)}")
