@@ -38,6 +38,7 @@ from flwr.common.secure_aggregation.secaggplus_constants import (
 
 from fedcodec.client.federated.site_config import site_identity
 from fedcodec.client.federated.site_policy import (
+    REFUSAL_PREFIX,
     SiteRefusal,
     allowed_metrics,
     check_run,
@@ -91,8 +92,9 @@ def site_guard(overrides: Mapping[str, Any] | None = None):
     """The mod that enforces the site's policy and makes SecAgg+ survive early drop-outs."""
 
     def guard(msg: Message, ctxt: Context, call_next) -> Message:
-        if msg.metadata.message_type != "train":
-            return call_next(msg, ctxt)
+        if msg.metadata.message_type != "train":  # evaluate / query: nothing else leaves
+            return _error_reply(msg, f"{REFUSAL_PREFIX}: this site answers training rounds "
+                                     f"only, not {msg.metadata.message_type!r}")
         run_config = {**dict(ctxt.run_config), **dict(overrides or {})}
         round_index = int(msg.metadata.group_id) if msg.metadata.group_id.isdigit() else None
         secagg = RECORD_KEY_CONFIGS in msg.content.config_records
