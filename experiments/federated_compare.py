@@ -133,6 +133,7 @@ def run_flower(args, out: Path, dp: bool, noise: float) -> tuple[NeuralPredictor
     from flwr.simulation import run_simulation
 
     from fedcodec.client.federated.client_app import build_client_app
+    from fedcodec.client.federated.site_policy import SitePolicy, save_policy
     from fedcodec.server.federated.server_app import build_server_app
 
     tag = "dp" if dp else "nodp"
@@ -140,6 +141,10 @@ def run_flower(args, out: Path, dp: bool, noise: float) -> tuple[NeuralPredictor
     for name in SITES:  # fresh accountants (the cache folder beside them is kept)
         for state in (out / "flower-sites" / name).glob("privacy-*.json"):
             state.unlink()
+        # each site's own policy admits this experiment (slice unit, one or two patients, no-DP arm)
+        save_policy(out / "flower-sites" / name,
+                    SitePolicy(unit=args.unit, dp=dp, min_patients=1,
+                               max_epsilon=max(args.epsilon, 8.0), max_delta=max(args.delta, 1e-5)))
     os.environ.setdefault("FLWR_HOME", str(out / "flwr"))
     config = {
         "num-server-rounds": args.rounds, "sites": ",".join(SITES), "data-root": str(args.data),

@@ -76,3 +76,26 @@ def test_pyproject_run_config_matches_the_server_defaults():
     for name in ("secagg", "update_clip", "min_fit_clients", "central_dp_noise", "hidden"):
         assert getattr(config, name) == getattr(defaults, name), name
     assert declared["config"]["unit"] == "patient" and declared["config"]["secagg"] is True
+
+
+def test_rounds_adds_to_the_checkpoint_total_rounds_is_a_total(tmp_path, capsys):
+    import numpy as np
+
+    from fedcodec.server.commands.federation import planned_total_rounds
+    from fedcodec.server.federated.checkpoint import Checkpoint, save_checkpoint
+
+    fed = FederationDir(tmp_path / "fed")
+    assert planned_total_rounds(fed, {}, None, None) is None  # the run config's total applies
+    assert planned_total_rounds(fed, {}, 4, None) == 4         # fresh federation
+    save_checkpoint(fed.server_dir / "checkpoint.npz", Checkpoint(3, [np.zeros(2, np.float32)]))
+    assert planned_total_rounds(fed, {}, 2, None) == 5         # 2 more than the 3 it has
+    assert "federation has 3 round(s); running 2 more (num-server-rounds = 5)" in \
+        capsys.readouterr().out
+    assert planned_total_rounds(fed, {}, None, 5) == 5         # resume to a total
+    with pytest.raises(FedcodecError, match="already has 3 round"):
+        planned_total_rounds(fed, {}, None, 3)
+    with pytest.raises(FedcodecError, match="--rounds must be at least 1"):
+        planned_total_rounds(fed, {}, 0, None)
+    with pytest.raises(SystemExit):  # one or the other (argparse: usage + exit 2)
+        fedcodec_server(["federation", "run", "--dir", str(tmp_path / "fed"), "--rounds", "1",
+                         "--total-rounds", "2"])

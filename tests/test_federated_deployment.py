@@ -13,12 +13,14 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from conftest import REPO, require_shared_data
 
+from fedcodec.client.federated.site_policy import SitePolicy, save_policy
 from fedcodec.client.federated.supernode import create_node_keys, supernode_command, supernode_env
 from fedcodec.server.federated.superlink import (
     flower_env,
@@ -107,6 +109,8 @@ def test_two_rounds_two_sites_tls_node_auth(tmp_path):
             node_port = _free_port()
             ports.append(node_port)
             state = tmp_path / site / "state"
+            # the site's own policy: one or two patients here (the default minimum is 2000)
+            save_policy(state, SitePolicy(min_patients=1))
             processes.append(subprocess.Popen(
                 supernode_command(f"127.0.0.1:{port}", fed.ca_cert, keys, data / site, site, state,
                                   node_port),
@@ -133,6 +137,18 @@ def test_two_rounds_two_sites_tls_node_auth(tmp_path):
         assert run.returncode == 0, output[-3000:]
         assert "Run finished 2 round(s)" in output, output[-3000:]
         assert "Secure aggregation completed" in output
+
+        # the coordinator asks for slice-level DP: both sites refuse (their policy says patient);
+        # the run stops and `federation run` exits non-zero (no retry here, to keep it short)
+        cli = [str(Path(sys.executable).parent / "fedcodec-server"), "federation", "run",
+               "--dir", str(fed.root), "--app", str(REPO), "--rounds", "1"]
+        for key, value in {**config, "unit": "slice", "round-timeout": 60.0,
+                           "round-retries": 0}.items():
+            cli += ["-c", f"{key}={value}"]
+        refused = subprocess.run(cli, env=flower_env(fed.flwr_home), capture_output=True,
+                                 text=True, timeout=480, check=False)
+        assert refused.returncode == 1, (refused.stdout + refused.stderr)[-3000:]
+        assert "the federation stopped at round 2 of 3" in refused.stderr
     finally:
         _stop(processes, ports)
 
@@ -148,6 +164,10 @@ def test_two_rounds_two_sites_tls_node_auth(tmp_path):
     for site in SITES:
         history = client.get_metric_history(checkpoint.mlflow_run_id, f"{site}/epsilon_patient")
         assert [m.step for m in history] == [1, 2]
+    for site in SITES:  # each site kept its refusals
+        assert "unit=slice" in (tmp_path / site / "state" / "refusals.jsonl").read_text()
+    for site in SITES:  # ... and the coordinator logged them in the federation's MLflow run
+        assert client.get_metric_history(checkpoint.mlflow_run_id, f"{site}/refused")
     # the unregistered SuperNode never took part
     assert not client.get_metric_history(checkpoint.mlflow_run_id, "philips/epsilon_patient")
     assert not (tmp_path / "rogue" / "state" / "privacy-patient.json").exists()

@@ -29,6 +29,15 @@ def _config(tmp_path, data_root, rounds: int) -> dict:
     }
 
 
+def _admit_small_sites(state_root, sites=("ge", "toshiba")) -> None:
+    """The shared data hold one or two patients per site: each site's own policy lowers its
+    minimum (the default, 2000, refuses patient-level training here)."""
+    from fedcodec.client.federated.site_policy import SitePolicy, save_policy
+
+    for site in sites:
+        save_policy(state_root / site, SitePolicy(min_patients=1))
+
+
 def _simulate(config: dict, n_sites: int):
     from flwr.simulation import run_simulation
 
@@ -56,6 +65,8 @@ def test_two_rounds_with_secagg_dp_dropout_then_resume(tmp_path, monkeypatch):
     monkeypatch.setenv("FLWR_HOME", str(tmp_path / "flwr"))
     data_root = require_shared_data("dicom")
     config = _config(tmp_path, data_root, rounds=2)
+    _admit_small_sites(tmp_path / "sites")
+    _admit_small_sites(tmp_path / "clear")
     strategy = _simulate(config, 3)
 
     # both rounds completed without the site that dropped out

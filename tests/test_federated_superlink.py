@@ -19,7 +19,7 @@ import pytest
 
 from fedcodec.client.federated.supernode import create_node_keys
 from fedcodec.server.federated import superlink
-from fedcodec.server.federated.superlink import FederationDir, register_supernode
+from fedcodec.server.federated.superlink import FederationDir, register_supernode, site_names
 from fedcodec.shared.errors import FedcodecError
 from fedcodec.shared.supervise import helpers_of
 
@@ -43,6 +43,7 @@ def test_register_reports_a_known_key_instead_of_failing(tmp_path, monkeypatch):
     fed = FederationDir(tmp_path / "fed")
     _answer(monkeypatch, {"success": True, "node-id": "42"})
     assert register_supernode(fed, key) == f"{key}: SuperNode 42 registered successfully."
+    assert site_names(fed) == {"42": "site"}  # the key file's name when --name is not given
     _answer(monkeypatch, {"success": False, "error-message":
                           "Using SuperLink: fedcodec (h:1)\n\n[code: 23] Public key already in use."})
     assert register_supernode(fed, key) == f"{key} is already registered (nothing to do)"
@@ -113,6 +114,7 @@ def test_start_register_twice_status_and_sigterm_stops_every_helper(tmp_path):
         assert status.returncode == 0, status.stderr
         assert "SuperLink reachable" in status.stdout and "1 SuperNode(s)" in status.stdout
         assert "registered" in status.stdout
+        assert re.search(r"^  st-a +node \d+ ", status.stdout, re.M), status.stdout  # its name
 
         helpers = helpers_of(wrapper.pid)  # the SuperLink and the superexec it detached
         names = [" ".join(Path(f"/proc/{p}/cmdline").read_text().split("\0")) for p in helpers]

@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     plan.add_argument("--accountant", choices=("rdp", "prv"), default="rdp")
     plan.add_argument("--png", type=Path, default=Path("privacy-plan.png"))
     plan.set_defaults(func=run_plan)
-    status = sub.add_parser("status", help="ε a site has spent (reads its persisted accountant)")
+    status = sub.add_parser("status", help="a site's units, policy, spent ε and refused rounds")
     status.add_argument("state_dir", type=Path, help="the site's state folder")
     status.set_defaults(func=run_status)
 
@@ -54,19 +54,41 @@ def run_plan(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
+    """The site's units, policy, spent ε per accountant (with rounds charged twice) and refusals."""
     import json
+    from collections import Counter
 
+    from fedcodec.client.federated.site_policy import load_policy, read_refusals
+    from fedcodec.client.federated.site_survey import load_survey
     from fedcodec.shared.errors import FedcodecError
 
-    files = sorted(Path(args.state_dir).glob("privacy-*.json"))
+    state_dir = Path(args.state_dir)
+    if not state_dir.is_dir():
+        raise FedcodecError(f"no privacy accountant in {state_dir}: no such site state folder")
+    survey = load_survey(state_dir)
+    if survey is not None:
+        print(survey.summary() + " (as of the last `fedcodec join`)")
+    print(f"policy: {load_policy(state_dir).describe()}")
+    files = sorted(state_dir.glob("privacy-*.json"))
     if not files:
-        raise FedcodecError(f"no privacy accountant in {args.state_dir}")
+        print("no privacy accountant yet (no round trained)")
     for path in files:
         try:
             state = json.loads(path.read_text())
             print(f"{path.name}: ε = {state['epsilon']:.3f} ({state['unit']}-level, "
                   f"δ = {state['delta']:g}, {state['mechanism']}), target {state['target_epsilon']:g}, "
                   f"{sum(n for _, _, n in state['history'])} DP-SGD steps in {len(state['rounds'])} rounds")
-        except (ValueError, KeyError, TypeError) as exc:
+            charged = Counter(r.get("round") for r in state["rounds"])
+            again = sorted(r for r, n in charged.items() if n > 1 and r is not None)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise FedcodecError(f"privacy accountant {path} is unreadable: {exc}") from None
+        if again:
+            print(f"  rounds charged more than once (an attempt aborted and retried; its ε stays "
+                  f"spent): {', '.join(map(str, again))}")
+    if files:
+        print("  ε counts every round this site trained in, including a round whose aggregate was "
+              "never used (aborted after the site trained): the site is charged before it trains")
+    refusals = read_refusals(state_dir)
+    if refusals:
+        print(f"refused {len(refusals)} round attempt(s); last: {refusals[-1]['reason']}")
     return 0

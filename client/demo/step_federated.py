@@ -23,6 +23,7 @@ from typing import Any
 from fedcodec.client.demo.context import OK, DemoContext, StepOutcome
 from fedcodec.client.demo.plots import plot_federated_curves
 from fedcodec.client.demo.tracking import ensure_experiment
+from fedcodec.client.federated.site_policy import SitePolicy, save_policy
 from fedcodec.shared.errors import FedcodecError
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -138,6 +139,8 @@ def train_federated(ctx: DemoContext) -> StepOutcome:
     for stale in ("server", "sites", "flwr"):  # a fresh federation: no resume, fresh budgets
         shutil.rmtree(root / stale, ignore_errors=True)
     config = run_config(ctx, sites, rounds)
+    for name in sites:  # each demo site's own policy: it accepts slice-level DP (one patient each)
+        save_policy(root / "sites" / name, SitePolicy(unit=UNIT, min_patients=1))
     ctx.console.print(f"{len(sites)} sites ({', '.join(sites)}), {rounds} round(s), DP-SGD "
                       f"(Opacus, unit {UNIT}, target ε {TARGET_EPSILON}, δ 1e-5), SecAgg+, "
                       f"MLflow {ctx.mlflow_uri}")

@@ -166,8 +166,9 @@ def train_local(model: NeuralPredictor, samples: UnitSamples, config: LocalTrain
                                      config.planned_rounds * config.steps, accountant.mechanism)
         steps = accountant.affordable_steps(noise, q, config.steps)
         if steps == 0:
-            return LocalTrainResult(0, evaluate_loss(model, samples, batcher), accountant.epsilon,
-                                    noise, q, budget_exhausted=True)
+            # budget spent: nothing more is computed on the training units, not even a loss
+            return LocalTrainResult(0, float("nan"), accountant.epsilon, noise, q,
+                                    budget_exhausted=True)
         # charge first: a crash after this line can only over-count the spent budget
         accountant.record(noise, q, steps, {"round": round_index, "noise": noise, "q": q})
         module = GradSampleModule(loss_module, batch_first=True, loss_reduction="sum")

@@ -19,6 +19,11 @@ from typing import Any
 
 from fedcodec.client.federated.dp_training import LocalTrainConfig
 from fedcodec.client.federated.site_data import SiteDataConfig
+from fedcodec.client.federated.site_policy import (
+    SitePolicy,
+    effective_policy,
+    requested_metrics,
+)
 from fedcodec.shared.errors import FedcodecError
 
 
@@ -42,9 +47,12 @@ class SiteConfig:
     delta: float
     mechanism: str
     update_clip: float
-    report_metrics: bool
     hidden: int
     depth: int
+    policy: SitePolicy = SitePolicy()
+    """The site's own privacy policy (state folder + node config), already checked against the run."""
+    metrics: tuple[str, ...] = ()
+    """Optional scalars this round may report: asked by the run *and* allowed by the policy."""
 
 
 def site_seed(seed: int, site_index: int) -> int:
@@ -60,32 +68,48 @@ def _name_index(name: str) -> int:
     return int(hashlib.sha256(name.encode()).hexdigest()[:6], 16)
 
 
-def site_config(run_config: Mapping[str, Any], node_config: Mapping[str, Any]) -> SiteConfig:
-    """Merge the run config and this node's config into a :class:`SiteConfig`."""
+@dataclass(frozen=True)
+class SiteIdentity:
+    """Who a node is and where its folders are (nothing is read yet)."""
+
+    name: str
+    data_dir: Path
+    state_dir: Path
+    index: int
+
+
+def site_identity(run_config: Mapping[str, Any], node_config: Mapping[str, Any]) -> SiteIdentity:
+    """The site's name, data folder, state folder and seed index, from its node config (deployment)
+    or from the run config's ``sites`` and its partition id (simulation)."""
     if "data-dir" in node_config:
         data_dir = Path(str(node_config["data-dir"]))
         name = str(node_config.get("site") or data_dir.name)
-        state_root = Path(str(node_config.get("state-dir") or data_dir.parent / f".fedcodec-{name}"))
-        state_dir = state_root
-        index = _name_index(name)
-    else:
-        sites = [s for s in str(run_config.get("sites", "")).split(",") if s]
-        pid = int(node_config.get("partition-id", 0))
-        if not sites or pid >= len(sites):
-            raise FedcodecError(f"simulation node {pid}: run config 'sites' names {len(sites)} sites")
-        name = sites[pid]
-        index = pid
-        data_dir = Path(str(run_config.get("data-root", ""))) / name
-        root = str(run_config.get("state-root", "")) or str(Path(tempfile.gettempdir()) / "fedcodec-sim")
-        state_dir = Path(root) / name
+        state_dir = Path(str(node_config.get("state-dir") or data_dir.parent / f".fedcodec-{name}"))
+        return SiteIdentity(name, data_dir, state_dir, _name_index(name))
+    sites = [s for s in str(run_config.get("sites", "")).split(",") if s]
+    pid = int(node_config.get("partition-id", 0))
+    if not sites or pid >= len(sites):
+        raise FedcodecError(f"simulation node {pid}: run config 'sites' names {len(sites)} sites")
+    name = sites[pid]
+    data_dir = Path(str(run_config.get("data-root", ""))) / name
+    root = str(run_config.get("state-root", "")) or str(Path(tempfile.gettempdir()) / "fedcodec-sim")
+    return SiteIdentity(name, data_dir, Path(root) / name, pid)
+
+
+def site_config(run_config: Mapping[str, Any], node_config: Mapping[str, Any]) -> SiteConfig:
+    """Merge the run config and this node's config into a :class:`SiteConfig`."""
+    identity = site_identity(run_config, node_config)
+    name, data_dir, state_dir, index = (identity.name, identity.data_dir, identity.state_dir,
+                                        identity.index)
     if not data_dir.is_dir():
         raise FedcodecError(f"site {name}: data folder {data_dir} does not exist")
     unit = _get(run_config, "unit", "patient")
     rounds = _get(run_config, "num-server-rounds", 3)
     noise = float(run_config.get("noise-multiplier", 0.0) or 0.0)
     target = _get(run_config, "target-epsilon", 8.0)
-    if "target-epsilon" in node_config:
-        target = min(target, float(node_config["target-epsilon"]))
+    policy = effective_policy(state_dir, node_config)
+    # check_run refused any run above the site's cap; min() keeps a direct caller within it too
+    target = min(target, policy.max_epsilon)
     seed = _get(run_config, "seed", 0)
     return SiteConfig(
         name=name,
@@ -107,7 +131,8 @@ def site_config(run_config: Mapping[str, Any], node_config: Mapping[str, Any]) -
         delta=_get(run_config, "delta", 1e-5),
         mechanism=_get(run_config, "accountant", "rdp"),
         update_clip=_get(run_config, "update-clip", 4.0),
-        report_metrics=_get(run_config, "report-site-metrics", True),
         hidden=_get(run_config, "hidden", 32),
         depth=_get(run_config, "depth", 2),
+        policy=policy,
+        metrics=tuple(m for m in requested_metrics(run_config) if m in policy.metrics),
     )

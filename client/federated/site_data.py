@@ -18,7 +18,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from fedcodec.client.federated.unit_samples import UnitSamples, collect_unit_samples
-from fedcodec.shared.dicom import Series, read_series
+from fedcodec.client.federated.site_survey import read_mr_series
+from fedcodec.shared.dicom import Series
 from fedcodec.shared.errors import FedcodecError
 
 
@@ -91,7 +92,7 @@ def load_site(data_dir: Path, config: SiteDataConfig, name: str = "",
         if cached.exists():
             with cached.open("rb") as handle:
                 return pickle.load(handle)
-    series, _ = read_series(data_dir)
+    series, _ = read_mr_series(data_dir, name)  # MR only; skips logged per reason
     train, heldout = split_series(series, config.holdout_fraction)
     site = SiteData(
         name=name or data_dir.name,

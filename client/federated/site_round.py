@@ -2,12 +2,14 @@
 
 In: the global parameters. Out: the clipped model *update* (local minus global, L2 norm at most
 ``update-clip``), which SecAgg+ masks before it leaves, plus a few scalars (ε spent and its unit,
-steps, and — unless the run turns them off — the site's held-out bits/pixel and training loss).
+steps, and the optional metrics both the run asks for and the site's policy allows).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +21,7 @@ from fedcodec.client.federated.dp_training import (
 )
 from fedcodec.client.federated.site_config import SiteConfig
 from fedcodec.client.federated.site_data import SiteData, load_site_cached
+from fedcodec.client.federated.site_policy import check_units
 from fedcodec.shared.neural.model import NeuralPredictor
 from fedcodec.shared.privacy import PrivacyAccountant
 
@@ -48,25 +51,37 @@ def clip_update(update: list[np.ndarray], max_norm: float) -> tuple[list[np.ndar
     return [(u * factor).astype(np.float32) for u in update], norm
 
 
-def run_site_round(config: SiteConfig, global_params: list[np.ndarray], round_index: int) -> RoundOutput:
-    """Train locally from ``global_params`` and return the clipped update and the site's metrics."""
+def run_site_round(config: SiteConfig, global_params: list[np.ndarray], round_index: int,
+                   run_config: Mapping[str, Any] | None = None) -> RoundOutput:
+    """Train locally from ``global_params`` and return the clipped update and the site's metrics.
+
+    Refuses (:class:`SiteRefusal`) patient-level training below the site's minimum number of
+    patients. Only the protocol scalars and the optional metrics in ``config.metrics`` (asked by
+    the run and allowed by the site's policy) are returned; once the budget is spent nothing is
+    computed on the training units (no ``train_loss``)."""
     site = load_site_data(config)
+    check_units(config.policy, config.name, config.data.unit, site.train.n_units,
+                run_config or {})
     model = NeuralPredictor(config.hidden, config.depth)
     set_parameters(model, global_params)
+    wanted = set(config.metrics)
     metrics: dict[str, float | int | str] = {"site": config.name, "unit": config.data.unit}
-    if config.report_metrics:
+    if "heldout_bpp" in wanted:
         metrics["heldout_bpp"] = integer_bits(model, site.heldout)
     accountant = site_accountant(config) if config.train.dp else None
     result = train_local(model, site.train, config.train, accountant, round_index)
     update = [new - old for new, old in zip(get_parameters(model), global_params)]
     update, norm = clip_update(update, config.update_clip)
-    metrics.update(steps=result.steps, budget_exhausted=int(result.budget_exhausted),
-                   update_norm=norm)
+    metrics.update(steps=result.steps, budget_exhausted=int(result.budget_exhausted))
+    if "update_norm" in wanted:
+        metrics["update_norm"] = norm
     if accountant is not None:
         metrics.update(epsilon=accountant.epsilon, delta=accountant.delta,
-                       target_epsilon=accountant.target_epsilon,
-                       noise_multiplier=float(result.noise_multiplier or 0.0),
-                       sample_rate=result.sample_rate)
-    if config.report_metrics:
+                       target_epsilon=accountant.target_epsilon)
+        if "noise_multiplier" in wanted:
+            metrics["noise_multiplier"] = float(result.noise_multiplier or 0.0)
+        if "sample_rate" in wanted:
+            metrics["sample_rate"] = result.sample_rate
+    if "train_loss" in wanted and not result.budget_exhausted:
         metrics["train_loss"] = result.loss
     return RoundOutput(update, metrics)

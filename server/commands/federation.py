@@ -4,15 +4,18 @@
     fedcodec-server federation start --dir FED [--host 0.0.0.0] [--port 9093] [--health-address A]
     fedcodec-server federation register --dir FED SITE.pub [--name SITE]    (idempotent)
     fedcodec-server federation status --dir FED                            (SuperNodes, reachability)
-    fedcodec-server federation run --dir FED [--rounds N] [-c key=value ...]
+    fedcodec-server federation run --dir FED [--rounds N | --total-rounds T] [-c key=value ...]
     fedcodec-server federation simulate --supernodes N --run-config RUN.json   (one machine, Ray)
 
 ``init`` writes the CA and SuperLink certificate (give each site ``FED/tls/ca.pem``); ``start``
 runs the SuperLink with TLS and SuperNode authentication in the foreground (SIGTERM / SIGINT stop
 it and the helpers it spawned; ``--health-address`` adds the gRPC health service); ``register``
 admits a site's SuperNode public key (a key already registered is reported, not an error);
-``status`` asks the SuperLink over TLS which SuperNodes it knows; ``run`` submits the app (``flwr run``), checkpointing to ``FED/server`` (rerun after
-a crash: it resumes from the last finished round).
+``status`` asks the SuperLink over TLS which SuperNodes it knows, by site name; ``run`` submits
+the app (``flwr run``), checkpointing to ``FED/server``: ``--rounds N`` adds N rounds to what the
+federation already has, ``--total-rounds T`` resumes an interrupted run up to T rounds in all
+(``-c num-server-rounds=T`` is the same total). A run whose round could not aggregate (after
+``round-retries``) exits non-zero and registers no model.
 """
 
 from __future__ import annotations
@@ -62,7 +65,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     run = actions.add_parser("run", help="submit the federated training run (flwr run)")
     run.add_argument("--dir", type=Path, required=True)
-    run.add_argument("--rounds", type=int)
+    rounds = run.add_mutually_exclusive_group()
+    rounds.add_argument("--rounds", type=int,
+                        help="rounds to run *in addition to* those the federation's checkpoint "
+                             "already holds (a fresh federation: N rounds in all)")
+    rounds.add_argument("--total-rounds", type=int,
+                        help="train until the federation has this many rounds in all (resume an "
+                             "interrupted run to its original target)")
     run.add_argument("-c", "--config", action="append", default=[],
                      help="run config override key=value (see [tool.flwr.app.config])")
     run.add_argument("--app", type=Path, default=REPO, help="the app folder (pyproject.toml)")
@@ -136,14 +145,16 @@ def _register(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from fedcodec.server.federated.superlink import FederationDir, supernode_status
+    from fedcodec.server.federated.superlink import FederationDir, site_names, supernode_status
 
     fed = FederationDir(args.dir)
     nodes = supernode_status(fed, args.timeout)
+    names = site_names(fed)
     print(f"SuperLink reachable ({fed.flwr_home / 'config.toml'}); {len(nodes)} SuperNode(s)")
     for node in nodes:
-        print(f"  {node.get('node-id')}  {node.get('status')}  online since "
-              f"{node.get('online-at')}  (registered {node.get('created-at')})")
+        node_id = str(node.get("node-id"))
+        print(f"  {names.get(node_id, '(unnamed)'):<20} node {node_id}  {node.get('status')}  "
+              f"online since {node.get('online-at')}  (registered {node.get('created-at')})")
     return 0
 
 
@@ -159,9 +170,34 @@ def _parse_value(text: str):
     return text.strip('"')
 
 
+def planned_total_rounds(fed, config: dict, more: int | None, total: int | None) -> int | None:
+    """``num-server-rounds`` (a total: the ServerApp resumes from its checkpoint and runs what is
+    left) for ``--rounds N`` (N more than the checkpoint holds) or ``--total-rounds T``."""
+    from fedcodec.server.federated.checkpoint import load_checkpoint
+
+    for flag, value in (("--rounds", more), ("--total-rounds", total)):
+        if value is not None and value < 1:
+            raise FedcodecError(f"{flag} must be at least 1, not {value}")
+    if more is None and total is None:
+        return None
+    folder = Path(str(config.get("checkpoint-dir") or fed.server_dir))
+    checkpoint = load_checkpoint(folder / "checkpoint.npz")
+    done = checkpoint.round if checkpoint else 0
+    if more is not None:
+        print(f"federation has {done} round(s); running {more} more (num-server-rounds = "
+              f"{done + more})", flush=True)
+        return done + more
+    if total <= done:
+        raise FedcodecError(f"the federation already has {done} round(s) (--total-rounds "
+                            f"{total}); use --rounds N to add rounds")
+    print(f"federation has {done} round(s); running {total - done} more to reach {total}",
+          flush=True)
+    return total
+
+
 def _run(args: argparse.Namespace) -> int:
+    from fedcodec.server.federated.checkpoint import load_checkpoint
     from fedcodec.server.federated.superlink import FederationDir, flower_env, run_command
-    from fedcodec.shared.errors import FedcodecError
 
     config = {}
     for item in args.config:
@@ -169,7 +205,37 @@ def _run(args: argparse.Namespace) -> int:
             raise FedcodecError(f"run config override {item!r} is not key=value")
         key, value = item.split("=", 1)
         config[key.strip()] = _parse_value(value.strip())
-    if args.rounds:
-        config["num-server-rounds"] = args.rounds
     fed = FederationDir(args.dir)
-    return subprocess.call(run_command(fed, args.app, config), env=flower_env(fed.flwr_home))
+    total = planned_total_rounds(fed, config, args.rounds, args.total_rounds)
+    if total is not None:
+        config["num-server-rounds"] = total
+    code = subprocess.call(run_command(fed, args.app, config), env=flower_env(fed.flwr_home))
+    if code != 0:
+        return code
+    # `flwr run --stream` exits 0 even when the ServerApp failed: check what the run produced
+    expected = int(config.get("num-server-rounds") or _app_default(args.app, "num-server-rounds", 3))
+    folder = Path(str(config.get("checkpoint-dir") or fed.server_dir))
+    checkpoint = load_checkpoint(folder / "checkpoint.npz")
+    done = checkpoint.round if checkpoint else 0
+    if done < expected:
+        raise RunIncomplete(f"the federation stopped at round {done} of {expected} (a round that "
+                            f"could not aggregate, see the log above and the MLflow run's "
+                            f"refusals); no model was registered; rerun to resume")
+    return 0
+
+
+class RunIncomplete(FedcodecError):
+    """``federation run`` finished with fewer rounds than asked."""
+
+    exit_code = 1
+
+
+def _app_default(app: Path, key: str, default):
+    """A value of the app's ``[tool.flwr.app.config]`` (the run config's defaults)."""
+    import tomllib
+
+    try:
+        table = tomllib.loads((Path(app) / "pyproject.toml").read_text())
+        return table["tool"]["flwr"]["app"]["config"].get(key, default)
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return default

@@ -16,6 +16,7 @@ import torch
 
 from fedcodec.server.federated.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from fedcodec.server.federated.federation_config import FederationConfig
+from fedcodec.server.federated.round_retry import RetryingFit
 from fedcodec.server.federated.strategy import UpdateAveraging
 from fedcodec.server.federated.tracking import FederationTracker
 from fedcodec.shared.neural.model import NeuralPredictor, clamp_parameters, to_integer
@@ -51,12 +52,15 @@ def _global_metrics(site_metrics: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def fit_workflow(config: FederationConfig):
-    """SecAgg+ as the fit stage (default), or Flower's plain fit workflow."""
+    """SecAgg+ as the fit stage (default; tolerant of sites lost at any stage), or Flower's plain
+    fit workflow."""
     if not config.secagg:
-        return None
-    from flwr.server.workflow import SecAggPlusWorkflow
+        from flwr.server.workflow.default_workflows import default_fit_workflow
 
-    return SecAggPlusWorkflow(
+        return default_fit_workflow
+    from fedcodec.server.federated.secagg_workflow import DropoutTolerantSecAggPlus
+
+    return DropoutTolerantSecAggPlus(
         num_shares=config.secagg_shares,
         reconstruction_threshold=config.secagg_threshold,
         max_weight=1.0,
@@ -92,11 +96,14 @@ def run_federation(grid, context, overrides: Mapping[str, Any] | None = None) ->
     try:
         if config.num_rounds > start:
             strategy = UpdateAveraging(config, params, start, on_round)
+            strategy.on_refusals = tracker.log_refusals
+            strategy.on_failed_attempt = tracker.log_failed_attempt
             legacy = LegacyContext(context=context,
                                    config=ServerConfig(num_rounds=config.num_rounds - start,
                                                        round_timeout=config.round_timeout),
                                    strategy=strategy)
-            DefaultWorkflow(fit_workflow=fit_workflow(config))(grid, legacy)
+            fit = RetryingFit(fit_workflow(config), strategy, config.round_retries)
+            DefaultWorkflow(fit_workflow=fit)(grid, legacy)
             params = strategy.current
         final = load_arrays(initial_model(config), params)
         clamp_parameters(final)

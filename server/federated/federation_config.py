@@ -28,6 +28,8 @@ class FederationConfig:
     """Central DP on the server: Gaussian noise std ``central_dp_noise * update_clip / sites``
     added to the mean update (0 = off; the sites' local DP already protects each unit)."""
     round_timeout: float = 600.0
+    round_retries: int = 1
+    """Extra attempts for a round that produced no aggregate before the run stops (non-zero)."""
     checkpoint_dir: str = ""
     mlflow_uri: str = ""
     mlflow_experiment: str = "fedcodec-federated"

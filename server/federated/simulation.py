@@ -52,4 +52,6 @@ def run(server_ref: str, client_ref: str, supernodes: int, run_config: dict[str,
                "init_args": {"num_cpus": cpus, "include_dashboard": False}}
     run_simulation(server_app, client_app, num_supernodes=supernodes, backend_config=backend)
     if not results or results[0] is None:
-        raise FedcodecError("federated simulation: the ServerApp did not finish")
+        raise FedcodecError("federated simulation: the ServerApp did not finish (a round that "
+                            "cannot aggregate stops the run: sites lost or refusing, see the log "
+                            "above)")

@@ -16,6 +16,7 @@ hides who it was, and a site that stays inside the bound can still steer the mod
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,17 @@ from fedcodec.server.federated.federation_config import FederationConfig
 
 log = logging.getLogger(__name__)
 RoundHook = Callable[[int, list[np.ndarray], list[dict[str, Any]]], None]
+RefusalHook = Callable[[int, list[str]], None]
+REFUSAL_PREFIX = "fedcodec site policy"
+"""How a site's refusal reason starts (client/federated/site_policy.py; the server cannot import it)."""
+
+
+def failure_reason(failure: Any) -> str:
+    """The one-line reason of a failed reply (an Exception wrapping Flower's ``Error``)."""
+    if isinstance(failure, BaseException) and failure.args:
+        error = failure.args[0]
+        return str(getattr(error, "reason", error))
+    return str(failure)
 
 
 class UpdateAveraging(FedAvg):
@@ -52,6 +64,40 @@ class UpdateAveraging(FedAvg):
         self.history: list[dict[str, Any]] = []
         self.updates: list[list[np.ndarray]] = []
         """The mean update of every round this process aggregated (before central noise)."""
+        self.attempt = 1
+        self.refusals: list[dict[str, Any]] = []
+        """Every site refusal seen: round, attempt, reason (also logged to MLflow)."""
+        self.failed_attempts: list[dict[str, Any]] = []
+        self.on_refusals: RefusalHook | None = None
+        self.on_failed_attempt: Callable[[int, int], None] | None = None
+
+    def configure_fit(self, server_round, parameters, client_manager):
+        """Wait at most ``round-timeout`` for ``min-available-clients`` sites (Flower's own wait is
+        a day); with fewer, the round gets no clients and produces no aggregate."""
+        deadline = time.monotonic() + self.config.round_timeout
+        while client_manager.num_available() < self.min_available_clients:
+            if time.monotonic() >= deadline:
+                log.warning("round %d: only %d of the %d sites needed are connected",
+                            self.start_round + server_round, client_manager.num_available(),
+                            self.min_available_clients)
+                return []
+            time.sleep(min(1.0, self.config.round_timeout))
+        return super().configure_fit(server_round, parameters, client_manager)
+
+    def note_failures(self, round_index: int, failures: list[Any]) -> None:
+        """Record the sites' policy refusals among ``failures`` (and hand them to the hook)."""
+        reasons = [failure_reason(f) for f in failures]
+        refused = sorted({r for r in reasons if REFUSAL_PREFIX in r})
+        for reason in refused:
+            log.warning("round %d: %s", round_index, reason)
+            self.refusals.append({"round": round_index, "attempt": self.attempt, "reason": reason})
+        if refused and self.on_refusals is not None:
+            self.on_refusals(round_index, refused)
+
+    def note_failed_attempt(self, round_index: int, attempt: int) -> None:
+        self.failed_attempts.append({"round": round_index, "attempt": attempt})
+        if self.on_failed_attempt is not None:
+            self.on_failed_attempt(round_index, attempt)
 
     def norm_bound(self, update: list[np.ndarray]) -> float:
         """Largest L2 norm an honest mean update can have: ``update-clip`` plus twice SecAgg+'s
@@ -65,6 +111,7 @@ class UpdateAveraging(FedAvg):
 
     def aggregate_fit(self, server_round, results, failures):
         round_index = self.start_round + server_round
+        self.note_failures(round_index, list(failures))
         if not results:
             return None, {"failures": len(failures)}
         mean, _ = super().aggregate_fit(server_round, results, failures)

@@ -6,6 +6,7 @@ A federation folder holds everything the coordinator owns::
     <dir>/tls/            SuperLink certificate for the host names / IPs sites dial
     <dir>/flwr/           FLWR_HOME: the ``flwr`` CLI's SuperLink connection (config.toml)
     <dir>/superlink.db    SuperLink state (registered SuperNodes, runs)
+    <dir>/sites.json      site names given at ``register`` (node id -> name; Flower lists ids only)
     <dir>/server/         checkpoint, MLflow sqlite store, final codec weights
 
 The SuperLink always runs with TLS and ``--enable-supernode-auth``: only SuperNodes whose public
@@ -147,11 +148,32 @@ def register_supernode(fed: FederationDir, public_key: Path, name: str = "",
     answer = _flwr_json(fed, args, timeout)
     if answer.get("success"):
         node = answer.get("node-id", "")
+        if node:
+            record_site_name(fed, str(node), name or Path(public_key).stem)
         return f"{public_key}: SuperNode {node} registered successfully.".replace("  ", " ")
     error = _last_line(answer.get("error-message", ""))
     if "already in use" in error.lower():
         return f"{public_key} is already registered (nothing to do)"
     raise FedcodecError(f"could not register {public_key}: {error}")
+
+
+def site_names(fed: FederationDir) -> dict[str, str]:
+    """Node id -> site name, as recorded by :func:`register_supernode` (empty if none)."""
+    path = fed.root / "sites.json"
+    try:
+        return {str(k): str(v) for k, v in json.loads(path.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def record_site_name(fed: FederationDir, node_id: str, name: str) -> None:
+    names = site_names(fed)
+    names[str(node_id)] = name
+    path = fed.root / "sites.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(names, indent=1, sort_keys=True))
+    tmp.replace(path)
 
 
 def supernode_status(fed: FederationDir, timeout: float = 60.0) -> list[dict]:

@@ -32,6 +32,7 @@ class FederationTracker:
         else:
             self.run = mlflow.start_run(run_name=run_name or None)
         self.run_id = self.run.info.run_id
+        self.refusal_lines: list[str] = []
 
     def log_params(self, params: dict[str, Any]) -> None:
         existing = self.mlflow.get_run(self.run_id).data.params
@@ -52,6 +53,24 @@ class FederationTracker:
                     values[f"{site}/{label}"] = float(metrics[name])
         values.update({k: float(v) for k, v in global_metrics.items()})
         self.mlflow.log_metrics(values, step=round_index)
+
+    def log_refusals(self, round_index: int, reasons: list[str]) -> None:
+        """Sites that refused a round: ``<site>/refused`` = 1 at that step, and every reason in
+        the run's ``refusals.txt`` artifact (rewritten with the whole list each time)."""
+        import re
+
+        values = {"refusals": float(len(reasons))}
+        for reason in reasons:
+            match = re.search(r"site (\S+) refuses", reason)
+            if match:
+                values[f"{match.group(1)}/refused"] = 1.0
+            self.refusal_lines.append(f"round {round_index}: {reason}")
+        self.mlflow.log_metrics(values, step=round_index)
+        self.mlflow.log_text("\n".join(self.refusal_lines) + "\n", "refusals.txt")
+
+    def log_failed_attempt(self, round_index: int, attempt: int) -> None:
+        """A round attempt that produced no aggregate (``failed_attempts`` at that round)."""
+        self.mlflow.log_metric("failed_attempts", float(attempt), step=round_index)
 
     def log_final_model(self, model, weights_file: Path | None, register_as: str) -> str:
         """Log the float model (registered as ``register_as``) and the codec's integer weights."""
