@@ -110,7 +110,8 @@ def library_errors_as_corrupt(codec: str) -> Iterator[None]:
 
     Also catches exceptions a Cython callback reports through ``sys.unraisablehook`` instead of
     raising (imagecodecs' HTJ2K copy loop does this on damaged streams), which would otherwise
-    leave a half-decoded image and a traceback on stderr. The hook is process-wide, so two
+    leave a half-decoded image and a traceback on stderr, and those its error handler prints
+    through ``sys.excepthook`` (a stray ``RuntimeError: ojph error`` line before ours). The hook is process-wide, so two
     threads decoding at once could see each other's reports: that errs towards rejecting a
     stream, never towards accepting a damaged one.
     """
@@ -121,7 +122,12 @@ def library_errors_as_corrupt(codec: str) -> Iterator[None]:
         if report.exc_value is not None:
             swallowed.append(report.exc_value)
 
+    def record_printed(kind: Any, value: BaseException, trace: Any) -> None:
+        swallowed.append(value)  # an error C code printed with PyErr_Print (OpenJPH's handler)
+
+    previous_excepthook = sys.excepthook
     sys.unraisablehook = record
+    sys.excepthook = record_printed
     try:
         yield
     except FedcodecError:
@@ -130,5 +136,6 @@ def library_errors_as_corrupt(codec: str) -> Iterator[None]:
         raise CorruptDataError(f"{codec} stream is corrupt: {_one_line(exc)}") from None
     finally:
         sys.unraisablehook = previous_hook
+        sys.excepthook = previous_excepthook
     if swallowed:
         raise CorruptDataError(f"{codec} stream is corrupt: {_one_line(swallowed[0])}")
