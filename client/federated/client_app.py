@@ -31,6 +31,16 @@ class SiteClient(NumPyClient):
         # weight 1: every site counts the same, and no site's record count is revealed
         return out.update, 1, out.metrics
 
+    def evaluate(self, parameters, config):
+        """The promotion gate's question: held-out bpp of this candidate and of the promoted model."""
+        from fedcodec.client.federated.site_config import site_config
+        from fedcodec.client.federated.site_evaluation import evaluate_site
+
+        site = site_config(self.run_config, self.node_config)
+        counts = str(self.run_config.get("codec-counts", "shipped"))
+        metrics = evaluate_site(site, parameters, config, counts)
+        return float(metrics.get("heldout_bpp", 0.0)), 1, metrics
+
 
 def optional_secaggplus_mod(msg: Message, ctxt: Context, call_next) -> Message:
     """SecAgg+ when the server speaks it, plain messages otherwise."""

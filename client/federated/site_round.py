@@ -19,7 +19,7 @@ from fedcodec.client.federated.dp_training import (
 )
 from fedcodec.client.federated.site_config import SiteConfig
 from fedcodec.client.federated.site_data import SiteData, load_site_cached
-from fedcodec.shared.neural.model import NeuralPredictor
+from fedcodec.shared.neural.model import predictor_shaped_like
 from fedcodec.shared.privacy import PrivacyAccountant
 
 
@@ -51,7 +51,7 @@ def clip_update(update: list[np.ndarray], max_norm: float) -> tuple[list[np.ndar
 def run_site_round(config: SiteConfig, global_params: list[np.ndarray], round_index: int) -> RoundOutput:
     """Train locally from ``global_params`` and return the clipped update and the site's metrics."""
     site = load_site_data(config)
-    model = NeuralPredictor(config.hidden, config.depth)
+    model = predictor_shaped_like(global_params)  # the size the coordinator sends (shipped: 48)
     set_parameters(model, global_params)
     metrics: dict[str, float | int | str] = {"site": config.name, "unit": config.data.unit}
     if config.report_metrics:
