@@ -43,6 +43,23 @@ def _publish(fed_dir: Path, versions: int = 2) -> tuple[str, list[str]]:
     return config.tracking_uri(), digests
 
 
+@pytest.fixture(scope="module")
+def published(tmp_path_factory) -> tuple[Path, str, list[str]]:
+    """Two registered versions, published from a working directory that must stay empty."""
+    import os
+
+    root = tmp_path_factory.mktemp("registry")
+    cwd = root / "coordinator-cwd"
+    cwd.mkdir()
+    before = Path.cwd()
+    os.chdir(cwd)
+    try:
+        uri, digests = _publish(root / "fed" / "server")
+    finally:
+        os.chdir(before)
+    return root, uri, digests
+
+
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "fedcodec.client.cli", *args], text=True,
                           capture_output=True, env=env, timeout=300)
@@ -58,13 +75,52 @@ def test_models_uris_parse():
             parse_models_uri(bad)
 
 
-def test_artifacts_stay_in_the_federation_folder_and_uris_resolve(tmp_path, monkeypatch):
-    cwd = tmp_path / "coordinator-cwd"
-    cwd.mkdir()
-    monkeypatch.chdir(cwd)
-    fed = tmp_path / "fed" / "server"
-    uri, digests = _publish(fed)
-    assert list(cwd.iterdir()) == []  # no mlruns/ or mlartifacts/ where the coordinator runs
+@pytest.mark.shared_data
+def test_pull_then_compress_with_a_models_uri(published, tmp_path, monkeypatch, capsys):
+    import os
+
+    from fedcodec.client.cli import main
+
+    data = require_shared_data("dicom") / "siemens" / "siemens_c" / "In" / "20180918Si" / "mr_0003"
+    _, uri, digests = published
+    env = {**os.environ, "FEDCODEC_MODEL_CACHE": str(tmp_path / "cache"),
+           "MLFLOW_TRACKING_URI": ""}
+    env.pop("FEDCODEC_MODEL_REGISTRY", None)
+
+    out = tmp_path / "site" / "neural_federated.npz"
+    pulled = _cli("models", "pull", NAME, "--tracking-uri", uri, "-o", str(out), env=env)
+    assert pulled.returncode == 0, pulled.stderr
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == digests[1]  # NAME alone: the latest
+    assert f"models:/{NAME}/2 -> {out}" in pulled.stdout
+
+    capsys.readouterr()
+    assert main(["models", "pull", f"{NAME}/7", "--tracking-uri", uri, "-o",
+                 str(tmp_path / "x.npz")]) != 0
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "not found in the registry" in err
+    assert not (tmp_path / "x.npz").exists()
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("FEDCODEC_MODEL_REGISTRY", raising=False)
+    assert main(["models", "pull", NAME, "-o", str(tmp_path / "y.npz")]) != 0
+    assert "no model registry configured" in capsys.readouterr().err
+
+    fcz = tmp_path / "study.fcz"
+    env["FEDCODEC_MODEL_REGISTRY"] = uri
+    done = _cli("compress", str(data), "-o", str(fcz), "--codec",
+                f"neural:weights=models:/{NAME}@promoted", "--quiet", env=env)
+    assert done.returncode == 0, done.stderr
+    # decompress rebuilds the codec from the spec in the container: the same URI, via the cache
+    monkeypatch.setenv("FEDCODEC_MODEL_REGISTRY", uri)
+    monkeypatch.setenv("FEDCODEC_MODEL_CACHE", str(tmp_path / "cache"))
+    assert main(["decompress", str(fcz), "-o", str(tmp_path / "back")]) == 0, \
+        capsys.readouterr().err
+
+
+def test_artifacts_stay_in_the_federation_folder_and_uris_resolve(published, tmp_path, monkeypatch):
+    """(Runs last: it tampers with the stored artifacts.)"""
+    root, uri, digests = published
+    fed = root / "fed" / "server"
+    assert list((root / "coordinator-cwd").iterdir()) == []  # no mlruns/ or mlartifacts/ where the coordinator runs
     stored = sorted(p.name for p in (fed / "mlartifacts").rglob("neural_federated.npz"))
     assert len(stored) == 2
 
@@ -95,36 +151,3 @@ def test_artifacts_stay_in_the_federation_folder_and_uris_resolve(tmp_path, monk
     with pytest.raises(FedcodecError, match="SHA-256 .* the registry says"):
         resolve_weights(f"models:/{NAME}/1")
     assert not any((tmp_path / "cache").rglob("*.npz"))
-
-
-@pytest.mark.shared_data
-def test_pull_then_compress_with_a_models_uri(tmp_path, monkeypatch):
-    import os
-
-    data = require_shared_data("dicom") / "siemens" / "siemens_c" / "In" / "20180918Si" / "mr_0003"
-    uri, digests = _publish(tmp_path / "fed", versions=1)
-    env = {**os.environ, "FEDCODEC_MODEL_CACHE": str(tmp_path / "cache"),
-           "MLFLOW_TRACKING_URI": ""}
-    env.pop("FEDCODEC_MODEL_REGISTRY", None)
-
-    out = tmp_path / "site" / "neural_federated.npz"
-    pulled = _cli("models", "pull", NAME, "--tracking-uri", uri, "-o", str(out), env=env)
-    assert pulled.returncode == 0, pulled.stderr
-    assert hashlib.sha256(out.read_bytes()).hexdigest() == digests[0]
-    assert f"models:/{NAME}/1 -> {out}" in pulled.stdout
-
-    missing = _cli("models", "pull", f"{NAME}/7", "--tracking-uri", uri, "-o",
-                   str(tmp_path / "x.npz"), env=env)
-    assert missing.returncode != 0 and "Traceback" not in missing.stderr
-    assert len(missing.stderr.strip().splitlines()) == 1 and "not found" in missing.stderr
-    assert not (tmp_path / "x.npz").exists()
-    unset = _cli("models", "pull", NAME, "-o", str(tmp_path / "y.npz"), env=env)
-    assert unset.returncode != 0 and "no model registry configured" in unset.stderr
-
-    fcz = tmp_path / "study.fcz"
-    env["FEDCODEC_MODEL_REGISTRY"] = uri
-    done = _cli("compress", str(data), "-o", str(fcz), "--codec",
-                f"neural:weights=models:/{NAME}@promoted", "--quiet", env=env)
-    assert done.returncode == 0, done.stderr
-    back = _cli("decompress", str(fcz), "-o", str(tmp_path / "back"), env=env)
-    assert back.returncode == 0, back.stderr
