@@ -49,10 +49,10 @@ FEATURE_PERCENTILE = 75.0
 class AuditConfig:
     """One audit run; the defaults are the full audit, :func:`quick_config` the short one."""
 
-    canaries: int = 420
+    canaries: int = 400
     """At most one per network input (429 with the shipped networks)."""
     steps: int = 200
-    sample_rate: float = 0.05
+    sample_rate: float = 0.1
     pixels_per_unit: int = 32
     max_grad_norm: float = 0.25
     lr: float = 2e-3
