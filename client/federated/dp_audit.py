@@ -49,9 +49,10 @@ FEATURE_PERCENTILE = 75.0
 class AuditConfig:
     """One audit run; the defaults are the full audit, :func:`quick_config` the short one."""
 
-    canaries: int = 400
-    """At most one per network input (429 with the shipped networks)."""
-    steps: int = 200
+    canaries: int = 300
+    """At most one per network input (429 with the shipped networks); more canaries interfere
+    with each other (400 canaries / 200 steps found less than 300 / 160 in the positive control)."""
+    steps: int = 160
     sample_rate: float = 0.1
     pixels_per_unit: int = 32
     max_grad_norm: float = 0.25
@@ -69,8 +70,8 @@ class AuditConfig:
 
 
 def quick_config(**changes) -> AuditConfig:
-    """About a minute on one loaded core: 300 canaries, 80 steps."""
-    return AuditConfig(**{"canaries": 300, "steps": 80, "sample_rate": 0.1, **changes})
+    """Well under a minute a run on one loaded core: 200 canaries, 60 steps."""
+    return AuditConfig(**{"canaries": 200, "steps": 60, **changes})
 
 
 @dataclass
