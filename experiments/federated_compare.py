@@ -156,6 +156,7 @@ def run_flower(args, out: Path, dp: bool, noise: float) -> tuple[NeuralPredictor
         "update-clip": args.update_clip, "min-fit-clients": 4, "min-available-clients": 4,
         "hidden": args.hidden, "depth": 2, "seed": args.seed, "reproducible-noise": True,
         "secagg": True, "report-site-metrics": False, "log-model": False,
+        "initial-weights": "none", "promotion-gate": False,  # same start as the in-process rows
     }
     results: list = []
     run_simulation(build_server_app(config, results), build_client_app(config), num_supernodes=4,

@@ -129,6 +129,21 @@ EXPERIMENT_LIST = (
         shared_data=("dicom",),
     ),
     Experiment(
+        "federated_promotion", "promoted federated model vs shipped weights per site (gate, DP)",
+        ("{python}", "{experiments}/federated_promotion.py", "--out", "{out}"),
+        ("{python}", "{experiments}/federated_promotion.py", "--out", "{out}", "--rounds", "1",
+         "--steps", "2", "--max-slices", "4", "--pixels-per-group", "32"),
+        shared_data=("dicom", "dicom-more"),
+    ),
+    Experiment(
+        "privacy_audit", "empirical ε lower bound of DP-SGD (one-run audit) and positive control",
+        ("{fedcodec}", "privacy", "audit", "--data-dir", "{data}/dicom/toshiba", "--unit",
+         "slice", "--positive-control", "--out", "{out}"),
+        ("{fedcodec}", "privacy", "audit", "--data-dir", "{data}/dicom/toshiba", "--unit",
+         "slice", "--quick", "--positive-control", "--out", "{out}"),
+        shared_data=("dicom",),
+    ),
+    Experiment(
         "analysis_tumour", "latent vs pixel classifiers, encrypted heads vs plaintext",
         ("{python}", "{experiments}/analysis_tumour.py", "--out", "{out}"),
         ("{python}", "{experiments}/analysis_tumour.py", "--out", "{out}", "--limit", "4",

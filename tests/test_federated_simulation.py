@@ -25,6 +25,7 @@ def _config(tmp_path, data_root, rounds: int) -> dict:
         "local-steps": 3, "batch-units": 2.0, "pixels-per-unit": 16, "pixels-per-group": 16,
         "max-slices": 2, "min-fit-clients": 2, "min-available-clients": 3, "round-timeout": 120.0,
         "register-model": "fedcodec-test-federated",
+        "initial-weights": "none", "promotion-gate": False,  # gate: test_federated_gate_simulation
         "reproducible-noise": True,  # lets the test recompute the sites' updates in the clear
     }
 

@@ -100,7 +100,7 @@ def test_only_training_messages_are_answered(tmp_path):
     query = Message(content=RecordDict(), dst_node_id=7, message_type="query", group_id="4")
     reply, passed = _deliver(tmp_path, BASE, query)
     assert not passed and reply.has_error()
-    assert "answers training rounds only, not 'query'" in reply.error.reason
+    assert "answers training and promotion-gate rounds only, not 'query'" in reply.error.reason
 
 
 def test_the_sites_own_join_cap_holds_against_a_larger_run_target(tmp_path):

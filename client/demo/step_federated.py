@@ -52,6 +52,8 @@ def run_config(ctx: DemoContext, sites: dict[str, Path], rounds: int) -> dict[st
         "round-timeout": 600.0, "secagg": True, "mlflow-uri": ctx.mlflow_uri,
         "mlflow-experiment": EXPERIMENT, "register-model": REGISTERED_MODEL,
         "log-model": not quick, "run-name": "demo-federated", "seed": 0,
+        # the demo trains from scratch and publishes its last round (the step reads its weights)
+        "initial-weights": "none", "promotion-gate": False,
     }
 
 

@@ -65,6 +65,17 @@ class SiteClient(NumPyClient):
         # weight 1: every site counts the same, and no site's record count is revealed
         return out.update, 1, allowed_metrics(site.policy, self.run_config, out.metrics)
 
+    def evaluate(self, parameters, config):
+        """The promotion gate's question: held-out bpp of this candidate and of the promoted model
+        (sent only when the run asks for ``heldout_bpp`` and the site's policy allows it)."""
+        from fedcodec.client.federated.site_config import site_config
+        from fedcodec.client.federated.site_evaluation import evaluate_site
+
+        site = site_config(self.run_config, self.node_config)
+        counts = str(self.run_config.get("codec-counts", "shipped"))
+        metrics = evaluate_site(site, parameters, config, counts)
+        return float(metrics.get("heldout_bpp", 0.0)), 1, metrics
+
 
 def _error_reply(msg: Message, reason: str) -> Message:
     return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason), reply_to=msg)
@@ -92,9 +103,10 @@ def site_guard(overrides: Mapping[str, Any] | None = None):
     """The mod that enforces the site's policy and makes SecAgg+ survive early drop-outs."""
 
     def guard(msg: Message, ctxt: Context, call_next) -> Message:
-        if msg.metadata.message_type != "train":  # evaluate / query: nothing else leaves
-            return _error_reply(msg, f"{REFUSAL_PREFIX}: this site answers training rounds "
-                                     f"only, not {msg.metadata.message_type!r}")
+        kind = msg.metadata.message_type
+        if kind not in ("train", "evaluate"):  # query or anything else: nothing leaves
+            return _error_reply(msg, f"{REFUSAL_PREFIX}: this site answers training and "
+                                     f"promotion-gate rounds only, not {kind!r}")
         run_config = {**dict(ctxt.run_config), **dict(overrides or {})}
         round_index = int(msg.metadata.group_id) if msg.metadata.group_id.isdigit() else None
         secagg = RECORD_KEY_CONFIGS in msg.content.config_records
@@ -103,7 +115,9 @@ def site_guard(overrides: Mapping[str, Any] | None = None):
             identity = site_identity(run_config, ctxt.node_config)
             state_dir = identity.state_dir
             policy = effective_policy(identity.state_dir, ctxt.node_config)
-            check_run(policy, run_config, identity.name, secagg)
+            # the gate's evaluate round returns scalars, not an update: SecAgg+ is not its
+            # protocol, so only the run's other asks are checked (its metrics again in evaluate)
+            check_run(policy, run_config, identity.name, secagg or kind == "evaluate")
             if not secagg:
                 return call_next(msg, ctxt)
             removed = drop_unshared_ids(msg, ctxt)

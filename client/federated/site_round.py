@@ -22,7 +22,7 @@ from fedcodec.client.federated.dp_training import (
 from fedcodec.client.federated.site_config import SiteConfig
 from fedcodec.client.federated.site_data import SiteData, load_site_cached
 from fedcodec.client.federated.site_policy import check_units
-from fedcodec.shared.neural.model import NeuralPredictor
+from fedcodec.shared.neural.model import predictor_shaped_like
 from fedcodec.shared.privacy import PrivacyAccountant
 
 
@@ -62,7 +62,7 @@ def run_site_round(config: SiteConfig, global_params: list[np.ndarray], round_in
     site = load_site_data(config)
     check_units(config.policy, config.name, config.data.unit, site.train.n_units,
                 run_config or {})
-    model = NeuralPredictor(config.hidden, config.depth)
+    model = predictor_shaped_like(global_params)  # the size the coordinator sends (shipped: 48)
     set_parameters(model, global_params)
     wanted = set(config.metrics)
     metrics: dict[str, float | int | str] = {"site": config.name, "unit": config.data.unit}

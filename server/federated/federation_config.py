@@ -37,6 +37,16 @@ class FederationConfig:
     run_name: str = ""
     log_model: bool = True
     """Log and register the final model in MLflow (a resumed test run may skip it)."""
+    initial_weights: str = "shipped"
+    """Where round 1 starts: ``shipped`` (the codec's ``neural_v1.npz``), ``none`` (a fresh
+    network of ``hidden`` x ``depth``) or a weights file; its size overrides ``hidden``/``depth``."""
+    codec_counts: str = "shipped"
+    """Count tables of the published codec weights and of the sites' held-out bpp: ``shipped``
+    (the shipped model's fitted tables; every site has them) or ``logistic`` (parametric)."""
+    promotion_gate: bool = True
+    """Publish a round's model only if its size-weighted held-out bpp beats the promoted one."""
+    promotion_min_gain: float = 0.0
+    """bits/pixel a candidate must gain over the promoted model to be promoted."""
     hidden: int = 32
     depth: int = 2
     seed: int = 0
@@ -60,6 +70,11 @@ class FederationConfig:
     @property
     def checkpoint_path(self) -> Path:
         return Path(self.checkpoint_dir or ".fedcodec-federation") / "checkpoint.npz"
+
+    def artifact_dir(self) -> Path | None:
+        """Where MLflow artifacts go: the federation folder when the store is the embedded sqlite
+        (never the coordinator's working directory); a tracking server keeps its own root."""
+        return None if self.mlflow_uri else (self.checkpoint_path.parent / "mlartifacts").resolve()
 
     def tracking_uri(self) -> str:
         """MLflow URI: the run config's, else an embedded sqlite beside the checkpoint."""

@@ -41,6 +41,7 @@ from fedcodec.shared.neural.tiles import (
     unpack_tiled,
 )
 from fedcodec.shared.neural.volume_context import detect_period, reference_offsets
+from fedcodec.shared.neural.model_registry import resolve_weights
 from fedcodec.shared.neural.weights import DEFAULT_WEIGHTS, NeuralWeights
 
 MAX_PIXELS = 1 << 28
@@ -83,7 +84,7 @@ class NeuralCodec(Codec):
             raise FedcodecError("neural codec: interslice must be 0 or 1")
         self.period = period
         self.interslice = bool(interslice)
-        self.weights_path = str(weights or DEFAULT_WEIGHTS)
+        self.weights_path = resolve_weights(str(weights)) if weights else str(DEFAULT_WEIGHTS)
         self.mode = CodecMode.BOUNDED if self.tau else CodecMode.LOSSLESS
         self.max_error = self.tau
 

@@ -99,3 +99,40 @@ def to_integer(model: NeuralPredictor, counts: np.ndarray, meta: dict) -> Neural
                       -BIAS_LIMIT, BIAS_LIMIT) for layer in layers]
         nets[key] = IntegerMlp(ws, bs)
     return NeuralWeights(nets, counts, meta)
+
+
+def from_integer(weights: NeuralWeights) -> NeuralPredictor:
+    """The float model whose quantisation is ``weights`` (inverse of :func:`to_integer`).
+
+    Federated training starts from the shipped integer networks this way: Q8 weights and Q12
+    biases divided back, so ``to_integer(from_integer(w), w.counts, ...)`` gives ``w``'s networks.
+    """
+    first = next(iter(weights.nets.values()))
+    hidden, depth = first.weights[0].shape[1], len(first.weights) - 1
+    model = NeuralPredictor(hidden, depth)
+    with torch.no_grad():
+        for key, mlp in model.nets.items():
+            net = weights.nets[key]
+            layers = list(mlp.hidden) + [mlp.out]
+            if len(layers) != len(net.weights):
+                raise ValueError(f"network {key}: {len(net.weights)} layers, expected {len(layers)}")
+            for layer, w, b in zip(layers, net.weights, net.biases):
+                layer.weight.copy_(torch.from_numpy(np.asarray(w, np.float64).T / (1 << QW)))
+                layer.bias.copy_(torch.from_numpy(np.asarray(b, np.float64) / (1 << (QW + Q))))
+    return model
+
+
+def predictor_shaped_like(arrays: list[np.ndarray]) -> NeuralPredictor:
+    """An untrained :class:`NeuralPredictor` whose ``state_dict`` matches ``arrays`` (the order
+    the federation exchanges): a site builds the model the coordinator sends, whatever its size."""
+    per_net = len(arrays) // len(NET_ORDER)
+    if per_net < 4 or per_net % 2 or per_net * len(NET_ORDER) != len(arrays):
+        raise ValueError(f"{len(arrays)} arrays do not describe the codec's networks")
+    model = NeuralPredictor(int(np.shape(arrays[0])[0]), per_net // 2 - 1)
+    shapes = [tuple(t.shape) for t in model.state_dict().values()]
+    if shapes != [tuple(np.shape(a)) for a in arrays]:
+        raise ValueError("parameter shapes do not match the codec's networks")
+    return model
+
+
+NET_ORDER = tuple(net_key(g.name, n) for n in range(MAX_REFS + 1) for g in GROUPS)
