@@ -90,6 +90,11 @@ def main() -> None:
         budget.unlink()
     sites = list(SEEN) + ([] if args.no_unseen else list(UNSEEN))
     config = run_config(args, sites, out)
+    from fedcodec.client.federated.site_policy import SitePolicy, save_policy
+
+    for name in sites:  # each simulated site's own policy admits the recipe (a few patients each)
+        save_policy(out / "sites" / name, SitePolicy(unit=args.unit, dp=not args.no_dp,
+                                                     min_patients=1))
     os.environ.setdefault("FLWR_HOME", str(out / "flwr"))
     started = time.perf_counter()
     results: list = []

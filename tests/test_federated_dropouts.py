@@ -109,7 +109,8 @@ def _run(tmp_path, uri: str, n_sites: int, kill: dict[int, str], rounds: int = 1
     run_config = {"num-server-rounds": rounds, "min-fit-clients": 2, "min-available-clients": 2,
                   "round-timeout": 5.0, "round-retries": 1, "checkpoint-dir": str(tmp_path / "server"),
                   "mlflow-uri": uri, "mlflow-experiment": tmp_path.name, "log-model": False,
-                  "unit": "patient", **extra}
+                  "unit": "patient", "promotion-gate": False,
+                  "initial-weights": "none", **extra}
     grid = InMemoryGrid(values, tmp_path, kill, run_config)
     context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(),
                       run_config=run_config)

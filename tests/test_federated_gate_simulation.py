@@ -35,6 +35,10 @@ def test_a_worse_round_from_the_shipped_weights_is_not_promoted(tmp_path, monkey
         "max-slices": 2, "min-fit-clients": 2, "min-available-clients": 2, "round-timeout": 120.0,
         "register-model": "fedcodec-test-gate", "reproducible-noise": True,
     }
+    from fedcodec.client.federated.site_policy import SitePolicy, save_policy
+
+    for site in ("ge", "toshiba"):  # each site's own policy admits this destructive test round
+        save_policy(tmp_path / "sites" / site, SitePolicy(unit="slice", dp=False, min_patients=1))
     results: list = []
     run_simulation(build_server_app(config, results), build_client_app(config), num_supernodes=2,
                    backend_config=BACKEND)
