@@ -219,9 +219,13 @@ def list_labelled_images(root: Path) -> list[LabelledImage]:
 
 def _cut(members: list, fractions, rng) -> list[list]:
     order = rng.permutation(len(members))
-    n_train = round(fractions[0] * len(members))
-    n_val = round(fractions[1] * len(members))
-    cuts = (0, n_train, n_train + n_val, len(members))
+    n = len(members)
+    n_val = round(fractions[1] * n)
+    n_test = round(fractions[2] * n)
+    if n >= 3:  # tiny classes: every part asked for gets at least one member
+        n_val, n_test = max(n_val, fractions[1] > 0), max(n_test, fractions[2] > 0)
+    n_train = max(0, n - n_val - n_test)
+    cuts = (0, n_train, n_train + n_val, n)
     return [[members[k] for k in order[cuts[p] : cuts[p + 1]]] for p in range(3)]
 
 
