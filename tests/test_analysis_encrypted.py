@@ -14,6 +14,7 @@ from fedcodec.shared.analysis.ckks import (
     decrypt_batch,
     encrypt_batch,
     load_public_context,
+    load_vectors,
     new_site_context,
     public_context_bytes,
 )
@@ -57,9 +58,9 @@ def test_service_context_cannot_decrypt(contexts) -> None:
     head = seeded_head(LINEAR)
     public = load_public_context(public_context_bytes(contexts[LINEAR]), head.profile)
     assert not public.is_private()
-    tensor = ts.ckks_tensor_from(public, encrypt_batch(contexts[LINEAR], np.ones((4, 24))))
+    [vector] = load_vectors(public, encrypt_batch(contexts[LINEAR], np.ones((4, 24))), "feature")
     with pytest.raises(ValueError, match="secret_key"):
-        tensor.decrypt()
+        vector.decrypt()
 
 
 def test_service_refuses_a_context_with_its_secret_key(contexts) -> None:

@@ -74,6 +74,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     remote.add_argument("--pin", default="", help="refuse unless the service's model hash is this")
     remote.add_argument("--checks", type=int, default=8, help="known-answer slots per request")
     remote.add_argument("--timeout", type=float, default=600.0)
+    remote.add_argument("--keep-context", type=Path, metavar="FILE",
+                        help="keep this site's CKKS context (holds the SECRET key, mode 0600) in "
+                             "FILE; later sessions only name it by hash if the service still "
+                             "caches it")
     remote.add_argument("--json", action="store_true")
     remote.set_defaults(func=_remote)
 
@@ -137,7 +141,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _remote(args: argparse.Namespace) -> int:
-    from fedcodec.client.analysis.site import analyze_remote
+    from fedcodec.client.analysis.site import SERIES_RULE, analyze_remote
 
     if not args.service:
         raise FedcodecError("no analysis service given (--service HOST:PORT)")
@@ -145,7 +149,7 @@ def _remote(args: argparse.Namespace) -> int:
         raise FedcodecError("no TLS folder given (--tls-dir DIR)")
     result = analyze_remote(
         args.studies, args.service, args.tls_dir, head=args.head, pinned_model_hash=args.pin,
-        checks=args.checks, timeout=args.timeout,
+        checks=args.checks, timeout=args.timeout, keep_context=args.keep_context,
     )
     if args.json:
         print(json.dumps({"head": result.head, "model_hash": result.model_hash,
@@ -154,10 +158,15 @@ def _remote(args: argparse.Namespace) -> int:
         return 0
     for s in result.series:
         counts = {name: s.slice_labels.count(name) for name in dict.fromkeys(s.slice_labels)}
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])
         print(f"{s.study} series {s.series} ({s.description or 'no description'}): {s.label} "
-              f"[{', '.join(f'{k} {v}' for k, v in counts.items())} slices]")
+              f"[votes: {', '.join(f'{k} {v}' for k, v in ranked)} of {len(s.slice_labels)} "
+              "slices]")
     st = result.stats
+    context = (f"public context {st.context_bytes} bytes (once)" if st.context_bytes
+               else "public context cached by the service (sent by hash)")
     print(f"{result.head} head, model {result.model_hash[:16]}; {st.studies} slices in "
-          f"{st.requests} encrypted request(s), {st.bytes_sent + st.context_bytes} bytes sent, "
-          f"{st.bytes_received} received; every result passed its known-answer check")
+          f"{st.requests} encrypted request(s), {st.bytes_sent} bytes sent, "
+          f"{st.bytes_received} received, {context}; every result passed its known-answer check")
+    print(SERIES_RULE)
     return 0
