@@ -36,7 +36,8 @@ class AnalysisLimits:
 
     @property
     def max_message_bytes(self) -> int:
-        return self.max_request_bytes + MIB
+        """The gRPC message cap: the larger of a request and a context, plus framing."""
+        return max(self.max_request_bytes, self.max_context_bytes) + MIB
 
 
 def profile_message(profile: CkksProfile) -> analysis_pb2.CkksProfile:
