@@ -109,8 +109,10 @@ def test_bad_requests_get_clear_errors_and_service_keeps_serving(federation) -> 
             "ciphertext of other parameters": lambda: _evaluate(
                 stub, digest, encrypt_batch(new_site_context(PROFILES["mlp-8192"]),
                                             np.ones((5, 4))), 5),
+            # a packed ciphertext always fills its slots, so a wrong feature count is caught by
+            # the site's known-answer check; a wrong packing (vector size) is caught here
             "wrong feature count": lambda: _evaluate(
-                stub, digest, encrypt_batch(context, np.ones((5, 7))), 5),
+                stub, digest, encrypt_batch(context, np.ones((5, 24)), per_ciphertext=64), 5),
             "bad request id": lambda: _evaluate(stub, digest, good, 5, request_id="1"),
             "pinned other model": lambda: _evaluate(stub, digest, good, 5, model_hash="ab" * 32),
             "oversized request": lambda: _evaluate(stub, digest, b"\0" * (13 * 1024 * 1024), 5),
