@@ -8,14 +8,22 @@ from pathlib import Path
 from fedcodec.shared.errors import FedcodecError
 
 
+def _default(mode: str, tau: int = 0) -> str:
+    """The spec ``compress`` really uses for ``mode`` (the help text reads it, never restates it)."""
+    from fedcodec.client.compression import default_codec_spec
+
+    return default_codec_spec(mode, tau)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "compress",
         help="compress a DICOM study into an .fcz container (verified before writing)",
         description="Read every DICOM series under STUDY_DIR, code it, check every pixel "
         "against the promise of its mode, and write one .fcz container. --codec takes "
-        "any registered codec spec (see `fedcodec bench --help` for names); without it the "
-        "mode picks one: lossless -> jxl, near-lossless -> jpegls:tau=N, lossy -> "
+        "any registered codec spec (see `fedcodec bench --list` for names); without it the "
+        f"mode picks one: lossless -> {_default('lossless')}, near-lossless -> "
+        f"{_default('near-lossless', 2).replace(':tau=2', ':tau=N')}, lossy -> "
         "j2k:ratio=R from --quality. Or choose a task-based --profile instead of a mode: "
         "archive (lossless), diagnostic (near-lossless, tau 2), preview (lossy, 20:1), or auto "
         "(per series from its Series Description and attributes de-identification keeps, "
