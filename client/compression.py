@@ -161,15 +161,9 @@ def _check_codec_fits_mode(codec: Codec, spec: str, mode: str, tau: int) -> None
 def _model_hash(codec: Codec) -> str | None:
     """The weights identity a neural codec reports (``describe()`` key ``model_hash`` or
     ``model_id``, or a ``model_hash`` attribute); None for codecs without a model."""
-    described = codec.describe()
-    for value in (
-        described.get("model_hash"),
-        described.get("model_id"),
-        getattr(codec, "model_hash", None),
-    ):
-        if value is not None:
-            return str(value)
-    return None
+    from fedcodec.shared.benchmark.provenance import codec_model_hash
+
+    return codec_model_hash(codec)
 
 
 @dataclass
