@@ -293,7 +293,29 @@ def main(argv: list[str] | None = None) -> int:
             "pixel": {p: pixels_at(roots[p], parts[p], args.pixel_size) for p in parts},
             "y": {p: c.labels for p, c in coded.items()}}
     torch.set_num_threads(1)
+    identity = latent_extractor(CODEC).identity()
+    result = {
+        "seeds": args.seeds, "epochs": args.epochs, "checkpoints": list(checkpoints),
+        "pixel_size": args.pixel_size, "codec_model": identity.get("model_hash") or "",
+        "class_names": list(split.class_names),
+        "sizes": {"A": len(split.train) + len(split.val) + len(split.test),
+                  "train": len(split.train), "val": len(split.val), "test": len(split.test),
+                  "B": len(b_set.images)},
+        "machine": f"{platform.node()} {os.cpu_count()} CPUs, {platform.processor() or 'cpu'}",
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "cli": cli_protocol(a_root, b_root, args.out, args.cache),
+    }
     curves, skipped, models = [], [], {}
+
+    def save() -> None:  # after every step: a capped or interrupted run still leaves its results
+        result.update(curves=curves, summary=summarise(curves), skipped=skipped,
+                      params={c["kind"]: c["params"] for c in curves},
+                      minutes=(time.perf_counter() - start) / 60)
+        (args.out / "results.json").write_text(json.dumps(result, indent=1))
+        if result["summary"]:
+            plot(result["summary"], args.out / "budget_curves.png")
+        (args.out / "analysis_budget.md").write_text(markdown(result))
+
     for seed in args.seeds:
         for kind in ("latent", "pixel"):
             if (time.perf_counter() - start) / 60 > args.max_minutes:
@@ -303,32 +325,16 @@ def main(argv: list[str] | None = None) -> int:
             models.setdefault(kind, run["model"])
             curves.append({k: v for k, v in run.items() if k != "model"})
             print(f"{kind} seed {seed}: {run['points'][-1]} ({run['seconds']:.0f} s)", flush=True)
-    summary = summarise(curves)
-    identity = latent_extractor(CODEC).identity()
-    result = {
-        "seeds": args.seeds, "epochs": args.epochs, "checkpoints": list(checkpoints),
-        "pixel_size": args.pixel_size, "codec_model": identity.get("model_hash") or "",
-        "class_names": list(split.class_names),
-        "sizes": {"A": len(split.train) + len(split.val) + len(split.test),
-                  "train": len(split.train), "val": len(split.val), "test": len(split.test),
-                  "B": len(b_set.images)},
-        "params": {c["kind"]: c["params"] for c in curves},
-        "curves": curves, "summary": summary, "skipped": skipped,
-        "machine": f"{platform.node()} {os.cpu_count()} CPUs, {platform.processor() or 'cpu'}",
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-    }
-    if {"latent", "pixel"} <= set(models):
-        n = args.timing_images
-        from fedcodec.shared.analysis.dataset import load_image
+            save()
+        if "speed" not in result and {"latent", "pixel"} <= set(models):
+            n = args.timing_images
+            from fedcodec.shared.analysis.dataset import load_image
 
-        originals = np.stack([load_image(a_root, i, InputPolicy()) for i in split.test[:n]])
-        result["speed"] = speed(models, coded["test"].streams[:n], originals, args.pixel_size)
-    result["cli"] = cli_protocol(a_root, b_root, args.out, args.cache)
-    result["minutes"] = (time.perf_counter() - start) / 60
-    (args.out / "results.json").write_text(json.dumps(result, indent=1))
-    if summary:
-        plot(summary, args.out / "budget_curves.png")
-    (args.out / "analysis_budget.md").write_text(markdown(result))
+            originals = np.stack([load_image(a_root, i, InputPolicy()) for i in split.test[:n]])
+            result["speed"] = speed(models, coded["test"].streams[:n], originals,
+                                    args.pixel_size)
+            save()
+    save()
     print(markdown(result))
     return 0 if result["cli"]["train_exit"] == 0 and result["cli"]["eval_exit"] == 0 else 1
 
