@@ -169,7 +169,6 @@ def train_analysis(
                               input_policy=policy)
     policy = split.input_policy
     labels = parse_class_names(class_names, split.class_names)
-    save_split(split, model_dir / SPLIT_FILE)
     extractor_for_id = extractor or latent_extractor(codec)
     identity = extractor_for_id.identity()
     coder = Coder(identity["spec"], extractor, cache_dir or DEFAULT_CACHE_DIR, workers, progress)
@@ -187,6 +186,8 @@ def train_analysis(
         description="latent classifier", progress=progress,
     )
     val_report = classification_report(val.labels, predict(model, val.latents), classes)
+    # nothing is written before coding and training succeeded: no half-written model folder
+    save_split(split, model_dir / SPLIT_FILE)
     save_classifier(model_dir / CLASSIFIER_FILE, model, {
         "latent": identity, "split_sha256": split.digest(), "budget": asdict(budget),
         "history": history, "classes": list(labels), "class_folders": list(split.class_names),
