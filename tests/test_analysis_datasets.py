@@ -192,3 +192,21 @@ def test_train_and_eval_on_another_folder_map_classes_by_name(tmp_path) -> None:
     assert confusion[0].sum() == 2 and confusion[2].sum() == 2
     assert json.loads((tmp_path / "ev" / "eval-test.json").read_text())["class_names"][0] == \
         "pituitary"
+
+
+def test_dicom_patient_ids_group_the_split(tmp_path) -> None:
+    from fedcodec.client.demo.embedded_sites import write_stack_as_dicom
+    from fedcodec.shared.sources import SliceStack
+
+    for c, name in enumerate(("a", "b")):
+        for p in range(4):
+            volume = np.full((2, 16, 16), 100 * c + p, dtype=np.uint16)
+            stack = SliceStack(f"{name}{p}", volume, 12, False, tmp_path, "x")
+            write_stack_as_dicom(stack, tmp_path / "d" / name / f"p{p}", patient_id=f"{name}-{p}",
+                                 description="x", max_slices=None)
+    dataset = list_dataset(tmp_path / "d")
+    assert dataset.patients_known and len(dataset.images) == 16
+    split = split_dataset(tmp_path / "d", seed=0)
+    assert split.grouped_by_patient
+    owners = [{i.patient for i in split.part(p)} for p in ("train", "val", "test")]
+    assert not (owners[0] & owners[1] or owners[0] & owners[2] or owners[1] & owners[2])
