@@ -1,7 +1,8 @@
 """``AnalysisClient``: encrypted inference on the analysis service, with result authentication.
 
 The site keeps its CKKS secret key; the service gets the public context once (by hash after
-that), one batched feature ciphertext per request, and returns encrypted scores. Every reply is
+that, also across sessions with :class:`KeptContext`), packed feature ciphertexts (S studies
+each) per request, and returns encrypted scores. Every reply is
 checked twice before a score is used (see :mod:`fedcodec.shared.analysis.result_check`): the
 echoed binding (request id, context hash, model hash, batch, feature hash) and the known-answer
 check slots hidden among the studies.
