@@ -39,7 +39,10 @@ TRUNK = "trunk"
 GN_STATS = "gn-stats"
 STATS_MLP = "stats-mlp"
 RESNET = "resnet"
-ARCHS = (TRUNK, GN_STATS, STATS_MLP, RESNET)
+ARCHS = (TRUNK, GN_STATS, STATS_MLP)
+"""Latent classifier architectures (``analyze train --arch``)."""
+PIXEL_ARCHS = (TRUNK, RESNET)
+"""Pixel classifiers: the shared-trunk CNN and the standard ResNet baseline."""
 DEFAULT_LATENT_ARCH = GN_STATS
 """What ``fedcodec analyze train`` trains (the best latent architecture measured, see
 docs/compressed-domain-analysis.md)."""
@@ -218,8 +221,8 @@ class PixelResNet(nn.Module):
 
 
 def build_classifier(config: ClassifierConfig) -> TumourClassifier | LatentStatsNet | PixelResNet:
-    if config.arch not in ARCHS:
-        raise ValueError(f"classifier arch must be one of {ARCHS}, got {config.arch!r}")
+    if config.arch not in ARCHS + PIXEL_ARCHS:
+        raise ValueError(f"classifier arch must be one of {ARCHS + (RESNET,)}, got {config.arch!r}")
     if config.arch == RESNET:
         if config.kind != PIXEL:
             raise ValueError("arch 'resnet' is the pixel baseline (kind 'pixel')")
