@@ -680,7 +680,8 @@ class ContainerSummary:
         if pixels:
             lines.append(
                 f"pixels {_size(raw)} -> {_size(coded)}: ratio {raw / coded if coded else 0:.2f}, "
-                f"{8 * coded / pixels:.3f} bpp; container ratio {container_ratio(raw, self.size):.2f} "
+                f"{8 * coded / pixels:.3f} bpp; container ratio "
+                f"{container_ratio(raw, self.size):.2f} "
                 f"({CONTAINER_RATIO_RULE})"
             )
         row = "{:>3}  {:<28}  {:<4}  {:<14}  {:<9}  {:>7}  {:>10}  {:>6}  {:>6}"

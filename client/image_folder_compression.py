@@ -69,7 +69,8 @@ def _stacks(path: Path):
     except Exception as exc:  # noqa: BLE001 - codec-specific errors
         raise CorruptDataError(f"cannot decode {path}: {str(exc).splitlines()[0]}") from None
     if pixels.ndim == 3 and pixels.shape[2] in (3, 4):
-        if not (pixels[..., 0] == pixels[..., 1]).all() or not (pixels[..., 0] == pixels[..., 2]).all():
+        grey = (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 0] == pixels[..., 2]).all()
+        if not grey:
             raise FedcodecError(f"{path} is a colour picture; fedcodec codes greyscale images")
         pixels = pixels[..., 0]
     if pixels.ndim != 2 or pixels.dtype not in (np.uint8, np.uint16):

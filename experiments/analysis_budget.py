@@ -16,7 +16,8 @@ What it does, on ``../shared/data/tumor`` (3 classes, 512² JPEG; patient ids lo
    early stopping on validation would have kept *up to then* is tested on A's test part and on B.
    Classifiers: the latent ``gn-stats`` (entropy-decoded ``neural-lossy`` latents, flips) and a
    standard pixel baseline: a small ResNet (``PixelResNet``) on slices
-   resized to ``--pixel-size`` (128) with flips and random shifts (width 32: 0.30 M parameters). Same optimiser, batch and
+   resized to ``--pixel-size`` (128) with flips and random shifts (width 32: 0.30 M
+   parameters). Same optimiser, batch and
    seeds.
 3. **Speed, bitstream to label, one image at a time, 1 thread**: latent path (entropy decode +
    classifier) vs classical lossless decode (JPEG-LS, HTJ2K) + resize + ResNet vs learned decode
@@ -198,7 +199,8 @@ def plot(summary: dict, path: Path) -> None:
             mean = np.array([per[str(e)][part][0] for e in epochs])
             std = np.array([per[str(e)][part][1] for e in epochs])
             ax.errorbar(epochs, mean, yerr=std, fmt=line + "o", color=styles[kind], capsize=3,
-                        label=f"{labels[kind]}, {'A test' if part == 'test' else 'B (other patients)'}")
+                        label=f"{labels[kind]}, "
+                              f"{'A test' if part == 'test' else 'B (other patients)'}")
     ax.set_xscale("log", base=2)
     ax.set_xticks([8, 16, 32, 64])
     ax.set_xticklabels(["8", "16", "32", "64"])
@@ -212,7 +214,8 @@ def plot(summary: dict, path: Path) -> None:
 
 def markdown(r: dict) -> str:
     lines = [
-        f"Data: A = {r['sizes']['A']} slices (train {r['sizes']['train']}, val {r['sizes']['val']}, "
+        f"Data: A = {r['sizes']['A']} slices (train {r['sizes']['train']}, "
+        f"val {r['sizes']['val']}, "
         f"test {r['sizes']['test']}), B = {r['sizes']['B']} slices; seeds {r['seeds']}; "
         f"{r['epochs']} epochs; pixel input {r['pixel_size']}²; codec {CODEC} "
         f"(model {r['codec_model'][:8]}); {r['minutes']:.0f} min on {r['machine']}.",

@@ -136,7 +136,8 @@ def markdown(rows: list[dict]) -> str:
             f"{r['server_ms_per_slice']:.2f} | {r['round_trip_ms_per_slice']:.2f} | "
             f"{100 * r['agreement']:.2f}% |")
     first = {r["head"]: r for r in rows if r["context_bytes_this_session"]}
-    lines += ["", "Public context (public, relinearisation and Galois keys), sent once: " + ", ".join(
+    lines += ["", "Public context (public, relinearisation and Galois keys), sent once: "
+              + ", ".join(
         f"{k} {v['context_bytes_this_session'] / 1e6:.1f} MB" for k, v in first.items())
         + "; later sessions with `--keep-context` send only its hash (measured: "
         + ", ".join(f"{r['head']} batch {r['batch']} {r['context_bytes_this_session']} bytes"

@@ -144,7 +144,8 @@ EXPERIMENT_LIST = (
         shared_data=("tumor",),
     ),
     Experiment(
-        "analysis_packing", "encrypted heads, packed CKKS: bytes and ms per slice at batch 1/8/64/459",
+        "analysis_packing",
+        "encrypted heads, packed CKKS: bytes and ms per slice at batch 1/8/64/459",
         ("{python}", "{experiments}/analysis_packing.py", "--out", "{out}"),
         ("{python}", "{experiments}/analysis_packing.py", "--out", "{out}", "--quick"),
         shared_data=("tumor",),

@@ -31,7 +31,8 @@ from fedcodec.shared.analysis.image_input import InputPolicy, content_sha256
 from fedcodec.shared.analysis.latents import latent_extractor
 
 _WORKER: dict = {}
-DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fedcodec" / "analysis"
+DEFAULT_CACHE_DIR = (Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+                     / "fedcodec" / "analysis")
 """Where ``fedcodec analyze`` keeps coded slices unless ``--cache-dir`` says otherwise."""
 
 

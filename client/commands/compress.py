@@ -9,7 +9,7 @@ from fedcodec.shared.errors import FedcodecError
 
 
 def _default(mode: str, tau: int = 0) -> str:
-    """The spec ``compress`` really uses for ``mode`` (the help text reads it, never restates it)."""
+    """The spec ``compress`` uses for ``mode`` (the help text reads it, never restates it)."""
     from fedcodec.client.compression import default_codec_spec
 
     return default_codec_spec(mode, tau)

@@ -132,7 +132,8 @@ def class_folders(root: Path) -> list[str]:
 
 def has_part_layout(root: Path) -> bool:
     """``ROOT/train`` and ``ROOT/test`` each holding class folders."""
-    return all((Path(root) / p).is_dir() and class_folders(Path(root) / p) for p in ("train", "test"))
+    return all((Path(root) / p).is_dir() and class_folders(Path(root) / p)
+               for p in ("train", "test"))
 
 
 def _slice_files(folder: Path):
