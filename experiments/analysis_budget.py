@@ -184,7 +184,7 @@ def summarise(curves: list[dict]) -> dict:
             for kind, per in table.items()}
 
 
-def plot(summary: dict, path: Path) -> None:
+def plot(summary: dict, path: Path, pixel_size: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -192,7 +192,8 @@ def plot(summary: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     styles = {"latent": "tab:blue", "pixel": "tab:orange"}
-    labels = {"latent": "latent gn-stats (bitstream)", "pixel": "pixel ResNet (128², aug.)"}
+    labels = {"latent": "latent gn-stats (bitstream)",
+              "pixel": f"pixel ResNet ({pixel_size}², aug.)"}
     for kind, per in summary.items():
         epochs = [int(e) for e in per]
         for part, line in (("test", "-"), ("b", "--")):
@@ -202,8 +203,9 @@ def plot(summary: dict, path: Path) -> None:
                         label=f"{labels[kind]}, "
                               f"{'A test' if part == 'test' else 'B (other patients)'}")
     ax.set_xscale("log", base=2)
-    ax.set_xticks([8, 16, 32, 64])
-    ax.set_xticklabels(["8", "16", "32", "64"])
+    ticks = sorted({int(e) for per in summary.values() for e in per})
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([str(t) for t in ticks])
     ax.set_xlabel("epochs (checkpoints of one run per seed)")
     ax.set_ylabel("accuracy (mean ± std over seeds)")
     ax.grid(alpha=0.3)
@@ -316,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                       minutes=(time.perf_counter() - start) / 60)
         (args.out / "results.json").write_text(json.dumps(result, indent=1))
         if result["summary"]:
-            plot(result["summary"], args.out / "budget_curves.png")
+            plot(result["summary"], args.out / "budget_curves.png", args.pixel_size)
         (args.out / "analysis_budget.md").write_text(markdown(result))
 
     for seed in args.seeds:
