@@ -146,7 +146,7 @@ EXPERIMENT_LIST = (
     Experiment(
         "analysis_packing",
         "encrypted heads, packed CKKS: bytes and ms per slice at batch 1/8/64/459",
-        ("{python}", "{experiments}/analysis_packing.py", "--out", "{out}"),
+        ("{python}", "{experiments}/analysis_packing.py", "--out", "{out}", "--rounds", "2"),
         ("{python}", "{experiments}/analysis_packing.py", "--out", "{out}", "--quick"),
         shared_data=("tumor",),
     ),
