@@ -92,6 +92,15 @@ def quality_to_ratio(quality: int) -> float:
     return round(LOSSY_RATIO_AT_Q100 * span ** ((100 - quality) / 99), 1)
 
 
+CONTAINER_RATIO_RULE = "uncompressed pixel bytes / whole .fcz"
+
+
+def container_ratio(raw_pixel_bytes: int, container_bytes: int) -> float:
+    """Uncompressed stored pixel bytes over the whole container (headers, tables and all): the
+    one definition ``compress`` and ``inspect`` print, computable from the header alone."""
+    return raw_pixel_bytes / container_bytes if container_bytes else 0.0
+
+
 def default_codec_spec(
     mode: str, tau: int = 0, quality: int | None = None, *, ratio: float | None = None
 ) -> str:
@@ -157,15 +166,9 @@ def _check_codec_fits_mode(codec: Codec, spec: str, mode: str, tau: int) -> None
 def _model_hash(codec: Codec) -> str | None:
     """The weights identity a neural codec reports (``describe()`` key ``model_hash`` or
     ``model_id``, or a ``model_hash`` attribute); None for codecs without a model."""
-    described = codec.describe()
-    for value in (
-        described.get("model_hash"),
-        described.get("model_id"),
-        getattr(codec, "model_hash", None),
-    ):
-        if value is not None:
-            return str(value)
-    return None
+    from fedcodec.shared.benchmark.provenance import codec_model_hash
+
+    return codec_model_hash(codec)
 
 
 @dataclass
@@ -256,6 +259,11 @@ class CompressionReport:
         """DICOM files read over the whole container (headers, tables and all)."""
         return self.source_bytes / self.container_bytes if self.container_bytes else 0.0
 
+    @property
+    def container_ratio(self) -> float:
+        """The one container ratio ``compress`` and ``inspect`` print: :func:`container_ratio`."""
+        return container_ratio(self.raw_bytes, self.container_bytes)
+
     def summary_lines(self) -> list[str]:
         slices = sum(s.shape[0] for s in self.series)
         profile = f"profile {self.profile}, " if self.profile else ""
@@ -279,8 +287,9 @@ class CompressionReport:
                 f"ratio {self.pixel_ratio:.2f}, {self.bpp:.3f} bpp"
             ),
             (
-                f"  DICOM files {_size(self.source_bytes)} -> container "
-                f"{_size(self.container_bytes)}: ratio {self.file_ratio:.2f}"
+                f"  container {_size(self.container_bytes)}: container ratio "
+                f"{self.container_ratio:.2f} ({CONTAINER_RATIO_RULE}); DICOM files read "
+                f"{_size(self.source_bytes)}"
             ),
         ]
         if self.skipped:
@@ -744,7 +753,9 @@ class ContainerSummary:
         if pixels:
             lines.append(
                 f"pixels {_size(raw)} -> {_size(coded)}: ratio {raw / coded if coded else 0:.2f}, "
-                f"{8 * coded / pixels:.3f} bpp; container ratio {raw / self.size:.2f}"
+                f"{8 * coded / pixels:.3f} bpp; container ratio "
+                f"{container_ratio(raw, self.size):.2f} "
+                f"({CONTAINER_RATIO_RULE})"
             )
         row = "{:>3}  {:<28}  {:<4}  {:<14}  {:<9}  {:>7}  {:>10}  {:>6}  {:>6}"
         with_profile = any(s["profile"] for s in self.series)

@@ -151,6 +151,21 @@ EXPERIMENT_LIST = (
         shared_data=("tumor",),
     ),
     Experiment(
+        "analysis_budget", "latent vs pixel ResNet: accuracy vs epochs (3 seeds), A->B data sets, "
+        "speed vs classical decode + pixel model",
+        ("{python}", "{experiments}/analysis_budget.py", "--out", "{out}", "--per-class-a", "200",
+         "--per-class-b", "50", "--epochs", "32", "--pixel-size", "96", "--max-minutes", "48"),
+        ("{python}", "{experiments}/analysis_budget.py", "--out", "{out}", "--quick"),
+        shared_data=("tumor",),
+    ),
+    Experiment(
+        "analysis_packing",
+        "encrypted heads, packed CKKS: bytes and ms per slice at batch 1/8/64/459",
+        ("{python}", "{experiments}/analysis_packing.py", "--out", "{out}", "--rounds", "2"),
+        ("{python}", "{experiments}/analysis_packing.py", "--out", "{out}", "--quick"),
+        shared_data=("tumor",),
+    ),
+    Experiment(
         "envelope_speed", "envelope encryption / decryption throughput (200 MB stream, in memory)",
         ("{python}", "{experiments}/envelope_speed.py", "--json", "{out}/envelope_speed.json"),
         ("{python}", "{experiments}/envelope_speed.py", "--mb", "8", "--repeats", "1", "--json",

@@ -55,3 +55,21 @@ def test_channel_statistics() -> None:
     x = torch.tensor([[[[1.0, -3.0]], [[2.0, 2.0]]]])  # (1, 2, 1, 2)
     stats = channel_statistics(x)
     torch.testing.assert_close(stats, torch.tensor([[-1.0, 2.0, 2.0, 2.0, 2.0, 0.0, 1.0, 2.0]]))
+
+
+def test_pixel_resnet_baseline_trains_with_shifts_and_early_stopping() -> None:
+    from fedcodec.shared.analysis.classifier import PIXEL, RESNET, build_classifier
+
+    rng = np.random.default_rng(0)
+    y = np.arange(24) % 3
+    x = (rng.random((24, 32, 32)) * 60 + 60 * y[:, None, None]).astype(np.uint8)
+    seen = []
+    model, history = train_classifier(
+        ClassifierConfig(PIXEL, 1, width=8, arch=RESNET), x, y, x, y,
+        TrainConfig(epochs=6, batch_size=8, flip=True, shift=2, patience=2), progress=False,
+        on_epoch=lambda epoch, _m, best: seen.append((epoch, predict(best, x).shape)),
+    )
+    assert [e for e, _ in seen] == [h["epoch"] for h in history] and len(history) <= 6
+    assert all(shape == (24,) for _, shape in seen)
+    with pytest.raises(ValueError, match="pixel baseline"):
+        build_classifier(ClassifierConfig(LATENT, 8, arch=RESNET))

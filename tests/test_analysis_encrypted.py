@@ -14,6 +14,7 @@ from fedcodec.shared.analysis.ckks import (
     decrypt_batch,
     encrypt_batch,
     load_public_context,
+    load_vectors,
     new_site_context,
     public_context_bytes,
 )
@@ -57,9 +58,9 @@ def test_service_context_cannot_decrypt(contexts) -> None:
     head = seeded_head(LINEAR)
     public = load_public_context(public_context_bytes(contexts[LINEAR]), head.profile)
     assert not public.is_private()
-    tensor = ts.ckks_tensor_from(public, encrypt_batch(contexts[LINEAR], np.ones((4, 24))))
+    [vector] = load_vectors(public, encrypt_batch(contexts[LINEAR], np.ones((4, 24))), "feature")
     with pytest.raises(ValueError, match="secret_key"):
-        tensor.decrypt()
+        vector.decrypt()
 
 
 def test_service_refuses_a_context_with_its_secret_key(contexts) -> None:
@@ -153,3 +154,41 @@ def test_head_file_round_trip_and_tamper(tmp_path) -> None:
     path.write_text(path.read_text().replace(marker, marker + "1+"))
     with pytest.raises(CorruptDataError):
         load_head(path)
+
+
+@pytest.mark.parametrize("kind", [LINEAR, POLY_MLP])
+def test_packing_round_trip_and_mask(kind, contexts) -> None:
+    """S studies share one ciphertext; scores equal plaintext; every non-result slot is zero
+    (unmasked, they would hold partial sums W[k, c] * x[k, b] that reveal the weights)."""
+    import tenseal.sealapi as sealapi
+
+    head = seeded_head(kind)
+    per = head.studies_per_ciphertext
+    assert per == head.profile.slots // 32  # 24 features padded to 32
+    features = study_features(head, per + 3)  # two ciphertexts, the second part-filled
+    blob = encrypt_batch(contexts[kind], features)
+    assert len(load_vectors(contexts[kind], blob, "feature")) == 2
+    out = _remote_evaluate(head, contexts[kind], features)
+    vectors = load_vectors(contexts[kind], out, "score")
+    assert len(vectors) == 2 * head.classes and all(v.size() == per for v in vectors)
+    scores = decrypt_batch(contexts[kind], out, len(features), head.classes)
+    plain = head.plain_scores(features)
+    assert np.abs(scores - plain).max() < (2e-3 if kind == LINEAR else 5e-2)
+    seal = contexts[kind].seal_context().data
+    decryptor = sealapi.Decryptor(seal, contexts[kind].secret_key().data)
+    encoder = sealapi.CKKSEncoder(seal)
+    for vector in vectors:
+        plaintext = sealapi.Plaintext()
+        decryptor.decrypt(vector.ciphertext()[0], plaintext)
+        slots = np.asarray(encoder.decode_double(plaintext))
+        assert np.abs(slots[per:]).max() < 1e-4 < np.abs(slots[:per]).max()
+
+
+def test_batch_and_ciphertext_count_must_agree(contexts) -> None:
+    head = seeded_head(LINEAR)
+    public = load_public_context(public_context_bytes(contexts[LINEAR]), head.profile)
+    blob = encrypt_batch(contexts[LINEAR], study_features(head, 3))
+    with pytest.raises(FedcodecError, match="1 feature ciphertexts for a batch of 300"):
+        head.evaluate_bytes(public, blob, 300)
+    with pytest.raises(CorruptDataError, match="malformed feature"):
+        head.evaluate_bytes(public, blob[:-5], 3)

@@ -71,7 +71,7 @@ def test_pinned_model_mismatch_refused(federation) -> None:
 
 
 def _registered(stub, kind=LINEAR):
-    context = new_site_context(PROFILES["linear-4096" if kind == LINEAR else "mlp-8192"])
+    context = new_site_context(PROFILES["linear-packed-8192" if kind == LINEAR else "mlp-8192"])
     reply = stub.RegisterContext(
         analysis_pb2.RegisterContextRequest(context=public_context_bytes(context), head=kind)
     )
@@ -109,8 +109,10 @@ def test_bad_requests_get_clear_errors_and_service_keeps_serving(federation) -> 
             "ciphertext of other parameters": lambda: _evaluate(
                 stub, digest, encrypt_batch(new_site_context(PROFILES["mlp-8192"]),
                                             np.ones((5, 4))), 5),
+            # a packed ciphertext always fills its slots, so a wrong feature count is caught by
+            # the site's known-answer check; a wrong packing (vector size) is caught here
             "wrong feature count": lambda: _evaluate(
-                stub, digest, encrypt_batch(context, np.ones((5, 7))), 5),
+                stub, digest, encrypt_batch(context, np.ones((5, 24)), per_ciphertext=64), 5),
             "bad request id": lambda: _evaluate(stub, digest, good, 5, request_id="1"),
             "pinned other model": lambda: _evaluate(stub, digest, good, 5, model_hash="ab" * 32),
             "oversized request": lambda: _evaluate(stub, digest, b"\0" * (13 * 1024 * 1024), 5),
@@ -223,3 +225,27 @@ def test_fedcodec_server_analysis_command_serves_and_stops(federation, tmp_path)
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
+
+
+def test_context_is_cached_by_hash_and_kept_between_sessions(federation, tmp_path) -> None:
+    """Session 1 uploads the public context (Galois keys: tens of MB) once; session 2, with the
+    kept context, only names it by hash; an unknown hash is NOT_FOUND."""
+    head = seeded_head(LINEAR)
+    features = study_features(head, 10)
+    kept = tmp_path / "site.ctx"
+    with _client(federation) as client:
+        first = EncryptedClassifier(client, LINEAR, keep_context=kept)
+        scores = first.scores(features)
+        assert first.stats.context_bytes > 1_000_000 and first.stats.requests == 1
+        assert kept.stat().st_mode & 0o777 == 0o600
+        assert not client.has_context("0" * 64, LINEAR)
+    with _client(federation) as client:
+        second = EncryptedClassifier(client, LINEAR, keep_context=kept)
+        assert second.context_hash == first.context_hash
+        assert second.stats.context_bytes == 0
+        np.testing.assert_allclose(second.scores(features), scores, atol=2e-3)
+    client_b, stub_b = _raw_stub(federation, "b")
+    with client_b:  # another site cannot probe (or use) site a's context
+        code, _ = _status(lambda: stub_b.RegisterContext(analysis_pb2.RegisterContextRequest(
+            context_hash=first.context_hash, head=LINEAR)))
+        assert code == grpc.StatusCode.NOT_FOUND

@@ -313,3 +313,21 @@ def test_series_split_keeps_one_side_and_every_part(stacks: list[SliceStack], tm
         stacks_in_split(named, split, "heldout")
     with pytest.raises(FedcodecError, match="no such split file"):
         stacks_in_split(named, tmp_path / "nope.json", "heldout")
+
+
+def test_bench_records_provenance(tmp_path: Path) -> None:
+    """results.json says what it measured: input, fedcodec version, codec models, machine, date."""
+    from fedcodec import __version__
+    from fedcodec.client.cli import main
+
+    volume = (np.arange(2 * 32 * 32) % 4096).reshape(2, 32, 32).astype(np.uint16)
+    np.save(tmp_path / "stack.npy", volume)
+    assert main(["bench", str(tmp_path / "stack.npy"), "--codecs", "jpegls", "zstd",
+                 "--out", str(tmp_path / "out"), "--quiet", "--no-plots"]) == 0
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    provenance = doc["provenance"]
+    assert provenance["input"] == str((tmp_path / "stack.npy").resolve())
+    assert provenance["fedcodec_version"] == __version__
+    assert provenance["codec_models"] == {"jpegls": None, "zstd": None}
+    assert provenance["machine"]["cpus_usable"] >= 1 and provenance["machine"]["python"]
+    assert provenance["date_utc"].endswith("Z")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pydicom
 import pytest
 from conftest import REPO, require_shared_data
 from guide_runner import (
@@ -24,37 +23,18 @@ from guide_runner import (
 )
 
 from fedcodec.client.demo.embedded_sites import embedded_stack, write_stack_as_dicom
+from fedcodec.client.demo.example_study import ANISO_VOX, S0_10SLICES, write_example_study
 
 DOCS = REPO / "docs"
 HOSPITAL = DOCS / "guide-hospital-site.md"
 RESEARCHER = DOCS / "guide-researcher.md"
 SECURITY = DOCS / "guide-security.md"
 GUIDES = (HOSPITAL, RESEARCHER, SECURITY)
-S0_10SLICES = ("dipy", "data/files/S0_10slices.nii.gz")
-ANISO_VOX = ("dipy", "data/files/aniso_vox.nii.gz")
 
 
 def write_study(folder: Path, *, burned_in: bool = False) -> Path:
     """A two-series MR study with a patient identity in its headers (what a PACS exports)."""
-    series = {"t2": (S0_10SLICES, 6, "T2 axial"), "localizer": (ANISO_VOX, 3, "localizer")}
-    image_types = {"t2": ["ORIGINAL", "PRIMARY", "M", "ND"],
-                   "localizer": ["ORIGINAL", "PRIMARY", "LOCALIZER"]}  # as scanners mark them
-    study_uid = pydicom.uid.generate_uid()
-    for name, (source, slices, description) in series.items():
-        files = write_stack_as_dicom(embedded_stack(*source), folder / name,
-                                     patient_id="MRN-0042", description=description,
-                                     max_slices=slices)
-        for path in files:
-            ds = pydicom.dcmread(path)
-            ds.PatientName = "Doe^Jane"
-            ds.PatientBirthDate = "19800101"
-            ds.InstitutionName = "St Elsewhere Hospital"
-            ds.StudyInstanceUID = study_uid
-            ds.ImageType = image_types[name]
-            if burned_in:
-                ds.BurnedInAnnotation = "YES"
-            ds.save_as(path, enforce_file_format=True)
-    return folder
+    return write_example_study(folder, burned_in=burned_in)
 
 
 def write_site_folder(folder: Path, source: tuple[str, str], patient: str) -> Path:
@@ -92,7 +72,6 @@ def researcher_inputs(tmp: Path) -> dict[str, str]:
     dicom = require_shared_data("dicom", "ge")
     tumour = require_shared_data("tumor")
     return {"DICOM": str(dicom), "TUMOUR": str(tumour),
-            "STUDY": str(write_study(tmp / "inputs" / "study")),
             "ANALYSIS_PORT": str(free_port()), "MLFLOW_PORT": str(free_port())}
 
 
@@ -100,7 +79,7 @@ INPUT_NAMES = {
     HOSPITAL: {"STUDY", "SITE_DATA", "PEER_DATA", "STORE_PORT", "FED_PORT", "NODE_PORT",
                "PEER_NODE_PORT"},
     SECURITY: {"STUDY", "MARKED_STUDY", "STORE_PORT"},
-    RESEARCHER: {"DICOM", "TUMOUR", "STUDY", "ANALYSIS_PORT", "MLFLOW_PORT"},
+    RESEARCHER: {"DICOM", "TUMOUR", "ANALYSIS_PORT", "MLFLOW_PORT"},
 }
 
 

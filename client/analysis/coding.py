@@ -15,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fedcodec.shared.analysis.dataset import LabelledImage, load_image
+from fedcodec.shared.analysis.image_input import InputPolicy
 from fedcodec.shared.analysis.latents import LatentExtractor
 
 SOURCE_BITS = 8
@@ -49,6 +50,7 @@ def code_images(
     decode: bool = False,
     description: str = "coding",
     progress: bool = True,
+    policy: InputPolicy | None = None,
 ) -> CodedImages:
     """Encode every image with the codec and read its latents back from the bitstream."""
     streams: list[bytes] = []
@@ -56,7 +58,7 @@ def code_images(
     pixels: list[np.ndarray] = []
     decoded: list[np.ndarray] = []
     for image in tqdm(images, desc=description, disable=not progress, leave=False):
-        original = load_image(root, image)
+        original = load_image(root, image, policy)
         stream = extractor.encode(original, SOURCE_BITS)
         streams.append(stream)
         latents.append(extractor.latents(stream).astype(np.float16))

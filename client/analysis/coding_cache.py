@@ -1,17 +1,22 @@
-"""Code many tumour slices once, in parallel worker processes, with a per-image cache on disk.
+"""Code many slices once, in parallel worker processes, with a per-slice cache on disk.
 
-The experiment needs every slice's bitstream, entropy-decoded latents and decoded pixels; at
-~0.15 s (encode) + 0.01 s (entropy decode) + 0.2 s (synthesis) per 512² slice that is ~20 CPU
-minutes for the 3064 slices, so it is done once and cached. The cache holds exactly what the
-real path produces: the stream from ``extractor.encode``, the latents from
-``extractor.latents(stream)`` (entropy decoding of that stream) and ``extractor.decode(stream)``;
-nothing is computed by a shortcut. Cache files live under ``cache_dir/<codec spec + model id>/``
-so another codec or another weights file never reads stale entries.
+Every classifier path needs each slice's bitstream and entropy-decoded latents (and the decoded
+pixels for the decode-then-classify paths); at ~0.15 s (encode) + 0.01 s (entropy decode) +
+0.2 s (synthesis) per 512² slice that is minutes of CPU, so it is done once, on every core, and
+cached. The cache holds exactly what the real path produces: the stream from
+``extractor.encode``, the latents from ``extractor.latents(stream)`` and
+``extractor.decode(stream)``; nothing is computed by a shortcut.
+
+Cache keys: an entry is named by the SHA-256 of the *file's content*, the slice index and the
+input policy, inside a folder named by the codec spec and the codec's model id. Two data sets
+that reuse file names never share entries, a changed file is re-coded, and another codec or
+another weights file never reads stale entries.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing
 import os
 from collections.abc import Sequence
@@ -22,9 +27,21 @@ from tqdm import tqdm
 
 from fedcodec.client.analysis.coding import SOURCE_BITS, CodedImages
 from fedcodec.shared.analysis.dataset import LabelledImage, load_image
+from fedcodec.shared.analysis.image_input import InputPolicy, content_sha256
 from fedcodec.shared.analysis.latents import latent_extractor
 
 _WORKER: dict = {}
+DEFAULT_CACHE_DIR = (Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+                     / "fedcodec" / "analysis")
+"""Where ``fedcodec analyze`` keeps coded slices unless ``--cache-dir`` says otherwise."""
+
+
+def default_workers() -> int:
+    """Every core this process may use (``os.sched_getaffinity``), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def cache_folder(cache_dir: Path, identity: dict) -> Path:
@@ -33,8 +50,10 @@ def cache_folder(cache_dir: Path, identity: dict) -> Path:
     return Path(cache_dir) / key[:16]
 
 
-def _entry_path(folder: Path, image: LabelledImage) -> Path:
-    return folder / (image.name.replace("/", "_").removesuffix(".jpg") + ".npz")
+def entry_key(content_sha256: str, image: LabelledImage, policy: InputPolicy) -> str:
+    """Content hash + slice index + input policy: what one cached slice is named by."""
+    text = json.dumps([content_sha256, image.slice_index, policy.to_json()], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
 def _init_worker(spec: str) -> None:
@@ -44,17 +63,18 @@ def _init_worker(spec: str) -> None:
     _WORKER["extractor"] = latent_extractor(spec)
 
 
-def _code_one(task: tuple[str, str, str, bool]) -> str:
+def _code_one(task: tuple[str, str, str, bool, dict]) -> str:
     """Code one slice through the real codec path and write its cache entry (temp + rename)."""
-    root, name, path, decode = task
+    root, name, path, decode, policy = task
     extractor = _WORKER["extractor"]
     if os.path.exists(path):  # coded before without pixels: decode the cached stream only
         with np.load(path) as entry:
             arrays = {key: entry[key] for key in entry.files}
         stream = arrays["stream"].tobytes()
     else:
-        image = LabelledImage(name, int(name.split("/")[0]))
-        stream = extractor.encode(load_image(Path(root), image), SOURCE_BITS)
+        image = LabelledImage(name, 0)
+        pixels = load_image(Path(root), image, InputPolicy(**policy))
+        stream = extractor.encode(pixels, SOURCE_BITS)
         arrays = {"stream": np.frombuffer(stream, dtype=np.uint8),
                   "latents": extractor.latents(stream).astype(np.float16)}
     if decode and "decoded" not in arrays:
@@ -70,8 +90,28 @@ def _usable(path: Path, decode: bool) -> bool:
         return False
     if not decode:
         return True
-    with np.load(path) as entry:
-        return "decoded" in entry.files
+    try:
+        with np.load(path) as entry:
+            return "decoded" in entry.files
+    except (OSError, ValueError, EOFError):  # a torn entry: code it again
+        return False
+
+
+def entry_paths(root: Path, images: Sequence[LabelledImage], folder: Path,
+                policy: InputPolicy) -> list[Path]:
+    """The cache entry of every image (hashing each file once)."""
+    hashes: dict[str, str] = {}
+    paths = []
+    for image in images:
+        if image.file not in hashes:
+            try:
+                hashes[image.file] = content_sha256(Path(root) / image.file)
+            except FileNotFoundError:
+                from fedcodec.shared.errors import FedcodecError
+
+                raise FedcodecError(f"missing image {Path(root) / image.file}") from None
+        paths.append(folder / f"{entry_key(hashes[image.file], image, policy)}.npz")
+    return paths
 
 
 def code_images_cached(
@@ -80,6 +120,7 @@ def code_images_cached(
     spec: str,
     cache_dir: Path,
     *,
+    policy: InputPolicy | None = None,
     decode: bool = False,
     keep_pixels: bool = False,
     workers: int = 2,
@@ -88,33 +129,37 @@ def code_images_cached(
 ) -> CodedImages:
     """Like :func:`~fedcodec.client.analysis.coding.code_images`, cached and in ``workers``
     processes (spawned: each loads the codec once, one torch thread)."""
+    policy = policy or InputPolicy(512, "pad")
     identity = latent_extractor(spec).identity()
     folder = cache_folder(cache_dir, identity)
     folder.mkdir(parents=True, exist_ok=True)
-    missing = [(str(root), i.name, str(_entry_path(folder, i)), decode)
-               for i in images if not _usable(_entry_path(folder, i), decode)]
+    paths = entry_paths(root, images, folder, policy)
+    missing = [(str(root), i.name, str(p), decode, policy.to_json())
+               for i, p in zip(images, paths) if not _usable(p, decode)]
     if missing:
-        bar = tqdm(total=len(missing), desc=description, disable=not progress, leave=False)
-        if workers <= 1:
+        bar = tqdm(total=len(missing), desc=f"{description} ({min(workers, len(missing))} "
+                   "processes)", disable=not progress, leave=False)
+        if workers <= 1 or len(missing) == 1:
             _init_worker(spec)
             for task in missing:
                 _code_one(task)
                 bar.update()
         else:
             context = multiprocessing.get_context("spawn")
-            with context.Pool(workers, initializer=_init_worker, initargs=(spec,)) as pool:
-                for _ in pool.imap_unordered(_code_one, missing, chunksize=4):
+            with context.Pool(min(workers, len(missing)), initializer=_init_worker,
+                              initargs=(spec,)) as pool:
+                for _ in pool.imap_unordered(_code_one, missing, chunksize=1):
                     bar.update()
         bar.close()
     streams, latents, decoded, pixels = [], [], [], []
-    for image in images:
-        with np.load(_entry_path(folder, image)) as entry:
+    for image, path in zip(images, paths):
+        with np.load(path) as entry:
             streams.append(entry["stream"].tobytes())
             latents.append(entry["latents"])
             if decode:
                 decoded.append(entry["decoded"])
         if keep_pixels:
-            pixels.append(load_image(Path(root), image))
+            pixels.append(load_image(Path(root), image, policy))
     return CodedImages(
         names=[i.name for i in images],
         labels=np.array([i.label for i in images], dtype=np.int64),

@@ -1,7 +1,8 @@
 """``AnalysisClient``: encrypted inference on the analysis service, with result authentication.
 
 The site keeps its CKKS secret key; the service gets the public context once (by hash after
-that), one batched feature ciphertext per request, and returns encrypted scores. Every reply is
+that, also across sessions with :class:`KeptContext`), packed feature ciphertexts (S studies
+each) per request, and returns encrypted scores. Every reply is
 checked twice before a score is used (see :mod:`fedcodec.shared.analysis.result_check`): the
 echoed binding (request id, context hash, model hash, batch, feature hash) and the known-answer
 check slots hidden among the studies.
@@ -20,6 +21,7 @@ import tenseal as ts
 
 from fedcodec.client.site_tls import site_channel
 from fedcodec.shared.analysis.ckks import (
+    check_context_parameters,
     context_hash,
     decrypt_batch,
     encrypt_batch,
@@ -111,6 +113,19 @@ class AnalysisClient:
         reply = self._call(self._stub.DescribeModel, analysis_pb2.DescribeModelRequest(head=head))
         return card_from_message(reply), reply.max_batch
 
+    def has_context(self, digest: str, head: str) -> bool:
+        """Whether the service still caches the public context ``digest`` for this site."""
+        try:
+            reply = self._stub.RegisterContext(
+                analysis_pb2.RegisterContextRequest(context_hash=digest, head=head),
+                timeout=self.timeout,
+            )
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return False
+            raise analysis_failure(exc, self.service) from None
+        return reply.context_hash == digest
+
     def register_context(self, public_context: bytes, head: str) -> str:
         reply = self._call(
             self._stub.RegisterContext,
@@ -124,6 +139,47 @@ class AnalysisClient:
         return self._call(self._stub.Evaluate, request)
 
 
+class KeptContext:
+    """A site's CKKS context kept between sessions (``analyze remote --keep-context FILE``).
+
+    The file holds the **secret key** (mode 0600, written atomically) and, beside it
+    (``FILE.sha256``), the hash under which the service cached the public part. The next session
+    asks the service for that hash and uploads the public context (tens of MB with Galois keys)
+    only if the service no longer has it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.digest_path = self.path.with_name(self.path.name + ".sha256")
+
+    def load(self, profile, n_threads: int) -> tuple[ts.Context, str] | None:
+        if not self.path.exists():
+            return None
+        try:
+            context = ts.context_from(self.path.read_bytes(), n_threads=n_threads)
+        except (ValueError, RuntimeError, TypeError) as exc:
+            raise CorruptDataError(f"kept context {self.path} is unreadable ({exc})") from None
+        if not context.is_private():
+            raise CorruptDataError(f"kept context {self.path} has no secret key")
+        try:
+            check_context_parameters(context, profile)
+        except FedcodecError:
+            return None  # another head's profile: start a new one (overwritten on save)
+        digest = self.digest_path.read_text().strip() if self.digest_path.exists() else ""
+        return context, digest
+
+    def save(self, context: ts.Context, digest: str) -> None:
+        import os
+        import tempfile
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        with os.fdopen(fd, "wb") as handle:  # mkstemp: mode 0600
+            handle.write(context.serialize(save_secret_key=True, save_galois_keys=True))
+        os.replace(tmp, self.path)
+        self.digest_path.write_text(digest + "\n")
+
+
 class EncryptedClassifier:
     """A site's CKKS session with one deployed head: encrypt, evaluate remotely, check, decrypt."""
 
@@ -135,6 +191,7 @@ class EncryptedClassifier:
         pinned_model_hash: str = "",
         checks: int = DEFAULT_CHECKS,
         n_threads: int = 2,
+        keep_context: Path | None = None,
     ) -> None:
         self.client = client
         self.card, self.max_batch = client.describe(head)
@@ -144,10 +201,18 @@ class EncryptedClassifier:
                 f"{pinned_model_hash[:16]}..."
             )
         self.checks = checks
-        self.context: ts.Context = new_site_context(self.card.profile, n_threads)
+        self.stats = RemoteStats()
+        kept = KeptContext(keep_context) if keep_context else None
+        loaded = kept.load(self.card.profile, n_threads) if kept else None
+        if loaded and loaded[1] and client.has_context(loaded[1], self.card.kind):
+            self.context, self.context_hash = loaded  # the service still has it: send nothing
+            return
+        self.context = loaded[0] if loaded else new_site_context(self.card.profile, n_threads)
         public = public_context_bytes(self.context)
         self.context_hash = client.register_context(public, self.card.kind)
-        self.stats = RemoteStats(context_bytes=len(public))
+        self.stats.context_bytes = len(public)
+        if kept:
+            kept.save(self.context, self.context_hash)
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         """(B, F) plaintext features -> (B, classes) decrypted, verified scores."""

@@ -8,6 +8,7 @@ epochs and seed; the epoch with the best validation accuracy is kept.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,10 @@ class TrainConfig:
     seed: int = 0
     flip: bool = False
     """Random left-right mirroring (of pixels, or of the latent grid) during training."""
+    shift: int = 0
+    """Random translation by up to this many pixels / grid cells (circular), per batch."""
+    patience: int = 0
+    """Early stopping: stop after this many epochs without a better validation accuracy (0: off)."""
     threads: int = 1
     """1: on a shared 2-core machine, 2 intra-op threads were 2-6x slower (spin-waiting)."""
 
@@ -67,13 +72,19 @@ def train_classifier(
     *,
     description: str = "train",
     progress: bool = True,
+    on_epoch: Callable[[int, Classifier, Classifier], None] | None = None,
 ) -> tuple[Classifier, list[dict]]:
-    """AdamW + cosine schedule for ``budget.epochs``; returns the best-on-validation model."""
+    """AdamW + one-cycle schedule for ``budget.epochs``; returns the best-on-validation model.
+
+    ``on_epoch(epoch, model, best_so_far)`` is called after every epoch (checkpoint curves along
+    one run: the best-on-validation model *up to* that epoch is what early stopping there gives).
+    """
     torch.manual_seed(budget.seed)
     torch.set_num_threads(budget.threads)
     model = build_classifier(config)
     if config.kind == "latent":
         fit_latent_scale(model, train_x)
+    model.train()
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=budget.learning_rate, weight_decay=budget.weight_decay
     )
@@ -84,7 +95,7 @@ def train_classifier(
     loss_fn = nn.CrossEntropyLoss()
     generator = np.random.default_rng(budget.seed)
     history: list[dict] = []
-    best_state, best_acc = copy.deepcopy(model.state_dict()), -1.0
+    best_state, best_acc, best_epoch = copy.deepcopy(model.state_dict()), -1.0, 0
     labels = torch.from_numpy(np.asarray(train_y, dtype=np.int64))
     for epoch in range(budget.epochs):
         model.train()
@@ -98,6 +109,9 @@ def train_classifier(
             if budget.flip:  # left-right mirror half the batch (same rule for every path)
                 mirror = torch.from_numpy(generator.random(len(idx)) < 0.5)
                 batch = torch.where(mirror.view(-1, 1, 1, 1), batch.flip(-1), batch)
+            if budget.shift:
+                dy, dx = (int(v) for v in generator.integers(-budget.shift, budget.shift + 1, 2))
+                batch = torch.roll(batch, shifts=(dy, dx), dims=(-2, -1))
             logits = model(batch)
             loss = loss_fn(logits, labels[idx])
             optimiser.zero_grad()
@@ -108,7 +122,14 @@ def train_classifier(
         val_acc = float((predict(model, val_x) == np.asarray(val_y)).mean()) if len(val_x) else 0.0
         history.append({"epoch": epoch + 1, "loss": total / len(train_x), "val_accuracy": val_acc})
         if val_acc > best_acc:
-            best_acc, best_state = val_acc, copy.deepcopy(model.state_dict())
+            best_acc, best_state, best_epoch = val_acc, copy.deepcopy(model.state_dict()), epoch
+        if on_epoch is not None:
+            best = copy.deepcopy(model)
+            best.load_state_dict(best_state)
+            best.eval()
+            on_epoch(epoch + 1, model, best)
+        if budget.patience and epoch - best_epoch >= budget.patience:
+            break
     model.load_state_dict(best_state)
     model.eval()
     return model, history

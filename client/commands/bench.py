@@ -118,6 +118,12 @@ def run(args: argparse.Namespace) -> int:
         stacks = stacks_in_split(stacks, args.series_split, args.split_side)
     stacks = first_slices(stacks, args.max_slices)
     result = run_benchmark(stacks, codecs, progress=not args.quiet)
+    from fedcodec.shared.benchmark.provenance import run_provenance
+
+    result.provenance = run_provenance(
+        args.path, codecs, max_slices=args.max_slices, split_mosaics=args.split_mosaics,
+        series_split=str(args.series_split) if args.series_split else None,
+    )
     print_summary_table(result)
     written = write_report(result, args.out, plots=not args.no_plots)
     print(f"wrote {', '.join(str(p) for p in written)}")

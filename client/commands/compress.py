@@ -8,24 +8,35 @@ from pathlib import Path
 from fedcodec.shared.errors import FedcodecError
 
 
+def _default(mode: str, tau: int = 0) -> str:
+    """The spec ``compress`` uses for ``mode`` (the help text reads it, never restates it)."""
+    from fedcodec.client.compression import default_codec_spec
+
+    return default_codec_spec(mode, tau)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "compress",
         help="compress a DICOM study into an .fcz container (verified before writing)",
         description="Read every DICOM series under STUDY_DIR, code it, check every pixel "
         "against the promise of its mode, and write one .fcz container. --codec takes "
-        "any registered codec spec (see `fedcodec bench --help` for names); without it the "
-        "mode picks one: lossless -> jxl, near-lossless -> jpegls:tau=N, lossy -> "
+        "any registered codec spec (see `fedcodec bench --list` for names); without it the "
+        f"mode picks one: lossless -> {_default('lossless')}, near-lossless -> "
+        f"{_default('near-lossless', 2).replace(':tau=2', ':tau=N')}, lossy -> "
         "j2k:ratio=R from --quality. Or choose a task-based --profile instead of a mode: "
         "archive (lossless), diagnostic (near-lossless, tau 2), preview (lossy, 20:1), or auto "
         "(per series from its Series Description and attributes de-identification keeps, "
         "such as Image Type: localizers -> preview, diffusion -> "
         "diagnostic, anything else -> archive; edit with --profile-rules FILE), or roi: a region "
         "of interest (--roi-box or --roi-mask) kept lossless, the rest lossy, in one stream per "
-        "slice. The profile is recorded in the container and in lossy DICOM output.",
+        "slice. The profile is recorded in the container and in lossy DICOM output. "
+        "STUDY_DIR may also be a research image folder or file (PNG, JPEG, NIfTI): then -o "
+        "names a folder and each file becomes its own .fcz (IMAGE.png -> OUT/IMAGE.png.fcz).",
     )
     parser.add_argument("study_dir", type=Path, metavar="STUDY_DIR")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="the .fcz to write")
+    parser.add_argument("-o", "--output", type=Path, required=True,
+                        help="the .fcz to write (a folder of .fcz files for research images)")
     parser.add_argument(
         "--mode",
         choices=("lossless", "near-lossless", "lossy"),
@@ -72,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
     from fedcodec.shared.learned_lossy.roi_mask import load_mask_file, parse_box
     from fedcodec.shared.profiles import load_rules
 
-    if args.output.exists() and not args.force:
+    from fedcodec.client.image_folder_compression import compress_images, research_images
+
+    if args.output.exists() and not args.force and not research_images(args.study_dir):
         raise FedcodecError(f"{args.output} exists; use --force to overwrite it")
     if args.profile_rules is not None and args.profile is None:
         raise FedcodecError("--profile-rules needs --profile (auto, or a profile it defines)")
@@ -82,17 +95,16 @@ def run(args: argparse.Namespace) -> int:
         roi = parse_box(args.roi_box)
     elif args.roi_mask is not None:
         roi = load_mask_file(args.roi_mask)
-    report = compress_study(
-        args.study_dir,
-        args.output,
-        mode=args.mode,
-        tau=args.tau,
-        quality=args.quality,
-        codec=args.codec,
-        profile=args.profile,
-        rules=rules,
-        progress=not args.quiet,
-        roi=roi,
-    )
+    options = dict(mode=args.mode, tau=args.tau, quality=args.quality, codec=args.codec,
+                   profile=args.profile, rules=rules, progress=not args.quiet, roi=roi)
+    images = research_images(args.study_dir)
+    if images:  # a research image folder (PNG/JPEG/NIfTI): one .fcz per file under -o DIR
+        written = compress_images(images, args.study_dir, args.output, force=args.force,
+                                  **options)
+        for path, report in written:
+            print(f"{path}: {report.summary_lines()[0].split(': ', 1)[1]}")
+        print(f"wrote {len(written)} containers under {args.output}")
+        return 0
+    report = compress_study(args.study_dir, args.output, **options)
     print("\n".join(report.summary_lines()))
     return 0

@@ -161,7 +161,8 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoRun:
     console.rule("[bold]summary")
     print_summary(console, steps, outcomes)
     console.print(f"report: {report}")
-    console.print(f"MLflow: mlflow ui --backend-store-uri {ctx.mlflow_uri}")
+    # a command to paste: never wrapped, whatever the terminal width (rich wraps by default)
+    console.print(f"MLflow: mlflow ui --backend-store-uri {ctx.mlflow_uri}", soft_wrap=True)
     return DemoRun(outcomes, report, ctx.results, run_id)
 
 

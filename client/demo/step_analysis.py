@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from fedcodec.client.analysis.remote import AnalysisClient, EncryptedClassifier
-from fedcodec.client.analysis.site import study_features
+from fedcodec.client.analysis.site import series_vote, study_features
 from fedcodec.client.analysis.training import HeadBudget, fit_head
 from fedcodec.client.demo.context import OK, DemoContext, StepOutcome
 from fedcodec.client.demo.embedded_sites import DEMO_SITES, embedded_stack
@@ -117,7 +117,7 @@ def analyse_encrypted(ctx: DemoContext) -> StepOutcome:
                 error = float(np.max(np.abs(plain - encrypted)))
                 names = list(session.card.class_names)
                 votes = [names[i] for i in encrypted.argmax(1)]
-                label = names[int(encrypted.mean(axis=0).argmax())]
+                label = names[series_vote(encrypted.argmax(1), encrypted.mean(axis=0))]
                 results[kind] = {"agreement": agree, "max_abs_diff": error, "ms": total_ms}
                 rows.append(f"| {kind} | {len(features)} | {label} "
                             f"({votes.count(label)}/{len(votes)} slices) | {agree:.3f} | "

@@ -81,8 +81,18 @@ class AnalysisService:
     def describe(self, kind: str) -> HeadCard:
         return self.cards[self._head(kind)]
 
-    def register_context(self, site: str, data: bytes, kind: str) -> str:
+    def register_context(self, site: str, data: bytes, kind: str, digest: str = "") -> str:
+        """Cache a site's public context by SHA-256; with empty ``data``, say whether the
+        context ``digest`` is still cached for this site (UnknownContext if not)."""
         kind = self._head(kind)
+        if not data:
+            if not digest:
+                raise BadRequest("no context and no context_hash in the request")
+            entry = self._context(site, digest)
+            if entry.head != kind:
+                raise ModelMismatch(f"context {digest[:16]}... was registered for head "
+                                    f"{entry.head!r}, not {kind!r}")
+            return digest
         if len(data) > self.limits.max_context_bytes:
             raise TooLarge(
                 f"context of {len(data)} bytes exceeds {self.limits.max_context_bytes} bytes"
@@ -154,7 +164,7 @@ class AnalysisService:
         with self._evaluating:
             start = time.perf_counter()
             try:
-                scores = head.evaluate_bytes(entry.context, features)
+                scores = head.evaluate_bytes(entry.context, features, batch_size)
             except CorruptDataError as exc:
                 raise BadRequest(str(exc)) from None
             except FedcodecError as exc:  # wrong shape for this head

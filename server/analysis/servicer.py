@@ -48,7 +48,8 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServicer):
     def RegisterContext(self, request, context):
         site = _answer(context, lambda: site_of(context))
         digest = _answer(
-            context, lambda: self.service.register_context(site, request.context, request.head)
+            context, lambda: self.service.register_context(
+                site, request.context, request.head, request.context_hash)
         )
         return analysis_pb2.RegisterContextReply(context_hash=digest)
 

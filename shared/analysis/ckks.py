@@ -1,20 +1,28 @@
-"""CKKS (TenSEAL 0.3.18) for encrypted inference: parameter profiles, contexts, batched tensors.
+"""CKKS (TenSEAL 0.3.18) for encrypted inference: parameter profiles, contexts, packed batches.
 
-Layout: a batch of B studies with F features each is encrypted as one ``CKKSTensor`` of shape
-``[F]`` with ``batch=True``: F ciphertexts, ciphertext *j* holding feature *j* of every study in
-its slots. A head then needs only plaintext-scalar products and additions across ciphertexts
-(``reshape([1, F]).mm(W)``), so the service needs no Galois (rotation) keys at all.
+Layout (packed, issue 15): a ciphertext holds ``S = slots // F`` studies of F features each,
+feature-major: slot ``k*S + b`` is feature *k* of study *b*. A request of B studies is
+``ceil(B / S)`` ciphertexts (one for up to 32 studies of 128 features at N = 8192), instead of the
+F ciphertexts of the earlier one-feature-per-ciphertext layout (11 MB whatever the batch). A head
+computes each class score with ``enc_matmul_plain`` (multiply by the weights repeated over the S
+studies, then rotate-and-add with steps S, 2S, 4S, ...: needs Galois keys), and then multiplies by
+a 0/1 mask that keeps only the S result slots. The mask matters: without it the other slots hold
+partial sums of ``W[k, c] * x[k, b]`` from which the site could read the weights.
 
 Profiles fix the parameters per head. For 128-bit classical security the coefficient modulus may
 total at most 109 bits at N = 4096 and 218 bits at N = 8192 (HomomorphicEncryption.org standard,
 ternary secrets; SEAL enforces this table and refuses to build a context above it):
 
-* ``linear-4096``: N = 4096, moduli 40/30/39 (109 bits), scale 2^30, one rescale (W x + b);
-  2048 slots. Half the ring of N = 8192 and two data primes: about 2.3x faster and 2.7x fewer
-  bytes per ciphertext than 8192 with 60/40/60 for the same head, at ~1e-4 absolute error.
+* ``linear-packed-8192``: N = 8192, moduli 60/40/40/60 (200 bits), scale 2^40, two rescales
+  (weights, mask); 4096 slots. At N = 4096 two levels leave 24-bit primes, and the rotations'
+  key-switching noise then swamps the scores (measured error ~250), so the ring is 8192.
 * ``mlp-8192``: N = 8192, moduli 50/35/35/35/50 (205 bits), scale 2^35, three rescales
-  (W1 x + b1, square, W2 h + b2); 4096 slots.
+  (W1 x + b1, square, W2 h masked); 4096 slots.
+* ``linear-4096`` (earlier one-feature-per-ciphertext layout, kept for comparison runs).
 
+The public context carries the public key, relinearisation keys and Galois keys (tens of MB at
+N = 8192): a site sends it once per session, the service caches it by SHA-256, and a site that
+keeps its context (``analyze remote --keep-context``) only names it by hash in later sessions.
 The service only ever deserialises a *public* context (no secret key) and checks that its
 parameters are the head's profile before using it.
 """
@@ -69,6 +77,7 @@ PROFILES = {
     p.name: p
     for p in (
         CkksProfile("linear-4096", 4096, (40, 30, 39), 30, 1),
+        CkksProfile("linear-packed-8192", 8192, (60, 40, 40, 60), 40, 2),
         CkksProfile("mlp-8192", 8192, (50, 35, 35, 35, 50), 35, 3),
     )
 }
@@ -81,7 +90,8 @@ def profile_named(name: str) -> CkksProfile:
 
 
 def new_site_context(profile: CkksProfile, n_threads: int = 2) -> ts.Context:
-    """A fresh private context (secret key stays at the site) with relinearisation keys."""
+    """A fresh private context (secret key stays at the site) with relinearisation and Galois
+    keys (the packed layout rotates)."""
     context = ts.context(
         ts.SCHEME_TYPE.CKKS,
         poly_modulus_degree=profile.poly_modulus_degree,
@@ -89,13 +99,14 @@ def new_site_context(profile: CkksProfile, n_threads: int = 2) -> ts.Context:
         n_threads=n_threads,
     )
     context.global_scale = 2.0**profile.scale_bits
+    context.generate_galois_keys()
     return context
 
 
 def public_context_bytes(context: ts.Context) -> bytes:
     """The context without its secret key: what the service receives."""
     return context.serialize(
-        save_public_key=True, save_secret_key=False, save_galois_keys=False, save_relin_keys=True
+        save_public_key=True, save_secret_key=False, save_galois_keys=True, save_relin_keys=True
     )
 
 
@@ -116,6 +127,8 @@ def load_public_context(data: bytes, profile: CkksProfile, n_threads: int = 2) -
         )
     if not context.has_public_key() or not context.has_relin_keys():
         raise FedcodecError("the context lacks its public key or relinearisation keys")
+    if not context.has_galois_keys():
+        raise FedcodecError("the context lacks Galois keys (the packed layout rotates)")
     check_context_parameters(context, profile)
     return context
 
@@ -149,16 +162,84 @@ def check_context_parameters(context: ts.Context, profile: CkksProfile) -> None:
         )
 
 
-def encrypt_batch(context: ts.Context, features: np.ndarray) -> bytes:
-    """Encrypt (B, F) features as a batched ``CKKSTensor`` of shape [F]; return its bytes."""
+PACK_MAGIC = b"FCKP"
+"""Framing of a packed request or reply: magic, u32 count, then u32 length + bytes per vector."""
+
+
+def padded_features(features: int) -> int:
+    """Features rounded up to a power of two: a packed ciphertext must fill its slots exactly
+    (TenSEAL's ``enc_matmul_plain``), so S * F' = slots; padded features are zero."""
+    return 1 << max(0, features - 1).bit_length()
+
+
+def studies_per_ciphertext(profile: CkksProfile, features: int) -> int:
+    """S: how many studies of ``features`` values one ciphertext holds (feature-major)."""
+    if not 0 < features <= profile.slots:
+        raise FedcodecError(f"{features} features do not fit {profile.slots} slots")
+    return profile.slots // padded_features(features)
+
+
+def pack_vectors(blobs: list[bytes]) -> bytes:
+    return PACK_MAGIC + b"".join(
+        [len(blobs).to_bytes(4, "big")] + [len(b).to_bytes(4, "big") + b for b in blobs]
+    )
+
+
+def unpack_vectors(data: bytes, what: str, limit: int = 4096) -> list[bytes]:
+    """Split a framed blob; a malformed frame is a one-line CorruptDataError."""
+    if len(data) < 8 or data[:4] != PACK_MAGIC:
+        raise CorruptDataError(f"malformed {what} ciphertext (not a packed ciphertext list)")
+    count, offset, out = int.from_bytes(data[4:8], "big"), 8, []
+    if not 0 < count <= limit:
+        raise CorruptDataError(f"malformed {what} ciphertext ({count} ciphertexts)")
+    for _ in range(count):
+        if offset + 4 > len(data):
+            raise CorruptDataError(f"malformed {what} ciphertext (truncated)")
+        size = int.from_bytes(data[offset : offset + 4], "big")
+        offset += 4
+        if size == 0 or offset + size > len(data):
+            raise CorruptDataError(f"malformed {what} ciphertext (truncated)")
+        out.append(data[offset : offset + size])
+        offset += size
+    if offset != len(data):
+        raise CorruptDataError(f"malformed {what} ciphertext (trailing bytes)")
+    return out
+
+
+def encrypt_batch(context: ts.Context, features: np.ndarray, per_ciphertext: int = 0) -> bytes:
+    """Encrypt (B, F) features, S studies per ciphertext, feature-major; return the framed bytes.
+
+    ``per_ciphertext`` is S (default: as many as the slots hold)."""
     features = np.asarray(features, dtype=np.float64)
-    if features.ndim != 2:
+    if features.ndim != 2 or features.shape[0] == 0:
         raise FedcodecError(f"features must be (studies, features), got shape {features.shape}")
-    plain = ts.plain_tensor(features.tolist(), list(features.shape))
-    return ts.ckks_tensor(context, plain, batch=True).serialize()
+    studies, count = features.shape
+    slots = context.seal_context().data.first_context_data().parms().poly_modulus_degree() // 2
+    rows = padded_features(count)
+    per = per_ciphertext or slots // rows
+    if per < 1 or per * rows > slots:
+        raise FedcodecError(f"{per} studies of {count} features do not fit {slots} slots")
+    blobs = []
+    for start in range(0, studies, per):
+        block = np.zeros((rows, per))
+        part = features[start : start + per]
+        block[:count, : len(part)] = part.T
+        blobs.append(ts.ckks_vector(context, block.ravel().tolist()).serialize())
+    return pack_vectors(blobs)
+
+
+def load_vectors(context: ts.Context, data: bytes, what: str) -> list[ts.CKKSVector]:
+    vectors = []
+    for blob in unpack_vectors(data, what):
+        try:
+            vectors.append(ts.ckks_vector_from(context, blob))
+        except (ValueError, RuntimeError, TypeError) as exc:
+            raise CorruptDataError(f"malformed {what} ciphertext ({exc})") from None
+    return vectors
 
 
 def load_tensor(context: ts.Context, data: bytes, what: str) -> ts.CKKSTensor:
+    """One ``CKKSTensor`` (the earlier layout, kept for comparison runs)."""
     try:
         return ts.ckks_tensor_from(context, data)
     except (ValueError, RuntimeError, TypeError) as exc:
@@ -166,12 +247,20 @@ def load_tensor(context: ts.Context, data: bytes, what: str) -> ts.CKKSTensor:
 
 
 def decrypt_batch(context: ts.Context, data: bytes, batch: int, classes: int) -> np.ndarray:
-    """Decrypt a ``[1, classes]`` batched score tensor into (batch, classes)."""
-    tensor = load_tensor(context, data, "score")
-    if tensor.shape != [1, classes]:
-        raise CorruptDataError(f"score tensor has shape {tensor.shape}, expected [1, {classes}]")
+    """Decrypt packed scores (per ciphertext of S studies: one vector per class) -> (batch, C)."""
+    vectors = load_vectors(context, data, "score")
+    if not vectors or len(vectors) % classes:
+        raise CorruptDataError(f"{len(vectors)} score ciphertexts for {classes} classes")
     try:
-        values = np.asarray(tensor.decrypt().tolist(), dtype=np.float64)
+        values = [np.asarray(v.decrypt(), dtype=np.float64) for v in vectors]
     except (ValueError, RuntimeError) as exc:
         raise CorruptDataError(f"cannot decrypt the scores ({exc})") from None
-    return values.reshape(-1, classes)[:batch]
+    per = {len(v) for v in values}
+    if len(per) != 1:
+        raise CorruptDataError("score ciphertexts of different sizes")
+    blocks = [np.stack(values[i : i + classes], axis=1) for i in range(0, len(values), classes)]
+    scores = np.concatenate(blocks)
+    if len(scores) < batch:
+        raise CorruptDataError(f"analysis reply rejected: {len(scores)} slots decrypted, "
+                               f"{batch} sent")
+    return scores[:batch]

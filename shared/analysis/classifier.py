@@ -38,7 +38,11 @@ KINDS = (LATENT, PIXEL)
 TRUNK = "trunk"
 GN_STATS = "gn-stats"
 STATS_MLP = "stats-mlp"
+RESNET = "resnet"
 ARCHS = (TRUNK, GN_STATS, STATS_MLP)
+"""Latent classifier architectures (``analyze train --arch``)."""
+PIXEL_ARCHS = (TRUNK, RESNET)
+"""Pixel classifiers: the shared-trunk CNN and the standard ResNet baseline."""
 DEFAULT_LATENT_ARCH = GN_STATS
 """What ``fedcodec analyze train`` trains (the best latent architecture measured, see
 docs/compressed-domain-analysis.md)."""
@@ -170,9 +174,59 @@ class LatentStatsNet(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def build_classifier(config: ClassifierConfig) -> TumourClassifier | LatentStatsNet:
-    if config.arch not in ARCHS:
-        raise ValueError(f"classifier arch must be one of {ARCHS}, got {config.arch!r}")
+class _Residual(nn.Module):
+    """Two 3x3 convolutions (BatchNorm, ReLU) with a projected shortcut when the shape changes."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout),
+        )
+        self.skip = (nn.Identity() if cin == cout and stride == 1 else
+                     nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                   nn.BatchNorm2d(cout)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.skip(x))
+
+
+class PixelResNet(nn.Module):
+    """The standard pixel baseline (issue 15): a small ResNet on (resized) pixels.
+
+    Stem 3x3 stride 2 (width/2), then three residual stages of widths w, 2w, 4w, each halving
+    the resolution, global average pooling, dropout, linear. Pixels are scaled by 1/255 inside.
+    ``width`` 32: 0.30 M parameters.
+    """
+
+    def __init__(self, config: ClassifierConfig) -> None:
+        super().__init__()
+        self.config = config
+        w = config.width
+        self.register_buffer("input_scale", torch.full((config.in_channels,), 1.0 / 255.0))
+        self.net = nn.Sequential(
+            nn.Conv2d(config.in_channels, w // 2, 3, 2, 1, bias=False), nn.BatchNorm2d(w // 2),
+            nn.ReLU(inplace=True),
+            _Residual(w // 2, w, 2), _Residual(w, 2 * w, 2), _Residual(2 * w, 4 * w, 2),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(config.dropout),
+            nn.Linear(4 * w, config.classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.float() * self.input_scale.view(1, -1, 1, 1))
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def build_classifier(config: ClassifierConfig) -> TumourClassifier | LatentStatsNet | PixelResNet:
+    if config.arch not in ARCHS + PIXEL_ARCHS:
+        raise ValueError(f"classifier arch must be one of {ARCHS + (RESNET,)}, got {config.arch!r}")
+    if config.arch == RESNET:
+        if config.kind != PIXEL:
+            raise ValueError("arch 'resnet' is the pixel baseline (kind 'pixel')")
+        return PixelResNet(config)
     if config.arch != TRUNK:
         if config.kind != LATENT:
             raise ValueError(f"arch {config.arch!r} is for latents only")

@@ -26,13 +26,20 @@ from typing import Any
 import numpy as np
 import tenseal as ts
 
-from fedcodec.shared.analysis.ckks import CkksProfile, load_tensor, profile_named
+from fedcodec.shared.analysis.ckks import (
+    CkksProfile,
+    load_vectors,
+    pack_vectors,
+    padded_features,
+    profile_named,
+    studies_per_ciphertext,
+)
 from fedcodec.shared.errors import CorruptDataError, FedcodecError, UnknownNameError
 
 LINEAR = "linear"
 POLY_MLP = "poly-mlp"
 HEAD_KINDS = (LINEAR, POLY_MLP)
-PROFILE_OF = {LINEAR: "linear-4096", POLY_MLP: "mlp-8192"}
+PROFILE_OF = {LINEAR: "linear-packed-8192", POLY_MLP: "mlp-8192"}
 HEAD_FORMAT = "fedcodec-analysis-head/1"
 KNOWN_ANSWERS = 16
 
@@ -95,24 +102,59 @@ class Head:
             return x @ w["W"] + w["b"]
         return ((x @ w["W1"] + w["b1"]) ** 2) @ w["W2"] + w["b2"]
 
-    def encrypted_scores(self, tensor: ts.CKKSTensor) -> ts.CKKSTensor:
-        """The same computation on a batched ``[F]`` tensor; returns a ``[1, classes]`` tensor."""
-        if tensor.shape != [self.feature_count]:
-            raise FedcodecError(
-                f"features have shape {tensor.shape}, the {self.kind} head takes "
-                f"[{self.feature_count}]"
-            )
-        w = self.weights
-        row = tensor.reshape([1, self.feature_count])
-        if self.kind == LINEAR:
-            return row.mm(w["W"].tolist()) + [w["b"].tolist()]
-        hidden = row.mm(w["W1"].tolist()) + [w["b1"].tolist()]
-        return hidden.square().mm(w["W2"].tolist()) + [w["b2"].tolist()]
+    @property
+    def studies_per_ciphertext(self) -> int:
+        return studies_per_ciphertext(self.profile, self.feature_count)
 
-    def evaluate_bytes(self, context: ts.Context, features: bytes) -> bytes:
-        """Server side: ciphertext bytes in, ciphertext bytes out."""
-        tensor = load_tensor(context, features, "feature")
-        return self.encrypted_scores(tensor).serialize()
+    def encrypted_scores(self, vector: ts.CKKSVector) -> list[ts.CKKSVector]:
+        """The same computation on one packed ciphertext (S studies, feature-major): one
+        ciphertext per class whose S slots are the studies' scores, every other slot masked
+        to zero (see :mod:`.ckks`)."""
+        per = self.studies_per_ciphertext
+        rows = padded_features(self.feature_count)
+        if vector.size() != rows * per:
+            raise FedcodecError(
+                f"a feature ciphertext holds {vector.size()} values, the {self.kind} head takes "
+                f"[{self.feature_count}] features ({rows} padded) x {per} studies"
+            )
+        w = {k: v.copy() for k, v in self.weights.items()}
+        first = "W" if self.kind == LINEAR else "W1"
+        w[first] = np.vstack([w[first], np.zeros((rows - self.feature_count, w[first].shape[1]))])
+        ones = [1.0] * per
+        if self.kind == LINEAR:
+            out = []
+            for c in range(self.classes):
+                score = vector.enc_matmul_plain(w["W"][:, c].tolist(), per)
+                score.mul_(ones)  # mask: only the S result slots survive
+                out.append(score.add_([float(w["b"][c])] * per))
+            return out
+        hidden = []
+        for j in range(w["W1"].shape[1]):
+            h = vector.enc_matmul_plain(w["W1"][:, j].tolist(), per)
+            h.add_([float(w["b1"][j])] * per)
+            hidden.append(h.square_())
+        out = []
+        for c in range(self.classes):
+            # multiplying by a length-S plaintext is the mask (zeros in every other slot)
+            total = hidden[0].mul([float(w["W2"][0, c])] * per)
+            for j in range(1, len(hidden)):
+                total.add_(hidden[j].mul([float(w["W2"][j, c])] * per))
+            out.append(total.add_([float(w["b2"][c])] * per))
+        return out
+
+    def evaluate_bytes(self, context: ts.Context, features: bytes, batch: int = 0) -> bytes:
+        """Server side: packed feature ciphertexts in, packed score ciphertexts out. With
+        ``batch`` the ciphertext count must be exactly what that many slots need."""
+        vectors = load_vectors(context, features, "feature")
+        if batch and len(vectors) != -(-batch // self.studies_per_ciphertext):
+            raise FedcodecError(
+                f"{len(vectors)} feature ciphertexts for a batch of {batch}; the {self.kind} "
+                f"head packs {self.studies_per_ciphertext} studies per ciphertext"
+            )
+        scores = []
+        for vector in vectors:
+            scores += [v.serialize() for v in self.encrypted_scores(vector)]
+        return pack_vectors(scores)
 
     def model_hash(self) -> str:
         return hashlib.sha256(_canonical(self._describe())).hexdigest()

@@ -30,14 +30,17 @@ def classification_report(
     confusion = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(confusion, (labels, predicted), 1)
     f1 = []
-    for c in range(classes):
+    # like scikit-learn's macro average: classes absent from both truth and predictions (a test
+    # folder of another data set may lack some) are not averaged in as zeros
+    present = [c for c in range(classes) if confusion[c, :].sum() or confusion[:, c].sum()]
+    for c in present:
         tp = confusion[c, c]
         precision_den, recall_den = confusion[:, c].sum(), confusion[c, :].sum()
         precision = tp / precision_den if precision_den else 0.0
         recall = tp / recall_den if recall_den else 0.0
         f1.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
     accuracy = float(np.trace(confusion) / max(1, confusion.sum()))
-    return ClassificationReport(accuracy, float(np.mean(f1)), confusion)
+    return ClassificationReport(accuracy, float(np.mean(f1)) if f1 else 0.0, confusion)
 
 
 def save_confusion_png(report: ClassificationReport, class_names, title: str, path: Path) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedcodec.shared.analysis.ckks import PROFILES, CkksProfile
+from fedcodec.shared.analysis.ckks import PROFILES, CkksProfile, studies_per_ciphertext
 from fedcodec.shared.analysis.heads import HeadCard
 from fedcodec.shared.errors import CorruptDataError
 from fedcodec.shared.rpc import analysis_pb2
@@ -28,14 +28,16 @@ class AnalysisLimits:
     """
 
     max_request_bytes: int = 160 * MIB
-    max_context_bytes: int = 8 * MIB
+    max_context_bytes: int = 64 * MIB
+    """A public context with Galois keys: ~35 MB (linear-packed-8192), ~50 MB (mlp-8192)."""
     max_batch: int = 4096
     max_contexts_per_site: int = 4
     max_workers: int = 4
 
     @property
     def max_message_bytes(self) -> int:
-        return self.max_request_bytes + MIB
+        """The gRPC message cap: the larger of a request and a context, plus framing."""
+        return max(self.max_request_bytes, self.max_context_bytes) + MIB
 
 
 def profile_message(profile: CkksProfile) -> analysis_pb2.CkksProfile:
@@ -64,6 +66,7 @@ def card_message(card: HeadCard, limits: AnalysisLimits) -> analysis_pb2.ModelCa
         known_scores=card.known_scores.ravel().tolist(),
         max_batch=min(limits.max_batch, card.profile.slots),
         max_request_bytes=limits.max_request_bytes,
+        studies_per_ciphertext=studies_per_ciphertext(card.profile, card.feature_count),
     )
 
 
@@ -87,6 +90,8 @@ def card_from_message(message: analysis_pb2.ModelCard) -> HeadCard:
         or len(message.known_scores) != count * classes
     ):
         raise CorruptDataError("the service's model card has inconsistent known answers")
+    if message.studies_per_ciphertext not in (0, studies_per_ciphertext(profile, features)):
+        raise CorruptDataError("the service packs another number of studies per ciphertext")
     return HeadCard(
         kind=message.head,
         model_hash=message.model_hash,

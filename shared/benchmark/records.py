@@ -90,6 +90,8 @@ class BenchResult:
     pixels: int
     records: list[SliceRecord] = field(default_factory=list)
     summaries: list[CodecSummary] = field(default_factory=list)
+    provenance: dict = field(default_factory=dict)
+    """Input, fedcodec version, codec model hashes, machine, date (``bench`` fills it)."""
 
 
 def _mean(values: list[float]) -> float:

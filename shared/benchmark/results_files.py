@@ -2,7 +2,8 @@
 
 ``results.json`` is the contract other tools read::
 
-    {"slices": N, "pixels": P,
+    {"provenance": {"input", "fedcodec_version", "codec_models", "machine", "date_utc", ...},
+     "slices": N, "pixels": P,
      "summary": [{"codec", "lossless", "max_error_bound", "bpp", "psnr", "ssim", "max_abs_error",
                   "encode_ms", "decode_ms", ... extra fields}, ...],
      "records": [{ the same fields for one slice, plus "slice_id" }, ...]}
@@ -54,7 +55,9 @@ def _ordered(entry: dict[str, Any], first: tuple[str, ...]) -> dict[str, Any]:
 
 def results_document(result: BenchResult) -> dict[str, Any]:
     """The ``results.json`` content as plain JSON-valid Python."""
+    provenance = {"provenance": result.provenance} if result.provenance else {}
     return {
+        **provenance,
         "slices": result.slices,
         "pixels": result.pixels,
         "summary": [_ordered(asdict(s), CONTRACT_FIELDS) for s in result.summaries],

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0e\x61nalysis.proto\x12\x14\x66\x65\x64\x63odec.analysis.v1\"\x8f\x01\n\x0b\x43kksProfile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1b\n\x13poly_modulus_degree\x18\x02 \x01(\r\x12\x1b\n\x13\x63oeff_mod_bit_sizes\x18\x03 \x03(\r\x12\x12\n\nscale_bits\x18\x04 \x01(\r\x12\x15\n\rsecurity_bits\x18\x05 \x01(\r\x12\r\n\x05slots\x18\x06 \x01(\r\"$\n\x14\x44\x65scribeModelRequest\x12\x0c\n\x04head\x18\x01 \x01(\t\"\xbe\x02\n\tModelCard\x12\x0c\n\x04head\x18\x01 \x01(\t\x12\x12\n\nmodel_hash\x18\x02 \x01(\t\x12\x15\n\rfeature_count\x18\x03 \x01(\r\x12\x13\n\x0b\x63lass_names\x18\x04 \x03(\t\x12\x32\n\x07profile\x18\x05 \x01(\x0b\x32!.fedcodec.analysis.v1.CkksProfile\x12\x0f\n\x07pooling\x18\x06 \x01(\t\x12\x14\n\x0clatent_codec\x18\x07 \x01(\t\x12\x19\n\x11latent_model_hash\x18\x08 \x01(\t\x12\x13\n\x0bknown_count\x18\t \x01(\r\x12\x14\n\x0cknown_inputs\x18\n \x03(\x01\x12\x14\n\x0cknown_scores\x18\x0b \x03(\x01\x12\x11\n\tmax_batch\x18\x0c \x01(\r\x12\x19\n\x11max_request_bytes\x18\r \x01(\x04\"7\n\x16RegisterContextRequest\x12\x0f\n\x07\x63ontext\x18\x01 \x01(\x0c\x12\x0c\n\x04head\x18\x02 \x01(\t\",\n\x14RegisterContextReply\x12\x14\n\x0c\x63ontext_hash\x18\x01 \x01(\t\"\x83\x01\n\x0f\x45valuateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontext_hash\x18\x02 \x01(\t\x12\x0c\n\x04head\x18\x03 \x01(\t\x12\x12\n\nmodel_hash\x18\x04 \x01(\t\x12\x12\n\nbatch_size\x18\x05 \x01(\r\x12\x10\n\x08\x66\x65\x61tures\x18\x06 \x01(\x0c\"\x9f\x01\n\rEvaluateReply\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontext_hash\x18\x02 \x01(\t\x12\x12\n\nmodel_hash\x18\x03 \x01(\t\x12\x17\n\x0f\x66\x65\x61tures_sha256\x18\x04 \x01(\t\x12\x12\n\nbatch_size\x18\x05 \x01(\r\x12\x0e\n\x06scores\x18\x06 \x01(\x0c\x12\x13\n\x0b\x65valuate_ms\x18\x07 \x01(\x01\x32\xad\x02\n\x08\x41nalysis\x12\\\n\rDescribeModel\x12*.fedcodec.analysis.v1.DescribeModelRequest\x1a\x1f.fedcodec.analysis.v1.ModelCard\x12k\n\x0fRegisterContext\x12,.fedcodec.analysis.v1.RegisterContextRequest\x1a*.fedcodec.analysis.v1.RegisterContextReply\x12V\n\x08\x45valuate\x12%.fedcodec.analysis.v1.EvaluateRequest\x1a#.fedcodec.analysis.v1.EvaluateReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0e\x61nalysis.proto\x12\x14\x66\x65\x64\x63odec.analysis.v1\"\x8f\x01\n\x0b\x43kksProfile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1b\n\x13poly_modulus_degree\x18\x02 \x01(\r\x12\x1b\n\x13\x63oeff_mod_bit_sizes\x18\x03 \x03(\r\x12\x12\n\nscale_bits\x18\x04 \x01(\r\x12\x15\n\rsecurity_bits\x18\x05 \x01(\r\x12\r\n\x05slots\x18\x06 \x01(\r\"$\n\x14\x44\x65scribeModelRequest\x12\x0c\n\x04head\x18\x01 \x01(\t\"\xde\x02\n\tModelCard\x12\x0c\n\x04head\x18\x01 \x01(\t\x12\x12\n\nmodel_hash\x18\x02 \x01(\t\x12\x15\n\rfeature_count\x18\x03 \x01(\r\x12\x13\n\x0b\x63lass_names\x18\x04 \x03(\t\x12\x32\n\x07profile\x18\x05 \x01(\x0b\x32!.fedcodec.analysis.v1.CkksProfile\x12\x0f\n\x07pooling\x18\x06 \x01(\t\x12\x14\n\x0clatent_codec\x18\x07 \x01(\t\x12\x19\n\x11latent_model_hash\x18\x08 \x01(\t\x12\x13\n\x0bknown_count\x18\t \x01(\r\x12\x14\n\x0cknown_inputs\x18\n \x03(\x01\x12\x14\n\x0cknown_scores\x18\x0b \x03(\x01\x12\x11\n\tmax_batch\x18\x0c \x01(\r\x12\x19\n\x11max_request_bytes\x18\r \x01(\x04\x12\x1e\n\x16studies_per_ciphertext\x18\x0e \x01(\r\"M\n\x16RegisterContextRequest\x12\x0f\n\x07\x63ontext\x18\x01 \x01(\x0c\x12\x0c\n\x04head\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontext_hash\x18\x03 \x01(\t\",\n\x14RegisterContextReply\x12\x14\n\x0c\x63ontext_hash\x18\x01 \x01(\t\"\x83\x01\n\x0f\x45valuateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontext_hash\x18\x02 \x01(\t\x12\x0c\n\x04head\x18\x03 \x01(\t\x12\x12\n\nmodel_hash\x18\x04 \x01(\t\x12\x12\n\nbatch_size\x18\x05 \x01(\r\x12\x10\n\x08\x66\x65\x61tures\x18\x06 \x01(\x0c\"\x9f\x01\n\rEvaluateReply\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontext_hash\x18\x02 \x01(\t\x12\x12\n\nmodel_hash\x18\x03 \x01(\t\x12\x17\n\x0f\x66\x65\x61tures_sha256\x18\x04 \x01(\t\x12\x12\n\nbatch_size\x18\x05 \x01(\r\x12\x0e\n\x06scores\x18\x06 \x01(\x0c\x12\x13\n\x0b\x65valuate_ms\x18\x07 \x01(\x01\x32\xad\x02\n\x08\x41nalysis\x12\\\n\rDescribeModel\x12*.fedcodec.analysis.v1.DescribeModelRequest\x1a\x1f.fedcodec.analysis.v1.ModelCard\x12k\n\x0fRegisterContext\x12,.fedcodec.analysis.v1.RegisterContextRequest\x1a*.fedcodec.analysis.v1.RegisterContextReply\x12V\n\x08\x45valuate\x12%.fedcodec.analysis.v1.EvaluateRequest\x1a#.fedcodec.analysis.v1.EvaluateReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,15 +36,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DESCRIBEMODELREQUEST']._serialized_start=186
   _globals['_DESCRIBEMODELREQUEST']._serialized_end=222
   _globals['_MODELCARD']._serialized_start=225
-  _globals['_MODELCARD']._serialized_end=543
-  _globals['_REGISTERCONTEXTREQUEST']._serialized_start=545
-  _globals['_REGISTERCONTEXTREQUEST']._serialized_end=600
-  _globals['_REGISTERCONTEXTREPLY']._serialized_start=602
-  _globals['_REGISTERCONTEXTREPLY']._serialized_end=646
-  _globals['_EVALUATEREQUEST']._serialized_start=649
-  _globals['_EVALUATEREQUEST']._serialized_end=780
-  _globals['_EVALUATEREPLY']._serialized_start=783
-  _globals['_EVALUATEREPLY']._serialized_end=942
-  _globals['_ANALYSIS']._serialized_start=945
-  _globals['_ANALYSIS']._serialized_end=1246
+  _globals['_MODELCARD']._serialized_end=575
+  _globals['_REGISTERCONTEXTREQUEST']._serialized_start=577
+  _globals['_REGISTERCONTEXTREQUEST']._serialized_end=654
+  _globals['_REGISTERCONTEXTREPLY']._serialized_start=656
+  _globals['_REGISTERCONTEXTREPLY']._serialized_end=700
+  _globals['_EVALUATEREQUEST']._serialized_start=703
+  _globals['_EVALUATEREQUEST']._serialized_end=834
+  _globals['_EVALUATEREPLY']._serialized_start=837
+  _globals['_EVALUATEREPLY']._serialized_end=996
+  _globals['_ANALYSIS']._serialized_start=999
+  _globals['_ANALYSIS']._serialized_end=1300
 # @@protoc_insertion_point(module_scope)

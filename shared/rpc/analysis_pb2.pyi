@@ -29,7 +29,7 @@ class DescribeModelRequest(_message.Message):
     def __init__(self, head: _Optional[str] = ...) -> None: ...
 
 class ModelCard(_message.Message):
-    __slots__ = ("head", "model_hash", "feature_count", "class_names", "profile", "pooling", "latent_codec", "latent_model_hash", "known_count", "known_inputs", "known_scores", "max_batch", "max_request_bytes")
+    __slots__ = ("head", "model_hash", "feature_count", "class_names", "profile", "pooling", "latent_codec", "latent_model_hash", "known_count", "known_inputs", "known_scores", "max_batch", "max_request_bytes", "studies_per_ciphertext")
     HEAD_FIELD_NUMBER: _ClassVar[int]
     MODEL_HASH_FIELD_NUMBER: _ClassVar[int]
     FEATURE_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,7 @@ class ModelCard(_message.Message):
     KNOWN_SCORES_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
     MAX_REQUEST_BYTES_FIELD_NUMBER: _ClassVar[int]
+    STUDIES_PER_CIPHERTEXT_FIELD_NUMBER: _ClassVar[int]
     head: str
     model_hash: str
     feature_count: int
@@ -56,15 +57,18 @@ class ModelCard(_message.Message):
     known_scores: _containers.RepeatedScalarFieldContainer[float]
     max_batch: int
     max_request_bytes: int
-    def __init__(self, head: _Optional[str] = ..., model_hash: _Optional[str] = ..., feature_count: _Optional[int] = ..., class_names: _Optional[_Iterable[str]] = ..., profile: _Optional[_Union[CkksProfile, _Mapping]] = ..., pooling: _Optional[str] = ..., latent_codec: _Optional[str] = ..., latent_model_hash: _Optional[str] = ..., known_count: _Optional[int] = ..., known_inputs: _Optional[_Iterable[float]] = ..., known_scores: _Optional[_Iterable[float]] = ..., max_batch: _Optional[int] = ..., max_request_bytes: _Optional[int] = ...) -> None: ...
+    studies_per_ciphertext: int
+    def __init__(self, head: _Optional[str] = ..., model_hash: _Optional[str] = ..., feature_count: _Optional[int] = ..., class_names: _Optional[_Iterable[str]] = ..., profile: _Optional[_Union[CkksProfile, _Mapping]] = ..., pooling: _Optional[str] = ..., latent_codec: _Optional[str] = ..., latent_model_hash: _Optional[str] = ..., known_count: _Optional[int] = ..., known_inputs: _Optional[_Iterable[float]] = ..., known_scores: _Optional[_Iterable[float]] = ..., max_batch: _Optional[int] = ..., max_request_bytes: _Optional[int] = ..., studies_per_ciphertext: _Optional[int] = ...) -> None: ...
 
 class RegisterContextRequest(_message.Message):
-    __slots__ = ("context", "head")
+    __slots__ = ("context", "head", "context_hash")
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     HEAD_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_HASH_FIELD_NUMBER: _ClassVar[int]
     context: bytes
     head: str
-    def __init__(self, context: _Optional[bytes] = ..., head: _Optional[str] = ...) -> None: ...
+    context_hash: str
+    def __init__(self, context: _Optional[bytes] = ..., head: _Optional[str] = ..., context_hash: _Optional[str] = ...) -> None: ...
 
 class RegisterContextReply(_message.Message):
     __slots__ = ("context_hash",)

@@ -63,7 +63,10 @@ class AnalysisServicer:
 
     def RegisterContext(self, request, context):
         """Upload a public CKKS context once; later calls name it by its SHA-256. A context that holds a
-        secret key, or whose parameters are not the head's profile, is INVALID_ARGUMENT.
+        secret key, or whose parameters are not the head's profile, is INVALID_ARGUMENT. With an
+        empty `context` and a `context_hash`, asks whether the service still caches that context
+        for this site (reply: its hash; NOT_FOUND if not cached): a site that kept its context sends
+        the tens of MB of keys only when the service lost them.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
