@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from scipy import stats
 
 
@@ -23,11 +24,12 @@ def p_value(m: int, r: int, v: int, epsilon: float, delta: float) -> float:
         raise ValueError(f"need 0 <= v <= r <= m, got v={v}, r={r}, m={m}")
     q = 1.0 / (1.0 + math.exp(-epsilon))
     tail = float(stats.binom.sf(v - 1, r, q))
-    # δ term: 2 m δ times the largest average probability mass just below v
-    worst, mass = 0.0, 0.0
-    for i in range(1, v + 1):
-        mass += float(stats.binom.pmf(v - i, r, q))
-        worst = max(worst, mass / i)
+    # δ term: 2 m δ times the largest average probability mass just below v,
+    # max over i of P[v - i <= Binomial(r, q) < v] / i
+    if v == 0 or delta == 0:
+        return min(1.0, tail)
+    below = stats.binom.pmf(np.arange(v - 1, -1, -1), r, q)  # P[= v-1], P[= v-2], ...
+    worst = float(np.max(np.cumsum(below) / np.arange(1, v + 1)))
     return min(1.0, tail + 2.0 * m * delta * worst)
 
 
