@@ -17,6 +17,13 @@ The CRC is what makes corruption detectable: a damaged rANS payload still decode
 image (checked: flipped bits deep in the stack, or a payload cut to one word, pass the coder's
 own end-state check), so the decoder compares the CRC of what it produced.
 
+Classical fallback streams (``fallback.py``) sit in the same place as a slice stream: a bare
+JPEG XL / JPEG-LS / JPEG 2000 codestream, recognised by its own signature (first byte 0xFF, or
+0x00 for the JPEG XL box). Added in the fallback release; streams written before it are
+unchanged and still decode; a build from before it refuses a fallback stream with its
+"bad magic byte" error. A first byte 0xA4-0xAF is a neural format this build does not know and
+is refused naming it.
+
 Stream *i* of a volume depends on the streams its reference offsets name (i-1, i-period); a
 stream with no references decodes alone.
 """
@@ -91,6 +98,10 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
 def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
     """Parse a stream; any inconsistency is a CorruptDataError naming what is wrong."""
     data = bytes(data)
+    if len(data) >= 2 and data[0] not in (MAGIC, COPY_MAGIC) and data[0] >> 4 == 0xA:
+        raise CorruptDataError(f"neural stream format 0x{data[0]:02X} is not one this build reads "
+                               "(it reads 0xA1 slices, 0xA2 copies, 0xA3 tiles and classical "
+                               "fallback streams); decode it with the fedcodec that wrote it")
     if len(data) < 2 or data[0] not in (MAGIC, COPY_MAGIC):
         raise CorruptDataError("not a neural-codec stream (bad magic byte)")
     copy = data[0] == COPY_MAGIC
