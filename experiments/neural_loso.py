@@ -16,8 +16,9 @@ effort 7 and 9, JPEG-LS, JPEG 2000 and HTJ2K; near-lossless, JPEG-LS tau=2.
 
 The fold budget (CPU): every source is sampled once (1/8 of each pyramid group's pixels, at most
 2^20 pixels per series, cached per source in ``OUT/samples``), and each fold model trains
-hidden 48, ``--steps`` Adam steps per network (9 networks, batch 4096, one thread), a few CPU
-minutes per fold. Fold models are cached in ``OUT/folds`` under a key of the feature layout
+hidden 48, ``--steps`` Adam steps per network (9 networks, batch 4096, one thread) on at most
+``--cap`` samples per network drawn from the other sources (the tables are fitted on the same
+samples), a few CPU minutes per fold. Fold models are cached in ``OUT/folds`` under a key of the feature layout
 (hash of the coder files that define the samples) and the budget, so reruns and coder changes
 that keep the layout reuse them.
 
@@ -72,12 +73,12 @@ def load_source(name: str, data: Path, max_slices: int | None) -> list[Stack]:
     return out
 
 
-def layout_key(steps: int, hidden: int) -> str:
+def layout_key(steps: int, hidden: int, cap: int) -> str:
     """Feature layout + budget: a fold model is reused only when both are unchanged."""
     digest = hashlib.sha256()
     for name in LAYOUT_FILES:
         digest.update((REPO / "shared" / "neural" / name).read_bytes())
-    digest.update(f"{steps}/{hidden}".encode())
+    digest.update(f"{steps}/{hidden}/{cap}".encode())
     return digest.hexdigest()[:10]
 
 
@@ -105,7 +106,25 @@ def source_samples(name: str, stacks: list[Stack], cache: Path, series_pixels: i
     return samples
 
 
-def train_fold(held: str, samples: dict, path: Path, steps: int, hidden: int) -> None:
+def capped(samples: dict, cap: int, seed: int) -> dict:
+    """At most ``cap`` samples per network, drawn at random (the fold's CPU budget)."""
+    from fedcodec.shared.neural.train import Samples
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for key, s in samples.items():
+        out[key] = s
+        if not s.target:
+            continue
+        arrays = s.arrays()
+        n = arrays["target"].size
+        if n > cap:
+            keep = np.sort(rng.choice(n, cap, replace=False))
+            out[key] = Samples(**{name: [a[keep]] for name, a in arrays.items()})
+    return out
+
+
+def train_fold(held: str, samples: dict, path: Path, steps: int, hidden: int, cap: int) -> None:
     """A model trained on every source but ``held``, written to ``path``."""
     import torch
 
@@ -117,7 +136,7 @@ def train_fold(held: str, samples: dict, path: Path, steps: int, hidden: int) ->
     )
 
     torch.set_num_threads(1)
-    merged = merge_samples([s for name, s in samples.items() if name != held])
+    merged = capped(merge_samples([s for name, s in samples.items() if name != held]), cap, 0)
     settings = TrainSettings(hidden=hidden, epochs=25, batch=4096, seed=0, time_budget_s=1e9,
                              max_steps=steps, min_steps=steps)
     trainer = PredictorTrainer(merged, settings)
@@ -128,6 +147,12 @@ def train_fold(held: str, samples: dict, path: Path, steps: int, hidden: int) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     weights.save(path.with_suffix(".tmp.npz"))
     path.with_suffix(".tmp.npz").rename(path)
+
+
+def hash_shard(name: str, shard: str) -> bool:
+    """True when fold ``name`` belongs to another shard than ``I/N``."""
+    index, count = (int(x) for x in shard.split("/"))
+    return [*DICOM_SOURCES, PYPI].index(name) % count != index
 
 
 # -- coding -----------------------------------------------------------------------------------
@@ -280,7 +305,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300, help="Adam steps per network per fold")
     ap.add_argument("--hidden", type=int, default=48)
     ap.add_argument("--series-pixels", type=int, default=1 << 20)
+    ap.add_argument("--cap", type=int, default=1 << 18, help="training samples per network per fold")
     ap.add_argument("--stage", choices=("all", "train"), default="all")
+    ap.add_argument("--shard", default="", help="I/N: train only every N-th fold from I (--stage train)")
     ap.add_argument("--only", default="", help="comma-separated sources (default: all 13)")
     ap.add_argument("--no-fallback", action="store_true", help="skip the product-default column")
     ap.add_argument("--quick", action="store_true", help="smoke run: 3 sources, 2 slices each")
@@ -290,20 +317,22 @@ def main() -> None:
     names = [*DICOM_SOURCES, PYPI]
     max_slices = None
     if args.quick:
-        names, max_slices, args.steps, args.hidden = ["siemens_c", "edge12", PYPI], 2, 4, 8
+        names, max_slices, args.steps, args.hidden, args.cap = ["siemens_c", "edge12", PYPI], 2, 4, 8, 4096
         out = out / "quick"
     if args.only:
         names = [n for n in args.only.split(",") if n]
     stacks = {n: load_source(n, args.data, max_slices) for n in [*DICOM_SOURCES, PYPI]
               if not args.quick or n in names}
-    key = layout_key(args.steps, args.hidden)
-    samples_dir = out / "samples" / key
+    key = layout_key(args.steps, args.hidden, args.cap)
+    samples_dir = out / "samples" / layout_key(0, 0, 0)
     samples = {n: source_samples(n, s, samples_dir, args.series_pixels) for n, s in stacks.items()}
     folds = {n: out / "folds" / f"without-{n}.{key}.npz" for n in names}
     for name in names:
+        if args.shard and hash_shard(name, args.shard):
+            continue
         if not folds[name].exists():
             started = time.perf_counter()
-            train_fold(name, samples, folds[name], args.steps, args.hidden)
+            train_fold(name, samples, folds[name], args.steps, args.hidden, args.cap)
             print(f"fold without {name}: {time.perf_counter() - started:.0f} s", flush=True)
     if args.stage == "train":
         return

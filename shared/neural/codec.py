@@ -10,6 +10,7 @@ Specs::
     neural:interslice=2                    always use the references (no per-slice check)
     neural:fallback=0                      the learned coder alone (no classical fallback)
     neural:fallback=2                      fallback candidates include JPEG XL effort 9
+    neural:adapt=0                         no per-slice scale adaptation (0xA1 streams only)
 
 ``encode`` codes one slice alone. ``encode_volume`` conditions slice *i* on slice *i-1* and, for a
 multi-volume series, on slice *i-period*; stream *i* then needs the streams it names (always
@@ -43,6 +44,7 @@ from fedcodec.shared.neural.slice_coder import (
     SliceParams,
     decode_slice,
     encode_slice,
+    encode_slice_adaptive,
 )
 from fedcodec.shared.neural.stream_format import COPY_MAGIC, StreamHeader, pack, unpack
 from fedcodec.shared.neural.tiles import (
@@ -80,7 +82,8 @@ class NeuralCodec(Codec):
     name = "neural"
 
     def __init__(self, mode: str = "", tau: int | None = None, period: int | None = None,
-                 interslice: int = 1, weights: str | None = None, fallback: int = 1) -> None:
+                 interslice: int = 1, weights: str | None = None, fallback: int = 1,
+                 adapt: int = 1) -> None:
         if mode not in ("", "lossless", "near-lossless"):
             raise FedcodecError(f"neural codec: mode must be lossless or near-lossless, not {mode!r}")
         if tau is not None and (not isinstance(tau, int) or tau < 0):
@@ -102,6 +105,10 @@ class NeuralCodec(Codec):
         self.check_references = interslice == 1
         """Code every slice that has references alone too, and keep the smaller stream."""
         self.fallback = fallback
+        if adapt not in (0, 1):
+            raise FedcodecError("neural codec: adapt must be 0 or 1")
+        self.adapt = bool(adapt)
+        """Choose a scale offset per slice (encode-time adaptation, 0xA4 streams)."""
         self.weights_path = str(weights or DEFAULT_WEIGHTS)
         self.mode = CodecMode.BOUNDED if self.tau else CodecMode.LOSSLESS
         self.max_error = self.tau
@@ -112,7 +119,7 @@ class NeuralCodec(Codec):
     def describe(self) -> dict[str, Any]:
         out = super().describe()
         out.update(tau=self.tau, period=self.period, interslice=self.interslice_mode,
-                   fallback=self.fallback)
+                   fallback=self.fallback, adapt=int(self.adapt))
         out["model_id"] = self._weights()[0].model_id.hex()
         return out
 
@@ -141,12 +148,16 @@ class NeuralCodec(Codec):
             recon = refs[0]
             words = np.zeros(0, dtype=np.uint32)
             copy = True
+            offset = 0
+        elif self.adapt:
+            words, recon, offset = encode_slice_adaptive(image, params, refs, weights, models)
+            copy = False
         else:
             words, recon = encode_slice(image, params, refs, weights, models)
-            copy = False
+            copy, offset = False, 0
         header = StreamHeader(image.shape[0], image.shape[1], bits, self.tau,
                               image.dtype == np.uint16, offsets, weights.model_id,
-                              _crc(recon.astype(image.dtype)), copy)
+                              _crc(recon.astype(image.dtype)), copy, offset)
         return pack(header, words), recon
 
     def _encode_tiled(self, image: np.ndarray, bits: int, refs: list[np.ndarray],
@@ -215,7 +226,8 @@ class NeuralCodec(Codec):
                 raise CorruptDataError("neural stream: copied reference exceeds the bit depth")
         else:
             recon = decode_slice(words, (header.rows, header.cols),
-                                 SliceParams(header.bits, header.tau), refs, weights, models)
+                                 SliceParams(header.bits, header.tau, header.scale_offset), refs,
+                                 weights, models)
         out = recon.astype(np.uint16 if header.uint16 else np.uint8)
         if _crc(out) != header.crc32:
             raise CorruptDataError("neural stream is corrupt (pixel checksum mismatch)")

@@ -45,6 +45,7 @@ from fedcodec.shared.neural.tables import (
     CENTRE_PHASE,
     ESCAPE,
     HALF_RANGE,
+    N_BINS,
     SHIFTS,
     scale_bin,
     table_key,
@@ -115,6 +116,9 @@ _model = constriction.stream.model
 class SliceParams:
     bits: int
     tau: int
+    scale_offset: int = 0
+    """Encode-time adaptation: every pixel's scale bin moves by this many bins (1/6 octave each),
+    chosen by the encoder for the slice and written in the stream (see :func:`best_scale_offset`)."""
 
     @property
     def maxval(self) -> int:
@@ -131,7 +135,14 @@ class EntropyModels:
     def __init__(self, weights: NeuralWeights) -> None:
         self._counts = weights.counts.astype(np.float64)
         self._cache: dict[int, object] = {}
+        self._log_p: np.ndarray | None = None
         self.uniform_family = _model.Uniform()
+
+    def log_probabilities(self) -> np.ndarray:
+        """log2 of every table's probabilities (encoder-side cost estimates only)."""
+        if self._log_p is None:
+            self._log_p = np.log2(self._counts / self._counts.sum(axis=1, keepdims=True))
+        return self._log_p
 
     def table(self, key: int):
         model = self._cache.get(key)
@@ -150,10 +161,15 @@ class EntropyModels:
 
 
 class _Encoder:
-    """Records (symbols, model, params) in decoding order; :meth:`finish` writes them reversed."""
+    """Records (symbols, model, params) in decoding order; :meth:`finish` writes them reversed.
+
+    ``groups`` keeps each uniformly coded group's (scale bin, phase, residual symbols), so the
+    encoder can re-code the slice's residuals with another scale offset without walking again
+    (the offset changes no prediction or reconstruction, only the tables)."""
 
     def __init__(self) -> None:
         self.ops: list[tuple] = []
+        self.groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     def code(self, symbols, count, model, params=None) -> np.ndarray:
         symbols = np.ascontiguousarray(symbols, dtype=np.int32)
@@ -226,6 +242,10 @@ def _code_residuals(io, models: EntropyModels, t, key, shift, bits: int) -> np.n
     return t
 
 
+def _offset_bins(k: np.ndarray, offset: int) -> np.ndarray:
+    return k if not offset else np.clip(k + offset, 0, N_BINS - 1)
+
+
 def predicted_mean_q3(ctx, mean_q4: np.ndarray) -> np.ndarray:
     """Mean in 1/8 grey levels: mu0 + mean offset (Q4, activity units) * s (s16 = 16 s)."""
     return (ctx.mu0 << 3) + ((mean_q4 * ctx.s16) >> 5)
@@ -256,7 +276,7 @@ def _code_group(io, models, weights, params: SliceParams, recon, errors, origina
         phase = np.full(n, CENTRE_PHASE, dtype=np.int64)
     else:
         phase = pred_q3 - (base << 3) + CENTRE_PHASE
-    k = scale_bin(log_scale)
+    k = _offset_bins(scale_bin(log_scale), params.scale_offset)
     key = table_key(k, phase)
     shift = SHIFTS[k]
     t = None
@@ -268,6 +288,8 @@ def _code_group(io, models, weights, params: SliceParams, recon, errors, origina
         else:
             t = r
     t = _code_residuals(io, models, t, key, shift, params.bits)
+    if isinstance(io, _Encoder):
+        io.groups.append((k, phase, t))
     if params.tau:
         values = np.clip(base + t * params.step, 0, params.maxval)
         if original is not None and np.abs(values - x).max() > params.tau:
@@ -327,7 +349,7 @@ def _code_group_mapped(io, models, weights, params: SliceParams, recon, errors, 
         step = 2 * tau + 1
         log_scale -= np.where(tau > 0, ilog2_q6(step), 0)  # as the uniform path: tau 0 -> 0
         phase = np.where(tau > 0, CENTRE_PHASE, pred_q3 - (base << 3) + CENTRE_PHASE)
-        k = scale_bin(log_scale)
+        k = _offset_bins(scale_bin(log_scale), params.scale_offset)
         key = table_key(k, phase)
         shift = SHIFTS[k]
         t = None
@@ -403,6 +425,64 @@ def encode_slice(image: np.ndarray, params: SliceParams, refs: list[np.ndarray],
         recon = _walk(io, models, weights, params, image.shape, image.astype(np.int32), refs,
                       tau_map)
     return io.finish(), recon
+
+
+MAX_SCALE_OFFSET = 24
+"""Offsets reach 4 octaves either way (a signed byte in the stream)."""
+
+
+def _code_length(log_p: np.ndarray, groups, offset: int, bits: int) -> float:
+    """Bits the residuals of ``groups`` cost with the scale bins moved by ``offset``."""
+    total = 0.0
+    for k, phase, t in groups:
+        kk = _offset_bins(k, offset)
+        shift = SHIFTS[kk]
+        coarse = (t >> shift) + HALF_RANGE
+        escaped = (coarse < 0) | (coarse >= ESCAPE)
+        symbols = np.where(escaped, ESCAPE, coarse)
+        total += float(-log_p[table_key(kk, phase), symbols].sum())
+        total += float(np.where(escaped, bits + 1, shift).sum())
+    return total
+
+
+def best_scale_offset(log_p: np.ndarray, groups, bits: int) -> int:
+    """The scale offset with the shortest code for the recorded residuals: a descent from 0
+    in the better direction, one bin at a time (the cost is close to convex in the offset)."""
+    costs = {0: _code_length(log_p, groups, 0, bits)}
+    for direction in (1, -1):
+        offset = direction
+        while abs(offset) <= MAX_SCALE_OFFSET:
+            costs[offset] = _code_length(log_p, groups, offset, bits)
+            if costs[offset] >= costs[offset - direction]:
+                break
+            offset += direction
+        if len(costs) > 2 and direction == 1:
+            break  # the positive side improved: no need to look below zero
+    best = min(costs, key=costs.get)
+    return best if costs[best] + 8 < costs[0] else 0  # the offset costs a header byte
+
+
+def encode_slice_adaptive(image: np.ndarray, params: SliceParams, refs: list[np.ndarray],
+                          weights: NeuralWeights, models: EntropyModels
+                          ) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`encode_slice` with the slice's best scale offset: (words, recon, offset).
+
+    One walk with offset 0 records every residual; the offset with the shortest code (from
+    the count tables, float arithmetic on the encoder side only) is chosen, and when it is not 0
+    the residuals are re-coded with it. The decoder reads the offset from the stream.
+    """
+    io = _Encoder()
+    with blas_threads():
+        recon = _walk(io, models, weights, params, image.shape, image.astype(np.int32), refs)
+    offset = best_scale_offset(models.log_probabilities(), io.groups, params.bits)
+    if offset == 0:
+        return io.finish(), recon, 0
+    adapted = _Encoder()
+    adapted.ops.append(io.ops[0])  # the top pixel, coded uniformly
+    for k, phase, t in io.groups:
+        kk = _offset_bins(k, offset)
+        _code_residuals(adapted, models, t, table_key(kk, phase), SHIFTS[kk], params.bits)
+    return adapted.finish(), recon, offset
 
 
 def decode_slice(words: np.ndarray, shape: tuple[int, int], params: SliceParams,
