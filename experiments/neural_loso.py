@@ -39,6 +39,7 @@ import numpy as np
 
 from fedcodec.shared.codecs import get_codec
 from fedcodec.shared.demo_data import demo_stacks
+from fedcodec.shared.neural.fallback import candidates
 from fedcodec.shared.sources import read_stacks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,6 +51,11 @@ DICOM_SOURCES = {"ge": "dicom/ge", "philips": "dicom/philips", "siemens_a": "dic
                  "fieldmaps": "dicom-more/fieldmaps", "philips-dwi": "dicom-more/philips-dwi",
                  "transfer-syntaxes": "dicom-more/transfer-syntaxes"}
 PYPI = "pypi-mr"
+GROUPS = (("ge", "philips-dwi"), ("deidentified", "philips", "siemens_c"),
+          ("siemens_b", "toshiba", "transfer-syntaxes", "enhanced", "edge12"),
+          ("siemens_a", "fieldmaps", PYPI))
+"""``--folds groups``: four folds of about equal size, vendors spread; each source is coded by
+the model trained on the other three groups (so without it, and without a few more)."""
 LOSSLESS_ANCHORS = ("jxl", "jxl:effort=9", "jpegls", "j2k", "htj2k")
 NEAR_ANCHOR = "jpegls:tau=2"
 TAU = 2
@@ -124,8 +130,9 @@ def capped(samples: dict, cap: int, seed: int) -> dict:
     return out
 
 
-def train_fold(held: str, samples: dict, path: Path, steps: int, hidden: int, cap: int) -> None:
-    """A model trained on every source but ``held``, written to ``path``."""
+def train_fold(held: tuple[str, ...], samples: dict, path: Path, steps: int, hidden: int,
+               cap: int) -> None:
+    """A model trained on every source but those in ``held``, written to ``path``."""
     import torch
 
     from fedcodec.shared.neural.train import (
@@ -136,23 +143,18 @@ def train_fold(held: str, samples: dict, path: Path, steps: int, hidden: int, ca
     )
 
     torch.set_num_threads(1)
-    merged = capped(merge_samples([s for name, s in samples.items() if name != held]), cap, 0)
+    merged = capped(merge_samples([s for name, s in samples.items() if name not in held]),
+                    cap, 0)
     settings = TrainSettings(hidden=hidden, epochs=25, batch=4096, seed=0, time_budget_s=1e9,
                              max_steps=steps, min_steps=steps)
     trainer = PredictorTrainer(merged, settings)
     for _ in trainer.run():
         pass
-    weights = build_weights(trainer.model, merged, {"name": f"loso-without-{held}",
+    weights = build_weights(trainer.model, merged, {"name": f"without-{'+'.join(held)}",
                                                     "steps": steps, "hidden": hidden})
     path.parent.mkdir(parents=True, exist_ok=True)
     weights.save(path.with_suffix(".tmp.npz"))
     path.with_suffix(".tmp.npz").rename(path)
-
-
-def hash_shard(name: str, shard: str) -> bool:
-    """True when fold ``name`` belongs to another shard than ``I/N``."""
-    index, count = (int(x) for x in shard.split("/"))
-    return [*DICOM_SOURCES, PYPI].index(name) % count != index
 
 
 # -- coding -----------------------------------------------------------------------------------
@@ -192,8 +194,17 @@ def stream_kind(stream: bytes) -> str:
     return {0xA1: "neural", 0xA2: "copy", 0xA3: "tiled"}.get(stream[0], "classical")
 
 
-def evaluate(name: str, stacks: list[Stack], weights: Path, out: Path, fallback: bool) -> dict:
-    """One source's row: pixels, anchors, neural and product bytes (cached per weights file)."""
+def evaluate(name: str, stacks: list[Stack], weights: Path, out: Path, fallback: bool,
+             real_product: bool) -> dict:
+    """One source's row: pixels, anchors, neural and product bytes (cached per weights file).
+
+    Lossless product bytes are the per-slice minimum of the learned stream and the fallback
+    candidates' anchor streams: exactly what ``neural`` writes, because a lossless slice's
+    reconstruction (the next slice's reference) is the original whichever stream is kept.
+    ``real_product`` runs the product codec instead (and checks the two agree). Near-lossless
+    changes the reconstruction with the choice, so tau=2 product bytes always come from a real
+    run.
+    """
     path = out / "results" / f"{name}.{weights.stem}.json"
     if path.exists():
         return json.loads(path.read_text())
@@ -207,9 +218,19 @@ def evaluate(name: str, stacks: list[Stack], weights: Path, out: Path, fallback:
         sizes, _, seconds = neural_bytes(stacks, base + ",fallback=0", tau)
         row[f"neural_{tau}"] = sum(sizes)
         row[f"neural_{tau}_seconds"] = round(seconds, 1)
-        if fallback:
-            sizes, kinds, seconds = neural_bytes(stacks, base, tau)
-            row[f"product_{tau}"] = sum(sizes)
+        if not fallback:
+            continue
+        if tau == 0:
+            options = [sizes] + [anchors[c] for c in candidates(0, 1)]
+            per_slice = np.min(np.array(options), axis=0)
+            row["product_0"] = int(per_slice.sum())
+            row["product_0_fallback_slices"] = int((per_slice < np.array(sizes)).sum())
+        if tau or real_product:
+            product, kinds, _ = neural_bytes(stacks, base, tau)
+            if tau == 0 and sum(product) != row["product_0"]:
+                raise SystemExit(f"{name}: product bytes {sum(product)} != derived "
+                                 f"{row['product_0']}")
+            row[f"product_{tau}"] = sum(product)
             row[f"product_{tau}_fallback_slices"] = kinds.count("classical")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(row, indent=1))
@@ -307,9 +328,14 @@ def main() -> None:
     ap.add_argument("--series-pixels", type=int, default=1 << 20)
     ap.add_argument("--cap", type=int, default=1 << 18, help="training samples per network per fold")
     ap.add_argument("--stage", choices=("all", "train"), default="all")
+    ap.add_argument("--folds", choices=("sources", "groups"), default="sources",
+                    help="sources: one model per held-out source (13); groups: 4 models, each "
+                         "coding the sources of the group it was trained without")
     ap.add_argument("--shard", default="", help="I/N: train only every N-th fold from I (--stage train)")
     ap.add_argument("--only", default="", help="comma-separated sources (default: all 13)")
     ap.add_argument("--no-fallback", action="store_true", help="skip the product-default column")
+    ap.add_argument("--real-product", action="store_true",
+                    help="run the product codec for lossless too (default: derived, see evaluate)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 3 sources, 2 slices each")
     args = ap.parse_args()
     out = args.out.resolve()
@@ -326,25 +352,30 @@ def main() -> None:
     key = layout_key(args.steps, args.hidden, args.cap)
     samples_dir = out / "samples" / layout_key(0, 0, 0)
     samples = {n: source_samples(n, s, samples_dir, args.series_pixels) for n, s in stacks.items()}
-    folds = {n: out / "folds" / f"without-{n}.{key}.npz" for n in names}
-    for name in names:
-        if args.shard and hash_shard(name, args.shard):
+    held_sets = ([(n,) for n in [*DICOM_SOURCES, PYPI]] if args.folds == "sources" or args.quick
+                 else list(GROUPS))
+    held_by = {n: next(h for h in held_sets if n in h) for n in names}
+    fold_path = {h: out / "folds" / f"without-{'+'.join(h)}.{key}.npz" for h in held_sets}
+    for index, held in enumerate(sorted(set(held_by.values()), key=held_sets.index)):
+        if args.shard and index % int(args.shard.split("/")[1]) != int(args.shard.split("/")[0]):
             continue
-        if not folds[name].exists():
+        if not fold_path[held].exists():
             started = time.perf_counter()
-            train_fold(name, samples, folds[name], args.steps, args.hidden, args.cap)
-            print(f"fold without {name}: {time.perf_counter() - started:.0f} s", flush=True)
+            train_fold(held, samples, fold_path[held], args.steps, args.hidden, args.cap)
+            print(f"fold without {held}: {time.perf_counter() - started:.0f} s", flush=True)
     if args.stage == "train":
         return
     rows = []
     for name in names:
         started = time.perf_counter()
-        rows.append(evaluate(name, stacks[name], folds[name], out, not args.no_fallback))
+        rows.append(evaluate(name, stacks[name], fold_path[held_by[name]], out,
+                             not args.no_fallback,
+                             args.real_product or args.quick))
         print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
     text, summary = table(rows)
     text += "\n\n" + gaps(rows, summary)
     (out / "loso.md").write_text(text + "\n")
-    (out / "loso.json").write_text(json.dumps({"rows": rows, "summary": summary,
+    (out / "loso.json").write_text(json.dumps({"rows": rows, "summary": summary, "folds": args.folds,
                                                "steps": args.steps, "hidden": args.hidden,
                                                "layout": key}, indent=1))
     plot(rows, out / "loso.png")
