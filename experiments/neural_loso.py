@@ -9,7 +9,11 @@ PyPI packages ship (``shared/demo_data.py``), each read as the product reads it
 (``shared/sources.read_stacks``: mosaics split into tiles, signed data shifted to unsigned).
 
 For each source: a model trained **without it** (``fedcodec train``'s functions: sampling with
-``collect_samples``, ``PredictorTrainer``, ``build_weights``) codes every slice of it; real
+``collect_samples``, ``PredictorTrainer``, ``build_weights``) codes every slice of it. Folds:
+``--folds groups`` (default) trains four models, each without one of the four groups of
+``GROUPS`` (vendors spread over the groups), and codes that group's sources with it: every
+source is held out, and so are a few others, so the model sees ~3/4 of the data, a stricter
+test than one model per source. ``--folds sources`` trains the 13 one-source-out models. Real
 stream bytes are counted and every slice is decoded and checked (bit-exact, or within tau). The
 anchors are coded per slice with the registry's codecs: lossless, the best per source of JPEG XL
 effort 7 and 9, JPEG-LS, JPEG 2000 and HTJ2K; near-lossless, JPEG-LS tau=2.
@@ -328,7 +332,7 @@ def main() -> None:
     ap.add_argument("--series-pixels", type=int, default=1 << 20)
     ap.add_argument("--cap", type=int, default=1 << 18, help="training samples per network per fold")
     ap.add_argument("--stage", choices=("all", "train"), default="all")
-    ap.add_argument("--folds", choices=("sources", "groups"), default="sources",
+    ap.add_argument("--folds", choices=("sources", "groups"), default="groups",
                     help="sources: one model per held-out source (13); groups: 4 models, each "
                          "coding the sources of the group it was trained without")
     ap.add_argument("--shard", default="", help="I/N: train only every N-th fold from I (--stage train)")
