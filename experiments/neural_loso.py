@@ -199,7 +199,7 @@ def stream_kind(stream: bytes) -> str:
 
 
 def evaluate(name: str, stacks: list[Stack], weights: Path, out: Path, fallback: bool,
-             real_product: bool) -> dict:
+             real_product: bool, tag: str) -> dict:
     """One source's row: pixels, anchors, neural and product bytes (cached per weights file).
 
     Lossless product bytes are the per-slice minimum of the learned stream and the fallback
@@ -209,10 +209,10 @@ def evaluate(name: str, stacks: list[Stack], weights: Path, out: Path, fallback:
     changes the reconstruction with the choice, so tau=2 product bytes always come from a real
     run.
     """
-    path = out / "results" / f"{name}.{weights.stem}.json"
+    path = out / "results" / f"{name}.{weights.stem}{tag}.json"
     if path.exists():
         return json.loads(path.read_text())
-    anchors = anchor_bytes(stacks, out / "anchors" / f"{name}.json")
+    anchors = anchor_bytes(stacks, out / "anchors" / f"{name}{tag}.json")
     row: dict = {"source": name, "slices": sum(v.shape[0] for _, v, _ in stacks),
                  "pixels": int(sum(v.size for _, v, _ in stacks)),
                  "anchors": {spec: sum(sizes) for spec, sizes in anchors.items()}}
@@ -335,17 +335,20 @@ def main() -> None:
     ap.add_argument("--folds", choices=("sources", "groups"), default="groups",
                     help="sources: one model per held-out source (13); groups: 4 models, each "
                          "coding the sources of the group it was trained without")
-    ap.add_argument("--shard", default="", help="I/N: train only every N-th fold from I (--stage train)")
+    ap.add_argument("--shard", default="",
+                    help="I/N: only every N-th fold (training) and source (coding) from I; no report")
     ap.add_argument("--only", default="", help="comma-separated sources (default: all 13)")
     ap.add_argument("--no-fallback", action="store_true", help="skip the product-default column")
     ap.add_argument("--real-product", action="store_true",
                     help="run the product codec for lossless too (default: derived, see evaluate)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 3 sources, 2 slices each")
+    ap.add_argument("--max-slices", type=int, default=None,
+                    help="code only the first N slices of every series (training still sees all)")
     args = ap.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     names = [*DICOM_SOURCES, PYPI]
-    max_slices = None
+    max_slices = args.max_slices
     if args.quick:
         names, max_slices, args.steps, args.hidden, args.cap = ["siemens_c", "edge12", PYPI], 2, 4, 8, 4096
         out = out / "quick"
@@ -355,7 +358,7 @@ def main() -> None:
               if not args.quick or n in names}
     key = layout_key(args.steps, args.hidden, args.cap)
     samples_dir = out / "samples" / layout_key(0, 0, 0)
-    samples = {n: source_samples(n, s, samples_dir, args.series_pixels) for n, s in stacks.items()}
+    samples: dict = {}
     held_sets = ([(n,) for n in [*DICOM_SOURCES, PYPI]] if args.folds == "sources" or args.quick
                  else list(GROUPS))
     held_by = {n: next(h for h in held_sets if n in h) for n in names}
@@ -364,22 +367,31 @@ def main() -> None:
         if args.shard and index % int(args.shard.split("/")[1]) != int(args.shard.split("/")[0]):
             continue
         if not fold_path[held].exists():
+            if not samples:  # every source is sampled from all its slices, whatever --max-slices
+                samples = {n: source_samples(n, s if not max_slices or args.quick else
+                                             load_source(n, args.data, None), samples_dir,
+                                             args.series_pixels) for n, s in stacks.items()}
             started = time.perf_counter()
             train_fold(held, samples, fold_path[held], args.steps, args.hidden, args.cap)
             print(f"fold without {held}: {time.perf_counter() - started:.0f} s", flush=True)
     if args.stage == "train":
         return
     rows = []
-    for name in names:
+    tag = f".first{max_slices}" if max_slices else ""
+    for index, name in enumerate(names):
+        if args.shard and index % int(args.shard.split("/")[1]) != int(args.shard.split("/")[0]):
+            continue
         started = time.perf_counter()
         rows.append(evaluate(name, stacks[name], fold_path[held_by[name]], out,
-                             not args.no_fallback,
-                             args.real_product or args.quick))
+                             not args.no_fallback, args.real_product or args.quick, tag))
         print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
+    if args.shard:
+        return
     text, summary = table(rows)
     text += "\n\n" + gaps(rows, summary)
     (out / "loso.md").write_text(text + "\n")
     (out / "loso.json").write_text(json.dumps({"rows": rows, "summary": summary, "folds": args.folds,
+                                               "max_slices": max_slices,
                                                "steps": args.steps, "hidden": args.hidden,
                                                "layout": key}, indent=1))
     plot(rows, out / "loso.png")
