@@ -43,7 +43,7 @@ import numpy as np
 
 from fedcodec.shared.codecs import get_codec
 from fedcodec.shared.demo_data import demo_stacks
-from fedcodec.shared.neural.fallback import candidates
+from fedcodec.shared.neural.fallback import candidates, is_classical
 from fedcodec.shared.sources import read_stacks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -194,8 +194,8 @@ def neural_bytes(stacks: list[Stack], spec: str, tau: int) -> tuple[list[int], l
 
 
 def stream_kind(stream: bytes) -> str:
-    """'neural', 'copy', 'tiled' or 'classical' from the first byte of a slice stream."""
-    return {0xA1: "neural", 0xA2: "copy", 0xA3: "tiled"}.get(stream[0], "classical")
+    """'classical' for a fallback stream, else 'neural' (any neural stream kind)."""
+    return "classical" if is_classical(stream) else "neural"
 
 
 def evaluate(name: str, stacks: list[Stack], weights: Path, out: Path, fallback: bool,
