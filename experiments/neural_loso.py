@@ -343,7 +343,7 @@ def main() -> None:
                     help="run the product codec for lossless too (default: derived, see evaluate)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 3 sources, 2 slices each")
     ap.add_argument("--shipped-for-unseen", action="store_true",
-                    help="code dicom-more and the PyPI MR with the shipped weights (trained on "
+                    help="code the dicom-more sources with the shipped weights (trained on "
                          "dicom/ only, so never on them) instead of a fold model")
     ap.add_argument("--max-slices", type=int, default=None,
                     help="code only the first N slices of every series (training still sees all)")
@@ -366,11 +366,11 @@ def main() -> None:
                  else list(GROUPS))
     held_by = {n: next(h for h in held_sets if n in h) for n in names}
     fold_path = {h: out / "folds" / f"without-{'+'.join(h)}.{key}.npz" for h in held_sets}
-    if args.shipped_for_unseen:  # trained on dicom/ only: a held-out model for the other six
+    if args.shipped_for_unseen:  # trained on dicom/ only: a held-out model for dicom-more
         from fedcodec.shared.neural.weights import DEFAULT_WEIGHTS
 
         for name in names:
-            if not DICOM_SOURCES.get(name, "dicom/").startswith("dicom/"):
+            if DICOM_SOURCES.get(name, "").startswith("dicom-more/"):
                 held_by[name] = ("shipped",)
         fold_path[("shipped",)] = Path(DEFAULT_WEIGHTS)
         names_to_train = {held_by[n] for n in names} - {("shipped",)}
@@ -379,7 +379,7 @@ def main() -> None:
     for index, held in enumerate(sorted(names_to_train, key=held_sets.index)):
         if args.shard and index % int(args.shard.split("/")[1]) != int(args.shard.split("/")[0]):
             continue
-        if not fold_path[held].exists():
+        if not fold_path[held].exists():  # (two processes training one fold write the same bytes)
             if not samples:  # every source is sampled from all its slices, whatever --max-slices
                 samples = {n: source_samples(n, s if not max_slices or args.quick else
                                              load_source(n, args.data, None), samples_dir,
