@@ -16,7 +16,10 @@ Specs::
 multi-volume series, on slice *i-period*; stream *i* then needs the streams it names (always
 earlier ones) to decode, so ``decode_volume`` decodes in order. See docs/neural-codec.md.
 
-Two encoder-side guarantees (the decoder just follows what each stream says):
+Three encoder-side choices per slice (the decoder just follows what each stream says):
+
+* **encode-time adaptation** (``adapt=1``, the default): the slice's scale bins move by the
+  offset with the shortest code, written in the stream (0xA4) when it saves its byte;
 
 * **references only when they pay** (``interslice=1``, the default): a slice that has
   references is also coded alone, and the smaller stream is kept, so a slice coded with
