@@ -352,6 +352,8 @@ def main() -> None:
     ap.add_argument("--shipped-for-unseen", action="store_true",
                     help="code the dicom-more sources with the shipped weights (trained on "
                          "dicom/ only, so never on them) instead of a fold model")
+    ap.add_argument("--report-only", action="store_true",
+                    help="table from cached results only; sources without one are listed")
     ap.add_argument("--max-slices", type=int, default=None,
                     help="code only the first N slices of every series (training still sees all)")
     args = ap.parse_args()
@@ -365,7 +367,7 @@ def main() -> None:
     if args.only:
         names = [n for n in args.only.split(",") if n]
     stacks = {n: load_source(n, args.data, max_slices) for n in [*DICOM_SOURCES, PYPI]
-              if not args.quick or n in names}
+              if (not args.quick or n in names) and not args.report_only}
     key = layout_key(args.steps, args.hidden, args.cap)
     samples_dir = out / "samples" / layout_key(0, 0, 0)
     samples: dict = {}
@@ -383,7 +385,8 @@ def main() -> None:
         names_to_train = {held_by[n] for n in names} - {("shipped",)}
     else:
         names_to_train = set(held_by.values())
-    for index, held in enumerate(sorted(names_to_train, key=held_sets.index)):
+    for index, held in enumerate(sorted(names_to_train if not args.report_only else [],
+                                        key=held_sets.index)):
         if args.shard and index % int(args.shard.split("/")[1]) != int(args.shard.split("/")[0]):
             continue
         if not fold_path[held].exists():  # (two processes training one fold write the same bytes)
@@ -396,19 +399,26 @@ def main() -> None:
             print(f"fold without {held}: {time.perf_counter() - started:.0f} s", flush=True)
     if args.stage == "train":
         return
-    rows = []
+    rows: list[dict] = []
+    missing: list[str] = []
     tag = f".first{max_slices}" if max_slices else ""
     for index, name in enumerate(names):
         if args.shard and index % int(args.shard.split("/")[1]) != int(args.shard.split("/")[0]):
             continue
         started = time.perf_counter()
-        rows.append(evaluate(name, stacks[name], fold_path[held_by[name]], out,
+        cached = out / "results" / f"{name}.{fold_path[held_by[name]].stem}{tag}.json"
+        if args.report_only and not cached.exists():
+            missing.append(name)
+            continue
+        rows.append(evaluate(name, stacks.get(name, []), fold_path[held_by[name]], out,
                              not args.no_fallback, args.real_product or args.quick, tag))
         print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
     if args.shard:
         return
     text, summary = table(rows)
     text += "\n\n" + gaps(rows, summary)
+    if missing:
+        text += f"\n\nNot measured in this run (no cached result): {', '.join(missing)}"
     (out / "loso.md").write_text(text + "\n")
     (out / "loso.json").write_text(json.dumps({"rows": rows, "summary": summary, "folds": args.folds,
                                                "shipped_for_unseen": args.shipped_for_unseen,

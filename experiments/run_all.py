@@ -106,7 +106,8 @@ EXPERIMENT_LIST = (
     ),
     Experiment(
         "neural_loso", "neural codec leave-one-source-out vs the best classical codec (13 sources)",
-        ("{python}", "{experiments}/neural_loso.py", "--out", "{out}"),
+        ("{python}", "{experiments}/neural_loso.py", "--out", "{out}", "--shipped-for-unseen",
+         "--max-slices", "16"),
         ("{python}", "{experiments}/neural_loso.py", "--out", "{out}", "--quick"),
         shared_data=("dicom", "dicom-more"),
     ),
