@@ -22,8 +22,8 @@ The fold budget (CPU): every source is sampled once (1/8 of each pyramid group's
 2^20 pixels per series, cached per source in ``OUT/samples``), and each fold model trains
 hidden 48, ``--steps`` Adam steps per network (9 networks, batch 4096, one thread) on at most
 ``--cap`` samples per network drawn from the other sources (the tables are fitted on the same
-samples), a few CPU minutes per fold. Fold models are cached in ``OUT/folds`` under a key of the feature layout
-(hash of the coder files that define the samples) and the budget, so reruns and coder changes
+samples), a few CPU minutes per fold. Fold models are cached in ``OUT/folds`` under a key of
+the feature layout (hash of the coder files that define the samples) and the budget, so reruns and coder changes
 that keep the layout reuse them.
 
 Columns: ``neural`` = the learned coder alone (``neural:fallback=0``); ``product`` = the
@@ -48,7 +48,8 @@ from fedcodec.shared.sources import read_stacks
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-DICOM_SOURCES = {"ge": "dicom/ge", "philips": "dicom/philips", "siemens_a": "dicom/siemens/siemens_a",
+DICOM_SOURCES = {"ge": "dicom/ge", "philips": "dicom/philips",
+                 "siemens_a": "dicom/siemens/siemens_a",
                  "siemens_b": "dicom/siemens/siemens_b", "siemens_c": "dicom/siemens/siemens_c",
                  "toshiba": "dicom/toshiba", "edge12": "dicom/edge12",
                  "deidentified": "dicom-more/deidentified", "enhanced": "dicom-more/enhanced",
@@ -294,8 +295,8 @@ def gaps(rows: list[dict], summary: dict) -> str:
     for tau, label, anchor in ((0, "lossless", None), (TAU, f"tau={TAU}", NEAR_ANCHOR)):
         pooled_target, source_target = TARGETS[tau]
         pooled = summary[f"pooled_{tau}"]
-        out.append(f"- {label}: pooled {pooled:.3f} (target <= {pooled_target}: "
-                   f"{'met' if pooled <= pooled_target else f'missed by {pooled - pooled_target:.3f}'})")
+        verdict = "met" if pooled <= pooled_target else f"missed by {pooled - pooled_target:.3f}"
+        out.append(f"- {label}: pooled {pooled:.3f} (target <= {pooled_target}: {verdict})")
         for row in rows:
             ref = best_lossless(row)[1] if anchor is None else row["anchors"][anchor]
             ratio = row[f"neural_{tau}"] / ref
@@ -337,13 +338,15 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300, help="Adam steps per network per fold")
     ap.add_argument("--hidden", type=int, default=48)
     ap.add_argument("--series-pixels", type=int, default=1 << 20)
-    ap.add_argument("--cap", type=int, default=1 << 18, help="training samples per network per fold")
+    ap.add_argument("--cap", type=int, default=1 << 18,
+                    help="training samples per network per fold")
     ap.add_argument("--stage", choices=("all", "train"), default="all")
     ap.add_argument("--folds", choices=("sources", "groups"), default="groups",
                     help="sources: one model per held-out source (13); groups: 4 models, each "
                          "coding the sources of the group it was trained without")
     ap.add_argument("--shard", default="",
-                    help="I/N: only every N-th fold (training) and source (coding) from I; no report")
+                    help="I/N: only every N-th fold (training) and source (coding) from I; "
+                         "no report")
     ap.add_argument("--only", default="", help="comma-separated sources (default: all 13)")
     ap.add_argument("--no-fallback", action="store_true", help="skip the product-default column")
     ap.add_argument("--real-product", action="store_true",
@@ -362,7 +365,8 @@ def main() -> None:
     names = [*DICOM_SOURCES, PYPI]
     max_slices = args.max_slices
     if args.quick:
-        names, max_slices, args.steps, args.hidden, args.cap = ["siemens_c", "edge12", PYPI], 2, 4, 8, 4096
+        names, max_slices = ["siemens_c", "edge12", PYPI], 2
+        args.steps, args.hidden, args.cap = 4, 8, 4096
         out = out / "quick"
     if args.only:
         names = [n for n in args.only.split(",") if n]
@@ -420,7 +424,8 @@ def main() -> None:
     if missing:
         text += f"\n\nNot measured in this run (no cached result): {', '.join(missing)}"
     (out / "loso.md").write_text(text + "\n")
-    (out / "loso.json").write_text(json.dumps({"rows": rows, "summary": summary, "folds": args.folds,
+    (out / "loso.json").write_text(json.dumps({"rows": rows, "summary": summary,
+                                               "folds": args.folds,
                                                "shipped_for_unseen": args.shipped_for_unseen,
                                                "max_slices": max_slices,
                                                "steps": args.steps, "hidden": args.hidden,

@@ -149,8 +149,11 @@ def test_volume_round_trip_uses_previous_slices() -> None:
     assert all(unpack(s)[0].ref_offsets == () for s in alone)
     assert sum(map(len, streams)) < 0.9 * sum(map(len, alone))
     # an explicit period wins over detection; period=0 means previous slice only
-    assert unpack(get_codec("neural:period=5,fallback=0,interslice=2").encode_volume(volume[:7], bits)[6])[0].ref_offsets == (5, 1)
-    assert unpack(get_codec("neural:period=0,fallback=0,interslice=2").encode_volume(volume[:12], bits)[11])[0].ref_offsets == (1,)
+    forced = "fallback=0,interslice=2"
+    five = get_codec(f"neural:period=5,{forced}").encode_volume(volume[:7], bits)
+    assert unpack(five[6])[0].ref_offsets == (5, 1)
+    none = get_codec(f"neural:period=0,{forced}").encode_volume(volume[:12], bits)
+    assert unpack(none[11])[0].ref_offsets == (1,)
     # stream 0 stands alone; a dependent stream alone is a clear error
     np.testing.assert_array_equal(codec.decode(streams[0]), volume[0])
     with pytest.raises(CorruptDataError, match="decode_volume"):

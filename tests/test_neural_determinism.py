@@ -3,8 +3,9 @@
 The decoder must rebuild the coder's probabilities exactly. Here one process encodes with one
 thread everywhere (OMP, OpenBLAS, torch) and another decodes with two; the streams also have to
 be byte-identical when the second process encodes, with the encoder's choices on (references
-checked per slice, classical fallback) and with the learned coder alone. The fixed-point layer is checked against an
-int64 reference at the extreme values its bounds allow.
+checked per slice, classical fallback, scale adaptation) and with the learned coder alone.
+The fixed-point layer is checked against an int64 reference at the extreme values its bounds
+allow.
 """
 
 from __future__ import annotations

@@ -125,8 +125,9 @@ class SliceParams:
     bits: int
     tau: int
     scale_offset: int = 0
-    """Encode-time adaptation: every pixel's scale bin moves by this many bins (1/6 octave each),
-    chosen by the encoder for the slice and written in the stream (see :func:`best_scale_offset`)."""
+    """Encode-time adaptation: every pixel's scale bin moves by this many bins (1/6 octave
+    each), chosen by the encoder for the slice and written in the stream
+    (see :func:`best_scale_offset`)."""
 
     @property
     def maxval(self) -> int:
