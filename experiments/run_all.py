@@ -105,8 +105,16 @@ EXPERIMENT_LIST = (
         shared_data=("dicom",),
     ),
     Experiment(
-        "neural_speed", "neural codec encode/decode speed vs JPEG XL",
-        ("{python}", "{experiments}/neural_speed.py"), None, shared_data=("dicom",),
+        "neural_loso", "neural codec leave-one-source-out vs the best classical codec (13 sources)",
+        ("{python}", "{experiments}/neural_loso.py", "--out", "{out}", "--shipped-for-unseen",
+         "--max-slices", "16"),
+        ("{python}", "{experiments}/neural_loso.py", "--out", "{out}", "--quick"),
+        shared_data=("dicom", "dicom-more"),
+    ),
+    Experiment(
+        "neural_speed", "neural codec encode/decode speed vs JPEG XL (256^2, 1024^2, threads)",
+        ("{python}", "{experiments}/neural_speed.py", "--json", "{out}/speed.json"), None,
+        shared_data=("dicom",),
     ),
     Experiment(
         "roi_coding", "ROI coding (exact or within tau inside, lossy outside) vs whole-slice coding",

@@ -67,7 +67,8 @@ def test_registered_and_specs() -> None:
     assert get_codec("neural:tau=4").max_error == 4
     assert get_codec("neural:period=10").describe()["period"] == 10
     for bad in ("neural:mode=bogus", "neural:mode=lossless,tau=2", "neural:tau=-1",
-                "neural:mode=near-lossless,tau=0", "neural:interslice=2", "neural:colour=1"):
+                "neural:mode=near-lossless,tau=0", "neural:interslice=3", "neural:fallback=3",
+                "neural:colour=1"):
         with pytest.raises(FedcodecError):
             get_codec(bad)
 
@@ -75,7 +76,7 @@ def test_registered_and_specs() -> None:
 @pytest.mark.parametrize("shape", [(1, 1), (3, 5), (257, 129), (2, 64), (64, 1)])
 @pytest.mark.parametrize("bits", [8, 12, 16])
 def test_lossless_round_trip_synthetic(shape: tuple[int, int], bits: int) -> None:
-    codec = get_codec("neural")
+    codec = get_codec("neural:fallback=0,interslice=2")
     image = phantom(shape, bits, seed=bits)
     data = codec.encode(image, bits)
     out = codec.decode(data)
@@ -84,7 +85,7 @@ def test_lossless_round_trip_synthetic(shape: tuple[int, int], bits: int) -> Non
 
 
 def test_lossless_extreme_images() -> None:
-    codec = get_codec("neural")
+    codec = get_codec("neural:fallback=0,interslice=2")
     rng = np.random.default_rng(3)
     cases = [
         (np.zeros((40, 33), np.uint16), 12),
@@ -98,7 +99,7 @@ def test_lossless_extreme_images() -> None:
 
 
 def test_lossless_real_slices() -> None:
-    codec = get_codec("neural")
+    codec = get_codec("neural:fallback=0,interslice=2")
     image, bits = ge_t1_slice()
     data = codec.encode(image, bits)
     np.testing.assert_array_equal(codec.decode(data), image)
@@ -109,8 +110,8 @@ def test_lossless_real_slices() -> None:
 
 @pytest.mark.parametrize("tau", [1, 2, 4])
 def test_near_lossless_bound_on_every_pixel(tau: int) -> None:
-    codec = get_codec(f"neural:mode=near-lossless,tau={tau}")
-    lossless = get_codec("neural")
+    codec = get_codec(f"neural:mode=near-lossless,tau={tau},fallback=0,interslice=2")
+    lossless = get_codec("neural:fallback=0,interslice=2")
     image, bits = ge_t1_slice()
     for img, b in ((image, bits), (phantom((129, 67), 12, seed=tau, noise=0.02), 12)):
         data = codec.encode(img, b)
@@ -127,7 +128,7 @@ def test_near_lossless_bound_on_every_pixel(tau: int) -> None:
 def test_volume_round_trip_uses_previous_slices() -> None:
     volume, bits = ge_fmri()
     assert detect_period(volume) == 10
-    codec = get_codec("neural")
+    codec = get_codec("neural:fallback=0,interslice=2")
     streams = codec.encode_volume(volume, bits)
     np.testing.assert_array_equal(codec.decode_volume(streams), volume)
     offsets = [unpack(s)[0].ref_offsets for s in streams]
@@ -141,15 +142,18 @@ def test_volume_round_trip_uses_previous_slices() -> None:
     assert not unpack(bumped_streams[12])[0].copy
     np.testing.assert_array_equal(codec.decode_volume(bumped_streams), bumped)
     # ... but within tau=1 it is a copy for the near-lossless codec
-    near = get_codec("neural:tau=1").encode_volume(bumped, bits)
+    near = get_codec("neural:tau=1,fallback=0,interslice=2").encode_volume(bumped, bits)
     assert unpack(near[12])[0].copy
     # the context pays: far fewer bytes than coding every slice alone
-    alone = get_codec("neural:interslice=0").encode_volume(volume, bits)
+    alone = get_codec("neural:interslice=0,fallback=0").encode_volume(volume, bits)
     assert all(unpack(s)[0].ref_offsets == () for s in alone)
     assert sum(map(len, streams)) < 0.9 * sum(map(len, alone))
     # an explicit period wins over detection; period=0 means previous slice only
-    assert unpack(get_codec("neural:period=5").encode_volume(volume[:7], bits)[6])[0].ref_offsets == (5, 1)
-    assert unpack(get_codec("neural:period=0").encode_volume(volume[:12], bits)[11])[0].ref_offsets == (1,)
+    forced = "fallback=0,interslice=2"
+    five = get_codec(f"neural:period=5,{forced}").encode_volume(volume[:7], bits)
+    assert unpack(five[6])[0].ref_offsets == (5, 1)
+    none = get_codec(f"neural:period=0,{forced}").encode_volume(volume[:12], bits)
+    assert unpack(none[11])[0].ref_offsets == (1,)
     # stream 0 stands alone; a dependent stream alone is a clear error
     np.testing.assert_array_equal(codec.decode(streams[0]), volume[0])
     with pytest.raises(CorruptDataError, match="decode_volume"):
@@ -159,7 +163,7 @@ def test_volume_round_trip_uses_previous_slices() -> None:
 
 
 def test_volume_odd_shapes_and_bits() -> None:
-    codec = get_codec("neural")
+    codec = get_codec("neural:fallback=0,interslice=2")
     rng = np.random.default_rng(5)
     base = phantom((23, 41), 8, seed=2)
     volume = np.stack([np.clip(base.astype(int) + rng.integers(-3, 4, base.shape), 0, 255)
@@ -170,7 +174,7 @@ def test_volume_odd_shapes_and_bits() -> None:
 
 
 def test_corrupt_streams_raise() -> None:
-    codec = get_codec("neural")
+    codec = get_codec("neural:fallback=0,interslice=2")
     image, bits = ge_t1_slice()
     data = codec.encode(image[:64, :64], bits)
     header_len = len(data) - 4 * unpack(data)[1].size
@@ -194,7 +198,7 @@ def test_corrupt_streams_raise() -> None:
 
 
 def test_bad_input_is_a_clear_error() -> None:
-    codec = get_codec("neural")
+    codec = get_codec("neural:fallback=0,interslice=2")
     with pytest.raises(FedcodecError):
         codec.encode(np.zeros((4, 4), np.float32), 8)
     with pytest.raises(FedcodecError):

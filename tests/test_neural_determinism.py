@@ -2,8 +2,10 @@
 
 The decoder must rebuild the coder's probabilities exactly. Here one process encodes with one
 thread everywhere (OMP, OpenBLAS, torch) and another decodes with two; the streams also have to
-be byte-identical when the second process encodes. The fixed-point layer is checked against an
-int64 reference at the extreme values its bounds allow.
+be byte-identical when the second process encodes, with the encoder's choices on (references
+checked per slice, classical fallback, scale adaptation) and with the learned coder alone.
+The fixed-point layer is checked against an int64 reference at the extreme values its bounds
+allow.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from fedcodec.shared.codecs.base import get_codec
 work = sys.argv[1]
 inputs = np.load(work + "/input.npz")
 out = {}
-for spec in ("neural", "neural:mode=near-lossless,tau=2"):
+for spec in ("neural", "neural:mode=near-lossless,tau=2", "neural:fallback=0"):
     codec = get_codec(spec)
     streams = codec.encode_volume(inputs["volume"], 12)
     streams.append(codec.encode(inputs["odd"], 16))
@@ -54,7 +56,7 @@ print("ok")
 def _run(work: Path, threads: int, action: str) -> None:
     env = dict(os.environ)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                 "FEDCODEC_NEURAL_BLAS_THREADS"):
+                 "FEDCODEC_NEURAL_BLAS_THREADS", "FEDCODEC_NEURAL_THREADS"):
         env[name] = str(threads)
     result = subprocess.run([sys.executable, "-c", _SCRIPT, str(work), str(threads), action],
                             env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
@@ -75,6 +77,8 @@ def test_encode_one_thread_decode_two_threads_other_process(tmp_path: Path) -> N
     lossless = np.load(tmp_path / "neural_decoded.npz")
     np.testing.assert_array_equal(lossless["volume"], volume)
     np.testing.assert_array_equal(lossless["odd"], odd)
+    learned = np.load(tmp_path / "neural_fallback_0_decoded.npz")
+    np.testing.assert_array_equal(learned["volume"], volume)
     bounded = np.load(tmp_path / "neural_mode_near-lossless_tau_2_decoded.npz")
     assert np.abs(bounded["volume"].astype(np.int64) - volume).max() <= 2
     assert np.abs(bounded["odd"].astype(np.int64) - odd).max() <= 2

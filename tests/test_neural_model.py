@@ -76,7 +76,7 @@ def test_training_path_feeds_the_codec(tmp_path: Path) -> None:
     weights = build_weights(model, samples, {"name": "smoke", "hidden": 8})
     path = tmp_path / "smoke.npz"
     weights.save(path)
-    codec = NeuralCodec(weights=str(path), interslice=0)
+    codec = NeuralCodec(weights=str(path), interslice=0, fallback=0)
     streams = codec.encode_volume(volume, 12)
     np.testing.assert_array_equal(codec.decode_volume(streams), volume)
     # every pixel but the 1x1 top was sampled: estimated and real code lengths agree

@@ -27,7 +27,7 @@ def small_tiles(monkeypatch: pytest.MonkeyPatch) -> int:
 
 def test_large_slice_round_trips_through_tiles(small_tiles: int) -> None:
     image = _volume(1, 100, 70)[0]  # 3 x 2 tiles, ragged at the bottom and right
-    codec = get_codec("neural")
+    codec = get_codec("neural:fallback=0,interslice=2")
     data = codec.encode(image, 12)
     assert data[0] == TILED_MAGIC
     grid, streams = unpack_tiled(data)
@@ -37,10 +37,10 @@ def test_large_slice_round_trips_through_tiles(small_tiles: int) -> None:
 
 def test_tiled_volume_uses_references_and_keeps_tau(small_tiles: int) -> None:
     volume = _volume(3, 60, 100)
-    lossless = get_codec("neural")
+    lossless = get_codec("neural:fallback=0,interslice=2")
     streams = lossless.encode_volume(volume, 12)
     np.testing.assert_array_equal(lossless.decode_volume(streams), volume)
-    near = get_codec("neural:tau=2")
+    near = get_codec("neural:tau=2,fallback=0,interslice=2")
     decoded = near.decode_volume(near.encode_volume(volume, 12))
     error = np.abs(decoded.astype(np.int32) - volume.astype(np.int32))
     assert error.max() <= 2 and error.max() > 0
@@ -48,13 +48,13 @@ def test_tiled_volume_uses_references_and_keeps_tau(small_tiles: int) -> None:
 
 def test_image_that_fits_one_tile_is_coded_as_before() -> None:
     image = _volume(1, 40, 30)[0]
-    data = get_codec("neural").encode(image, 12)
+    data = get_codec("neural:fallback=0,interslice=2").encode(image, 12)
     assert data[0] != TILED_MAGIC
 
 
 def test_truncated_or_damaged_tiled_stream_is_rejected(small_tiles: int) -> None:
     image = _volume(1, 100, 70)[0]
-    codec = get_codec("neural")
+    codec = get_codec("neural:fallback=0,interslice=2")
     data = codec.encode(image, 12)
     for cut in (1, 3, len(data) // 2, len(data) - 1):
         with pytest.raises(CorruptDataError):

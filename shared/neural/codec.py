@@ -7,10 +7,26 @@ Specs::
     neural:period=30                       30 slices per volume (time series / diffusion);
                                            default: detected from the pixels; 0 or 1 = none
     neural:interslice=0                    code every slice of a volume alone
+    neural:interslice=2                    always use the references (no per-slice check)
+    neural:fallback=0                      the learned coder alone (no classical fallback)
+    neural:fallback=2                      fallback candidates include JPEG XL effort 9
+    neural:adapt=0                         no per-slice scale adaptation (0xA1 streams only)
 
 ``encode`` codes one slice alone. ``encode_volume`` conditions slice *i* on slice *i-1* and, for a
 multi-volume series, on slice *i-period*; stream *i* then needs the streams it names (always
 earlier ones) to decode, so ``decode_volume`` decodes in order. See docs/neural-codec.md.
+
+Three encoder-side choices per slice (the decoder just follows what each stream says):
+
+* **encode-time adaptation** (``adapt=1``, the default): the slice's scale bins move by the
+  offset with the shortest code, written in the stream (0xA4) when it saves its byte;
+
+* **references only when they pay** (``interslice=1``, the default): a slice that has
+  references is also coded alone, and the smaller stream is kept, so a slice coded with
+  references is never larger than the same slice coded alone;
+* **never worse than classical** (``fallback=1``, the default): the slice also goes through the
+  classical candidates of :mod:`.fallback`, and a smaller classical stream replaces the learned
+  one (recognised on decoding by its own signature).
 """
 
 from __future__ import annotations
@@ -25,13 +41,15 @@ import numpy as np
 
 from fedcodec.shared.codecs.base import Codec, CodecMode, register_codec
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
+from fedcodec.shared.neural.fallback import decode_classical, is_classical, smaller_classical
 from fedcodec.shared.neural.slice_coder import (
     EntropyModels,
     SliceParams,
     decode_slice,
     encode_slice,
+    encode_slice_adaptive,
 )
-from fedcodec.shared.neural.stream_format import StreamHeader, pack, unpack
+from fedcodec.shared.neural.stream_format import COPY_MAGIC, StreamHeader, pack, unpack
 from fedcodec.shared.neural.tiles import (
     CroppedReferences,
     TileGrid,
@@ -68,7 +86,8 @@ class NeuralCodec(Codec):
     name = "neural"
 
     def __init__(self, mode: str = "", tau: int | None = None, period: int | None = None,
-                 interslice: int = 1, weights: str | None = None) -> None:
+                 interslice: int = 1, weights: str | None = None, fallback: int = 1,
+                 adapt: int = 1) -> None:
         if mode not in ("", "lossless", "near-lossless"):
             raise FedcodecError(f"neural codec: mode must be lossless or near-lossless, not {mode!r}")
         if tau is not None and (not isinstance(tau, int) or tau < 0):
@@ -80,10 +99,20 @@ class NeuralCodec(Codec):
         self.tau = (1 if mode == "near-lossless" else 0) if tau is None else tau
         if period is not None and (not isinstance(period, int) or period < 0):
             raise FedcodecError(f"neural codec: period must be a non-negative integer, not {period!r}")
-        if interslice not in (0, 1):
-            raise FedcodecError("neural codec: interslice must be 0 or 1")
+        if interslice not in (0, 1, 2):
+            raise FedcodecError("neural codec: interslice must be 0, 1 or 2")
+        if fallback not in (0, 1, 2):
+            raise FedcodecError("neural codec: fallback must be 0, 1 or 2")
         self.period = period
         self.interslice = bool(interslice)
+        self.interslice_mode = interslice
+        self.check_references = interslice == 1
+        """Code every slice that has references alone too, and keep the smaller stream."""
+        self.fallback = fallback
+        if adapt not in (0, 1):
+            raise FedcodecError("neural codec: adapt must be 0 or 1")
+        self.adapt = bool(adapt)
+        """Choose a scale offset per slice (encode-time adaptation, 0xA4 streams)."""
         self.weights_path = resolve_weights(str(weights)) if weights else str(DEFAULT_WEIGHTS)
         self.mode = CodecMode.BOUNDED if self.tau else CodecMode.LOSSLESS
         self.max_error = self.tau
@@ -93,7 +122,8 @@ class NeuralCodec(Codec):
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
-        out.update(tau=self.tau, period=self.period, interslice=int(self.interslice))
+        out.update(tau=self.tau, period=self.period, interslice=self.interslice_mode,
+                   fallback=self.fallback, adapt=int(self.adapt))
         out["model_id"] = self._weights()[0].model_id.hex()
         return out
 
@@ -122,12 +152,16 @@ class NeuralCodec(Codec):
             recon = refs[0]
             words = np.zeros(0, dtype=np.uint32)
             copy = True
+            offset = 0
+        elif self.adapt:
+            words, recon, offset = encode_slice_adaptive(image, params, refs, weights, models)
+            copy = False
         else:
             words, recon = encode_slice(image, params, refs, weights, models)
-            copy = False
+            copy, offset = False, 0
         header = StreamHeader(image.shape[0], image.shape[1], bits, self.tau,
                               image.dtype == np.uint16, offsets, weights.model_id,
-                              _crc(recon.astype(image.dtype)), copy)
+                              _crc(recon.astype(image.dtype)), copy, offset)
         return pack(header, words), recon
 
     def _encode_tiled(self, image: np.ndarray, bits: int, refs: list[np.ndarray],
@@ -163,6 +197,9 @@ class NeuralCodec(Codec):
 
     def _decode_one(self, data: bytes, decoded: Sequence[np.ndarray]
                     ) -> tuple[np.ndarray, np.ndarray]:
+        if is_classical(data):
+            out = decode_classical(data)
+            return out, out.astype(np.int32)
         if is_tiled(data):
             return self._decode_tiled(data, decoded)
         header, words = unpack(data)
@@ -193,16 +230,31 @@ class NeuralCodec(Codec):
                 raise CorruptDataError("neural stream: copied reference exceeds the bit depth")
         else:
             recon = decode_slice(words, (header.rows, header.cols),
-                                 SliceParams(header.bits, header.tau), refs, weights, models)
+                                 SliceParams(header.bits, header.tau, header.scale_offset), refs,
+                                 weights, models)
         out = recon.astype(np.uint16 if header.uint16 else np.uint8)
         if _crc(out) != header.crc32:
             raise CorruptDataError("neural stream is corrupt (pixel checksum mismatch)")
         return out, recon
 
+    def _encode_best(self, image: np.ndarray, bits: int, refs: list[np.ndarray],
+                     offsets: tuple[int, ...]) -> tuple[bytes, np.ndarray]:
+        """The smallest stream this codec's options allow for one slice (see the module doc)."""
+        data, recon = self._encode_one(image, bits, refs, offsets)
+        if refs and self.check_references and data[0] != COPY_MAGIC:
+            alone, alone_recon = self._encode_one(image, bits, [], ())
+            if len(alone) < len(data):
+                data, recon = alone, alone_recon
+        if self.fallback:
+            classical = smaller_classical(image, bits, self.tau, self.fallback, len(data))
+            if classical is not None:
+                data, recon = classical
+        return data, recon
+
     def encode(self, image: np.ndarray, bits: int) -> bytes:
         image = np.asarray(image)
         self._check_image(image, bits)
-        return self._encode_one(image, bits, [], ())[0]
+        return self._encode_best(image, bits, [], ())[0]
 
     def decode(self, data: bytes) -> np.ndarray:
         return self._decode_one(data, [])[0]
@@ -229,7 +281,7 @@ class NeuralCodec(Codec):
         for i, image in enumerate(volume):
             offsets = reference_offsets(i, period, self.interslice)
             refs = [recons[i - off] for off in offsets]
-            data, recon = self._encode_one(np.ascontiguousarray(image), bits, refs, offsets)
+            data, recon = self._encode_best(np.ascontiguousarray(image), bits, refs, offsets)
             streams.append(data)
             recons.append(recon)
         return streams

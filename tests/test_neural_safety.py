@@ -1,0 +1,152 @@
+"""The neural codec's encoder-side guarantees and stream compatibility.
+
+* a slice coded with references is never larger than the same slice coded alone, and the
+  choice is signalled in the stream (its reference offsets);
+* the classical fallback: a slice goes out as the smallest classical stream when that is
+  smaller than the learned one, decodes from its signature alone, and serves as a reference;
+* streams written before these changes (format 0xA1, neural v1) still decode; an unknown
+  neural format byte is refused with a one-line error naming it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fedcodec.shared.codecs import get_codec
+from fedcodec.shared.errors import CorruptDataError
+from fedcodec.shared.neural.fallback import candidates, is_classical
+from fedcodec.shared.neural.stream_format import unpack
+
+OLD_IMAGE = (np.arange(64).reshape(8, 8) * 37 % 4096).astype(np.uint16)
+OLD_STREAMS = (
+    "a18b080819a27e58f6c000003890df8e8b37951dbb94ea8f49a242cd82a263ea6a50eef294d347da7647a3f8"
+    "0f42c8efc605777066df7960e89f1d0af77fe48c797230b17736c3b4a73373d5fd3acea9a61bf7ffff19af0e"
+    "00bb0d000000",
+    "a19b08080119a2fd924e8bfcaf89d34fc1862dbc44ff406faaf3dcc064673ffceffe4fc24566c2ff6acb85c8"
+    "a8fac4fb939a2c4b32a0466776fbfee31e00fd3f060900",
+    "a19b08080119a246ae3e83000010b63d1f8b40957d912b82849900410d23c81663cd3e3a6da93b42eadc0427"
+    "72663853dc00a166cf74bec6007ef76ebd064d4e7efa6adcd801ed04a8a5494bf733c379f10240f3ffff51fd"
+    "ffffdc8d8781fe6fd95431",
+)
+"""``neural`` (shipped weights) on (OLD_IMAGE, OLD_IMAGE ^ 1, OLD_IMAGE[::-1]), written by the
+encoder before references were checked and the fallback existed (every slice referenced)."""
+
+
+def _anatomy(rng: np.random.Generator, shape=(48, 40), noise=15.0) -> np.ndarray:
+    y, x = np.mgrid[0 : shape[0], 0 : shape[1]]
+    image = 1500 + 700 * np.sin(x / 7.0) * np.cos(y / 11.0) + rng.normal(0, noise, shape)
+    return np.clip(np.rint(image), 0, 4095).astype(np.uint16)
+
+
+def _stripes() -> np.ndarray:
+    """Every column constant: JPEG XL's N predictor codes it almost for free."""
+    x = np.arange(64)
+    return np.repeat((1000 + 300 * np.sin(x / 2.3)).astype(np.uint16)[None], 64, axis=0)
+
+
+def test_streams_from_before_still_decode() -> None:
+    volume = np.stack([OLD_IMAGE, OLD_IMAGE ^ 1, OLD_IMAGE[::-1]])
+    decoded = get_codec("neural").decode_volume([bytes.fromhex(s) for s in OLD_STREAMS])
+    np.testing.assert_array_equal(decoded, volume)
+
+
+@pytest.mark.parametrize("magic", [0xA5, 0xAF])
+def test_unknown_neural_format_is_refused_naming_it(magic: int) -> None:
+    stream = bytearray.fromhex(OLD_STREAMS[0])
+    stream[0] = magic
+    with pytest.raises(CorruptDataError, match=f"0x{magic:02X}") as info:
+        get_codec("neural").decode(bytes(stream))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("tau", [0, 2])
+def test_references_never_make_a_slice_larger(tau: int) -> None:
+    rng = np.random.default_rng(5)
+    base = _anatomy(rng)
+    unrelated = _anatomy(rng)[::-1, ::-1].copy()
+    # slice 1 repeats slice 0 with new noise (references help); slice 2 is unrelated to slice 1
+    volume = np.stack([base, _anatomy(np.random.default_rng(6)), unrelated])
+    checked = get_codec(f"neural:tau={tau},fallback=0")
+    forced = get_codec(f"neural:tau={tau},fallback=0,interslice=2")
+    streams = checked.encode_volume(volume, 12)
+    decoded = checked.decode_volume(streams)
+    assert np.abs(decoded.astype(np.int64) - volume).max() <= tau
+    alone = get_codec(f"neural:tau={tau},fallback=0,interslice=0").encode_volume(volume, 12)
+    for mine, single in zip(streams, alone, strict=True):
+        assert len(mine) <= len(single)
+    forced_streams = forced.encode_volume(volume, 12)
+    assert sum(map(len, streams)) <= sum(map(len, forced_streams))
+    # slice 1 keeps its reference, slice 2 (unrelated) is coded alone: both signalled
+    assert unpack(streams[1])[0].ref_offsets == (1,)
+    assert unpack(forced_streams[2])[0].ref_offsets == (1,)
+    if len(alone[2]) < len(forced_streams[2]):
+        assert unpack(streams[2])[0].ref_offsets == ()
+
+
+def test_classical_fallback_when_smaller_lossless() -> None:
+    image = _stripes()
+    learned = get_codec("neural:fallback=0").encode(image, 12)
+    product = get_codec("neural").encode(image, 12)
+    assert is_classical(product) and not is_classical(learned)
+    smallest = min(len(get_codec(spec).encode(image, 12)) for spec in candidates(0, 1))
+    assert len(product) == min(smallest, len(learned))
+    np.testing.assert_array_equal(get_codec("neural").decode(product), image)
+    # a classical slice in the middle of a volume is a reference for the next one
+    rng = np.random.default_rng(1)
+    volume = np.stack([_anatomy(rng, (64, 64)), image, image + 1, _anatomy(rng, (64, 64))])
+    streams = get_codec("neural").encode_volume(volume, 12)
+    assert is_classical(streams[1])
+    np.testing.assert_array_equal(get_codec("neural:fallback=0").decode_volume(streams), volume)
+
+
+def test_classical_fallback_near_lossless_and_never_worse() -> None:
+    image = _stripes()
+    codec = get_codec("neural:tau=2")
+    stream = codec.encode(image, 12)
+    assert stream[:2] == b"\xff\xd8"  # JPEG-LS near-lossless wins on the stripes
+    assert len(stream) <= len(get_codec("neural:tau=2,fallback=0").encode(image, 12))
+    assert np.abs(codec.decode(stream).astype(np.int64) - image).max() <= 2
+    # on a noisy anatomical slice the learned stream is kept when it is the smaller one
+    noisy = _anatomy(np.random.default_rng(2), (64, 64), noise=40.0)
+    for tau in (0, 2):
+        product = get_codec(f"neural:tau={tau}").encode(noisy, 12)
+        learned = get_codec(f"neural:tau={tau},fallback=0").encode(noisy, 12)
+        assert len(product) <= min(len(learned), *(len(get_codec(c).encode(noisy, 12))
+                                                   for c in candidates(tau, 1)))
+
+
+def test_corrupt_classical_stream_is_a_one_line_error() -> None:
+    stream = get_codec("neural").encode(_stripes(), 12)
+    with pytest.raises(CorruptDataError) as info:
+        get_codec("neural").decode(stream[: len(stream) // 2])
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("offset", [-24, -5, 7, 24])
+@pytest.mark.parametrize("tau", [0, 2])
+def test_every_scale_offset_round_trips(offset: int, tau: int) -> None:
+    from fedcodec.shared.neural.codec import load_weights
+    from fedcodec.shared.neural.slice_coder import SliceParams, decode_slice, encode_slice
+    from fedcodec.shared.neural.weights import DEFAULT_WEIGHTS
+
+    weights, models = load_weights(str(DEFAULT_WEIGHTS))
+    image = _anatomy(np.random.default_rng(offset + 100), (33, 29))
+    params = SliceParams(12, tau, offset)
+    words, recon = encode_slice(image, params, [], weights, models)
+    np.testing.assert_array_equal(decode_slice(words, image.shape, params, [], weights, models),
+                                  recon)
+    assert np.abs(recon - image.astype(np.int64)).max() <= tau
+
+
+@pytest.mark.parametrize("tau", [0, 2])
+def test_adapted_stream_is_signalled_smaller_and_round_trips(tau: int) -> None:
+    # far noisier than anything trained on: the encoder widens the scales for this slice
+    image = _anatomy(np.random.default_rng(9), (64, 64), noise=300.0)
+    adapted = get_codec(f"neural:tau={tau},fallback=0").encode(image, 12)
+    plain = get_codec(f"neural:tau={tau},fallback=0,adapt=0").encode(image, 12)
+    header = unpack(adapted)[0]
+    assert adapted[0] == 0xA4 and header.scale_offset != 0 and plain[0] == 0xA1
+    assert len(adapted) < len(plain)
+    decoded = get_codec("neural").decode(adapted)
+    assert np.abs(decoded.astype(np.int64) - image).max() <= tau
