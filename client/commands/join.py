@@ -78,10 +78,11 @@ def run(args: argparse.Namespace) -> int:
     missing = [f"--{n.replace('_', '-')}" for n in needed if getattr(args, n) is None]
     if missing:
         raise FedcodecError(f"join needs {', '.join(missing)}")
-    from fedcodec.client.federated.supernode import PRIVATE_KEY
-    from fedcodec.shared.crypto.private_files import read_private_key_file
+    if not args.check:  # --check needs no keys; a SuperNode needs its key, not readable by others
+        from fedcodec.client.federated.supernode import PRIVATE_KEY
+        from fedcodec.shared.crypto.private_files import read_private_key_file
 
-    read_private_key_file(args.keys / PRIVATE_KEY, what="SuperNode private key")
+        read_private_key_file(args.keys / PRIVATE_KEY, what="SuperNode private key")
     site = args.site or args.data_dir.resolve().name
     state = args.state_dir or Path.home() / ".fedcodec" / site
     policy = site_survey_and_policy(args, site, state)
