@@ -41,6 +41,7 @@ from rich.progress import (
 
 from fedcodec.client.coding_plan import SeriesPlan, StudyPlanner, study_plan
 from fedcodec.shared.codecs import Codec, CodecMode, get_codec
+from fedcodec.shared.codecs.renamed_specs import spec_as_recorded
 from fedcodec.shared.container import (
     CodecInfo,
     CodedSeries,
@@ -55,6 +56,7 @@ from fedcodec.shared.dicom import LossyInfo, read_series, write_series
 from fedcodec.shared.dicom.series import Series, SkippedFile
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 from fedcodec.shared.learned_lossy.roi_mask import RoiSpec
+from fedcodec.shared.neural.rate_control import LossyTarget
 from fedcodec.shared.pixels import from_unsigned, to_unsigned
 from fedcodec.shared.profiles import ProfileRules, SeriesFacts
 
@@ -62,6 +64,8 @@ MODES = ("lossless", "near-lossless", "lossy")
 DEFAULT_QUALITY = 75
 LEARNED_LOSSLESS = "neural"
 """The default lossless / near-lossless codec (see :func:`default_codec_spec`)."""
+LEARNED_LOSSY = "neural:mode=lossy"
+"""The default lossy codec: the bounded-error coder with one rate or quality target."""
 LOSSY_RATIO_AT_Q100 = 4.0
 LOSSY_RATIO_AT_Q1 = 100.0
 DICOM_LOSSY_METHODS = {
@@ -88,29 +92,38 @@ def quality_to_ratio(quality: int) -> float:
 
 
 def default_codec_spec(
-    mode: str, tau: int = 0, quality: int | None = None, *, ratio: float | None = None
+    mode: str, tau: int = 0, quality: int | None = None, *, ratio: float | None = None,
+    target: LossyTarget | None = None,
 ) -> str:
     """The codec ``fedcodec compress`` uses when ``--codec`` is not given: the best measured one.
 
     Lossless and near-lossless: the learned ``neural`` coder (held out by series on the shared
     multi-vendor data: 0.94x JPEG XL e7's bytes lossless, 0.75-0.78x JPEG-LS's at tau 1-4, every
-    stream decoded bit-exactly in integer arithmetic; docs/neural-codec.md). Lossy: JPEG 2000, which
-    the learned lossy codec does not beat yet (BD-rate +268%, docs/learned-lossy-codec.md).
+    stream decoded bit-exactly in integer arithmetic; docs/neural-codec.md). Lossy: the same coder
+    with a rate-controlled bound (``neural:mode=lossy``, docs/bounded-error-lossy.md): every pixel
+    within a bound it records and verifies.
 
-    Lossy: ``ratio`` (a profile's target compression ratio) or ``quality`` (mapped by
-    :func:`quality_to_ratio`), not both. Profiles come through here too, so switching the default
-    codec (e.g. to the neural codec) switches every profile with it.
+    Lossy: ``target`` (``--psnr/--bpp/--ratio/--max-error``), ``ratio`` (a profile's target
+    compression ratio) or ``quality`` (mapped by :func:`quality_to_ratio`), only one. Profiles
+    come through here too, so switching the default codec switches every profile with it.
     """
     check_mode_arguments(mode, tau, quality, explicit_codec=False)
     if ratio is not None and (mode != "lossy" or quality is not None or not ratio > 1):
         raise FedcodecError("a target ratio (> 1) applies to lossy mode without --quality")
+    if target is not None and mode != "lossy":
+        raise FedcodecError(f"--{target.kind.replace('_', '-')} applies to lossy mode, not {mode}")
     if mode == "lossless":
         return LEARNED_LOSSLESS
     if mode == "near-lossless":
         return f"{LEARNED_LOSSLESS}:tau={tau}"
+    if target is not None:
+        if ratio is not None or quality is not None:
+            raise FedcodecError("give one lossy target: --psnr, --bpp, --ratio, --max-error or "
+                                "--quality")
+        return f"{LEARNED_LOSSY},{target.spec_text}"
     if ratio is None:
         ratio = quality_to_ratio(DEFAULT_QUALITY if quality is None else quality)
-    return f"j2k:ratio={ratio:g}"
+    return f"{LEARNED_LOSSY},ratio={ratio:g}"
 
 
 def roi_codec_spec(roi_tau: int) -> str:
@@ -185,6 +198,9 @@ class SeriesReport:
     roi_tau: int | None = None
     roi_max_error: int | None = None
     """ROI coding: the bound and the measured max error inside the region."""
+    bound: int | None = None
+    """Lossy coding with a guaranteed bound (``neural:mode=lossy``): the largest per-pixel error
+    its streams guarantee (verified), else None."""
 
     @property
     def pixels(self) -> int:
@@ -192,7 +208,7 @@ class SeriesReport:
 
     def check_line(self) -> str:
         """What was verified, e.g. ``verified bit-exact``."""
-        text = _check_text(self.mode, self.max_error, self.tau, self.psnr_db)
+        text = _check_text(self.mode, self.max_error, self.tau, self.psnr_db, self.bound)
         if self.roi_tau is not None:
             text = (f"ROI verified max error {self.roi_max_error} <= {self.roi_tau}, "
                     f"outside {text}")
@@ -258,7 +274,8 @@ class CompressionReport:
             coding = f"{profile}per series:"
         else:
             worst = min((s.psnr_db for s in self.series if s.psnr_db is not None), default=None)
-            check = _check_text(self.mode, self.max_error, self.tau, worst)
+            check = _check_text(self.mode, self.max_error, self.tau, worst,
+                                _worst_bound(s.bound for s in self.series))
             coding = f"{profile}codec {self.codec_spec} ({self.mode}, {check})"
         lines = [f"wrote {self.output}: {len(self.series)} series, {slices} slices, {coding}"]
         if self.profile:
@@ -286,11 +303,21 @@ class CompressionReport:
         return lines
 
 
-def _check_text(mode: str, max_error: int, tau: int, psnr_db: float | None) -> str:
+def _worst_bound(bounds) -> int | None:  # type: ignore[no-untyped-def]
+    """The loosest of per-series bounds; None if any series has none."""
+    bounds = list(bounds)
+    return None if not bounds or None in bounds else max(bounds)
+
+
+def _check_text(mode: str, max_error: int, tau: int, psnr_db: float | None,
+                bound: int | None = None) -> str:
     if mode == "lossless":
         return "verified bit-exact"
     if mode == "near-lossless":
         return f"verified max error {max_error} <= tau {tau}"
+    if bound is not None:
+        return f"verified max error {max_error} <= bound {bound}" + (
+            f", worst PSNR {psnr_db:.1f} dB" if psnr_db is not None else "")
     return f"max error {max_error}" + (
         f", worst PSNR {psnr_db:.1f} dB" if psnr_db is not None else ""
     )
@@ -331,14 +358,22 @@ def compress_study(
     rules: ProfileRules | None = None,
     progress: bool = True,
     roi: RoiSpec | None = None,
+    target: LossyTarget | None = None,
 ) -> CompressionReport:
     """Read every series under ``study_dir``, code, verify, and write ``out`` (atomically).
 
     Either ``mode`` (default lossless) with ``tau``/``quality``/``codec``, or ``profile``: a
     profile name from ``rules`` (default: the built-in rules) or ``auto`` to choose one per
     series from its description and kept attributes. ``roi``: the region of interest an ROI profile keeps
-    within its bound (checked against every series that profile codes).
+    within its bound (checked against every series that profile codes). ``target``: the lossy
+    rate or quality target (``--psnr/--bpp/--ratio/--max-error``) of the default lossy codec.
     """
+    if target is not None:
+        if profile is not None or codec is not None or quality is not None:
+            raise FedcodecError(f"--{target.kind.replace('_', '-')} sets the default lossy codec's "
+                                "target; drop --profile, --codec and --quality")
+        codec = default_codec_spec(mode or "lossy", tau, target=target)
+        mode = "lossy"
     if profile is None:
         check_mode_arguments(mode or "lossless", tau, quality, explicit_codec=codec is not None)
     planner = StudyPlanner.from_options(
@@ -377,7 +412,8 @@ def compress_study(
     if top.roi_tau is not None and roi is not None:  # same describe() as its series: version 1
         top_coder = top_coder.with_roi(roi)  # type: ignore[attr-defined]
     study = CodedStudy(
-        codec=_codec_info(top.spec, top_coder),
+        codec=_codec_info(top.spec, top_coder,
+                          _worst_bound(r.bound for r in reports if r.codec_spec == top.spec)),
         mode=top.mode,
         tau=top.tau,
         quality=top.quality,
@@ -408,8 +444,13 @@ def _coder_for(plan: SeriesPlan, coders: dict[str, Codec]) -> Codec:
     return coders[plan.spec]
 
 
-def _codec_info(spec: str, coder: Codec) -> CodecInfo:
-    return CodecInfo(spec, coder.describe(), _model_hash(coder))
+def _codec_info(spec: str, coder: Codec, bound: int | None = None) -> CodecInfo:
+    """``bound``: the largest error a rate-controlled coder guaranteed (recorded in
+    ``describe`` as ``guaranteed_max_error``; each stream's header has its own)."""
+    described = coder.describe()
+    if bound is not None and coder.max_error is None:
+        described["guaranteed_max_error"] = bound
+    return CodecInfo(spec, described, _model_hash(coder))
 
 
 def _bind_roi(coder: Codec, plan: SeriesPlan, roi: RoiSpec | None, shape, name: str) -> Codec:
@@ -450,7 +491,15 @@ def _code_series(
     error = np.abs(decoded.astype(np.int32) - unsigned.astype(np.int32))
     max_error = int(error.max()) if error.size else 0
     bound = 0 if mode == "lossless" else tau if mode == "near-lossless" else None
-    if bound is not None and max_error > bound:
+    stream_bounds = [coder.guaranteed_error(s) for s in streams] if mode == "lossy" else []
+    guaranteed = _worst_bound(stream_bounds)
+    if guaranteed is not None:
+        slice_errors = error.reshape(error.shape[0], -1).max(axis=1, initial=0)
+        if any(int(e) > b for e, b in zip(slice_errors, stream_bounds, strict=True)):
+            raise FedcodecError(
+                f"codec {spec!r} failed verification on series {name!r}: a slice exceeds the "
+                "bound its stream records; nothing written"
+            )
         raise FedcodecError(
             f"codec {spec!r} failed verification on series {name!r}: max error {max_error} "
             f"> {bound} ({mode}); nothing written"
@@ -483,9 +532,17 @@ def _code_series(
         profile=plan.profile.name if plan.profile else None,
         roi_tau=plan.roi_tau,
         roi_max_error=roi_max_error,
+        bound=guaranteed,
     )
-    coding = SeriesCoding(_codec_info(spec, coder), mode, tau, plan.quality)
+    coding = SeriesCoding(_codec_info(spec, coder, guaranteed), mode, tau, plan.quality)
     return CodedSeries(info, series.datasets, streams, report.profile, coding), report
+
+
+def recorded_codec(info: CodecInfo) -> Codec:
+    """The codec that reads the streams a container recorded with ``info`` (a spec whose
+    meaning changed since is read as it was meant then, see
+    :mod:`fedcodec.shared.codecs.renamed_specs`)."""
+    return get_codec(spec_as_recorded(info.spec, info.describe))
 
 
 def decompress_study(fcz: Path, out_dir: Path, *, progress: bool = False) -> list[Path]:
@@ -501,7 +558,7 @@ def decompress_study(fcz: Path, out_dir: Path, *, progress: bool = False) -> lis
     coders: dict[str, Codec] = {}
     for coding in [container.header.coding, *codings]:  # every decoder ready before writing
         if coding.codec.spec not in coders:
-            coders[coding.codec.spec] = get_codec(coding.codec.spec)
+            coders[coding.codec.spec] = recorded_codec(coding.codec)
             _check_model(coding.codec, coders[coding.codec.spec])
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
@@ -516,7 +573,9 @@ def decompress_study(fcz: Path, out_dir: Path, *, progress: bool = False) -> lis
                 series = _decode_series(container, coder, index)
                 folder = temp / _series_folder_name(index, entry.info.description)
                 lossy = coder.mode is not CodecMode.LOSSLESS
-                info = _lossy_info(container, index, spec, entry.profile) if lossy else None
+                bound = _worst_bound(coder.guaranteed_error(s)
+                                     for s in container.pixel_streams(index))
+                info = _lossy_info(container, index, spec, entry.profile, bound) if lossy else None
                 written.extend(write_series(series, folder, lossy=info))
                 bar.advance(task, entry.info.shape[0])
         mask = os.umask(0)
@@ -585,12 +644,14 @@ def _decode_series(container: Container, coder: Codec, index: int) -> Series:
 
 
 def _lossy_info(
-    container: Container, index: int, spec: str, profile: str | None = None
+    container: Container, index: int, spec: str, profile: str | None = None,
+    bound: int | None = None,
 ) -> LossyInfo:
     """Ratio = uncompressed stored bits / coded bits of this series, as DICOM defines it.
 
     The Derivation Description names the codec and, when one chose it, the compression profile
-    (``profile preview``), so a reader of the DICOM file sees why it is lossy.
+    (``profile preview``), so a reader of the DICOM file sees why it is lossy; with a bound the
+    streams guarantee (``bound``, read from their headers), it states it in stored values.
     """
     info = container.series[index].info
     coded = container.pixel_stream_bytes(index)
@@ -602,7 +663,8 @@ def _lossy_info(
         method=method[:16],
         ratio=ratio,
         description=f"lossy compression {method[:16]} ratio {ratio:.2f}:1 (fedcodec codec {spec}"
-        + (f", profile {profile}" if profile else "") + (f", {roi})" if roi else ")"),
+        + (f", profile {profile}" if profile else "") + (f", {roi}" if roi else "")
+        + (f", every pixel within {bound} of the original stored value" if bound else "") + ")",
     )
 
 

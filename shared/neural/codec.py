@@ -111,12 +111,15 @@ class NeuralCodec(Codec):
             raise FedcodecError(f"neural codec: values exceed {bits} bits")
 
     def _encode_one(self, image: np.ndarray, bits: int, refs: list[np.ndarray],
-                    offsets: tuple[int, ...]) -> tuple[bytes, np.ndarray]:
+                    offsets: tuple[int, ...], tau: int | None = None) -> tuple[bytes, np.ndarray]:
+        """One slice stream and its reconstruction; ``tau`` overrides ``self.tau`` (rate
+        control picks it per slice, :mod:`.bounded_lossy`)."""
+        tau = self.tau if tau is None else tau
         if needs_tiles(image.shape):
-            return self._encode_tiled(image, bits, refs, offsets)
+            return self._encode_tiled(image, bits, refs, offsets, tau)
         weights, models = self._weights()
-        params = SliceParams(bits, self.tau)
-        if refs and np.abs(image.astype(np.int32) - refs[0]).max() <= self.tau:
+        params = SliceParams(bits, tau)
+        if refs and np.abs(image.astype(np.int32) - refs[0]).max() <= tau:
             # a repeated slice (within tau) costs only its header, like a skipped video frame
             recon = refs[0]
             words = np.zeros(0, dtype=np.uint32)
@@ -124,13 +127,13 @@ class NeuralCodec(Codec):
         else:
             words, recon = encode_slice(image, params, refs, weights, models)
             copy = False
-        header = StreamHeader(image.shape[0], image.shape[1], bits, self.tau,
+        header = StreamHeader(image.shape[0], image.shape[1], bits, tau,
                               image.dtype == np.uint16, offsets, weights.model_id,
                               _crc(recon.astype(image.dtype)), copy)
         return pack(header, words), recon
 
     def _encode_tiled(self, image: np.ndarray, bits: int, refs: list[np.ndarray],
-                      offsets: tuple[int, ...]) -> tuple[bytes, np.ndarray]:
+                      offsets: tuple[int, ...], tau: int) -> tuple[bytes, np.ndarray]:
         """A large slice as tiles (see :mod:`.tiles`), each conditioned on the same tile of refs."""
         from fedcodec.shared.neural import tiles
 
@@ -139,7 +142,7 @@ class NeuralCodec(Codec):
         streams = []
         for rows, cols in grid:
             data, part = self._encode_one(np.ascontiguousarray(image[rows, cols]), bits,
-                                          [ref[rows, cols] for ref in refs], offsets)
+                                          [ref[rows, cols] for ref in refs], offsets, tau)
             streams.append(data)
             recon[rows, cols] = part
         return pack_tiled(grid, streams), recon
