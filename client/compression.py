@@ -500,6 +500,7 @@ def _code_series(
                 f"codec {spec!r} failed verification on series {name!r}: a slice exceeds the "
                 "bound its stream records; nothing written"
             )
+    if bound is not None and max_error > bound:
         raise FedcodecError(
             f"codec {spec!r} failed verification on series {name!r}: max error {max_error} "
             f"> {bound} ({mode}); nothing written"
