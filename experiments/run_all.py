@@ -122,6 +122,13 @@ EXPERIMENT_LIST = (
         shared_data=("dicom",),
     ),
     Experiment(
+        "lossy_rd", "rate-controlled neural:mode=lossy vs JPEG 2000 / HTJ2K / JPEG XL on unseen MR",
+        ("{python}", "{experiments}/lossy_rd.py", "--out", "{out}", "--series", "2", "--slices",
+         "4"),
+        ("{python}", "{experiments}/lossy_rd.py", "--out", "{out}", "--quick"),
+        shared_data=("dicom-more",),
+    ),
+    Experiment(
         "federated_compare", "federated vs local vs centralised, with and without DP",
         ("{python}", "{experiments}/federated_compare.py", "--out", "{out}", "--flower"),
         ("{python}", "{experiments}/federated_compare.py", "--out", "{out}", "--rounds", "1",
