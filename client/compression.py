@@ -546,10 +546,13 @@ def recorded_codec(info: CodecInfo) -> Codec:
     return get_codec(spec_as_recorded(info.spec, info.describe))
 
 
-def decompress_study(fcz: Path, out_dir: Path, *, progress: bool = False) -> list[Path]:
+def decompress_study(fcz: Path, out_dir: Path, *, progress: bool = False,
+                     layer: int | None = None) -> list[Path]:
     """Decode ``fcz`` into DICOM files under ``out_dir`` (one subfolder per series).
 
     ``out_dir`` must not exist or be empty. Returns the written files at their final paths.
+    ``layer`` (progressive containers, ``neural:mode=progressive``): decode only the first
+    ``layer`` layers (a preview within that layer's bound, marked lossy unless it is exact).
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
@@ -561,6 +564,9 @@ def decompress_study(fcz: Path, out_dir: Path, *, progress: bool = False) -> lis
         if coding.codec.spec not in coders:
             coders[coding.codec.spec] = recorded_codec(coding.codec)
             _check_model(coding.codec, coders[coding.codec.spec])
+    if layer is not None:
+        for coding in codings:
+            _check_layer(coders[coding.codec.spec], coding.codec.spec, layer)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
@@ -571,11 +577,12 @@ def decompress_study(fcz: Path, out_dir: Path, *, progress: bool = False) -> lis
             for index, entry in enumerate(container.series):
                 spec = codings[index].codec.spec
                 coder = coders[spec]
-                series = _decode_series(container, coder, index)
+                streams = _layer_streams(coder, container.pixel_streams(index), layer)
+                series = _decode_series(container, coder, index, streams, layer)
                 folder = temp / _series_folder_name(index, entry.info.description)
-                lossy = coder.mode is not CodecMode.LOSSLESS
                 bound = _worst_bound(coder.guaranteed_error(s)
-                                     for s in container.pixel_streams(index))
+                                     for s in streams[-entry.info.shape[0]:])
+                lossy = coder.mode is not CodecMode.LOSSLESS or bool(bound)
                 info = _lossy_info(container, index, spec, entry.profile, bound) if lossy else None
                 written.extend(write_series(series, folder, lossy=info))
                 bar.advance(task, entry.info.shape[0])
@@ -601,12 +608,34 @@ def _check_model(codec: CodecInfo, coder: Codec) -> None:
         )
 
 
-def _decode_series(container: Container, coder: Codec, index: int) -> Series:
-    """Decode one series of the container back to stored values around its headers."""
+def _check_layer(coder: Codec, spec: str, layer: int) -> None:
+    """One-line error unless ``coder`` is layered and has ``layer``."""
+    count = getattr(coder, "layer_count", None)
+    if count is None:
+        raise FedcodecError(f"--layer needs a progressive container (neural:mode=progressive); "
+                            f"this one is coded with {spec!r}")
+    if not 1 <= layer <= count:
+        raise FedcodecError(f"--layer must be 1..{count} for {spec!r}, not {layer}")
+
+
+def _layer_streams(coder: Codec, streams: list[bytes], layer: int | None) -> list[bytes]:
+    """The streams a decode up to ``layer`` reads (all of them without a layer)."""
+    return streams if layer is None else coder.layer_streams(streams, layer)  # type: ignore[attr-defined]
+
+
+def _decode_series(container: Container, coder: Codec, index: int,
+                   streams: list[bytes] | None = None, layer: int | None = None) -> Series:
+    """Decode one series of the container back to stored values around its headers
+    (``streams``/``layer``: only the first layers of a progressive series)."""
     info = container.series[index].info
-    streams = container.pixel_streams(index)
+    if streams is None:
+        streams = container.pixel_streams(index)
     try:
-        decoded = np.asarray(coder.decode_volume(streams))
+        if layer is None:
+            decoded = np.asarray(coder.decode_volume(streams))
+        else:
+            decoded = np.asarray(coder.decode_layers(streams, layer,  # type: ignore[attr-defined]
+                                                     partial=True))
     except FedcodecError:
         raise
     except Exception as exc:  # noqa: BLE001 - codec libraries raise their own types

@@ -127,6 +127,7 @@ _BUILTIN_MODULES: list[str] = [
     "fedcodec.shared.codecs.zstd",
     "fedcodec.shared.neural.codec",
     "fedcodec.shared.neural.bounded_lossy",
+    "fedcodec.shared.neural.progressive",
     "fedcodec.shared.learned_lossy.codec",
     "fedcodec.shared.learned_lossy.roi_codec",
 ]
