@@ -52,7 +52,7 @@ class LossyTarget:
             raise FedcodecError(f"bpp target must be in (0, 16], not {v:g}")
         if self.kind == "ratio" and not v > 1:
             raise FedcodecError(f"ratio target must be above 1, not {v:g}")
-        if self.kind == "max_error" and (not float(v).is_integer() or not 1 <= v < 1 << 16):
+        if self.kind == "max_error" and (not isinstance(v, int) or not 1 <= v < 1 << 16):
             raise FedcodecError(f"max_error target must be an integer 1..65535, not {v:g}")
 
     @classmethod
@@ -63,7 +63,9 @@ class LossyTarget:
             raise FedcodecError("lossy coding takes exactly one target: psnr=DB, bpp=B, ratio=R "
                                 f"or max_error=T (got {', '.join(k for k, _ in named) or 'none'})")
         kind, value = named[0]
-        return cls(kind, int(value) if kind == "max_error" else float(value))
+        if kind == "max_error" and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return cls(kind, value if kind == "max_error" else float(value))  # type: ignore[arg-type]
 
     @property
     def spec_text(self) -> str:
