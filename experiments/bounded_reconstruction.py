@@ -31,13 +31,18 @@ from pathlib import Path
 import numpy as np
 from fedcodec.shared.codecs import get_codec
 from fedcodec.shared.metrics import psnr
-from fedcodec.shared.neural import slice_coder
+from fedcodec.shared.neural import bin_centroid, slice_coder
 from fedcodec.shared.neural.fixed_point import ilog2_q6
 from fedcodec.shared.neural.geometry import group_positions
-from fedcodec.shared.neural.tables import scale_bin
+from fedcodec.shared.neural.tables import N_BINS, scale_bin
+from fedcodec.shared.sources import read_stacks
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lossy_rd import load_source  # noqa: E402
+from learned_lossy_rd import bd_rate  # noqa: E402
+from lossy_rd import DATA, load_source  # noqa: E402
+
+FIT_FOLDERS = ("ge", "philips", "siemens/siemens_b", "siemens/siemens_c", "toshiba")
+"""Training data of the shipped weights (../shared/data/dicom) the table is fitted on."""
 
 RECORD: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 _original_code_group = slice_coder._code_group
@@ -45,7 +50,7 @@ _original_code_group = slice_coder._code_group
 
 def _recording_code_group(io, models, weights, params, recon, errors, original, refs, group,
                           level_index, noise, tau_map=None):  # type: ignore[no-untyped-def]
-    if original is None or tau_map is not None or not params.tau:
+    if original is None or tau_map is not None or not params.tau or params.centroid:
         return _original_code_group(io, models, weights, params, recon, errors, original, refs,
                                     group, level_index, noise, tau_map)
     positions = group_positions(recon.shape, group)
@@ -92,12 +97,102 @@ def analyse(tau: int, bits: int, images: list[np.ndarray]) -> dict:
             "far_side_share": far / d.size}
 
 
+def fit(quick: bool) -> tuple[tuple[int, ...], ...]:
+    """The centroid table: mean in-bin offset towards the prediction, in 1/256 of the step, per
+    group of ``bin_centroid.K_GROUP`` scale bins and |t| bucket, on the training data."""
+    sums = np.zeros((N_BINS, bin_centroid.T_BUCKETS))
+    counts = np.zeros_like(sums)
+    for folder in FIT_FOLDERS[:2] if quick else FIT_FOLDERS:
+        stacks, _ = read_stacks(DATA / "dicom" / folder)
+        for stack in stacks[:3]:
+            volume, _ = stack.codec_volume()
+            image = np.ascontiguousarray(volume[volume.shape[0] // 2])
+            for tau in (2, 4, 8, 16, 32, 64):
+                if tau >= 1 << (stack.bits - 2):
+                    continue
+                RECORD.clear()
+                codec = get_codec(f"neural:tau={tau}")
+                codec.encode(image, stack.bits)
+                step = 2 * tau + 1
+                for k, t, error in RECORD:
+                    moving = t != 0
+                    bucket = np.minimum(np.abs(t[moving]), bin_centroid.T_BUCKETS - 1)
+                    towards = -(error[moving] * np.sign(t[moving])) / step
+                    np.add.at(sums, (k[moving], bucket), towards)
+                    np.add.at(counts, (k[moving], bucket), 1)
+            print(f"fitted on {stack.name} ({stack.bits} bits)", flush=True)
+    g = bin_centroid.K_GROUP
+    groups = []
+    for start in range(0, N_BINS, g):
+        n = counts[start:start + g].sum(axis=0)
+        mean = np.where(n >= 200, sums[start:start + g].sum(axis=0) / np.maximum(n, 1), 0.0)
+        groups.append(tuple(int(round(256 * max(0.0, m))) for m in mean))
+    while groups and not any(groups[-1]):
+        groups.pop()
+    return tuple(groups)
+
+
+def compare(images, bits, taus) -> dict:
+    """Real coding with and without centroid reconstruction: (bpp, PSNR) per tau, BD-rate."""
+    curves = {}
+    for centroid in (0, 1):
+        rows = []
+        for tau in taus:
+            codec = get_codec(f"neural:tau={tau},centroid={centroid}")
+            size, value = 0, []
+            for image in images:
+                data = codec.encode(image, bits)
+                out = codec.decode(data)
+                assert np.abs(out.astype(np.int64) - image).max() <= tau
+                size += len(data)
+                value.append(psnr(image, out, bits))
+            rows.append({"tau": tau, "bpp": 8 * size / sum(i.size for i in images),
+                         "psnr": float(np.mean(value))})
+        curves[centroid] = rows
+    gains = [b["psnr"] - a["psnr"] for a, b in zip(curves[0], curves[1], strict=True)]
+    rates = [b["bpp"] / a["bpp"] - 1 for a, b in zip(curves[0], curves[1], strict=True)]
+    return {"psnr_gain_db": gains, "rate_change": rates,
+            "bd_rate": bd_rate(curves[0], curves[1], (45.0, 65.0)), "curves": curves}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--sources", default="philips-dwi,enhanced,pypi-mr")
+    ap.add_argument("--fit", action="store_true", help="print the centroid table for "
+                    "shared/neural/bin_centroid.py, fitted on ../shared/data/dicom")
+    ap.add_argument("--compare", action="store_true", help="code with and without the "
+                    "centroid reconstruction (the table in bin_centroid.py) on unseen MR")
     args = ap.parse_args()
+    if args.fit:
+        slice_coder._code_group = _recording_code_group
+        print("FRACTION_Q8_GROUPS =", fit(args.quick))
+        return
+    if args.compare:
+        lines = ["| source | tau | PSNR gain | rate change |", "| --- | ---: | ---: | ---: |"]
+        summary = ["", "| source | BD-rate of centroid reconstruction (45-65 dB) |",
+                   "| --- | ---: |"]
+        rows = []
+        for source in args.sources.split(","):
+            runs = load_source(source, 1 if args.quick else 2, 2)
+            images = [np.ascontiguousarray(s) for _, run, _ in runs for s in run]
+            bits = runs[0][2]
+            scale = 1 << max(0, bits - 12)
+            taus = [t * scale for t in ((4, 16, 48) if args.quick else (2, 4, 8, 16, 32, 64))]
+            row = {"source": source, **compare(images, bits, taus)}
+            rows.append(row)
+            for tau, gain, rate in zip(taus, row["psnr_gain_db"], row["rate_change"], strict=True):
+                lines.append(f"| {source} | {tau} | {gain:+.3f} dB | {100 * rate:+.2f}% |")
+            bd = row["bd_rate"]
+            summary.append(f"| {source} | {'n/a' if bd is None else f'{bd:+.2f}%'} |")
+            print(lines[-1], flush=True)
+        print("\n".join(lines + summary))
+        if args.out:
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "centroid_compare.md").write_text("\n".join(lines + summary) + "\n")
+            (args.out / "centroid_compare.json").write_text(json.dumps(rows, indent=1))
+        return
     slice_coder._code_group = _recording_code_group
     rows = []
     for source in args.sources.split(","):

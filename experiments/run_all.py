@@ -129,6 +129,12 @@ EXPERIMENT_LIST = (
         shared_data=("dicom-more",),
     ),
     Experiment(
+        "progressive_layers", "progressive neural coding: layered bytes vs single pass",
+        ("{python}", "{experiments}/progressive_layers.py", "--out", "{out}"),
+        ("{python}", "{experiments}/progressive_layers.py", "--out", "{out}", "--quick"),
+        shared_data=("dicom-more",),
+    ),
+    Experiment(
         "federated_compare", "federated vs local vs centralised, with and without DP",
         ("{python}", "{experiments}/federated_compare.py", "--out", "{out}", "--flower"),
         ("{python}", "{experiments}/federated_compare.py", "--out", "{out}", "--rounds", "1",

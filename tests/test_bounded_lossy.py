@@ -61,7 +61,7 @@ def test_psnr_target_met_on_every_slice(volume, psnr: float) -> None:
     # the largest bound that met the target: one more would not (checked on slice 0 alone)
     first = get_codec(f"neural:mode=lossy,psnr={psnr:g}")
     tau = first.last_taus[0] if first.encode_volume(image[:1], bits) else None
-    looser = get_codec(f"neural:tau={tau + 1}")
+    looser = get_codec(f"neural:tau={tau + 1},centroid=1")
     assert metrics.psnr(image[0], looser.decode(looser.encode(image[0], bits)), bits) < psnr
 
 
@@ -74,7 +74,7 @@ def test_rate_targets_hold_for_the_series(volume, spec: str, limit: float) -> No
     bpp = 8 * sum(map(len, streams)) / image.size
     assert bpp <= limit
     (tau,) = set(codec.last_taus)
-    smaller = get_codec(f"neural:tau={tau - 1}") if tau > 1 else get_codec("neural")
+    smaller = get_codec(f"neural:tau={tau - 1},centroid=1") if tau > 1 else get_codec("neural")
     assert 8 * sum(map(len, smaller.encode_volume(image, bits))) / image.size > limit
 
 
@@ -177,3 +177,19 @@ def test_old_hyperprior_container_still_decodes(study: Path, tmp_path: Path,
     expected = real("neural-lossy:quality=2").decode_volume(read_container(fcz).pixel_streams(0))
     decoded = np.stack([pydicom.dcmread(f).pixel_array for f in files])
     assert np.array_equal(decoded.reshape(expected.shape), expected)
+
+
+def test_centroid_reconstruction_keeps_the_bound_and_old_streams_decode(volume) -> None:
+    """``centroid=1`` (default of neural:mode=lossy) writes magic 0xA4, moves reconstructions
+    inside the bin and still keeps every pixel within tau; centre-reconstructed streams (0xA1)
+    decode as before."""
+    image, bits = volume
+    for tau in (3, 40):
+        centre = get_codec(f"neural:tau={tau}")
+        moved = get_codec(f"neural:tau={tau},centroid=1")
+        a, b = centre.encode_volume(image, bits), moved.encode_volume(image, bits)
+        assert a[1][0] == 0xA1 and b[1][0] == 0xA4
+        out_a, out_b = centre.decode_volume(a), moved.decode_volume(b)
+        assert np.abs(out_b.astype(np.int64) - image).max() <= tau
+        assert not np.array_equal(out_a, out_b)
+        assert np.array_equal(moved.decode_volume(a), out_a)  # the stream says how it was coded

@@ -67,7 +67,7 @@ class NeuralCodec(Codec):
     name = "neural"
 
     def __init__(self, mode: str = "", tau: int | None = None, period: int | None = None,
-                 interslice: int = 1, weights: str | None = None) -> None:
+                 interslice: int = 1, weights: str | None = None, centroid: int = 0) -> None:
         if mode not in ("", "lossless", "near-lossless"):
             raise FedcodecError(f"neural codec: mode must be lossless or near-lossless, not {mode!r}")
         if tau is not None and (not isinstance(tau, int) or tau < 0):
@@ -84,6 +84,10 @@ class NeuralCodec(Codec):
         self.period = period
         self.interslice = bool(interslice)
         self.weights_path = str(weights or DEFAULT_WEIGHTS)
+        if centroid not in (0, 1):
+            raise FedcodecError("neural codec: centroid must be 0 or 1")
+        self.centroid = bool(centroid)
+        """Bounded error: reconstruct inside the bin (``bin_centroid``, stream magic 0xA4)."""
         self.mode = CodecMode.BOUNDED if self.tau else CodecMode.LOSSLESS
         self.max_error = self.tau
 
@@ -94,6 +98,8 @@ class NeuralCodec(Codec):
         out = super().describe()
         out.update(tau=self.tau, period=self.period, interslice=int(self.interslice))
         out["model_id"] = self._weights()[0].model_id.hex()
+        if self.centroid:
+            out["centroid"] = 1
         return out
 
     # -- single slices ---------------------------------------------------------------------
@@ -118,7 +124,7 @@ class NeuralCodec(Codec):
         if needs_tiles(image.shape):
             return self._encode_tiled(image, bits, refs, offsets, tau)
         weights, models = self._weights()
-        params = SliceParams(bits, tau)
+        params = SliceParams(bits, tau, self.centroid and tau > 0)
         if refs and np.abs(image.astype(np.int32) - refs[0]).max() <= tau:
             # a repeated slice (within tau) costs only its header, like a skipped video frame
             recon = refs[0]
@@ -129,7 +135,7 @@ class NeuralCodec(Codec):
             copy = False
         header = StreamHeader(image.shape[0], image.shape[1], bits, tau,
                               image.dtype == np.uint16, offsets, weights.model_id,
-                              _crc(recon.astype(image.dtype)), copy)
+                              _crc(recon.astype(image.dtype)), copy, params.centroid and not copy)
         return pack(header, words), recon
 
     def _encode_tiled(self, image: np.ndarray, bits: int, refs: list[np.ndarray],
@@ -195,7 +201,8 @@ class NeuralCodec(Codec):
                 raise CorruptDataError("neural stream: copied reference exceeds the bit depth")
         else:
             recon = decode_slice(words, (header.rows, header.cols),
-                                 SliceParams(header.bits, header.tau), refs, weights, models)
+                                 SliceParams(header.bits, header.tau, header.centroid), refs,
+                                 weights, models)
         out = recon.astype(np.uint16 if header.uint16 else np.uint8)
         if _crc(out) != header.crc32:
             raise CorruptDataError("neural stream is corrupt (pixel checksum mismatch)")

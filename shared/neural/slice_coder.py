@@ -31,6 +31,7 @@ import constriction
 import numpy as np
 
 from fedcodec.shared.errors import CorruptDataError
+from fedcodec.shared.neural import bin_centroid
 from fedcodec.shared.neural.features import LevelNoise, group_context, level_noise
 from fedcodec.shared.neural.fixed_point import ilog2_q6
 from fedcodec.shared.neural.geometry import (
@@ -115,6 +116,8 @@ _model = constriction.stream.model
 class SliceParams:
     bits: int
     tau: int
+    centroid: bool = False
+    """Bounded error: reconstruct inside the bin towards the prediction (:mod:`.bin_centroid`)."""
 
     @property
     def maxval(self) -> int:
@@ -263,12 +266,18 @@ def _code_group(io, models, weights, params: SliceParams, recon, errors, origina
     if original is not None:
         x = original.reshape(-1)[positions].astype(np.int64)
         r = x - base
-        if params.tau:
+        if params.tau and params.centroid:
+            t = bin_centroid.quantise(x, base, k, params.tau, params.maxval)[0]
+        elif params.tau:
             t = np.sign(r) * ((np.abs(r) + params.tau) // params.step)
         else:
             t = r
     t = _code_residuals(io, models, t, key, shift, params.bits)
-    if params.tau:
+    if params.tau and params.centroid:
+        values = bin_centroid.reconstruct(base, t, k, params.tau, params.maxval)
+        if original is not None and np.abs(values - x).max() > params.tau:
+            raise AssertionError("centroid reconstruction error above tau")  # cannot happen
+    elif params.tau:
         values = np.clip(base + t * params.step, 0, params.maxval)
         if original is not None and np.abs(values - x).max() > params.tau:
             raise AssertionError("near-lossless reconstruction error above tau")  # cannot happen

@@ -3,7 +3,8 @@
 ::
 
     byte 0      0xA1 (format "neural v1"), or 0xA2: the slice *is* its first reference
-                (within tau), no payload follows the CRC
+                (within tau), no payload follows the CRC, or 0xA4: as 0xA1, bounded error
+                reconstructed inside the bin (``bin_centroid``; near-lossless only)
     byte 1      bits 0-3: bit depth - 1 (1..16 bits); bits 4-5: number of reference slices
                 (0..2); bit 6: near-lossless; bit 7: uint16 output (else uint8)
     varint      rows, then cols (LEB128, >= 1)
@@ -31,6 +32,7 @@ from fedcodec.shared.errors import CorruptDataError
 
 MAGIC = 0xA1
 COPY_MAGIC = 0xA2
+CENTROID_MAGIC = 0xA4
 MAX_SIDE = 1 << 20
 MODEL_ID_BYTES = 2
 
@@ -47,6 +49,8 @@ class StreamHeader:
     crc32: int
     copy: bool = False
     """The slice equals (within tau) its first reference; the stream has no payload."""
+    centroid: bool = False
+    """Reconstruction inside the bin towards the prediction (``bin_centroid``); tau >= 1."""
 
 
 def write_varint(value: int) -> bytes:
@@ -77,7 +81,9 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
              | (0x80 if header.uint16 else 0))
     if header.copy and not header.ref_offsets:
         raise ValueError("a copied slice needs a reference")
-    magic = COPY_MAGIC if header.copy else MAGIC
+    if header.centroid and not header.tau:
+        raise ValueError("centroid reconstruction needs tau >= 1")
+    magic = COPY_MAGIC if header.copy else CENTROID_MAGIC if header.centroid else MAGIC
     parts = [bytes([magic, flags]), write_varint(header.rows), write_varint(header.cols)]
     if header.tau:
         parts.append(write_varint(header.tau))
@@ -91,9 +97,10 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
 def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
     """Parse a stream; any inconsistency is a CorruptDataError naming what is wrong."""
     data = bytes(data)
-    if len(data) < 2 or data[0] not in (MAGIC, COPY_MAGIC):
+    if len(data) < 2 or data[0] not in (MAGIC, COPY_MAGIC, CENTROID_MAGIC):
         raise CorruptDataError("not a neural-codec stream (bad magic byte)")
     copy = data[0] == COPY_MAGIC
+    centroid = data[0] == CENTROID_MAGIC
     flags = data[1]
     bits = (flags & 0x0F) + 1
     n_refs = (flags >> 4) & 3
@@ -124,6 +131,8 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
     uint16 = bool(flags & 0x80)
     if not uint16 and bits > 8:
         raise CorruptDataError("neural stream: uint8 output with more than 8 bits")
+    if centroid and not tau:
+        raise CorruptDataError("neural stream: centroid reconstruction without tau")
     header = StreamHeader(rows, cols, bits, tau, uint16, tuple(offsets), model_id,
-                          int.from_bytes(crc, "little"), copy)
+                          int.from_bytes(crc, "little"), copy, centroid)
     return header, np.frombuffer(payload, dtype="<u4").astype(np.uint32)
