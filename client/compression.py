@@ -620,7 +620,9 @@ def _check_layer(coder: Codec, spec: str, layer: int) -> None:
 
 def _layer_streams(coder: Codec, streams: list[bytes], layer: int | None) -> list[bytes]:
     """The streams a decode up to ``layer`` reads (all of them without a layer)."""
-    return streams if layer is None else coder.layer_streams(streams, layer)  # type: ignore[attr-defined]
+    if layer is None:
+        return streams
+    return coder.layer_streams(streams, layer)  # type: ignore[attr-defined]
 
 
 def _decode_series(container: Container, coder: Codec, index: int,

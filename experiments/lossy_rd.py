@@ -103,7 +103,8 @@ def measure(spec: str, runs, volume_codec: bool) -> dict:
     return {"spec": spec, "bpp": float(np.mean(bpp)), "psnr": float(np.mean(db)),
             "min_psnr": float(np.min(db)), "max_error": int(max(err)),
             "max_bound": None if None in bounds else int(max(bounds)), "seconds": round(secs, 1),
-            "per_slice_bpp": [round(b, 4) for b in bpp], "per_slice_psnr": [round(d, 3) for d in db]}
+            "per_slice_bpp": [round(b, 4) for b in bpp],
+            "per_slice_psnr": [round(d, 3) for d in db]}
 
 
 def plan(quick: bool, bits: int = 12) -> dict[str, tuple[list[str], bool]]:
@@ -136,7 +137,7 @@ def pooled(curves_by_source: dict[str, dict[str, list[dict]]], name: str) -> lis
 
 
 def bd_table(curves: dict[str, list[dict]]) -> dict[str, float | None]:
-    """BD-rate of both neural curves against each anchor (keys ``psnr/j2k``, ``max_error/j2k``...)."""
+    """BD-rate of both neural curves against each anchor (``psnr/j2k``, ``max_error/j2k``...)."""
     return {f"{kind}/{anchor}": bd_rate(curves[anchor], curves[f"neural {kind}="], WITHIN)
             for kind in ("psnr", "max_error") for anchor in ("j2k", "htj2k", "jxl")}
 

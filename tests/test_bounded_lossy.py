@@ -74,7 +74,7 @@ def test_rate_targets_hold_for_the_series(volume, spec: str, limit: float) -> No
     bpp = 8 * sum(map(len, streams)) / image.size
     assert bpp <= limit
     (tau,) = set(codec.last_taus)
-    smaller = get_codec(f"neural:tau={tau - 1},centroid=1") if tau > 1 else get_codec("neural")
+    smaller = get_codec(f"neural:tau={tau - 1},centroid=1" if tau > 1 else "neural")
     assert 8 * sum(map(len, smaller.encode_volume(image, bits))) / image.size > limit
 
 

@@ -283,7 +283,8 @@ def test_auto_profile_codes_each_series_by_its_description(tmp_path: Path) -> No
     container = read_container(fcz)
     assert container.version == 2  # series carry their own coding
     header = container.header
-    assert (header.profile, header.codec.spec, header.mode) == ("auto", "neural:mode=lossy,ratio=20", "lossy")
+    assert (header.profile, header.codec.spec, header.mode) == (
+        "auto", "neural:mode=lossy,ratio=20", "lossy")
     codings = {e.info.description: header.coding_of(i) for i, e in enumerate(container.series)}
     assert codings["Ax T1 MPRAGE"].codec.spec == "neural"
     assert codings["Ax T1 MPRAGE"].mode == "lossless"
@@ -329,7 +330,8 @@ def test_auto_with_a_site_rules_file_from_the_cli(tmp_path: Path, capsys) -> Non
     out = capsys.readouterr().out
     assert code == 0
     assert "profile auto, per series:" in out
-    assert "FLAIR ax: profile teleradiology, codec neural:mode=lossy,ratio=12 (lossy, verified max error" in out
+    assert ("FLAIR ax: profile teleradiology, codec neural:mode=lossy,ratio=12 (lossy, "
+            "verified max error") in out
     assert "Ax T1: profile diagnostic, codec neural:tau=1 (near-lossless, verified max error" in out
     assert main(["inspect", str(fcz)]) == 0
     listing = capsys.readouterr().out

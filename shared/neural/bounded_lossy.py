@@ -9,8 +9,9 @@ Specs (exactly one target)::
 
 plus the ``neural`` options ``period=`` and ``interslice=``, and ``centroid=0`` to reconstruct at
 the bin centre (default 1: inside the bin towards the prediction, :mod:`.bin_centroid`, measured
--2% to -4% BD-rate on unseen MR, experiments/bounded_reconstruction.py --compare). Every stream is an ordinary
-``neural`` near-lossless stream whose header carries the tau it was coded with, so the bound
+-2% to -4% BD-rate on unseen MR, experiments/bounded_reconstruction.py --compare).
+
+Every stream is an ordinary ``neural`` near-lossless stream whose header carries the tau it was coded with, so the bound
 each slice guarantees is in the stream itself (:meth:`BoundedLossyCodec.guaranteed_error`), read
 back by the benchmark's check and by the DICOM writer. See docs/bounded-error-lossy.md.
 
@@ -62,9 +63,10 @@ class BoundedLossyCodec(NeuralCodec):
                  centroid: int = 1, quality: Any = None) -> None:
         if quality is not None:
             raise FedcodecError(
-                "neural:mode=lossy,quality=Q named the learned hyperprior up to fedcodec 0.1.0; "
-                "neural:mode=lossy is now the bounded-error coder (one target: psnr=, bpp=, "
-                f"ratio= or max_error=) and the hyperprior is neural:mode=hyperprior,quality={quality}")
+                "neural:mode=lossy,quality=Q named the learned hyperprior up to fedcodec "
+                "0.1.0; neural:mode=lossy is now the bounded-error coder (one target: psnr=, "
+                "bpp=, ratio= or max_error=) and the hyperprior is "
+                f"neural:mode=hyperprior,quality={quality}")
         if mode != "lossy":
             raise FedcodecError(f"neural-bounded codec: mode must be lossy, not {mode!r}")
         self.target = LossyTarget.from_params(psnr=psnr, bpp=bpp, ratio=ratio,
@@ -100,7 +102,8 @@ class BoundedLossyCodec(NeuralCodec):
     def encode_volume(self, volume: np.ndarray, bits: int) -> list[bytes]:
         volume = np.asarray(volume)
         if volume.ndim != 3:
-            raise FedcodecError(f"neural codec: need a (slices, rows, cols) volume, got {volume.shape}")
+            raise FedcodecError(
+                f"neural codec: need a (slices, rows, cols) volume, got {volume.shape}")
         if volume.shape[0] == 0:
             return []
         self._check_image(volume[0], bits)

@@ -117,7 +117,8 @@ class NeuralCodec(Codec):
             raise FedcodecError(f"neural codec: values exceed {bits} bits")
 
     def _encode_one(self, image: np.ndarray, bits: int, refs: list[np.ndarray],
-                    offsets: tuple[int, ...], tau: int | None = None) -> tuple[bytes, np.ndarray]:
+                    offsets: tuple[int, ...], tau: int | None = None
+                    ) -> tuple[bytes, np.ndarray]:
         """One slice stream and its reconstruction; ``tau`` overrides ``self.tau`` (rate
         control picks it per slice, :mod:`.bounded_lossy`)."""
         tau = self.tau if tau is None else tau
@@ -135,7 +136,8 @@ class NeuralCodec(Codec):
             copy = False
         header = StreamHeader(image.shape[0], image.shape[1], bits, tau,
                               image.dtype == np.uint16, offsets, weights.model_id,
-                              _crc(recon.astype(image.dtype)), copy, params.centroid and not copy)
+                              _crc(recon.astype(image.dtype)), copy,
+                              params.centroid and not copy)
         return pack(header, words), recon
 
     def _encode_tiled(self, image: np.ndarray, bits: int, refs: list[np.ndarray],

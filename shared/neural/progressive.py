@@ -39,8 +39,8 @@ def parse_layers(text: Any) -> tuple[int, ...]:
         layers = ()
     if not 2 <= len(layers) <= MAX_LAYERS or any(t < 0 for t in layers) or any(
             a <= b for a, b in zip(layers, layers[1:])):
-        raise FedcodecError(f"neural progressive: layers must be 2..{MAX_LAYERS} decreasing bounds "
-                            f"like 16-4-0 (0 = lossless), not {text!r}")
+        raise FedcodecError(f"neural progressive: layers must be 2..{MAX_LAYERS} decreasing "
+                            f"bounds like 16-4-0 (0 = lossless), not {text!r}")
     return layers
 
 
@@ -54,7 +54,8 @@ class ProgressiveCodec(NeuralCodec):
                  period: int | None = None, interslice: int = 1,
                  weights: str | None = None) -> None:
         if mode != "progressive":
-            raise FedcodecError(f"neural-progressive codec: mode must be progressive, not {mode!r}")
+            raise FedcodecError(
+                f"neural-progressive codec: mode must be progressive, not {mode!r}")
         self.layers = parse_layers(layers)
         super().__init__(tau=self.layers[-1], period=period, interslice=interslice,
                          weights=weights)

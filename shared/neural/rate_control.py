@@ -42,7 +42,8 @@ class LossyTarget:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise FedcodecError(f"unknown lossy target {self.kind!r}; use one of {', '.join(KINDS)}")
+            raise FedcodecError(
+                f"unknown lossy target {self.kind!r}; use one of {', '.join(KINDS)}")
         v = self.value
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
             raise FedcodecError(f"lossy target {self.kind} must be a number, not {v!r}")
