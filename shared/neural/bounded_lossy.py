@@ -11,8 +11,8 @@ plus the ``neural`` options ``period=`` and ``interslice=``, and ``centroid=0`` 
 the bin centre (default 1: inside the bin towards the prediction, :mod:`.bin_centroid`, measured
 -2% to -4% BD-rate on unseen MR, experiments/bounded_reconstruction.py --compare).
 
-Every stream is an ordinary ``neural`` near-lossless stream whose header carries the tau it was coded with, so the bound
-each slice guarantees is in the stream itself (:meth:`BoundedLossyCodec.guaranteed_error`), read
+Every stream is an ordinary ``neural`` near-lossless stream whose header carries the tau it was
+coded with, so the bound each slice guarantees is in the stream itself (:meth:`BoundedLossyCodec.guaranteed_error`), read
 back by the benchmark's check and by the DICOM writer. See docs/bounded-error-lossy.md.
 
 Until this codec, ``neural:mode=lossy`` named the learned hyperprior (``neural-lossy``); that is
