@@ -129,6 +129,19 @@ EXPERIMENT_LIST = (
         shared_data=("dicom-more",),
     ),
     Experiment(
+        "bounded_reconstruction", "bounded-error coding: reconstruction inside the bin, measured",
+        ("{python}", "{experiments}/bounded_reconstruction.py", "--compare", "--out", "{out}"),
+        ("{python}", "{experiments}/bounded_reconstruction.py", "--compare", "--quick", "--out",
+         "{out}"),
+        shared_data=("dicom-more",),
+    ),
+    Experiment(
+        "tau_map_background", "bounded-error coding: a larger bound in background, measured",
+        ("{python}", "{experiments}/tau_map_background.py", "--out", "{out}"),
+        ("{python}", "{experiments}/tau_map_background.py", "--quick", "--out", "{out}"),
+        shared_data=("dicom-more",),
+    ),
+    Experiment(
         "progressive_layers", "progressive neural coding: layered bytes vs single pass",
         ("{python}", "{experiments}/progressive_layers.py", "--out", "{out}"),
         ("{python}", "{experiments}/progressive_layers.py", "--out", "{out}", "--quick"),
