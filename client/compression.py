@@ -20,6 +20,7 @@ lossily; the codec records the region in the header and the bound is verified on
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -54,6 +55,7 @@ from fedcodec.shared.container import (
 )
 from fedcodec.shared.dicom import LossyInfo, read_series, write_series
 from fedcodec.shared.dicom.series import Series, SkippedFile
+from fedcodec.shared import metrics
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 from fedcodec.shared.learned_lossy.roi_mask import RoiSpec
 from fedcodec.shared.neural.rate_control import LossyTarget
@@ -201,6 +203,8 @@ class SeriesReport:
     bound: int | None = None
     """Lossy coding with a guaranteed bound (``neural:mode=lossy``): the largest per-pixel error
     its streams guarantee (verified), else None."""
+    worst_slice_psnr_db: float | None = None
+    """With a bound: the lowest PSNR of any slice, peak 2**bits - 1 (what ``--psnr`` targets)."""
 
     @property
     def pixels(self) -> int:
@@ -208,7 +212,8 @@ class SeriesReport:
 
     def check_line(self) -> str:
         """What was verified, e.g. ``verified bit-exact``."""
-        text = _check_text(self.mode, self.max_error, self.tau, self.psnr_db, self.bound)
+        text = _check_text(self.mode, self.max_error, self.tau, self.psnr_db, self.bound,
+                           self.worst_slice_psnr_db)
         if self.roi_tau is not None:
             text = (f"ROI verified max error {self.roi_max_error} <= {self.roi_tau}, "
                     f"outside {text}")
@@ -274,8 +279,10 @@ class CompressionReport:
             coding = f"{profile}per series:"
         else:
             worst = min((s.psnr_db for s in self.series if s.psnr_db is not None), default=None)
+            slice_psnrs = [s.worst_slice_psnr_db for s in self.series]
             check = _check_text(self.mode, self.max_error, self.tau, worst,
-                                _worst_bound(s.bound for s in self.series))
+                                _worst_bound(s.bound for s in self.series),
+                                None if None in slice_psnrs else min(slice_psnrs))
             coding = f"{profile}codec {self.codec_spec} ({self.mode}, {check})"
         lines = [f"wrote {self.output}: {len(self.series)} series, {slices} slices, {coding}"]
         if self.profile:
@@ -310,14 +317,16 @@ def _worst_bound(bounds) -> int | None:  # type: ignore[no-untyped-def]
 
 
 def _check_text(mode: str, max_error: int, tau: int, psnr_db: float | None,
-                bound: int | None = None) -> str:
+                bound: int | None = None, slice_psnr_db: float | None = None) -> str:
     if mode == "lossless":
         return "verified bit-exact"
     if mode == "near-lossless":
         return f"verified max error {max_error} <= tau {tau}"
     if bound is not None:
         return f"verified max error {max_error} <= bound {bound}" + (
-            f", worst PSNR {psnr_db:.1f} dB" if psnr_db is not None else "")
+            f", worst slice PSNR {slice_psnr_db:.2f} dB at peak 2^bits-1"
+            if slice_psnr_db is not None and math.isfinite(slice_psnr_db) else "") + (
+            f", series PSNR {psnr_db:.1f} dB over its range" if psnr_db is not None else "")
     return f"max error {max_error}" + (
         f", worst PSNR {psnr_db:.1f} dB" if psnr_db is not None else ""
     )
@@ -534,6 +543,9 @@ def _code_series(
         roi_tau=plan.roi_tau,
         roi_max_error=roi_max_error,
         bound=guaranteed,
+        worst_slice_psnr_db=None if guaranteed is None else min(
+            (metrics.psnr(a, b, series.bits_stored) for a, b in zip(unsigned, decoded, strict=True)),
+            default=None),
     )
     coding = SeriesCoding(_codec_info(spec, coder, guaranteed), mode, tau, plan.quality)
     return CodedSeries(info, series.datasets, streams, report.profile, coding), report
