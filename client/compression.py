@@ -763,6 +763,8 @@ class ContainerSummary:
             f"codec {self.codec_spec} ({self.mode}"
             + (f", tau {self.tau}" if self.mode == "near-lossless" else "")
             + (f", quality {self.quality}" if self.quality is not None else "")
+            + (f", every pixel within {self.codec_describe['guaranteed_max_error']}"
+               if self.codec_describe.get("guaranteed_max_error") is not None else "")
             + ")"
             + (f", model {self.model_hash[:16]}" if self.model_hash else "")
             + (f", written by {self.writer}" if self.writer else ""),

@@ -106,6 +106,8 @@ def test_compress_psnr_records_the_bound_in_container_and_dicom(study: Path, tmp
     assert bound == max(stream_tau(s) for s in container.pixel_streams(0))
     assert f"<= bound {bound}, worst slice PSNR " in out
     assert float(out.split("worst slice PSNR ")[1].split(" dB")[0]) >= 55
+    assert main(["inspect", str(fcz)]) == 0
+    assert f"(lossy, every pixel within {bound})" in capsys.readouterr().out
     files = decompress_study(fcz, tmp_path / "out")
     ds = pydicom.dcmread(files[0])
     assert ds.LossyImageCompression == "01" and ds.LossyImageCompressionMethod == "FEDCODEC_NEURAL"
