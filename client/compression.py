@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import shutil
@@ -44,6 +45,7 @@ from rich.progress import (
 from fedcodec.client.written_dicom_check import check_written_series
 from fedcodec.client.coding_plan import SeriesPlan, StudyPlanner, study_plan
 from fedcodec.shared.codecs import Codec, CodecMode, get_codec
+from fedcodec.shared.codecs.renamed_specs import spec_as_recorded
 from fedcodec.shared.container import (
     CodecInfo,
     CodedSeries,
@@ -58,8 +60,10 @@ from fedcodec.shared.container.dicom_headers import pack_datasets_with_digest, u
 from fedcodec.shared.container.digests import pixels_sha256, require_digest
 from fedcodec.shared.dicom import LossyInfo, read_series, write_series
 from fedcodec.shared.dicom.series import Series, SkippedFile
+from fedcodec.shared import metrics
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 from fedcodec.shared.learned_lossy.roi_mask import RoiSpec
+from fedcodec.shared.neural.rate_control import LossyTarget
 from fedcodec.shared.pixels import from_unsigned, to_unsigned
 from fedcodec.shared.profiles import ProfileRules, SeriesFacts
 
@@ -67,6 +71,8 @@ MODES = ("lossless", "near-lossless", "lossy")
 DEFAULT_QUALITY = 75
 LEARNED_LOSSLESS = "neural"
 """The default lossless / near-lossless codec (see :func:`default_codec_spec`)."""
+LEARNED_LOSSY = "neural:mode=lossy"
+"""The default lossy codec: the bounded-error coder with one rate or quality target."""
 LOSSY_RATIO_AT_Q100 = 4.0
 LOSSY_RATIO_AT_Q1 = 100.0
 DICOM_LOSSY_METHODS = {
@@ -102,29 +108,38 @@ def container_ratio(raw_pixel_bytes: int, container_bytes: int) -> float:
 
 
 def default_codec_spec(
-    mode: str, tau: int = 0, quality: int | None = None, *, ratio: float | None = None
+    mode: str, tau: int = 0, quality: int | None = None, *, ratio: float | None = None,
+    target: LossyTarget | None = None,
 ) -> str:
     """The codec ``fedcodec compress`` uses when ``--codec`` is not given: the best measured one.
 
     Lossless and near-lossless: the learned ``neural`` coder (held out by series on the shared
     multi-vendor data: 0.94x JPEG XL e7's bytes lossless, 0.75-0.78x JPEG-LS's at tau 1-4, every
-    stream decoded bit-exactly in integer arithmetic; docs/neural-codec.md). Lossy: JPEG 2000, which
-    the learned lossy codec does not beat yet (BD-rate +268%, docs/learned-lossy-codec.md).
+    stream decoded bit-exactly in integer arithmetic; docs/neural-codec.md). Lossy: the same coder
+    with a rate-controlled bound (``neural:mode=lossy``, docs/bounded-error-lossy.md): every pixel
+    within a bound it records and verifies.
 
-    Lossy: ``ratio`` (a profile's target compression ratio) or ``quality`` (mapped by
-    :func:`quality_to_ratio`), not both. Profiles come through here too, so switching the default
-    codec (e.g. to the neural codec) switches every profile with it.
+    Lossy: ``target`` (``--psnr/--bpp/--ratio/--max-error``), ``ratio`` (a profile's target
+    compression ratio) or ``quality`` (mapped by :func:`quality_to_ratio`), only one. Profiles
+    come through here too, so switching the default codec switches every profile with it.
     """
     check_mode_arguments(mode, tau, quality, explicit_codec=False)
     if ratio is not None and (mode != "lossy" or quality is not None or not ratio > 1):
         raise FedcodecError("a target ratio (> 1) applies to lossy mode without --quality")
+    if target is not None and mode != "lossy":
+        raise FedcodecError(f"--{target.kind.replace('_', '-')} applies to lossy mode, not {mode}")
     if mode == "lossless":
         return LEARNED_LOSSLESS
     if mode == "near-lossless":
         return f"{LEARNED_LOSSLESS}:tau={tau}"
+    if target is not None:
+        if ratio is not None or quality is not None:
+            raise FedcodecError("give one lossy target: --psnr, --bpp, --ratio, --max-error or "
+                                "--quality")
+        return f"{LEARNED_LOSSY},{target.spec_text}"
     if ratio is None:
         ratio = quality_to_ratio(DEFAULT_QUALITY if quality is None else quality)
-    return f"j2k:ratio={ratio:g}"
+    return f"{LEARNED_LOSSY},ratio={ratio:g}"
 
 
 def roi_codec_spec(roi_tau: int) -> str:
@@ -193,6 +208,11 @@ class SeriesReport:
     roi_tau: int | None = None
     roi_max_error: int | None = None
     """ROI coding: the bound and the measured max error inside the region."""
+    bound: int | None = None
+    """Lossy coding with a guaranteed bound (``neural:mode=lossy``): the largest per-pixel error
+    its streams guarantee (verified), else None."""
+    worst_slice_psnr_db: float | None = None
+    """With a bound: the lowest PSNR of any slice, peak 2**bits - 1 (what ``--psnr`` targets)."""
 
     @property
     def pixels(self) -> int:
@@ -200,7 +220,8 @@ class SeriesReport:
 
     def check_line(self) -> str:
         """What was verified, e.g. ``verified bit-exact``."""
-        text = _check_text(self.mode, self.max_error, self.tau, self.psnr_db)
+        text = _check_text(self.mode, self.max_error, self.tau, self.psnr_db, self.bound,
+                           self.worst_slice_psnr_db)
         if self.roi_tau is not None:
             text = (f"ROI verified max error {self.roi_max_error} <= {self.roi_tau}, "
                     f"outside {text}")
@@ -271,7 +292,10 @@ class CompressionReport:
             coding = f"{profile}per series:"
         else:
             worst = min((s.psnr_db for s in self.series if s.psnr_db is not None), default=None)
-            check = _check_text(self.mode, self.max_error, self.tau, worst)
+            slice_psnrs = [s.worst_slice_psnr_db for s in self.series]
+            check = _check_text(self.mode, self.max_error, self.tau, worst,
+                                _worst_bound(s.bound for s in self.series),
+                                None if None in slice_psnrs else min(slice_psnrs))
             coding = f"{profile}codec {self.codec_spec} ({self.mode}, {check})"
         lines = [f"wrote {self.output}: {len(self.series)} series, {slices} slices, {coding}"]
         if self.profile:
@@ -300,11 +324,23 @@ class CompressionReport:
         return lines
 
 
-def _check_text(mode: str, max_error: int, tau: int, psnr_db: float | None) -> str:
+def _worst_bound(bounds) -> int | None:  # type: ignore[no-untyped-def]
+    """The loosest of per-series bounds; None if any series has none."""
+    bounds = list(bounds)
+    return None if not bounds or None in bounds else max(bounds)
+
+
+def _check_text(mode: str, max_error: int, tau: int, psnr_db: float | None,
+                bound: int | None = None, slice_psnr_db: float | None = None) -> str:
     if mode == "lossless":
         return "verified bit-exact"
     if mode == "near-lossless":
         return f"verified max error {max_error} <= tau {tau}"
+    if bound is not None:
+        return f"verified max error {max_error} <= bound {bound}" + (
+            f", worst slice PSNR {slice_psnr_db:.2f} dB at peak 2^bits-1"
+            if slice_psnr_db is not None and math.isfinite(slice_psnr_db) else "") + (
+            f", series PSNR {psnr_db:.1f} dB over its range" if psnr_db is not None else "")
     return f"max error {max_error}" + (
         f", worst PSNR {psnr_db:.1f} dB" if psnr_db is not None else ""
     )
@@ -345,14 +381,22 @@ def compress_study(
     rules: ProfileRules | None = None,
     progress: bool = True,
     roi: RoiSpec | None = None,
+    target: LossyTarget | None = None,
 ) -> CompressionReport:
     """Read every series under ``study_dir``, code, verify, and write ``out`` (atomically).
 
     Either ``mode`` (default lossless) with ``tau``/``quality``/``codec``, or ``profile``: a
     profile name from ``rules`` (default: the built-in rules) or ``auto`` to choose one per
     series from its description and kept attributes. ``roi``: the region of interest an ROI profile keeps
-    within its bound (checked against every series that profile codes).
+    within its bound (checked against every series that profile codes). ``target``: the lossy
+    rate or quality target (``--psnr/--bpp/--ratio/--max-error``) of the default lossy codec.
     """
+    if target is not None:
+        if profile is not None or codec is not None or quality is not None:
+            raise FedcodecError(f"--{target.kind.replace('_', '-')} sets the default lossy codec's "
+                                "target; drop --profile, --codec and --quality")
+        codec = default_codec_spec(mode or "lossy", tau, target=target)
+        mode = "lossy"
     if profile is None:
         check_mode_arguments(mode or "lossless", tau, quality, explicit_codec=codec is not None)
     planner = StudyPlanner.from_options(
@@ -392,7 +436,8 @@ def compress_study(
     if top.roi_tau is not None and roi is not None:  # same describe() as its series: version 1
         top_coder = top_coder.with_roi(roi)  # type: ignore[attr-defined]
     study = CodedStudy(
-        codec=_codec_info(top.spec, top_coder),
+        codec=_codec_info(top.spec, top_coder,
+                          _worst_bound(r.bound for r in reports if r.codec_spec == top.spec)),
         mode=top.mode,
         tau=top.tau,
         quality=top.quality,
@@ -446,8 +491,13 @@ def _coder_for(plan: SeriesPlan, coders: dict[str, Codec]) -> Codec:
     return coders[plan.spec]
 
 
-def _codec_info(spec: str, coder: Codec) -> CodecInfo:
-    return CodecInfo(spec, coder.describe(), _model_hash(coder))
+def _codec_info(spec: str, coder: Codec, bound: int | None = None) -> CodecInfo:
+    """``bound``: the largest error a rate-controlled coder guaranteed (recorded in
+    ``describe`` as ``guaranteed_max_error``; each stream's header has its own)."""
+    described = coder.describe()
+    if bound is not None and coder.max_error is None:
+        described["guaranteed_max_error"] = bound
+    return CodecInfo(spec, described, _model_hash(coder))
 
 
 def _bind_roi(coder: Codec, plan: SeriesPlan, roi: RoiSpec | None, shape, name: str) -> Codec:
@@ -488,6 +538,15 @@ def _code_series(
     error = np.abs(decoded.astype(np.int32) - unsigned.astype(np.int32))
     max_error = int(error.max()) if error.size else 0
     bound = 0 if mode == "lossless" else tau if mode == "near-lossless" else None
+    stream_bounds = [coder.guaranteed_error(s) for s in streams] if mode == "lossy" else []
+    guaranteed = _worst_bound(stream_bounds)
+    if guaranteed is not None:
+        slice_errors = error.reshape(error.shape[0], -1).max(axis=1, initial=0)
+        if any(int(e) > b for e, b in zip(slice_errors, stream_bounds, strict=True)):
+            raise FedcodecError(
+                f"codec {spec!r} failed verification on series {name!r}: a slice exceeds the "
+                "bound its stream records; nothing written"
+            )
     if bound is not None and max_error > bound:
         raise FedcodecError(
             f"codec {spec!r} failed verification on series {name!r}: max error {max_error} "
@@ -521,18 +580,32 @@ def _code_series(
         profile=plan.profile.name if plan.profile else None,
         roi_tau=plan.roi_tau,
         roi_max_error=roi_max_error,
+        bound=guaranteed,
+        worst_slice_psnr_db=None if guaranteed is None else min(
+            (metrics.psnr(a, b, series.bits_stored) for a, b in zip(unsigned, decoded, strict=True)),
+            default=None),
     )
-    coding = SeriesCoding(_codec_info(spec, coder), mode, tau, plan.quality)
+    coding = SeriesCoding(_codec_info(spec, coder, guaranteed), mode, tau, plan.quality)
     lossless = coder.mode is CodecMode.LOSSLESS
     digest = _pixels_digest(_stored_values(decoded, info, lossless=lossless), info)
     coded = CodedSeries(info, series.datasets, streams, report.profile, coding, digest)
     return coded, report
 
 
-def decompress_study(fcz: Path, out_dir: Path, *, progress: bool = False) -> list[Path]:
+def recorded_codec(info: CodecInfo) -> Codec:
+    """The codec that reads the streams a container recorded with ``info`` (a spec whose
+    meaning changed since is read as it was meant then, see
+    :mod:`fedcodec.shared.codecs.renamed_specs`)."""
+    return get_codec(spec_as_recorded(info.spec, info.describe))
+
+
+def decompress_study(fcz: Path, out_dir: Path, *, progress: bool = False,
+                     layer: int | None = None) -> list[Path]:
     """Decode ``fcz`` into DICOM files under ``out_dir`` (one subfolder per series).
 
     ``out_dir`` must not exist or be empty. Returns the written files at their final paths.
+    ``layer`` (progressive containers, ``neural:mode=progressive``): decode only the first
+    ``layer`` layers (a preview within that layer's bound, marked lossy unless it is exact).
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
@@ -542,8 +615,11 @@ def decompress_study(fcz: Path, out_dir: Path, *, progress: bool = False) -> lis
     coders: dict[str, Codec] = {}
     for coding in [container.header.coding, *codings]:  # every decoder ready before writing
         if coding.codec.spec not in coders:
-            coders[coding.codec.spec] = get_codec(coding.codec.spec)
+            coders[coding.codec.spec] = recorded_codec(coding.codec)
             _check_model(coding.codec, coders[coding.codec.spec])
+    if layer is not None:
+        for coding in codings:
+            _check_layer(coders[coding.codec.spec], coding.codec.spec, layer)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
@@ -554,10 +630,13 @@ def decompress_study(fcz: Path, out_dir: Path, *, progress: bool = False) -> lis
             for index, entry in enumerate(container.series):
                 spec = codings[index].codec.spec
                 coder = coders[spec]
-                series = _decode_series(container, coder, index)
+                streams = _layer_streams(coder, container.pixel_streams(index), layer)
+                series = _decode_series(container, coder, index, streams, layer)
                 folder = temp / _series_folder_name(index, entry.info.description)
-                lossy = coder.mode is not CodecMode.LOSSLESS
-                info = _lossy_info(container, index, spec, entry.profile) if lossy else None
+                bound = _worst_bound(coder.guaranteed_error(s)
+                                     for s in streams[-entry.info.shape[0]:])
+                lossy = coder.mode is not CodecMode.LOSSLESS or bool(bound)
+                info = _lossy_info(container, index, spec, entry.profile, bound) if lossy else None
                 written.extend(_write_decoded(series, folder, info, index))
                 check_written_series(folder, series.volume, index)
                 bar.advance(task, entry.info.shape[0])
@@ -602,12 +681,36 @@ def _check_model(codec: CodecInfo, coder: Codec) -> None:
         )
 
 
-def _decode_series(container: Container, coder: Codec, index: int) -> Series:
-    """Decode one series of the container back to stored values around its headers."""
+def _check_layer(coder: Codec, spec: str, layer: int) -> None:
+    """One-line error unless ``coder`` is layered and has ``layer``."""
+    count = getattr(coder, "layer_count", None)
+    if count is None:
+        raise FedcodecError(f"--layer needs a progressive container (neural:mode=progressive); "
+                            f"this one is coded with {spec!r}")
+    if not 1 <= layer <= count:
+        raise FedcodecError(f"--layer must be 1..{count} for {spec!r}, not {layer}")
+
+
+def _layer_streams(coder: Codec, streams: list[bytes], layer: int | None) -> list[bytes]:
+    """The streams a decode up to ``layer`` reads (all of them without a layer)."""
+    if layer is None:
+        return streams
+    return coder.layer_streams(streams, layer)  # type: ignore[attr-defined]
+
+
+def _decode_series(container: Container, coder: Codec, index: int,
+                   streams: list[bytes] | None = None, layer: int | None = None) -> Series:
+    """Decode one series of the container back to stored values around its headers
+    (``streams``/``layer``: only the first layers of a progressive series)."""
     info = container.series[index].info
-    streams = container.pixel_streams(index)
+    if streams is None:
+        streams = container.pixel_streams(index)
     try:
-        decoded = np.asarray(coder.decode_volume(streams))
+        if layer is None:
+            decoded = np.asarray(coder.decode_volume(streams))
+        else:
+            decoded = np.asarray(coder.decode_layers(streams, layer,  # type: ignore[attr-defined]
+                                                     partial=True))
     except FedcodecError:
         raise
     except Exception as exc:  # noqa: BLE001 - codec libraries raise their own types
@@ -621,8 +724,10 @@ def _decode_series(container: Container, coder: Codec, index: int) -> Series:
     if lossless and decoded.size and (decoded.min() < 0 or decoded.max() > top):
         raise CorruptDataError(f"series {index}: decoded values exceed {info.bits_stored} bits")
     values = _stored_values(decoded, info, lossless=lossless)
-    require_digest(container.series[index].pixels_sha256, _pixels_digest(values, info),
-                   f"series {index}: the decoded pixels and their description")
+    preview = layer is not None and layer < getattr(coder, "layer_count", layer)
+    if not preview:  # the digest is of the final layer; a preview layer has its stream CRCs
+        require_digest(container.series[index].pixels_sha256, _pixels_digest(values, info),
+                       f"series {index}: the decoded pixels and their description")
     datasets = container.datasets(index)
     return Series(
         series_uid=info.series_uid,
@@ -663,12 +768,14 @@ def _stored_values(decoded: np.ndarray, info: SeriesInfo, *, lossless: bool) -> 
 
 
 def _lossy_info(
-    container: Container, index: int, spec: str, profile: str | None = None
+    container: Container, index: int, spec: str, profile: str | None = None,
+    bound: int | None = None,
 ) -> LossyInfo:
     """Ratio = uncompressed stored bits / coded bits of this series, as DICOM defines it.
 
     The Derivation Description names the codec and, when one chose it, the compression profile
-    (``profile preview``), so a reader of the DICOM file sees why it is lossy.
+    (``profile preview``), so a reader of the DICOM file sees why it is lossy; with a bound the
+    streams guarantee (``bound``, read from their headers), it states it in stored values.
     """
     info = container.series[index].info
     coded = container.pixel_stream_bytes(index)
@@ -680,7 +787,8 @@ def _lossy_info(
         method=method[:16],
         ratio=ratio,
         description=f"lossy compression {method[:16]} ratio {ratio:.2f}:1 (fedcodec codec {spec}"
-        + (f", profile {profile}" if profile else "") + (f", {roi})" if roi else ")"),
+        + (f", profile {profile}" if profile else "") + (f", {roi}" if roi else "")
+        + (f", every pixel within {bound} of the original stored value" if bound else "") + ")",
     )
 
 
@@ -739,6 +847,8 @@ class ContainerSummary:
             f"codec {self.codec_spec} ({self.mode}"
             + (f", tau {self.tau}" if self.mode == "near-lossless" else "")
             + (f", quality {self.quality}" if self.quality is not None else "")
+            + (f", every pixel within {self.codec_describe['guaranteed_max_error']}"
+               if self.codec_describe.get("guaranteed_max_error") is not None else "")
             + ")"
             + (f", model {self.model_hash[:16]}" if self.model_hash else "")
             + (f", written by {self.writer}" if self.writer else ""),

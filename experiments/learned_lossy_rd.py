@@ -49,8 +49,10 @@ def measure(spec: str, slices) -> dict:
             "per_slice_bpp": [round(b, 4) for b in bpp], "per_slice_psnr": [round(d, 3) for d in db]}
 
 
-def bd_rate(anchor: list[dict], test: list[dict]) -> float | None:
-    """Average rate difference of ``test`` vs ``anchor`` (%) at equal PSNR; None without overlap."""
+def bd_rate(anchor: list[dict], test: list[dict],
+            within: tuple[float, float] | None = None) -> float | None:
+    """Average rate difference of ``test`` vs ``anchor`` (%) at equal PSNR; None without overlap.
+    ``within``: restrict the PSNR interval further (e.g. (45, 65) dB)."""
     def fit(points):
         p = np.array([x["psnr"] for x in points])
         r = np.log(np.array([x["bpp"] for x in points]))
@@ -59,6 +61,8 @@ def bd_rate(anchor: list[dict], test: list[dict]) -> float | None:
     pa, fa = fit(anchor)
     pt, ft = fit(test)
     lo, hi = max(pa.min(), pt.min()), min(pa.max(), pt.max())
+    if within is not None:
+        lo, hi = max(lo, within[0]), min(hi, within[1])
     if hi - lo < 1.0:
         return None
     ia, it = np.polyint(fa), np.polyint(ft)

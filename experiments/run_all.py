@@ -130,6 +130,32 @@ EXPERIMENT_LIST = (
         shared_data=("dicom",),
     ),
     Experiment(
+        "lossy_rd", "rate-controlled neural:mode=lossy vs JPEG 2000 / HTJ2K / JPEG XL on unseen MR",
+        ("{python}", "{experiments}/lossy_rd.py", "--out", "{out}", "--series", "2", "--slices",
+         "4"),
+        ("{python}", "{experiments}/lossy_rd.py", "--out", "{out}", "--quick"),
+        shared_data=("dicom-more",),
+    ),
+    Experiment(
+        "bounded_reconstruction", "bounded-error coding: reconstruction inside the bin, measured",
+        ("{python}", "{experiments}/bounded_reconstruction.py", "--compare", "--out", "{out}"),
+        ("{python}", "{experiments}/bounded_reconstruction.py", "--compare", "--quick", "--out",
+         "{out}"),
+        shared_data=("dicom-more",),
+    ),
+    Experiment(
+        "tau_map_background", "bounded-error coding: a larger bound in background, measured",
+        ("{python}", "{experiments}/tau_map_background.py", "--out", "{out}"),
+        ("{python}", "{experiments}/tau_map_background.py", "--quick", "--out", "{out}"),
+        shared_data=("dicom-more",),
+    ),
+    Experiment(
+        "progressive_layers", "progressive neural coding: layered bytes vs single pass",
+        ("{python}", "{experiments}/progressive_layers.py", "--out", "{out}"),
+        ("{python}", "{experiments}/progressive_layers.py", "--out", "{out}", "--quick"),
+        shared_data=("dicom-more",),
+    ),
+    Experiment(
         "federated_compare", "federated vs local vs centralised, with and without DP",
         ("{python}", "{experiments}/federated_compare.py", "--out", "{out}", "--flower"),
         ("{python}", "{experiments}/federated_compare.py", "--out", "{out}", "--rounds", "1",

@@ -398,9 +398,14 @@ def test_jpegls_tau_beyond_what_the_bit_depth_allows_is_refused() -> None:
         get_codec("jpegls:tau=2").encode(np.zeros((4, 4), np.uint8), 2)  # MAXVAL 3: tau <= 1
 
 
-def test_neural_family_routes_lossy_and_hybrid_modes() -> None:
-    """The issue's bench specs: ``neural:mode=lossy,...`` and ``neural:mode=hybrid,...``."""
-    lossy = get_codec("neural:mode=lossy,quality=4")
-    assert lossy.mode is CodecMode.LOSSY and lossy.name == "neural-lossy"
+def test_neural_family_routes_lossy_hyperprior_and_hybrid_modes() -> None:
+    """``neural:mode=lossy`` is the rate-controlled bounded-error coder; the hyperprior moved to
+    ``neural:mode=hyperprior`` and its old spec is refused with a one-line pointer."""
+    lossy = get_codec("neural:mode=lossy,psnr=50")
+    assert lossy.mode is CodecMode.LOSSY and lossy.name == "neural-bounded"
+    hyperprior = get_codec("neural:mode=hyperprior,quality=4")
+    assert hyperprior.mode is CodecMode.LOSSY and hyperprior.name == "neural-lossy"
+    with pytest.raises(FedcodecError, match="neural:mode=hyperprior,quality=4"):
+        get_codec("neural:mode=lossy,quality=4")
     hybrid = get_codec("neural:mode=hybrid,tau=2")
     assert hybrid.mode is CodecMode.BOUNDED and hybrid.max_error == 2

@@ -143,20 +143,22 @@ def test_near_lossless_stays_within_tau_and_is_marked(tmp_path: Path) -> None:
 def test_lossy_mode_uses_the_quality_mapping(tmp_path: Path) -> None:
     source = PYDICOM_DATA / "emri_small.dcm"
     report = compress_study(source, tmp_path / "l.fcz", mode="lossy", quality=50, progress=False)
-    assert report.codec_spec == "j2k:ratio=20.3"
+    assert report.codec_spec == "neural:mode=lossy,ratio=20.3"
     assert report.max_error > 0 and report.series[0].psnr_db is not None
+    assert report.pixel_ratio >= 20.3 and report.max_error <= report.series[0].bound
     assert read_container(tmp_path / "l.fcz").header.quality == 50
     out = pydicom.dcmread(decompress_study(tmp_path / "l.fcz", tmp_path / "out")[0])
     assert out.LossyImageCompression == "01"
-    assert out.LossyImageCompressionMethod == "ISO_15444_1"
+    assert out.LossyImageCompressionMethod == "FEDCODEC_NEURAL"
+    assert f"every pixel within {report.series[0].bound} " in out.DerivationDescription
 
 
 def test_default_codec_specs() -> None:
     assert default_codec_spec("lossless") == "neural"
     assert default_codec_spec("near-lossless", tau=3) == "neural:tau=3"
-    assert default_codec_spec("lossy") == "j2k:ratio=9"  # default quality 75
-    assert default_codec_spec("lossy", quality=100) == "j2k:ratio=4"
-    assert default_codec_spec("lossy", quality=1) == "j2k:ratio=100"
+    assert default_codec_spec("lossy") == "neural:mode=lossy,ratio=9"  # default quality 75
+    assert default_codec_spec("lossy", quality=100) == "neural:mode=lossy,ratio=4"
+    assert default_codec_spec("lossy", quality=1) == "neural:mode=lossy,ratio=100"
     ratios = [quality_to_ratio(q) for q in range(1, 101)]
     assert all(a > b for a, b in zip(ratios, ratios[1:], strict=False))  # monotone
     for spec in (default_codec_spec("lossless"), default_codec_spec("near-lossless", tau=3),

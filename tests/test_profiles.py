@@ -251,15 +251,18 @@ def test_preview_profile_is_lossy_and_recorded_in_dicom(tmp_path: Path) -> None:
     study = _study(tmp_path / "study", ["Ax T1"])
     fcz = tmp_path / "p.fcz"
     report = compress_study(study, fcz, profile="preview", progress=False)
-    assert report.codec_spec == "j2k:ratio=20" and report.mode == "lossy"
+    assert report.codec_spec == "neural:mode=lossy,ratio=20" and report.mode == "lossy"
     assert report.series[0].profile == "preview" and report.max_error > 0
     header = read_container(fcz).header
     assert (header.profile, header.mode, header.quality) == ("preview", "lossy", None)
     (path,) = decompress_study(fcz, tmp_path / "out")
     ds = pydicom.dcmread(path)
     assert ds.LossyImageCompression == "01"
-    assert ds.LossyImageCompressionMethod == "ISO_15444_1"
-    assert ds.DerivationDescription.endswith("(fedcodec codec j2k:ratio=20, profile preview)")
+    assert ds.LossyImageCompressionMethod == "FEDCODEC_NEURAL"
+    bound = report.series[0].bound
+    assert ds.DerivationDescription.endswith(
+        f"(fedcodec codec neural:mode=lossy,ratio=20, profile preview, every pixel within {bound} "
+        "of the original stored value)")
     assert float(ds.LossyImageCompressionRatio) == pytest.approx(report.pixel_ratio, rel=1e-3)
 
 
@@ -269,7 +272,7 @@ def test_auto_profile_codes_each_series_by_its_description(tmp_path: Path) -> No
     report = compress_study(study, fcz, profile="auto", progress=False)
     by_name = {s.description: s for s in report.series}
     assert {n: (s.profile, s.codec_spec) for n, s in by_name.items()} == {
-        "3-plane localizer": ("preview", "j2k:ratio=20"),
+        "3-plane localizer": ("preview", "neural:mode=lossy,ratio=20"),
         "Ax T1 MPRAGE": ("archive", "neural"),
         "Ax DWI b1000": ("diagnostic", "neural:tau=2"),
     }
@@ -280,7 +283,8 @@ def test_auto_profile_codes_each_series_by_its_description(tmp_path: Path) -> No
     container = read_container(fcz)
     assert container.version == 2  # series carry their own coding
     header = container.header
-    assert (header.profile, header.codec.spec, header.mode) == ("auto", "j2k:ratio=20", "lossy")
+    assert (header.profile, header.codec.spec, header.mode) == (
+        "auto", "neural:mode=lossy,ratio=20", "lossy")
     codings = {e.info.description: header.coding_of(i) for i, e in enumerate(container.series)}
     assert codings["Ax T1 MPRAGE"].codec.spec == "neural"
     assert codings["Ax T1 MPRAGE"].mode == "lossless"
@@ -301,12 +305,12 @@ def test_auto_profile_codes_each_series_by_its_description(tmp_path: Path) -> No
     assert archive.SOPInstanceUID == originals["Ax T1 MPRAGE"].SOPInstanceUID
     assert archive.LossyImageCompression == "00" and "DerivationDescription" not in archive
     for name, method, profile in (
-        ("3-plane localizer", "ISO_15444_1", "preview"),
+        ("3-plane localizer", "FEDCODEC_NEURAL", "preview"),
         ("Ax DWI b1000", "FEDCODEC_NEURAL", "diagnostic"),
     ):
         ds = outputs[name]
         assert ds.LossyImageCompression == "01" and ds.LossyImageCompressionMethod == method
-        assert ds.DerivationDescription.endswith(f", profile {profile})")
+        assert f", profile {profile}, every pixel within " in ds.DerivationDescription
         assert ds.SOPInstanceUID != originals[name].SOPInstanceUID
 
     before, after = _volumes(study), _volumes(tmp_path / "out")
@@ -326,7 +330,8 @@ def test_auto_with_a_site_rules_file_from_the_cli(tmp_path: Path, capsys) -> Non
     out = capsys.readouterr().out
     assert code == 0
     assert "profile auto, per series:" in out
-    assert "FLAIR ax: profile teleradiology, codec j2k:ratio=12 (lossy, max error" in out
+    assert ("FLAIR ax: profile teleradiology, codec neural:mode=lossy,ratio=12 (lossy, "
+            "verified max error") in out
     assert "Ax T1: profile diagnostic, codec neural:tau=1 (near-lossless, verified max error" in out
     assert main(["inspect", str(fcz)]) == 0
     listing = capsys.readouterr().out
@@ -363,7 +368,7 @@ def test_the_study_coding_is_the_least_faithful_series() -> None:
     exact = SeriesPlan("jxl", "lossless")
     tau2 = SeriesPlan("jpegls:tau=2", "near-lossless", 2)
     tau4 = SeriesPlan("jpegls:tau=4", "near-lossless", 4)
-    lossy = SeriesPlan("j2k:ratio=20", "lossy")
+    lossy = SeriesPlan("neural:mode=lossy,ratio=20", "lossy")
     assert study_plan([exact, tau2, tau4]) is tau4
     assert study_plan([tau2, lossy, exact, tau4]) is lossy
     assert study_plan([exact, SeriesPlan("zstd", "lossless")]) is exact  # first of equals

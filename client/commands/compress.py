@@ -24,7 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "any registered codec spec (see `fedcodec bench --list` for names); without it the "
         f"mode picks one: lossless -> {_default('lossless')}, near-lossless -> "
         f"{_default('near-lossless', 2).replace(':tau=2', ':tau=N')}, lossy -> "
-        "j2k:ratio=R from --quality. Or choose a task-based --profile instead of a mode: "
+        "neural:mode=lossy with one target (--psnr, --bpp, --ratio, --max-error, or --quality "
+        "as a ratio; default ratio 9), the bounded-error coder that records the bound every "
+        "pixel is within (JPEG 2000 stays available: --codec j2k:ratio=R). Or choose a "
+        "task-based --profile instead of a mode: "
         "archive (lossless), diagnostic (near-lossless, tau 2), preview (lossy, 20:1), or auto "
         "(per series from its Series Description and attributes de-identification keeps, "
         "such as Image Type: localizers -> preview, diffusion -> "
@@ -70,8 +73,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--tau", type=int, default=0, help="near-lossless: max error per pixel")
     parser.add_argument(
-        "--quality", type=int, help="lossy: 1..100 (100 = 4:1, 75 = 9:1, 1 = 100:1)"
+        "--quality", type=int, help="lossy: a target ratio 1..100 (100 = 4:1, 75 = 9:1, "
+        "1 = 100:1)"
     )
+    targets = parser.add_mutually_exclusive_group()
+    targets.add_argument("--psnr", type=float, metavar="DB",
+                         help="lossy: every slice at or above DB (peak 2^bits-1)")
+    targets.add_argument("--bpp", type=float, metavar="B",
+                         help="lossy: every series (so the study) at or below B bits per pixel")
+    targets.add_argument("--ratio", type=float, metavar="R",
+                         help="lossy: every series (so the study) at or above R:1 of the stored "
+                         "bits allocated")
+    targets.add_argument("--max-error", type=int, metavar="T",
+                         help="lossy: every pixel within T (the bound is recorded either way)")
     parser.add_argument("--codec", metavar="SPEC", help="codec spec, e.g. jpegls:tau=2")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -81,6 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from fedcodec.client.compression import compress_study
     from fedcodec.shared.learned_lossy.roi_mask import load_mask_file, parse_box
+    from fedcodec.shared.neural.rate_control import LossyTarget
     from fedcodec.shared.profiles import load_rules
 
     from fedcodec.client.image_folder_compression import compress_images, research_images
@@ -95,8 +110,17 @@ def run(args: argparse.Namespace) -> int:
         roi = parse_box(args.roi_box)
     elif args.roi_mask is not None:
         roi = load_mask_file(args.roi_mask)
+    named = {"psnr": args.psnr, "bpp": args.bpp, "ratio": args.ratio,
+             "max_error": args.max_error}
+    target = None
+    if any(v is not None for v in named.values()):
+        if args.mode not in (None, "lossy"):
+            raise FedcodecError("--psnr/--bpp/--ratio/--max-error apply to --mode lossy, not "
+                                f"{args.mode}")
+        target = LossyTarget.from_params(**named)
     options = dict(mode=args.mode, tau=args.tau, quality=args.quality, codec=args.codec,
-                   profile=args.profile, rules=rules, progress=not args.quiet, roi=roi)
+                   profile=args.profile, rules=rules, progress=not args.quiet, roi=roi,
+                   target=target)
     images = research_images(args.study_dir)
     if images:  # a research image folder (PNG/JPEG/NIfTI): one .fcz per file under -o DIR
         written = compress_images(images, args.study_dir, args.output, force=args.force,

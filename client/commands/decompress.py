@@ -16,6 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("container", type=Path, metavar="FCZ")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
+    parser.add_argument("--layer", type=int, metavar="K",
+                        help="progressive containers (neural:mode=progressive): decode only the "
+                        "first K layers, a preview within layer K's bound (read from the "
+                        "streams and stated in the DICOM Derivation Description)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -23,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from fedcodec.client.compression import decompress_study
 
-    files = decompress_study(args.container, args.output, progress=not args.quiet)
+    files = decompress_study(args.container, args.output, progress=not args.quiet,
+                             layer=args.layer)
     folders = {p.parent for p in files}
     print(f"wrote {len(files)} DICOM files in {len(folders)} series folders under {args.output}")
     return 0

@@ -183,7 +183,7 @@ def _record(
         )
     exact = bool(np.array_equal(decoded, image))
     error = 0 if exact else int(metrics.max_abs_error(image, decoded))
-    _check_guarantee(label, codec, slice_id, error)
+    _check_guarantee(label, codec, slice_id, error, codec.guaranteed_error(stream))
     pixels = int(image.size)
     if exact:
         psnr, ssim, ms_ssim = float("inf"), 1.0, 1.0
@@ -211,7 +211,10 @@ def _record(
     )
 
 
-def _check_guarantee(label: str, codec: Codec, slice_id: str, error: int) -> None:
+def _check_guarantee(label: str, codec: Codec, slice_id: str, error: int,
+                     bound: int | None = None) -> None:
+    """``bound``: what the stream itself guarantees (:meth:`Codec.guaranteed_error`; a
+    rate-controlled coder records it per stream), checked like a declared ``max_error``."""
     if codec.mode is CodecMode.LOSSLESS and error:
         raise GuaranteeViolation(
             f"codec {label!r} is declared lossless but changed {slice_id} "
@@ -221,4 +224,9 @@ def _check_guarantee(label: str, codec: Codec, slice_id: str, error: int) -> Non
         raise GuaranteeViolation(
             f"codec {label!r} broke its bound on {slice_id}: "
             f"max abs error {error} > {codec.max_error}"
+        )
+    if bound is not None and error > bound:
+        raise GuaranteeViolation(
+            f"codec {label!r} broke the bound its stream records on {slice_id}: "
+            f"max abs error {error} > {bound}"
         )

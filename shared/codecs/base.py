@@ -73,6 +73,15 @@ class Codec(ABC):
         """Inverse of :meth:`encode_volume`."""
         return np.stack([self.decode(s) for s in streams])
 
+    def guaranteed_error(self, stream: bytes) -> int | None:
+        """The largest per-pixel error ``stream`` guarantees (0 = exact), None for no bound.
+
+        Fixed by the configuration for most codecs; a rate-controlled bounded-error codec
+        records the bound it chose in each stream and reads it back here. The benchmark checks
+        every slice against it and the DICOM writer states it.
+        """
+        return self.max_error if self.mode is not CodecMode.LOSSY else None
+
     def describe(self) -> dict[str, Any]:
         """Parameters that identify this configuration (for results files and containers)."""
         return {"name": self.name, "mode": self.mode.value, "max_error": self.max_error}
@@ -95,7 +104,8 @@ def register_mode_route(name: str, mode: str, target: str) -> None:
     """Let ``NAME:mode=MODE,...`` build codec ``target`` with the same parameters.
 
     One family name can then cover modes that live in different modules: ``neural`` is the
-    learned lossless / near-lossless coder, while ``neural:mode=lossy`` and
+    learned lossless / near-lossless coder, ``neural:mode=lossy`` its rate-controlled
+    bounded-error form (``neural-bounded``), while ``neural:mode=hyperprior`` and
     ``neural:mode=hybrid`` are served by ``neural-lossy``.
     """
     _MODE_ROUTES[(name, mode)] = target
@@ -116,6 +126,8 @@ _BUILTIN_MODULES: list[str] = [
     "fedcodec.shared.codecs.jpegxl",
     "fedcodec.shared.codecs.zstd",
     "fedcodec.shared.neural.codec",
+    "fedcodec.shared.neural.bounded_lossy",
+    "fedcodec.shared.neural.progressive",
     "fedcodec.shared.learned_lossy.codec",
     "fedcodec.shared.learned_lossy.roi_codec",
 ]

@@ -5,6 +5,12 @@ Lossy Image Compression (0028,2110) = "01", the ratio and method of *every* loss
 (0028,2112 / 0028,2114, values appended when the source was already lossy), Image Type value 1
 DERIVED, a Derivation Description and Code, a Source Image Sequence pointing at the original
 instance, and new SOP Instance / Series Instance UIDs (set by the writer).
+
+An enhanced MR image that becomes DERIVED must also drop what only an ORIGINAL (or MIXED) image
+may carry: the attributes of the MR Pulse Sequence and Bulk Motion Synchronization modules
+(PS3.3 C.8.13.4, C.7.6.18.3; Type 1C "required if Image Type value 1 is ORIGINAL or MIXED",
+which David Clunie's ``dciodvfy`` reads as "absent otherwise"). Classic MR keeps them: there
+MR Acquisition Type and the like belong to the MR Image module, for any Image Type.
 """
 
 from __future__ import annotations
@@ -20,6 +26,22 @@ from fedcodec.shared.dicom.header_copy import own_element, replace_element
 from fedcodec.shared.errors import FedcodecError
 
 _CS = re.compile(r"^[A-Z0-9_ ]{1,16}$")
+ENHANCED_MR_CLASSES = frozenset({
+    "1.2.840.10008.5.1.4.1.1.4.1",  # Enhanced MR Image Storage
+    "1.2.840.10008.5.1.4.1.1.4.3",  # Enhanced MR Color Image Storage
+})
+ORIGINAL_ONLY_ENHANCED_MR = (
+    # MR Pulse Sequence module (C.8.13.4)
+    "PulseSequenceName", "MRAcquisitionType", "EchoPulseSequence", "MultipleSpinEcho",
+    "MultiPlanarExcitation", "PhaseContrast", "VelocityEncodingAcquisitionSequence",
+    "TimeOfFlightContrast", "ArterialSpinLabelingContrast", "SteadyStatePulseSequence",
+    "EchoPlanarPulseSequence", "SaturationRecovery", "SpectrallySelectedSuppression",
+    "OversamplingPhase", "GeometryOfKSpaceTraversal", "RectilinearPhaseEncodeReordering",
+    "SegmentedKSpaceTraversal", "CoverageOfKSpace", "NumberOfKSpaceTrajectories",
+    # Bulk Motion Synchronization module (C.7.6.18.3)
+    "BulkMotionCompensationTechnique", "BulkMotionSignalSource",
+)
+"""Top-level attributes an enhanced MR image keeps only while Image Type value 1 is ORIGINAL."""
 _DESCRIPTION_LIMIT = 1024  # ST
 
 
@@ -79,6 +101,10 @@ def mark_lossy(ds: Dataset, steps: list[LossyInfo], source: tuple[str, str]) -> 
     image_type = _values(ds, "ImageType")
     if image_type:
         replace_element(ds, "ImageType", ["DERIVED", *image_type[1:]])
+    if str(ds.get("SOPClassUID", "")) in ENHANCED_MR_CLASSES:
+        for keyword in ORIGINAL_ONLY_ENHANCED_MR:
+            if keyword in ds:
+                del ds[keyword]  # removes the copy's entry only; a shared element is untouched
     for group in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
         if not ds.get(group):
             continue

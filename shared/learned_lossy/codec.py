@@ -3,6 +3,9 @@
 Specs::
 
     neural-lossy:quality=Q            lossy, Q = 1 (smallest) .. 8 (best), one trained lambda each
+                                      (also ``neural:mode=hyperprior,quality=Q``): the latent
+                                      source for compressed-domain analysis and low-rate
+                                      previews, not the lossy choice (``neural:mode=lossy``)
     neural-lossy:mode=hybrid,tau=2    every pixel within tau: a lossy base layer (JPEG 2000, 5/3
                                       integer wavelet, truncated) refined by a learned residual
                                       coder; the base alone is a preview (``decode_preview``)
@@ -69,8 +72,11 @@ class LearnedLossyCodec(Codec):
     def __init__(self, quality: int | None = None, mode: str = "lossy", tau: int | None = None,
                  base: float | str = "auto", weights: str | None = None,
                  residual_weights: str | None = None) -> None:
+        if mode == "hyperprior":  # the name under the ``neural`` family (neural:mode=lossy is
+            mode = "lossy"        # the bounded-error coder, shared/neural/bounded_lossy.py)
         if mode not in ("lossy", "hybrid"):
-            raise FedcodecError(f"neural-lossy codec: mode must be lossy or hybrid, not {mode!r}")
+            raise FedcodecError("neural-lossy codec: mode must be lossy (= hyperprior) or hybrid, "
+                                f"not {mode!r}")
         self.kind = mode
         self.weights_path = str(weights or DEFAULT_WEIGHTS)
         self.residual_weights_path = str(residual_weights or HYBRID_WEIGHTS)
@@ -156,6 +162,6 @@ def decode_preview(stream: bytes) -> np.ndarray | None:
 __all__ = ["LearnedLossyCodec", "decode_preview", "encode_latents", "extract_latents"]
 
 
-# ``neural:mode=lossy,quality=Q`` and ``neural:mode=hybrid,tau=T`` are this codec.
-register_mode_route("neural", "lossy", LearnedLossyCodec.name)
+# ``neural:mode=hyperprior,quality=Q`` and ``neural:mode=hybrid,tau=T`` are this codec.
+register_mode_route("neural", "hyperprior", LearnedLossyCodec.name)
 register_mode_route("neural", "hybrid", LearnedLossyCodec.name)

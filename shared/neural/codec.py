@@ -87,7 +87,7 @@ class NeuralCodec(Codec):
 
     def __init__(self, mode: str = "", tau: int | None = None, period: int | None = None,
                  interslice: int = 1, weights: str | None = None, fallback: int = 1,
-                 adapt: int = 1) -> None:
+                 adapt: int = 1, centroid: int = 0) -> None:
         if mode not in ("", "lossless", "near-lossless"):
             raise FedcodecError(f"neural codec: mode must be lossless or near-lossless, not {mode!r}")
         if tau is not None and (not isinstance(tau, int) or tau < 0):
@@ -114,6 +114,10 @@ class NeuralCodec(Codec):
         self.adapt = bool(adapt)
         """Choose a scale offset per slice (encode-time adaptation, 0xA4 streams)."""
         self.weights_path = resolve_weights(str(weights)) if weights else str(DEFAULT_WEIGHTS)
+        if centroid not in (0, 1):
+            raise FedcodecError("neural codec: centroid must be 0 or 1")
+        self.centroid = bool(centroid)
+        """Bounded error: reconstruct inside the bin (``bin_centroid``, stream magic 0xA6)."""
         self.mode = CodecMode.BOUNDED if self.tau else CodecMode.LOSSLESS
         self.max_error = self.tau
 
@@ -125,6 +129,8 @@ class NeuralCodec(Codec):
         out.update(tau=self.tau, period=self.period, interslice=self.interslice_mode,
                    fallback=self.fallback, adapt=int(self.adapt))
         out["model_id"] = self._weights()[0].model_id.hex()
+        if self.centroid:
+            out["centroid"] = 1
         return out
 
     # -- single slices ---------------------------------------------------------------------
@@ -142,12 +148,16 @@ class NeuralCodec(Codec):
             raise FedcodecError(f"neural codec: values exceed {bits} bits")
 
     def _encode_one(self, image: np.ndarray, bits: int, refs: list[np.ndarray],
-                    offsets: tuple[int, ...]) -> tuple[bytes, np.ndarray]:
+                    offsets: tuple[int, ...], tau: int | None = None
+                    ) -> tuple[bytes, np.ndarray]:
+        """One slice stream and its reconstruction; ``tau`` overrides ``self.tau`` (rate
+        control picks it per slice, :mod:`.bounded_lossy`)."""
+        tau = self.tau if tau is None else tau
         if needs_tiles(image.shape):
-            return self._encode_tiled(image, bits, refs, offsets)
+            return self._encode_tiled(image, bits, refs, offsets, tau)
         weights, models = self._weights()
-        params = SliceParams(bits, self.tau)
-        if refs and np.abs(image.astype(np.int32) - refs[0]).max() <= self.tau:
+        params = SliceParams(bits, tau, centroid=self.centroid and tau > 0)
+        if refs and np.abs(image.astype(np.int32) - refs[0]).max() <= tau:
             # a repeated slice (within tau) costs only its header, like a skipped video frame
             recon = refs[0]
             words = np.zeros(0, dtype=np.uint32)
@@ -159,13 +169,14 @@ class NeuralCodec(Codec):
         else:
             words, recon = encode_slice(image, params, refs, weights, models)
             copy, offset = False, 0
-        header = StreamHeader(image.shape[0], image.shape[1], bits, self.tau,
+        header = StreamHeader(image.shape[0], image.shape[1], bits, tau,
                               image.dtype == np.uint16, offsets, weights.model_id,
-                              _crc(recon.astype(image.dtype)), copy, offset)
+                              _crc(recon.astype(image.dtype)), copy, offset,
+                              params.centroid and not copy)
         return pack(header, words), recon
 
     def _encode_tiled(self, image: np.ndarray, bits: int, refs: list[np.ndarray],
-                      offsets: tuple[int, ...]) -> tuple[bytes, np.ndarray]:
+                      offsets: tuple[int, ...], tau: int) -> tuple[bytes, np.ndarray]:
         """A large slice as tiles (see :mod:`.tiles`), each conditioned on the same tile of refs."""
         from fedcodec.shared.neural import tiles
 
@@ -174,7 +185,7 @@ class NeuralCodec(Codec):
         streams = []
         for rows, cols in grid:
             data, part = self._encode_one(np.ascontiguousarray(image[rows, cols]), bits,
-                                          [ref[rows, cols] for ref in refs], offsets)
+                                          [ref[rows, cols] for ref in refs], offsets, tau)
             streams.append(data)
             recon[rows, cols] = part
         return pack_tiled(grid, streams), recon
@@ -230,7 +241,9 @@ class NeuralCodec(Codec):
                 raise CorruptDataError("neural stream: copied reference exceeds the bit depth")
         else:
             recon = decode_slice(words, (header.rows, header.cols),
-                                 SliceParams(header.bits, header.tau, header.scale_offset), refs,
+                                 SliceParams(header.bits, header.tau,
+                                             scale_offset=header.scale_offset,
+                                             centroid=header.centroid), refs,
                                  weights, models)
         out = recon.astype(np.uint16 if header.uint16 else np.uint8)
         if _crc(out) != header.crc32:

@@ -31,6 +31,7 @@ import constriction
 import numpy as np
 
 from fedcodec.shared.errors import CorruptDataError
+from fedcodec.shared.neural import bin_centroid
 from fedcodec.shared.neural.features import LevelNoise, group_context, level_noise
 from fedcodec.shared.neural.fixed_point import ilog2_q6
 from fedcodec.shared.neural.geometry import (
@@ -128,6 +129,8 @@ class SliceParams:
     """Encode-time adaptation: every pixel's scale bin moves by this many bins (1/6 octave
     each), chosen by the encoder for the slice and written in the stream
     (see :func:`best_scale_offset`)."""
+    centroid: bool = False
+    """Bounded error: reconstruct inside the bin towards the prediction (:mod:`.bin_centroid`)."""
 
     @property
     def maxval(self) -> int:
@@ -291,14 +294,19 @@ def _code_group(io, models, weights, params: SliceParams, recon, errors, origina
         phase = np.full(n, CENTRE_PHASE, dtype=np.int64)
     else:
         phase = pred_q3 - (base << 3) + CENTRE_PHASE
-    k = _offset_bins(scale_bin(log_scale), params.scale_offset)
+    # the bin centroid follows the model's own scale bin, never the adapted one: the adaptive
+    # encoder records residuals at offset 0 and picks the offset afterwards (entropy coding only)
+    k_model = scale_bin(log_scale)
+    k = _offset_bins(k_model, params.scale_offset)
     key = table_key(k, phase)
     shift = SHIFTS[k]
     t = None
     if original is not None:
         x = original.reshape(-1)[positions].astype(np.int64)
         r = x - base
-        if params.tau:
+        if params.tau and params.centroid:
+            t = bin_centroid.quantise(x, base, k_model, params.tau, params.maxval)[0]
+        elif params.tau:
             t = np.sign(r) * ((np.abs(r) + params.tau) // params.step)
         else:
             t = r
@@ -306,7 +314,11 @@ def _code_group(io, models, weights, params: SliceParams, recon, errors, origina
         io.groups.append((k, phase, t))
     else:
         t = _code_residuals(io, models, t, key, shift, params.bits)
-    if params.tau:
+    if params.tau and params.centroid:
+        values = bin_centroid.reconstruct(base, t, k_model, params.tau, params.maxval)
+        if original is not None and np.abs(values - x).max() > params.tau:
+            raise AssertionError("centroid reconstruction error above tau")  # cannot happen
+    elif params.tau:
         values = np.clip(base + t * params.step, 0, params.maxval)
         if original is not None and np.abs(values - x).max() > params.tau:
             raise AssertionError("near-lossless reconstruction error above tau")  # cannot happen

@@ -4,14 +4,16 @@
 
     byte 0      0xA1 (format "neural v1"), or 0xA2: the slice *is* its first reference
                 (within tau), no payload follows the CRC, or 0xA4 ("neural v2", adapted): as
-                0xA1 with a scale-offset byte after the reference offsets
+                0xA1 with a scale-offset byte after the reference offsets, or 0xA6: as 0xA4
+                (its scale-offset byte may be 0), bounded error reconstructed inside the bin
+                (``bin_centroid``; near-lossless only)
     byte 1      bits 0-3: bit depth - 1 (1..16 bits); bits 4-5: number of reference slices
                 (0..2); bit 6: near-lossless; bit 7: uint16 output (else uint8)
     varint      rows, then cols (LEB128, >= 1)
     varint      tau (only if near-lossless; >= 1)
     varint*     per reference: how many slices back it is (>= 1)
-    1 byte      (0xA4 only) scale offset + 128: every pixel's scale bin moves by this many
-                bins (-24..24, never 0), chosen by the encoder for the slice
+    1 byte      (0xA4 and 0xA6 only) scale offset + 128: every pixel's scale bin moves by this
+                many bins (-24..24; never 0 in 0xA4), chosen by the encoder for the slice
     2 bytes     model id (SHA-256 prefix of the weights' integer arrays)
     4 bytes     CRC-32 of the reconstructed pixels (little-endian, as stored in the output dtype)
     rest        rANS words, uint32 little-endian (constriction AnsCoder.get_compressed)
@@ -24,8 +26,8 @@ Classical fallback streams (``fallback.py``) sit in the same place as a slice st
 JPEG XL / JPEG-LS / JPEG 2000 codestream, recognised by its own signature (first byte 0xFF, or
 0x00 for the JPEG XL box). Added in the fallback release; streams written before it are
 unchanged and still decode; a build from before it refuses a fallback stream with its
-"bad magic byte" error. A first byte 0xA4-0xAF is a neural format this build does not know and
-is refused naming it.
+"bad magic byte" error. A first byte 0xA5 or 0xA7-0xAF is a neural format this build does not
+know and is refused naming it.
 
 Stream *i* of a volume depends on the streams its reference offsets name (i-1, i-period); a
 stream with no references decodes alone.
@@ -42,6 +44,7 @@ from fedcodec.shared.errors import CorruptDataError
 MAGIC = 0xA1
 COPY_MAGIC = 0xA2
 ADAPTED_MAGIC = 0xA4
+CENTROID_MAGIC = 0xA6
 MAX_SCALE_OFFSET = 24
 MAX_SIDE = 1 << 20
 MODEL_ID_BYTES = 2
@@ -60,7 +63,9 @@ class StreamHeader:
     copy: bool = False
     """The slice equals (within tau) its first reference; the stream has no payload."""
     scale_offset: int = 0
-    """Encode-time adaptation (0xA4 streams): scale bins move by this many bins."""
+    """Encode-time adaptation (0xA4 and 0xA6 streams): scale bins move by this many bins."""
+    centroid: bool = False
+    """Reconstruction inside the bin towards the prediction (``bin_centroid``); tau >= 1."""
 
 
 def write_varint(value: int) -> bytes:
@@ -93,12 +98,15 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
         raise ValueError("a copied slice needs a reference")
     if header.scale_offset and (header.copy or abs(header.scale_offset) > MAX_SCALE_OFFSET):
         raise ValueError(f"bad scale offset {header.scale_offset}")
-    magic = COPY_MAGIC if header.copy else ADAPTED_MAGIC if header.scale_offset else MAGIC
+    if header.centroid and (not header.tau or header.copy):
+        raise ValueError("centroid reconstruction needs tau >= 1 and a coded slice")
+    magic = (COPY_MAGIC if header.copy else CENTROID_MAGIC if header.centroid
+             else ADAPTED_MAGIC if header.scale_offset else MAGIC)
     parts = [bytes([magic, flags]), write_varint(header.rows), write_varint(header.cols)]
     if header.tau:
         parts.append(write_varint(header.tau))
     parts.extend(write_varint(off) for off in header.ref_offsets)
-    if header.scale_offset:
+    if header.scale_offset or header.centroid:
         parts.append(bytes([header.scale_offset + 128]))
     parts.append(header.model_id[:MODEL_ID_BYTES])
     parts.append(int(header.crc32).to_bytes(4, "little"))
@@ -109,15 +117,17 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
 def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
     """Parse a stream; any inconsistency is a CorruptDataError naming what is wrong."""
     data = bytes(data)
-    known = (MAGIC, COPY_MAGIC, ADAPTED_MAGIC)
+    known = (MAGIC, COPY_MAGIC, ADAPTED_MAGIC, CENTROID_MAGIC)
     if len(data) >= 2 and data[0] not in known and data[0] >> 4 == 0xA:
         raise CorruptDataError(f"neural stream format 0x{data[0]:02X} is not one this build reads "
                                "(it reads 0xA1 slices, 0xA2 copies, 0xA3 tiles, 0xA4 adapted "
-                               "slices and classical fallback streams); decode it with the "
-                               "fedcodec that wrote it")
+                               "slices, 0xA6 bounded-error slices reconstructed inside the bin "
+                               "and classical fallback streams); decode it with the fedcodec "
+                               "that wrote it")
     if len(data) < 2 or data[0] not in known:
         raise CorruptDataError("not a neural-codec stream (bad magic byte)")
     copy = data[0] == COPY_MAGIC
+    centroid = data[0] == CENTROID_MAGIC
     flags = data[1]
     bits = (flags & 0x0F) + 1
     n_refs = (flags >> 4) & 3
@@ -139,12 +149,12 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
             raise CorruptDataError("neural stream: bad reference offset 0")
         offsets.append(off)
     scale_offset = 0
-    if data[0] == ADAPTED_MAGIC:
+    if data[0] in (ADAPTED_MAGIC, CENTROID_MAGIC):
         if pos >= len(data):
             raise CorruptDataError("neural stream: truncated or malformed header")
         scale_offset = data[pos] - 128
         pos += 1
-        if not 0 < abs(scale_offset) <= MAX_SCALE_OFFSET:
+        if abs(scale_offset) > MAX_SCALE_OFFSET or (data[0] == ADAPTED_MAGIC and not scale_offset):
             raise CorruptDataError(f"neural stream: bad scale offset {scale_offset}")
     model_id = data[pos : pos + MODEL_ID_BYTES]
     crc = data[pos + MODEL_ID_BYTES : pos + MODEL_ID_BYTES + 4]
@@ -156,6 +166,8 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
     uint16 = bool(flags & 0x80)
     if not uint16 and bits > 8:
         raise CorruptDataError("neural stream: uint8 output with more than 8 bits")
+    if centroid and not tau:
+        raise CorruptDataError("neural stream: centroid reconstruction without tau")
     header = StreamHeader(rows, cols, bits, tau, uint16, tuple(offsets), model_id,
-                          int.from_bytes(crc, "little"), copy, scale_offset)
+                          int.from_bytes(crc, "little"), copy, scale_offset, centroid)
     return header, np.frombuffer(payload, dtype="<u4").astype(np.uint32)

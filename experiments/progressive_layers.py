@@ -1,0 +1,73 @@
+"""Cost of progressive (layered) coding against single-pass coding at the final bound.
+
+    nice -n 10 .venv/bin/python experiments/progressive_layers.py [--out DIR] [--quick]
+
+For each source of ``lossy_rd`` (runs of consecutive slices coded as volumes) and each layer
+plan, the bytes of every layer of ``neural:mode=progressive,layers=...``, the total, and the
+bytes of ``neural:tau=FINAL`` (one pass); every layer's decode is checked within its bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from fedcodec.shared.codecs import get_codec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lossy_rd import load_source  # noqa: E402
+
+PLANS = ("16-0", "8-0", "16-4-0", "16-4", "16-2")
+
+
+def measure(plan: str, runs) -> dict:
+    codec = get_codec(f"neural:mode=progressive,layers={plan}")
+    single = get_codec(f"neural:tau={codec.layers[-1]}")
+    layer_bytes = [0] * codec.layer_count
+    single_bytes = pixels = 0
+    for _, run, bits in runs:
+        streams = codec.encode_volume(run, bits)
+        n = run.shape[0]
+        for k in range(codec.layer_count):
+            layer_bytes[k] += sum(map(len, streams[k * n:(k + 1) * n]))
+            out = codec.decode_layers(streams[:(k + 1) * n], k + 1, partial=True)
+            error = int(np.abs(out.astype(np.int64) - run).max())
+            if error > codec.layers[k]:
+                raise SystemExit(f"{plan}: layer {k + 1} error {error} > {codec.layers[k]}")
+        single_bytes += sum(map(len, single.encode_volume(run, bits)))
+        pixels += run.size
+    return {"layers": plan, "layer_bpp": [8 * b / pixels for b in layer_bytes],
+            "total_bpp": 8 * sum(layer_bytes) / pixels, "single_bpp": 8 * single_bytes / pixels,
+            "ratio": sum(layer_bytes) / single_bytes}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--sources", default="philips-dwi,enhanced,pypi-mr")
+    args = ap.parse_args()
+    rows = []
+    for source in args.sources.split(","):
+        runs = load_source(source, 1 if args.quick else 2, 2 if args.quick else 4)
+        for plan in PLANS[:2] if args.quick else PLANS:
+            row = {"source": source, **measure(plan, runs)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    lines = ["| source | layers | bpp per layer | layered total | single pass at final bound | "
+             "layered / single |", "| --- | --- | --- | ---: | ---: | ---: |"]
+    lines += [f"| {r['source']} | {r['layers']} | "
+              f"{' + '.join(f'{b:.2f}' for b in r['layer_bpp'])} | {r['total_bpp']:.3f} | "
+              f"{r['single_bpp']:.3f} | {r['ratio']:.3f} |" for r in rows]
+    print("\n".join(lines))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "progressive_layers.md").write_text("\n".join(lines) + "\n")
+        (args.out / "progressive_layers.json").write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

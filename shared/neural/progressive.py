@@ -1,0 +1,146 @@
+"""``neural:mode=progressive``: a coarse preview, then refinement layers down to a final bound.
+
+Spec::
+
+    neural:mode=progressive,layers=16-4-0     preview within 16, then within 4, then lossless
+
+A volume of N slices becomes ``len(layers) * N`` ordinary ``neural`` streams in layer-major
+order: the N streams of layer 1 (slice *i* conditioned on slice *i-1*, like ``neural:tau=16``),
+then the N streams of layer 2, and so on. A refinement stream codes its slice at the finer bound
+with the slice's previous-layer reconstruction as its reference (N streams back; also giving it
+the previous slice of its own layer as a second reference cost 1.7% more in a trial on DWI and
+enhanced MR, 16-0); the references are in each stream's header, so :meth:`NeuralCodec.decode_volume` decodes any whole-layer prefix in order with no
+extra logic. A viewer or a slow link reads the first ``k * N`` streams and stops: every pixel is
+then within layer *k*'s bound (:meth:`ProgressiveCodec.decode_layers`, ``fedcodec decompress
+--layer K``). Each layer's streams record their tau, so the bound of a partial decode is known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from fedcodec.shared.codecs.base import CodecMode, register_codec, register_mode_route
+from fedcodec.shared.errors import CorruptDataError, FedcodecError
+from fedcodec.shared.neural.bounded_lossy import stream_tau
+from fedcodec.shared.neural.codec import NeuralCodec
+from fedcodec.shared.neural.volume_context import reference_offsets
+
+MAX_LAYERS = 8
+
+
+def parse_layers(text: Any) -> tuple[int, ...]:
+    """``16-4-0`` -> (16, 4, 0): strictly decreasing non-negative bounds, 2..MAX_LAYERS."""
+    try:
+        layers = tuple(int(part) for part in str(text).split("-"))
+    except ValueError:
+        layers = ()
+    if not 2 <= len(layers) <= MAX_LAYERS or any(t < 0 for t in layers) or any(
+            a <= b for a, b in zip(layers, layers[1:])):
+        raise FedcodecError(f"neural progressive: layers must be 2..{MAX_LAYERS} decreasing "
+                            f"bounds like 16-4-0 (0 = lossless), not {text!r}")
+    return layers
+
+
+@register_codec
+class ProgressiveCodec(NeuralCodec):
+    """Layered bounded-error coding: the first layer is a preview, the last the final bound."""
+
+    name = "neural-progressive"
+
+    def __init__(self, mode: str = "progressive", layers: Any = "16-4-0",
+                 period: int | None = None, interslice: int = 1,
+                 weights: str | None = None) -> None:
+        if mode != "progressive":
+            raise FedcodecError(
+                f"neural-progressive codec: mode must be progressive, not {mode!r}")
+        self.layers = parse_layers(layers)
+        super().__init__(tau=self.layers[-1], period=period, interslice=interslice,
+                         weights=weights)
+        self.mode = CodecMode.BOUNDED if self.layers[-1] else CodecMode.LOSSLESS
+        self.max_error = self.layers[-1]
+
+    @property
+    def layer_count(self) -> int:
+        return len(self.layers)
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        out.update(layers="-".join(map(str, self.layers)))
+        return out
+
+    def guaranteed_error(self, stream: bytes) -> int | None:
+        try:
+            return stream_tau(stream)
+        except CorruptDataError:
+            return None
+
+    def encode(self, image: np.ndarray, bits: int) -> bytes:
+        raise FedcodecError("neural-progressive codes volumes into several streams per slice: "
+                            "use encode_volume")
+
+    def decode(self, data: bytes) -> np.ndarray:
+        raise FedcodecError("neural-progressive decodes volumes: use decode_volume")
+
+    def encode_volume(self, volume: np.ndarray, bits: int) -> list[bytes]:
+        volume = np.asarray(volume)
+        if volume.ndim != 3 or volume.shape[0] == 0:
+            raise FedcodecError(f"neural progressive: need a (slices, rows, cols) volume, got "
+                                f"{volume.shape}")
+        for image in volume[:1]:
+            self._check_image(image, bits)
+        if int(volume.max()) >> bits:
+            raise FedcodecError(f"neural codec: values exceed {bits} bits")
+        if self.layers[0] >= 1 << bits:
+            raise FedcodecError(f"neural progressive: bound {self.layers[0]} does not fit "
+                                f"{bits} bits")
+        n = volume.shape[0]
+        period = self.volume_period(volume) if self.interslice else 1
+        streams: list[bytes] = []
+        recons: list[np.ndarray] = []  # layer-major, as the decoder will hold them
+        for layer, tau in enumerate(self.layers):
+            for i, image in enumerate(volume):
+                if layer == 0:
+                    offsets = reference_offsets(i, period, self.interslice)
+                else:
+                    offsets = (n,)  # measured: cheaper than adding the previous slice (n, 1)
+                refs = [recons[-off] for off in offsets]
+                data, recon = self._encode_one(np.ascontiguousarray(image), bits, refs, offsets,
+                                               tau)
+                streams.append(data)
+                recons.append(recon)
+        return streams
+
+    def _slices(self, streams: Sequence[bytes]) -> int:
+        if not streams or len(streams) % self.layer_count:
+            raise CorruptDataError(f"neural progressive: {len(streams)} streams is not "
+                                   f"{self.layer_count} layers of whole volumes")
+        return len(streams) // self.layer_count
+
+    def layer_streams(self, streams: Sequence[bytes], layer: int) -> list[bytes]:
+        """The streams a decode up to ``layer`` (1-based) needs: the first ``layer * N``."""
+        if not 1 <= layer <= self.layer_count:
+            raise FedcodecError(f"layer must be 1..{self.layer_count} "
+                                f"(bounds {'-'.join(map(str, self.layers))}), not {layer}")
+        return list(streams[: layer * self._slices(streams)])
+
+    def decode_layers(self, streams: Sequence[bytes], layer: int, *,
+                      partial: bool = False) -> np.ndarray:
+        """The volume as of ``layer`` (1-based): every pixel within ``layers[layer - 1]``.
+        ``streams``: all layers, or (``partial``) only the first ``layer * N`` streams."""
+        if partial:
+            if not 1 <= layer <= self.layer_count or not streams or len(streams) % layer:
+                raise CorruptDataError(f"neural progressive: {len(streams)} streams are not "
+                                       f"{layer} whole layers")
+            needed = list(streams)
+        else:
+            needed = self.layer_streams(streams, layer)
+        return super().decode_volume(needed)[-(len(needed) // layer):]
+
+    def decode_volume(self, streams: Sequence[bytes]) -> np.ndarray:
+        return self.decode_layers(streams, self.layer_count)
+
+
+register_mode_route("neural", "progressive", ProgressiveCodec.name)
