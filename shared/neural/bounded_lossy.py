@@ -44,6 +44,15 @@ from fedcodec.shared.neural.tiles import is_tiled, unpack_tiled
 from fedcodec.shared.neural.volume_context import reference_offsets
 
 
+def recorded_bound(stream: bytes) -> int | None:
+    """The bound a bounded-error stream's header records (what the encoder verified), or None
+    for a stream that does not parse: the codecs whose tau varies per slice report this."""
+    try:
+        return stream_tau(stream)
+    except CorruptDataError:
+        return None
+
+
 def stream_tau(data: bytes) -> int:
     """The bound a ``neural`` stream guarantees (its header's tau; the largest of a tiled one)."""
     if is_tiled(data):
@@ -86,11 +95,7 @@ class BoundedLossyCodec(NeuralCodec):
         return out
 
     def guaranteed_error(self, stream: bytes) -> int | None:
-        """The bound the stream's header records (what the encoder verified)."""
-        try:
-            return stream_tau(stream)
-        except CorruptDataError:
-            return None
+        return recorded_bound(stream)
 
     # -- coding ------------------------------------------------------------------------------
 

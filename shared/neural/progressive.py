@@ -24,7 +24,7 @@ import numpy as np
 
 from fedcodec.shared.codecs.base import CodecMode, register_codec, register_mode_route
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
-from fedcodec.shared.neural.bounded_lossy import stream_tau
+from fedcodec.shared.neural.bounded_lossy import recorded_bound
 from fedcodec.shared.neural.codec import NeuralCodec
 from fedcodec.shared.neural.volume_context import reference_offsets
 
@@ -72,10 +72,7 @@ class ProgressiveCodec(NeuralCodec):
         return out
 
     def guaranteed_error(self, stream: bytes) -> int | None:
-        try:
-            return stream_tau(stream)
-        except CorruptDataError:
-            return None
+        return recorded_bound(stream)
 
     def encode(self, image: np.ndarray, bits: int) -> bytes:
         raise FedcodecError("neural-progressive codes volumes into several streams per slice: "
