@@ -48,6 +48,8 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) 
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_went_away()
     except (OSError, ValueError, MemoryError) as exc:
         if debug:
             raise
@@ -63,6 +65,23 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) 
         )
         return INTERNAL_ERROR_EXIT
 
+
+def _reader_went_away() -> int:
+    """Output piped into ``head`` or a pager that quit: stop quietly, as ``cat`` would.
+
+    Point stdout at /dev/null so the interpreter's final flush cannot raise again, and exit with
+    the shell's code for SIGPIPE. Output files are never written through stdout, so nothing half
+    written is left behind."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return SIGPIPE_EXIT
+
+
+SIGPIPE_EXIT = 141
+"""128 + SIGPIPE: what a shell reports for a writer whose reader closed the pipe."""
 
 INTERNAL_ERROR_EXIT = 70
 """``EX_SOFTWARE``: an exception no check foresaw. Input checks raise FedcodecError instead;

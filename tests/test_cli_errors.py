@@ -146,3 +146,27 @@ def test_bench_on_real_dicom_series(tmp_path: Path) -> None:
         assert summary["max_abs_error"] <= (2 if summary["codec"] == "jpegls:tau=2" else 0)
         assert 0 < summary["bpp"] < 16
     assert (out / "rd_psnr.png").exists() and (out / "results.csv").exists()
+
+
+def test_output_piped_into_head_stops_quietly() -> None:
+    """``fedcodec ... | head``: the reader closes the pipe early; no error line, no traceback."""
+    script = (
+        "import argparse, sys\n"
+        "from fedcodec.shared.cli_runner import run_cli\n"
+        "parser = argparse.ArgumentParser(prog='fedcodec')\n"
+        "parser.add_argument('--debug', action='store_true')\n"
+        "def spill(args):\n"
+        "    for i in range(200000):\n"
+        "        print('line', i)\n"
+        "parser.set_defaults(func=spill)\n"
+        "sys.exit(run_cli(parser, []))\n"
+    )
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline() == b"line 0\n"
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        code = proc.wait(timeout=60)
+    assert err == ""
+    assert code == 141

@@ -21,7 +21,7 @@ from fedcodec.client.federated.dp_training import (
 )
 from fedcodec.client.federated.site_config import SiteConfig
 from fedcodec.client.federated.site_data import SiteData, load_site_cached
-from fedcodec.client.federated.site_policy import check_units
+from fedcodec.client.federated.site_policy import REFUSAL_PREFIX, SiteRefusal, check_units
 from fedcodec.shared.neural.model import predictor_shaped_like
 from fedcodec.shared.privacy import PrivacyAccountant
 
@@ -51,6 +51,18 @@ def clip_update(update: list[np.ndarray], max_norm: float) -> tuple[list[np.ndar
     return [(u * factor).astype(np.float32) for u in update], norm
 
 
+def refuse_non_finite(arrays: list[np.ndarray], site: str, what: str) -> None:
+    """Refuse a round whose parameters hold NaN or infinity.
+
+    A non-finite value in the global model (a broken or hostile coordinator) would train into
+    garbage; one in the site's update would poison the aggregate for every site, and SecAgg+ hides
+    which site sent it. So the site checks both ends and sends nothing instead."""
+    bad = sum(int(np.size(a) - np.count_nonzero(np.isfinite(a))) for a in arrays)
+    if bad:
+        raise SiteRefusal(f"{REFUSAL_PREFIX}: site {site} refuses the round: {what} has {bad} "
+                          "non-finite value(s)")
+
+
 def run_site_round(config: SiteConfig, global_params: list[np.ndarray], round_index: int,
                    run_config: Mapping[str, Any] | None = None) -> RoundOutput:
     """Train locally from ``global_params`` and return the clipped update and the site's metrics.
@@ -62,6 +74,7 @@ def run_site_round(config: SiteConfig, global_params: list[np.ndarray], round_in
     site = load_site_data(config)
     check_units(config.policy, config.name, config.data.unit, site.train.n_units,
                 run_config or {})
+    refuse_non_finite(global_params, config.name, "the coordinator's global model")
     model = predictor_shaped_like(global_params)  # the size the coordinator sends (shipped: 48)
     set_parameters(model, global_params)
     wanted = set(config.metrics)
@@ -71,6 +84,7 @@ def run_site_round(config: SiteConfig, global_params: list[np.ndarray], round_in
     accountant = site_accountant(config) if config.train.dp else None
     result = train_local(model, site.train, config.train, accountant, round_index)
     update = [new - old for new, old in zip(get_parameters(model), global_params)]
+    refuse_non_finite(update, config.name, "the local update")
     update, norm = clip_update(update, config.update_clip)
     metrics.update(steps=result.steps, budget_exhausted=int(result.budget_exhausted))
     if "update_norm" in wanted:
