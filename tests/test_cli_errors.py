@@ -117,6 +117,25 @@ def test_bench_npy_writes_results(
     assert lossy["max_error_bound"] is None and lossy["bpp"] < jpegls["bpp"]
 
 
+def test_bench_with_lossy_adds_the_default_lossy_codec(
+    capsys: pytest.CaptureFixture[str], small_npy: Path, tmp_path: Path
+) -> None:
+    """``--with-lossy`` adds the classical RD points and the rate-controlled neural points; each
+    neural point meets its PSNR target on every slice and states its bound."""
+    out = tmp_path / "out"
+    assert main(["bench", str(small_npy), "--codecs", "jpegls", "--with-lossy",
+                 "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    doc = json.loads((out / "results.json").read_text())
+    summaries = {s["codec"]: s for s in doc["summary"]}
+    assert {"j2k:ratio=16", "jxl:distance=1"} <= set(summaries)
+    for target in (45, 50, 55):
+        point = summaries[f"neural:mode=lossy,psnr={target}"]
+        assert point["max_abs_error"] <= point["max_error_bound"]
+    psnr = {(r["codec"], r["slice_id"]): r["psnr"] for r in doc["records"]}
+    assert all(p is None or p >= 45 for (c, _), p in psnr.items() if c.endswith("psnr=45"))
+
+
 def test_console_script_has_no_traceback(tmp_path: Path) -> None:
     """The installed entry point, as a user runs it: exit code 2 and one stderr line."""
     proc = subprocess.run([str(FEDCODEC), "bench", str(tmp_path / "absent")],

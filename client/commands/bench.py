@@ -18,6 +18,7 @@ from pathlib import Path
 from fedcodec.shared.benchmark import (
     DEFAULT_CODECS,
     LOSSY_POINTS,
+    NEURAL_LOSSY_POINTS,
     print_summary_table,
     run_benchmark,
     write_report,
@@ -43,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--with-lossy", action="store_true",
-        help=f"add the rate-distortion points {' '.join(LOSSY_POINTS)}",
+        help=f"add the rate-distortion points {' '.join(LOSSY_POINTS + NEURAL_LOSSY_POINTS)}",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("out/bench"), help="output folder (default: out/bench)"
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         raise FedcodecError("bench needs a PATH (a DICOM folder or file, .nii/.nii.gz or .npy)")
     codecs = [*(args.codecs or DEFAULT_CODECS)]
     if args.with_lossy:
-        codecs += [spec for spec in LOSSY_POINTS if spec not in codecs]
+        codecs += [spec for spec in LOSSY_POINTS + NEURAL_LOSSY_POINTS if spec not in codecs]
     for spec in codecs:  # fail on a bad name before reading any data
         get_codec(spec)
     started = time.perf_counter()

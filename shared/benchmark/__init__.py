@@ -13,6 +13,7 @@ from fedcodec.shared.benchmark.results_files import results_document
 from fedcodec.shared.benchmark.run import (
     DEFAULT_CODECS,
     LOSSY_POINTS,
+    NEURAL_LOSSY_POINTS,
     GuaranteeViolation,
     run_benchmark,
 )
@@ -21,6 +22,7 @@ from fedcodec.shared.benchmark.table import print_summary_table, summary_table
 __all__ = [
     "DEFAULT_CODECS",
     "LOSSY_POINTS",
+    "NEURAL_LOSSY_POINTS",
     "BenchResult",
     "CodecSummary",
     "GuaranteeViolation",

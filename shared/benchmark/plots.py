@@ -29,6 +29,18 @@ def _exact(summary: CodecSummary) -> bool:
     return summary.exact_slices == summary.slices
 
 
+def _curve_labels(curve: list[CodecSummary], family: str) -> tuple[str, list[str]]:
+    """The legend label and one label per point: options every point shares go to the legend
+    (``neural:mode=lossy``), the ones that vary label the points (``psnr=45``), so the points of
+    one curve never carry long repeated labels that overlap."""
+    options = [s.codec.partition(":")[2].split(",") if ":" in s.codec else [] for s in curve]
+    shared = ([o for o in options[0] if all(o in rest for rest in options[1:])]
+              if len(options) > 1 else [])
+    points = [",".join(o for o in opts if o not in shared) or s.codec
+              for opts, s in zip(options, curve)]
+    return (f"{family}:{','.join(shared)}" if shared else family), points
+
+
 def _draw(axes: Axes, result: BenchResult, metric: str, colours: list[str]) -> None:
     families: dict[str, list[CodecSummary]] = defaultdict(list)
     for summary in result.summaries:
@@ -38,9 +50,10 @@ def _draw(axes: Axes, result: BenchResult, metric: str, colours: list[str]) -> N
         curve = sorted((s for s in members if not _exact(s)), key=lambda s: s.bpp_total)
         if curve:
             values = [getattr(s, metric) for s in curve]
-            axes.plot([s.bpp_total for s in curve], values, "o-", color=colour, label=family)
-            for s, value in zip(curve, values):
-                axes.annotate(s.codec.partition(":")[2] or s.codec, (s.bpp_total, value),
+            legend, labels = _curve_labels(curve, family)
+            axes.plot([s.bpp_total for s in curve], values, "o-", color=colour, label=legend)
+            for s, value, text in zip(curve, values, labels):
+                axes.annotate(text, (s.bpp_total, value),
                               textcoords="offset points", xytext=(4, 4), fontsize=7, color=colour)
         # Infinite PSNR: pin the marker to the top edge (x in data, y in axes coordinates).
         top = axes.get_xaxis_transform() if metric == "psnr" else axes.transData

@@ -98,6 +98,12 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
+def _loosest_bound(records: list[SliceRecord]) -> int | None:
+    """The bound that holds for every slice: a rate-controlled coder records one per slice."""
+    bounds = [r.max_error_bound for r in records]
+    return None if any(b is None for b in bounds) else max(bounds)  # type: ignore[type-var]
+
+
 def summarise(codec: str, records: list[SliceRecord]) -> CodecSummary:
     """The summary of one codec's records (all for the same codec, at least one)."""
     first = records[0]
@@ -109,7 +115,7 @@ def summarise(codec: str, records: list[SliceRecord]) -> CodecSummary:
         codec=codec,
         mode=first.mode,
         lossless=first.lossless,
-        max_error_bound=first.max_error_bound,
+        max_error_bound=_loosest_bound(records),
         slices=len(records),
         pixels=pixels,
         bytes=total_bytes,
