@@ -70,7 +70,9 @@ EXPERIMENT_LIST = (
     ),
     Experiment(
         "bench_shared", "README classical-codec table and RD plots on ../shared/data/dicom",
-        ("{fedcodec}", "bench", "{data}/dicom", "--with-lossy", "--out", "{out}", "--quiet"),
+        ("{fedcodec}", "bench", "{data}/dicom", "--codecs", "jxl", "j2k", "jpegls", "htj2k",
+         "jpegls:tau=2", "zstd", "j2k:ratio=8", "j2k:ratio=16", "j2k:ratio=32",
+         "jxl:distance=0.5", "jxl:distance=1", "jxl:distance=2", "--out", "{out}", "--quiet"),
         ("{fedcodec}", "bench", "{data}/dicom", "--max-slices", "20", "--codecs", "jpegls",
          "zstd", "--out", "{out}", "--quiet"),
         shared_data=("dicom",),
