@@ -77,6 +77,15 @@ def start_service(
     raise SystemExit("storage service did not start:\n" + log.read_text(errors="replace"))
 
 
+def stop_service(proc: subprocess.Popen) -> None:
+    """SIGTERM (the service drains and closes its index), then kill after 15 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def timed_parallel(
     clients: int, work: Callable[[int], None]
 ) -> tuple[float, list[float], list[str]]:
@@ -178,11 +187,7 @@ def run(clients: int, object_bytes: int, workdir: Path, workers: int) -> dict:
             for connection in connections:
                 connection.close()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_service(proc)
     for i, digest in enumerate(digests):
         path = downloads / f"obj{i:03d}.bin"
         if not path.exists() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:

@@ -30,9 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,7 +38,7 @@ import time
 from pathlib import Path
 
 import grpc
-from storage_load import start_service
+from storage_load import start_service, stop_service
 
 from fedcodec.client.store.connection import StoreClient
 from fedcodec.server import pki
@@ -235,11 +233,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             for client in [*clients.values(), hostile]:
                 client.close()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_service(proc)
     results["verdict"] = _verdict(results)
     return results
 
