@@ -13,7 +13,9 @@ from fedcodec.shared.benchmark import (
 )
 from fedcodec.shared.demo_data import demo_stacks
 
-LEARNED = ["neural", "neural:mode=near-lossless,tau=2", "neural-lossy"]
+LEARNED = ["neural", "neural:mode=near-lossless,tau=2", "neural:mode=lossy,psnr=50", "neural-lossy"]
+"""The quick demo runs the first two; the full one adds the default lossy codec at 50 dB and the
+hyperprior (the latent source for analysis)."""
 QUICK_CODECS = ["jxl", "jpegls", "jpegls:tau=2", "j2k:ratio=16", "jxl:distance=1"]
 QUICK_SLICES, QUICK_MAX_SIDE = 3, 128
 
