@@ -49,7 +49,8 @@ _original_code_group = slice_coder._code_group
 
 
 def _recording_code_group(io, models, weights, params, recon, errors, original, refs, group,
-                          level_index, noise, tau_map=None, signed=None):  # type: ignore[no-untyped-def]
+                          level_index, noise, tau_map=None,
+                          signed=None):  # type: ignore[no-untyped-def]
     if original is None or tau_map is not None or not params.tau or params.centroid:
         return _original_code_group(io, models, weights, params, recon, errors, original, refs,
                                     group, level_index, noise, tau_map, signed)

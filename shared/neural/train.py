@@ -192,8 +192,8 @@ def _sample_volume(volume: np.ndarray, bits: int, fraction: float, rng: np.rando
     period = detect_period(volume)
     chosen = np.arange(volume.shape[0]) if slices is None else slices
     maxval = (1 << bits) - 1
-    return [SliceSamples(int(index), _sample_slice(volume, int(index), period, maxval, fraction, rng,
-                                                   feature_set))
+    return [SliceSamples(int(index), _sample_slice(volume, int(index), period, maxval, fraction,
+                                                   rng, feature_set))
             for index in chosen]
 
 
