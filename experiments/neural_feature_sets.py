@@ -78,7 +78,7 @@ def as_set1(samples: dict) -> dict:
     return out
 
 
-def train(samples: dict, path: Path, steps: int, hidden: int, name: str) -> float:
+def train(samples: dict, path: Path, steps: int, hidden: int, name: str, seed: int = 0) -> float:
     """Train one model on ``samples`` (a LOSO fold's recipe), write it, return CPU seconds."""
     import torch
 
@@ -88,7 +88,7 @@ def train(samples: dict, path: Path, steps: int, hidden: int, name: str) -> floa
         return 0.0
     torch.set_num_threads(1)
     started = time.process_time()
-    settings = TrainSettings(hidden=hidden, epochs=25, batch=4096, seed=0, time_budget_s=1e9,
+    settings = TrainSettings(hidden=hidden, epochs=25, batch=4096, seed=seed, time_budget_s=1e9,
                              max_steps=steps, min_steps=steps)
     trainer = PredictorTrainer(samples, settings)
     for _ in trainer.run():
@@ -110,6 +110,8 @@ def main() -> None:
     ap.add_argument("--cap", type=int, default=1 << 18)
     ap.add_argument("--series-pixels", type=int, default=1 << 20)
     ap.add_argument("--max-slices", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0,
+                    help="training seed (init, batches, the capped draw): run two to see the noise")
     ap.add_argument("--held", default=",".join(HELD), help="comma-separated held-out sources")
     args = ap.parse_args()
     out = args.out.resolve()
@@ -120,16 +122,17 @@ def main() -> None:
     started = time.perf_counter()
     merged = None
     budget = f"s{args.steps}h{args.hidden}c{args.cap}-without-{'+'.join(held)}"
+    budget += f"-seed{args.seed}" if args.seed else ""
     paths = {fs: out / "models" / f"set{fs}.{budget}.npz" for fs in (1, 2)}
     if not all(p.exists() for p in paths.values()):
         merged = capped(merge_samples([sampled(n, out / "samples", args.data, args.series_pixels)
-                                       for n in train_names]), args.cap, 0)
+                                       for n in train_names]), args.cap, args.seed)
         print(f"sampled {len(train_names)} sources: {time.perf_counter() - started:.0f} s",
               flush=True)
     cpu = {}
     for fs, path in paths.items():
         cpu[fs] = train(merged if fs == 2 else as_set1(merged), path, args.steps, args.hidden,
-                        f"set{fs}-{budget}") if merged is not None else 0.0
+                        f"set{fs}-{budget}", args.seed) if merged is not None else 0.0
         print(f"set {fs} model: {cpu[fs]:.0f} CPU s", flush=True)
     rows = []
     for name in held:
@@ -170,10 +173,10 @@ def main() -> None:
                  f"{tot['10'] / tot['best']:.3f} | {tot['20'] / tot['best']:.3f} | "
                  f"{tot['12'] / tot['jls']:.3f} | {tot['22'] / tot['jls']:.3f} |")
     text = "\n".join(lines)
-    (out / "feature_sets.md").write_text(text + "\n")
-    (out / "feature_sets.json").write_text(json.dumps(
+    (out / f"feature_sets.{budget}.md").write_text(text + "\n")
+    (out / f"feature_sets.{budget}.json").write_text(json.dumps(
         {"rows": rows, "held": held, "steps": args.steps, "hidden": args.hidden, "cap": args.cap,
-         "max_slices": args.max_slices, "train_cpu_seconds": cpu,
+         "seed": args.seed, "max_slices": args.max_slices, "train_cpu_seconds": cpu,
          "wall_seconds": round(time.perf_counter() - started)}, indent=1))
     print(text)
 
