@@ -49,21 +49,23 @@ _original_code_group = slice_coder._code_group
 
 
 def _recording_code_group(io, models, weights, params, recon, errors, original, refs, group,
-                          level_index, noise, tau_map=None):  # type: ignore[no-untyped-def]
+                          level_index, noise, tau_map=None,
+                          signed=None):  # type: ignore[no-untyped-def]
     if original is None or tau_map is not None or not params.tau or params.centroid:
         return _original_code_group(io, models, weights, params, recon, errors, original, refs,
-                                    group, level_index, noise, tau_map)
+                                    group, level_index, noise, tau_map, signed)
     positions = group_positions(recon.shape, group)
     if positions.size:
         pred_q3, log_scale, _ = slice_coder._predict_group(
-            weights, params, recon, errors, refs, group, level_index, noise, positions.size, None)
+            weights, params, recon, errors, refs, group, level_index, noise, positions.size, None,
+            signed)
         base = (pred_q3 + 4) >> 3
         k = scale_bin(log_scale - int(ilog2_q6(np.array([params.step]))[0]))
         x = original.reshape(-1)[positions].astype(np.int64)
         r = x - base
         t = np.sign(r) * ((np.abs(r) + params.tau) // params.step)
     _original_code_group(io, models, weights, params, recon, errors, original, refs, group,
-                         level_index, noise, tau_map)
+                         level_index, noise, tau_map, signed)
     if positions.size:
         values = recon.reshape(-1)[positions].astype(np.int64)
         RECORD.append((k, t, x - values))

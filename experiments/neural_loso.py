@@ -95,7 +95,8 @@ def layout_key(steps: int, hidden: int, cap: int) -> str:
 
 # -- training ---------------------------------------------------------------------------------
 
-def source_samples(name: str, stacks: list[Stack], cache: Path, series_pixels: int):
+def source_samples(name: str, stacks: list[Stack], cache: Path, series_pixels: int,
+                   feature_set: int = 1):
     """Training samples of one source (cached as .npz of per-network arrays)."""
     from fedcodec.shared.neural.train import Samples, collect_samples
 
@@ -109,7 +110,8 @@ def source_samples(name: str, stacks: list[Stack], cache: Path, series_pixels: i
                 getattr(s, field).append(loaded[f"{key}/{field}"])
             out[key] = s
         return out
-    samples = collect_samples([(v, b) for _, v, b in stacks], 1 / 8, series_pixels, 0, False)
+    samples = collect_samples([(v, b) for _, v, b in stacks], 1 / 8, series_pixels, 0, False,
+                              feature_set=feature_set)
     flat = {f"{k}/{f}": a for k, s in samples.items() if s.target for f, a in s.arrays().items()}
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(path.with_suffix(".tmp.npz"), **flat)
@@ -337,6 +339,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--steps", type=int, default=300, help="Adam steps per network per fold")
     ap.add_argument("--hidden", type=int, default=48)
+    ap.add_argument("--feature-set", type=int, default=1, choices=(1, 2),
+                    help="context layout of the fold models (features.FEATURE_SETS)")
     ap.add_argument("--series-pixels", type=int, default=1 << 20)
     ap.add_argument("--cap", type=int, default=1 << 18,
                     help="training samples per network per fold")
@@ -372,8 +376,9 @@ def main() -> None:
         names = [n for n in args.only.split(",") if n]
     stacks = {n: load_source(n, args.data, max_slices) for n in [*DICOM_SOURCES, PYPI]
               if (not args.quick or n in names) and not args.report_only}
-    key = layout_key(args.steps, args.hidden, args.cap)
-    samples_dir = out / "samples" / layout_key(0, 0, 0)
+    set_tag = "" if args.feature_set == 1 else f"-set{args.feature_set}"
+    key = layout_key(args.steps, args.hidden, args.cap) + set_tag
+    samples_dir = out / "samples" / (layout_key(0, 0, 0) + set_tag)
     samples: dict = {}
     held_sets = ([(n,) for n in [*DICOM_SOURCES, PYPI]] if args.folds == "sources" or args.quick
                  else list(GROUPS))
@@ -397,7 +402,8 @@ def main() -> None:
             if not samples:  # every source is sampled from all its slices, whatever --max-slices
                 samples = {n: source_samples(n, s if not max_slices or args.quick else
                                              load_source(n, args.data, None), samples_dir,
-                                             args.series_pixels) for n, s in stacks.items()}
+                                             args.series_pixels, args.feature_set)
+                           for n, s in stacks.items()}
             started = time.perf_counter()
             train_fold(held, samples, fold_path[held], args.steps, args.hidden, args.cap)
             print(f"fold without {held}: {time.perf_counter() - started:.0f} s", flush=True)

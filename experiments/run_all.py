@@ -114,6 +114,11 @@ EXPERIMENT_LIST = (
         shared_data=("dicom", "dicom-more"),
     ),
     Experiment(
+        "neural_feature_sets", "neural context feature sets 1 vs 2 on 3 unseen sources",
+        ("{python}", "{experiments}/neural_feature_sets.py", "--out", "{out}"), None,
+        shared_data=("dicom", "dicom-more"),
+    ),
+    Experiment(
         "neural_speed", "neural codec encode/decode speed vs JPEG XL (256^2, 1024^2, threads)",
         ("{python}", "{experiments}/neural_speed.py", "--json", "{out}/speed.json"), None,
         shared_data=("dicom",),

@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="split, sampling and init seed")
     parser.add_argument("--hidden", type=int, default=48, help="hidden units per layer (48)")
     parser.add_argument("--depth", type=int, default=2, help="hidden layers (2)")
+    parser.add_argument("--feature-set", type=int, default=1, choices=(1, 2),
+                        help="context layout: 1 = the shipped weights', 2 = plus error feedback "
+                        "(gradient-adjusted prediction, edge direction, signed neighbour error)")
     parser.add_argument("--epochs", type=int, default=25, help="passes over each network's samples")
     parser.add_argument("--min-steps", type=int, default=1500, help="steps per network, at least")
     parser.add_argument("--max-steps", type=int, default=3000, help="steps per network, at most")
@@ -78,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         budget_seconds=args.budget_seconds, threads=args.threads,
         checkpoint_every=args.checkpoint_every, split_mosaics=not args.keep_mosaics,
         resume=args.resume, tracking_uri="" if args.no_mlflow else args.tracking_uri,
+        feature_set=args.feature_set,
         experiment=args.experiment, progress=not args.no_progress,
         compare_slices=args.compare_slices,
     )

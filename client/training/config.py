@@ -43,10 +43,15 @@ class TrainConfig:
     progress: bool = True
     compare_slices: int = 4
     """Held-out slices really coded with the new weights and with JPEG XL at the end (0: skip)."""
+    feature_set: int = 1
+    """Context layout of the networks (``shared/neural/features.FEATURE_SETS``)."""
 
     def recipe(self) -> dict:
         values = asdict(self)
-        return {name: values[name] for name in RECIPE_FIELDS}
+        recipe = {name: values[name] for name in RECIPE_FIELDS}
+        if self.feature_set != 1:  # absent means set 1, so checkpoints from before still resume
+            recipe["feature_set"] = self.feature_set
+        return recipe
 
     def settings(self) -> TrainSettings:
         return TrainSettings(hidden=self.hidden, depth=self.depth, epochs=self.epochs,

@@ -98,9 +98,9 @@ def train_on_volumes(train: list[tuple[np.ndarray, int]], held: list[tuple[np.nd
         _say(f"no checkpoint in {out}: starting a new run", config)
 
     samples = collect_samples(train, config.fraction, config.series_pixels, config.seed,
-                              config.progress)
+                              config.progress, config.feature_set)
     held_samples = (collect_samples(held, config.fraction, config.series_pixels, config.seed + 1,
-                                    config.progress) if held else None)
+                                    config.progress, config.feature_set) if held else None)
     trainer = PredictorTrainer(samples, config.settings())
     state = previous or RunCheckpoint({}, config.recipe())
     if previous is not None:

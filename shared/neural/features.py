@@ -16,6 +16,15 @@ reference adds, in the same units: how the current neighbourhood differs from th
 neighbourhood, the reference's 3x3 window around the pixel, the reference's local mean relative to
 ``mu0``, its centre normalised by its own activity, and two log-activity ratios.
 
+Feature set 2 (issue 11, prediction inputs with their own error feedback) appends three inputs
+after those: a gradient-adjusted prediction (the two opposite pairs of nearest neighbours, each
+pair's mean weighted by the inverse of its own gradient, leaning along an edge as CALIC's GAP
+does), the log ratio of the two gradients (which way the edge runs), and the mean
+*signed* error of the local mean ``mu0`` at the four nearest neighbours (bias cancellation: where
+the local mean overshoots its neighbours it overshoots here too; the decoder knows those errors).
+Which set a model uses follows from its networks' fan-in (part of the model id every stream
+carries), so set-1 weights and their streams decode exactly as before.
+
 Integer arithmetic only (int32 with bounds noted inline, one integer division per pixel), so the
 codec computes identical features on every machine; training calls this very function.
 """
@@ -33,6 +42,11 @@ from fedcodec.shared.neural.geometry import NEAREST, GroupSpec, neighbour_indice
 _RECIP_BITS = 30
 NOISE_RADIUS = 4
 ERROR_RADIUS = 2
+FEATURE_SETS = (1, 2)
+"""1: the shipped layout; 2: plus gradient-adjusted prediction, edge direction, signed error."""
+_EXTRA = {1: 0, 2: 3}
+OPPOSITE_PAIRS = {"B": ((0, 3), (1, 2)), "C": ((0, 1), (2, 3)), "D": ((0, 1), (2, 3))}
+"""The nearest four neighbours of each group as two opposite pairs (indices into ``offsets``)."""
 
 
 @dataclass
@@ -63,10 +77,18 @@ class LevelNoise:
     """(rows * cols,) of the coarser grid: ilog2_q6(16 * 5x5 box mean of its errors + 16)."""
 
 
-def feature_count(group: GroupSpec, n_refs: int) -> int:
+def feature_count(group: GroupSpec, n_refs: int, feature_set: int = 1) -> int:
     """Length of a group's context vector with ``n_refs`` reference slices."""
     k = len(group.offsets)
-    return k + 8 + n_refs * (k + 9 + 4)
+    return k + 8 + n_refs * (k + 9 + 4) + _EXTRA[feature_set]
+
+
+def feature_set_of(group: GroupSpec, n_refs: int, fan_in: int) -> int:
+    """The feature set whose context vector has ``fan_in`` inputs (ValueError if none has)."""
+    for feature_set in FEATURE_SETS:
+        if feature_count(group, n_refs, feature_set) == fan_in:
+            return feature_set
+    raise ValueError(f"network {group.name}{n_refs}: fan-in {fan_in} matches no feature set")
 
 
 def _box_mean16(values: np.ndarray, radius: int) -> np.ndarray:
@@ -150,12 +172,15 @@ def group_context(
     level_index: int,
     noise: LevelNoise,
     pixels: slice | np.ndarray | None = None,
+    signed: np.ndarray | None = None,
+    feature_set: int = 1,
 ) -> GroupContext:
     """Context of the group's pixels (all, or ``pixels`` — a slice or index array — of them).
 
     ``level`` is the int32 level grid with every position the group may read already filled;
     ``errors`` holds |x - mu0| of those positions (int32, same shape); ``refs`` are int32
     reference slices at the same level (fully known); ``noise`` comes from :func:`level_noise`.
+    ``signed`` (feature set 2 only) holds the signed errors ``x - mu0`` of the known positions.
     """
     shape = level.shape
     nbr = neighbour_indices(shape, group)
@@ -173,7 +198,7 @@ def group_context(
     s16 = (np.abs(dev).sum(axis=0, dtype=np.int32) * 16) // k + 16
     log_s16 = ilog2_q6(s16)
     norm = _Normaliser(s16)
-    out = np.empty((feature_count(group, len(refs)), n), dtype=np.float32)
+    out = np.empty((feature_count(group, len(refs), feature_set), n), dtype=np.float32)
     out[:k] = norm(dev)
     out[k] = np.clip((log_s16 - 10 * 64) >> 3, -ACT_LIMIT, ACT_LIMIT)
     out[k + 1] = min(level_index, 3) * (ONE // 2)
@@ -213,4 +238,31 @@ def group_context(
             out[row + 2] = _log_ratio(ilog2_q6(sr16), log_s16)
             out[row + 3] = _log_ratio(ilog2_q6(sd16), log_s16)
             row += 4
+    if feature_set >= 2:
+        if signed is None:
+            raise ValueError("feature set 2 needs the signed error map")
+        _error_feedback(out[row:], values, mu0, s16, norm, group,
+                        np.take(signed.reshape(-1), nbr[:NEAREST]))
     return GroupContext(out, mu0.astype(np.int64), s16.astype(np.int64), log_s16)
+
+
+def _error_feedback(out: np.ndarray, values: np.ndarray, mu0: np.ndarray, s16: np.ndarray,
+                    norm: _Normaliser, group: GroupSpec, near_signed: np.ndarray) -> None:
+    """Feature set 2's three rows: gradient-adjusted prediction, edge direction, signed error.
+
+    Each opposite pair (a, b) of nearest neighbours predicts (a + b) / 2 with gradient |a - b|;
+    the blend weights a pair by the *other* pair's gradient + 1, i.e. it leans on the pair
+    along the edge (CALIC's GAP, made smooth). int64: values < 2**16, gradients < 2**16, so the
+    products stay below 2**34.
+    """
+    (a1, b1), (a2, b2) = OPPOSITE_PAIRS[group.name]
+    v = values.astype(np.int64)
+    g1 = np.abs(v[a1] - v[b1]) + 1
+    g2 = np.abs(v[a2] - v[b2]) + 1
+    twice = ((v[a1] + v[b1]) * g2 + (v[a2] + v[b2]) * g1) // (g1 + g2)  # 2 * prediction
+    # floor(16 * (pred - mu0) / s) = floor(256 * (twice - 2 mu0) / (2 * s16)), clamped to +-8
+    diff = np.clip(twice - 2 * mu0, -s16, s16)
+    out[0] = (diff * norm.recip) >> (_RECIP_BITS - 7)
+    out[1] = _log_ratio(ilog2_q6(16 * g1), ilog2_q6(16 * g2))
+    # mean signed error of mu0 at the four nearest neighbours: |sum| <= 4 * 2**16
+    out[2] = norm((near_signed.sum(axis=0, dtype=np.int32) + 2) >> 2)

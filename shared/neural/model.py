@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedcodec.shared.neural.features import feature_count
+from fedcodec.shared.neural.features import FEATURE_SETS, feature_count
 from fedcodec.shared.neural.fixed_point import ACT_LIMIT, BIAS_LIMIT, ONE, QW, WEIGHT_LIMIT, Q
 from fedcodec.shared.neural.geometry import GROUPS
 from fedcodec.shared.neural.weights import MAX_REFS, IntegerMlp, NeuralWeights, net_key
@@ -49,11 +49,12 @@ class ContextMlp(nn.Module):
 class NeuralPredictor(nn.Module):
     """All the codec's networks, keyed like the weights file (``B0`` ... ``D2``)."""
 
-    def __init__(self, hidden: int = 32, depth: int = 2) -> None:
+    def __init__(self, hidden: int = 32, depth: int = 2, feature_set: int = 1) -> None:
         super().__init__()
+        self.feature_set = feature_set
         self.nets = nn.ModuleDict(
             {
-                net_key(g.name, n): ContextMlp(feature_count(g, n), hidden, depth)
+                net_key(g.name, n): ContextMlp(feature_count(g, n, feature_set), hidden, depth)
                 for n in range(MAX_REFS + 1)
                 for g in GROUPS
             }
@@ -109,7 +110,7 @@ def from_integer(weights: NeuralWeights) -> NeuralPredictor:
     """
     first = next(iter(weights.nets.values()))
     hidden, depth = first.weights[0].shape[1], len(first.weights) - 1
-    model = NeuralPredictor(hidden, depth)
+    model = NeuralPredictor(hidden, depth, weights.feature_set)
     with torch.no_grad():
         for key, mlp in model.nets.items():
             net = weights.nets[key]
@@ -128,7 +129,9 @@ def predictor_shaped_like(arrays: list[np.ndarray]) -> NeuralPredictor:
     per_net = len(arrays) // len(NET_ORDER)
     if per_net < 4 or per_net % 2 or per_net * len(NET_ORDER) != len(arrays):
         raise ValueError(f"{len(arrays)} arrays do not describe the codec's networks")
-    model = NeuralPredictor(int(np.shape(arrays[0])[0]), per_net // 2 - 1)
+    fan_in = int(np.shape(arrays[0])[1]) if np.ndim(arrays[0]) == 2 else 0
+    feature_set = next((f for f in FEATURE_SETS if feature_count(GROUPS[0], 0, f) == fan_in), 1)
+    model = NeuralPredictor(int(np.shape(arrays[0])[0]), per_net // 2 - 1, feature_set)
     shapes = [tuple(t.shape) for t in model.state_dict().values()]
     if shapes != [tuple(np.shape(a)) for a in arrays]:
         raise ValueError("parameter shapes do not match the codec's networks")

@@ -276,10 +276,12 @@ def predicted_log2_scale_q6(ctx, log_scale_q4: np.ndarray) -> np.ndarray:
 
 def _code_group(io, models, weights, params: SliceParams, recon, errors, original, refs,
                 group: GroupSpec, level_index: int, noise: LevelNoise,
-                tau_map: np.ndarray | None = None) -> None:
+                tau_map: np.ndarray | None = None, signed: np.ndarray | None = None) -> None:
+    """Code (or decode) every pixel of one group; record |x - mu0| (and ``signed`` x - mu0,
+    feature set 2) for the contexts of later groups."""
     if tau_map is not None:
         _code_group_mapped(io, models, weights, params, recon, errors, original, refs, group,
-                           level_index, noise, tau_map)
+                           level_index, noise, tau_map, signed)
         return
     shape = recon.shape
     positions = group_positions(shape, group)
@@ -287,7 +289,7 @@ def _code_group(io, models, weights, params: SliceParams, recon, errors, origina
     if n == 0:
         return
     pred_q3, log_scale, mu0 = _predict_group(weights, params, recon, errors, refs, group,
-                                             level_index, noise, n, None)
+                                             level_index, noise, n, None, signed)
     base = (pred_q3 + 4) >> 3
     if params.tau:
         log_scale -= int(ilog2_q6(np.array([params.step]))[0])
@@ -328,11 +330,13 @@ def _code_group(io, models, weights, params: SliceParams, recon, errors, origina
         values = np.clip(base + t, 0, params.maxval)
     recon.reshape(-1)[positions] = values
     errors.reshape(-1)[positions] = np.abs(values - mu0)
+    if signed is not None:
+        signed.reshape(-1)[positions] = values - mu0
 
 
 def _predict_group(weights, params: SliceParams, recon, errors, refs, group: GroupSpec,
-                   level_index: int, noise: LevelNoise, n: int, select: np.ndarray | None
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   level_index: int, noise: LevelNoise, n: int, select: np.ndarray | None,
+                   signed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Predicted mean (1/8 grey levels, clipped to range), log2 scale (Q6) and ``mu0`` of ``n``
     pixels of ``group`` (all of them, or the group indices ``select``), computed in parts over
     the worker threads. Encoder and decoder call exactly this, so their tables agree."""
@@ -343,7 +347,8 @@ def _predict_group(weights, params: SliceParams, recon, errors, refs, group: Gro
 
     def predict(part: slice) -> None:
         rows = part if select is None else select[part]
-        ctx = group_context(recon, errors, refs, group, level_index, noise, rows)
+        ctx = group_context(recon, errors, refs, group, level_index, noise, rows, signed,
+                            weights.feature_set)
         mu0[part] = ctx.mu0
         mean, ls = net(ctx.features)
         pred_q3[part] = predicted_mean_q3(ctx, mean)
@@ -356,7 +361,7 @@ def _predict_group(weights, params: SliceParams, recon, errors, refs, group: Gro
 
 def _code_group_mapped(io, models, weights, params: SliceParams, recon, errors, original, refs,
                        group: GroupSpec, level_index: int, noise: LevelNoise,
-                       tau_map: np.ndarray) -> None:
+                       tau_map: np.ndarray, signed: np.ndarray | None = None) -> None:
     """:func:`_code_group` with a per-pixel tau (``tau_map`` at this level; -1 = not coded)."""
     positions = group_positions(recon.shape, group)
     if positions.size == 0:
@@ -371,7 +376,7 @@ def _code_group_mapped(io, models, weights, params: SliceParams, recon, errors, 
         values_all = np.empty(positions.size, dtype=np.int64)
     if n:
         pred_q3, log_scale, _ = _predict_group(weights, params, recon, errors, refs, group,
-                                               level_index, noise, n, coded)
+                                               level_index, noise, n, coded, signed)
         base = (pred_q3 + 4) >> 3
         tau = pixel_tau[coded]
         step = 2 * tau + 1
@@ -394,6 +399,8 @@ def _code_group_mapped(io, models, weights, params: SliceParams, recon, errors, 
     mu0 = (np.take(recon.reshape(-1), neighbour_indices(recon.shape, group)[:NEAREST])
            .sum(axis=0, dtype=np.int64) + NEAREST // 2) >> 2
     errors.reshape(-1)[positions] = np.abs(values_all - mu0)
+    if signed is not None:
+        signed.reshape(-1)[positions] = values_all - mu0
 
 
 def _walk(io, models, weights, params: SliceParams, shape, image, refs,
@@ -412,20 +419,25 @@ def _walk(io, models, weights, params: SliceParams, shape, image, refs,
         value = io.code(first, 1, models.uniform(max(2, 1 << params.bits)))
     recon = np.asarray(value, dtype=np.int32).reshape(1, 1)
     errors = np.zeros((1, 1), dtype=np.int32)
+    signed = np.zeros((1, 1), dtype=np.int32) if weights.feature_set >= 2 else None
     for level in range(top - 1, -1, -1):
         stride = 1 << level
         grid = np.zeros(shapes[level], dtype=np.int32)
         grid[0::2, 0::2] = recon
         level_errors = np.zeros(shapes[level], dtype=np.int32)
         level_errors[0::2, 0::2] = errors
+        level_signed = None
+        if signed is not None:
+            level_signed = np.zeros(shapes[level], dtype=np.int32)
+            level_signed[0::2, 0::2] = signed
         noise = level_noise(recon, errors)
         original = None if image is None else image[::stride, ::stride]
         level_refs = [np.ascontiguousarray(r[::stride, ::stride], dtype=np.int32) for r in refs]
         level_map = None if tau_map is None else tau_map[::stride, ::stride]
         for group in GROUPS:
             _code_group(io, models, weights, params, grid, level_errors, original, level_refs,
-                        group, level, noise, level_map)
-        recon, errors = grid, level_errors
+                        group, level, noise, level_map, level_signed)
+        recon, errors, signed = grid, level_errors, level_signed
     return recon
 
 

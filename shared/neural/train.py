@@ -25,7 +25,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from fedcodec.shared.neural.features import GroupContext, group_context, group_mu0, level_noise
+from fedcodec.shared.neural.features import (
+    GroupContext,
+    feature_set_of,
+    group_context,
+    group_mu0,
+    level_noise,
+)
 from fedcodec.shared.neural.fixed_point import ONE, ilog2_q6
 from fedcodec.shared.neural.geometry import GROUPS, group_positions, pyramid_shapes
 from fedcodec.shared.neural.model import (
@@ -78,8 +84,9 @@ class Samples:
         }
 
 
-def error_pyramid(image: np.ndarray) -> list[np.ndarray]:
-    """|x - mu0| of every pixel at every level, as the lossless codec records them (int32)."""
+def error_pyramid(image: np.ndarray, signed: bool = False) -> list[np.ndarray]:
+    """|x - mu0| (``signed``: x - mu0) of every pixel at every level, as the lossless codec
+    records them (int32)."""
     shapes = pyramid_shapes(*image.shape)
     errors = np.zeros((1, 1), dtype=np.int32)
     out = [errors]
@@ -91,8 +98,8 @@ def error_pyramid(image: np.ndarray) -> list[np.ndarray]:
         for group in GROUPS:
             positions = group_positions(grid.shape, group)
             if positions.size:
-                level_errors.reshape(-1)[positions] = np.abs(
-                    grid.reshape(-1)[positions] - group_mu0(grid, group))
+                error = grid.reshape(-1)[positions] - group_mu0(grid, group)
+                level_errors.reshape(-1)[positions] = error if signed else np.abs(error)
         errors = level_errors
         out.append(errors)
     return out[::-1]
@@ -137,12 +144,13 @@ def _empty_samples() -> dict[str, Samples]:
 
 
 def _sample_slice(volume: np.ndarray, index: int, period: int, maxval: int, fraction: float,
-                  rng: np.random.Generator) -> dict[str, Samples]:
+                  rng: np.random.Generator, feature_set: int = 1) -> dict[str, Samples]:
     """One slice's samples: every group of every pyramid level keeps ``fraction`` of its pixels."""
     out = _empty_samples()
     image = volume[index].astype(np.int32)
     shapes = pyramid_shapes(*image.shape)
-    errors = error_pyramid(image)
+    signed = error_pyramid(image, signed=True)
+    errors = [np.abs(e) for e in signed]
     for n_refs, ref_lists in reference_sets(int(index), period).items():
         offsets = ref_lists[rng.integers(len(ref_lists))]
         refs = [volume[index - off].astype(np.int32) for off in offsets]
@@ -158,14 +166,16 @@ def _sample_slice(volume: np.ndarray, index: int, period: int, maxval: int, frac
                     continue
                 count = min(n, max(16, int(n * fraction)))
                 keep = np.sort(rng.choice(n, count, replace=False))
-                ctx = group_context(grid, errors[level], level_refs, group, level, noise, keep)
+                ctx = group_context(grid, errors[level], level_refs, group, level, noise, keep,
+                                    signed[level], feature_set)
                 target = grid.reshape(-1)[positions[keep]]
                 out[net_key(group.name, n_refs)].add(ctx, target, maxval)
     return out
 
 
 def collect_slice_samples(volume: np.ndarray, bits: int, fraction: float = 1 / 8, seed: int = 0,
-                          slices: np.ndarray | None = None) -> list[SliceSamples]:
+                          slices: np.ndarray | None = None, feature_set: int = 1
+                          ) -> list[SliceSamples]:
     """Samples of the chosen ``slices`` of one volume (default: all), one entry per slice.
 
     The public way to know which slice a training pixel came from (slice-level privacy units):
@@ -174,16 +184,26 @@ def collect_slice_samples(volume: np.ndarray, bits: int, fraction: float = 1 / 8
     exactly these pixels, concatenated in slice order.
     """
     rng = np.random.default_rng(seed)
-    return _sample_volume(volume, bits, fraction, rng, slices)
+    return _sample_volume(volume, bits, fraction, rng, slices, feature_set)
 
 
 def _sample_volume(volume: np.ndarray, bits: int, fraction: float, rng: np.random.Generator,
-                   slices: np.ndarray | None) -> list[SliceSamples]:
+                   slices: np.ndarray | None, feature_set: int = 1) -> list[SliceSamples]:
     period = detect_period(volume)
     chosen = np.arange(volume.shape[0]) if slices is None else slices
     maxval = (1 << bits) - 1
-    return [SliceSamples(int(index), _sample_slice(volume, int(index), period, maxval, fraction, rng))
+    return [SliceSamples(int(index), _sample_slice(volume, int(index), period, maxval, fraction,
+                                                   rng, feature_set))
             for index in chosen]
+
+
+def samples_feature_set(samples: dict[str, Samples]) -> int:
+    """The feature set the samples were collected with (from the width of their contexts)."""
+    groups = {g.name: g for g in GROUPS}
+    for key, s in samples.items():
+        if s.features:
+            return feature_set_of(groups[key[0]], int(key[1:]), s.features[0].shape[1])
+    return 1
 
 
 def merge_samples(parts: list[dict[str, Samples]]) -> dict[str, Samples]:
@@ -202,6 +222,7 @@ def collect_samples(
     series_pixels: int = 1 << 21,
     seed: int = 0,
     progress: bool = True,
+    feature_set: int = 1,
 ) -> dict[str, Samples]:
     """Sample context vectors and targets from ``(volume, bits)`` pairs (lossless walk).
 
@@ -222,7 +243,8 @@ def collect_samples(
         chosen = np.arange(n_slices)
         if n_slices > max_slices:
             chosen = np.sort(rng.choice(n_slices, max_slices, replace=False))
-        parts.extend(s.samples for s in _sample_volume(volume, bits, fraction, rng, chosen))
+        parts.extend(s.samples for s in _sample_volume(volume, bits, fraction, rng, chosen,
+                                                       feature_set))
     return merge_samples(parts)
 
 
@@ -282,7 +304,8 @@ class PredictorTrainer:
                  model: NeuralPredictor | None = None) -> None:
         self.settings = settings or TrainSettings()
         torch.manual_seed(self.settings.seed)
-        self.model = model or NeuralPredictor(self.settings.hidden, self.settings.depth)
+        self.model = model or NeuralPredictor(self.settings.hidden, self.settings.depth,
+                                              samples_feature_set(samples))
         self.samples = samples
         self.keys = [k for k in self.model.nets if samples[k].target]
         self.net_index = 0

@@ -89,7 +89,20 @@ class NeuralWeights:
     def __post_init__(self) -> None:
         if self.counts.shape != (N_BINS * PHASES, ALPHABET) or self.counts.min() < 1:
             raise ValueError("count tables have the wrong shape or a zero count")
+        self.feature_set = self._feature_set()
         self.model_id = self._model_id()
+
+    def _feature_set(self) -> int:
+        """The context layout the networks take (``features.FEATURE_SETS``), read from their
+        fan-in: it is part of the model id, so a stream's model id fixes it too."""
+        from fedcodec.shared.neural.features import feature_set_of
+
+        groups = {g.name: g for g in GROUPS}
+        found = {feature_set_of(groups[key[0]], int(key[1:]), net.fan_in)
+                 for key, net in self.nets.items()}
+        if len(found) > 1:
+            raise ValueError(f"networks mix feature sets {sorted(found)}")
+        return found.pop() if found else 1
 
     def _arrays(self) -> dict[str, np.ndarray]:
         arrays = {"counts": self.counts.astype(np.int64)}
@@ -137,10 +150,13 @@ class NeuralWeights:
         missing = [k for k in NET_KEYS if k not in nets]
         if missing:
             raise CorruptDataError(f"neural weights {path} lack networks {', '.join(missing)}")
-        return cls(nets, counts, meta)
+        try:
+            return cls(nets, counts, meta)
+        except ValueError as exc:
+            raise CorruptDataError(f"neural weights {path}: {exc}") from None
 
 
-def untrained_weights(hidden: int = 32, seed: int = 0) -> NeuralWeights:
+def untrained_weights(hidden: int = 32, seed: int = 0, feature_set: int = 1) -> NeuralWeights:
     """Networks whose output is zero (mean = mu0, scale = local activity) and logistic tables.
 
     The codec is correct with any weights; these serve tests of the bitstream machinery.
@@ -151,7 +167,7 @@ def untrained_weights(hidden: int = 32, seed: int = 0) -> NeuralWeights:
     nets = {}
     for n_refs in range(MAX_REFS + 1):
         for g in GROUPS:
-            fan_in = feature_count(g, n_refs)
+            fan_in = feature_count(g, n_refs, feature_set)
             ws = [
                 np.clip(np.round(rng.normal(0, (1 << QW) / np.sqrt(fan_in), (fan_in, hidden))),
                         -WEIGHT_LIMIT, WEIGHT_LIMIT),
