@@ -212,7 +212,7 @@ def test_public_context_has_only_the_layout_rotation_keys(contexts) -> None:
     full = site.copy()
     full.generate_galois_keys()  # what sites sent before: every power-of-two step, both ways
     full_bytes = full.serialize(save_secret_key=False)
-    assert len(small) < 0.5 * len(full_bytes)
+    assert len(small) < 0.3 * len(full_bytes)  # 5 of 24 keys, seeded
     # an older site's full-key context still works (the service just sees another hash)
     old = load_public_context(full_bytes, head.profile, features=head.feature_count)
     features = study_features(head, 40)

@@ -22,11 +22,11 @@ ternary secrets; SEAL enforces this table and refuses to build a context above i
 
 The public context carries the public key, relinearisation keys and Galois keys for exactly the
 rotation steps the layout uses (S, 2S, ..., slots/2: 7 keys for 128 features, instead of the 24
-of TenSEAL's ``generate_galois_keys()``, which covers every power-of-two step both ways; 11.6 MB
-instead of 35.3 MB at N = 8192, 60/40/40/60). TenSEAL 0.3.18's Python API cannot generate keys
-for chosen steps, so SEAL's ``KeyGenerator`` (``tenseal.sealapi``) makes them with the site's
-secret key and they are added to TenSEAL's serialised context (a protobuf) as its Galois-keys
-field. A site sends it once per session, the service caches it by SHA-256, and a site that
+of TenSEAL's ``generate_galois_keys()``, which covers every power-of-two step both ways), saved
+seeded (half the bytes): 6.7 MB instead of 35.3 MB at N = 8192, 60/40/40/60. TenSEAL 0.3.18's
+Python API cannot generate keys for chosen steps, so SEAL's ``KeyGenerator``
+(``tenseal.sealapi``) makes them with the site's secret key and they are added to TenSEAL's
+serialised context (a protobuf) as its key fields. A site sends it once per session, the service caches it by SHA-256, and a site that
 keeps its context (``analyze remote --keep-context``) only names it by hash in later sessions.
 The service only ever deserialises a *public* context (no secret key) and checks that its
 parameters are the head's profile before using it.
@@ -127,15 +127,22 @@ def _galois_elements(context: ts.Context, steps: list[int]) -> list[int]:
     return list(tool.get_elts_from_steps(steps))
 
 
-def rotation_keys(context: ts.Context, steps: list[int]) -> bytes:
-    """SEAL-serialised Galois keys for exactly ``steps``, made with the site's secret key."""
-    keygen = sealapi.KeyGenerator(context.seal_context().data, context.secret_key().data)
-    keys = sealapi.GaloisKeys()
-    keygen.create_galois_keys(_galois_elements(context, steps), keys)
-    with tempfile.TemporaryDirectory() as folder:  # sealapi saves to files only
-        path = Path(folder) / "galois"
+def _saved(keys) -> bytes:
+    """SEAL's serialisation of a ``Serializable`` key set (sealapi saves to files only)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "keys"
         keys.save(str(path))
         return path.read_bytes()
+
+
+def evaluation_keys(context: ts.Context, steps: list[int]) -> tuple[bytes, bytes]:
+    """(relinearisation keys, Galois keys for exactly ``steps``), made with the site's secret
+    key and serialised *seeded*: SEAL stores the seed of each key's uniformly random half
+    instead of the polynomial, so the bytes are about half of an expanded key set."""
+    keygen = sealapi.KeyGenerator(context.seal_context().data, context.secret_key().data)
+    relin = _saved(keygen.create_relin_keys())
+    galois = _saved(keygen.create_galois_keys(_galois_elements(context, steps)))
+    return relin, galois
 
 
 def _protobuf_field(number: int, payload: bytes) -> bytes:
@@ -149,18 +156,19 @@ def _protobuf_field(number: int, payload: bytes) -> bytes:
 
 
 def public_context_bytes(context: ts.Context, features: int) -> bytes:
-    """The context without its secret key, with Galois keys for the rotations a head on
-    ``features`` features needs: what the service receives.
+    """The context without its secret key, with relinearisation keys and Galois keys for the
+    rotations a head on ``features`` features needs: what the service receives.
 
     TenSEAL serialises a context as ``TenSEALContextProto``; its field 2 (``public_context``)
-    holds the Galois keys in field 5. A second occurrence of an embedded message field is
-    merged into the first by every protobuf parser, so appending ``{2: {5: keys}}`` to the
-    serialisation without Galois keys installs the chosen keys."""
+    holds the relinearisation keys in field 4 and the Galois keys in field 5. A second
+    occurrence of an embedded message field is merged into the first by every protobuf parser,
+    so appending ``{2: {4: relin, 5: galois}}`` to the serialisation without evaluation keys
+    installs the chosen ones (TenSEAL loads them with SEAL, which expands seeded keys)."""
     base = context.serialize(
-        save_public_key=True, save_secret_key=False, save_galois_keys=False, save_relin_keys=True
+        save_public_key=True, save_secret_key=False, save_galois_keys=False, save_relin_keys=False
     )
-    keys = rotation_keys(context, rotation_steps(slot_count(context), features))
-    return base + _protobuf_field(2, _protobuf_field(5, keys))
+    relin, galois = evaluation_keys(context, rotation_steps(slot_count(context), features))
+    return base + _protobuf_field(2, _protobuf_field(4, relin) + _protobuf_field(5, galois))
 
 
 def require_rotation_keys(context: ts.Context, features: int) -> None:
