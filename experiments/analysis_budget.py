@@ -402,10 +402,13 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "analysis_budget.md").write_text(markdown(result))
 
     # every (kind, seed) run is independent: a pool of --jobs forked processes (1 torch thread
-    # each) shares the loaded arrays copy-on-write; pixel runs first (the longest)
+    # each) shares the loaded arrays copy-on-write. Order: the first pixel run (the longest),
+    # then every latent run (short), then the other pixel runs, so that with 2 processes one
+    # works through the pixel runs while the other finishes the latent ones
     _DATA.update(data)
     deadline = time.time() + args.max_minutes * 60 - (time.perf_counter() - start)
-    tasks = [(kind, seed) for kind in ("pixel", "latent") for seed in args.seeds]
+    tasks = ([("pixel", args.seeds[0])] + [("latent", seed) for seed in args.seeds]
+             + [("pixel", seed) for seed in args.seeds[1:]])
     began = time.perf_counter()
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("fork")) as pool:
         futures = [pool.submit(train_curve, kind, seed, args.epochs, checkpoints,
