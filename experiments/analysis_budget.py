@@ -18,7 +18,13 @@ What it does, on ``../shared/data/tumor`` (3 classes, 512² JPEG; patient ids lo
    standard pixel baseline: a small ResNet (``PixelResNet``) on slices
    resized to ``--pixel-size`` (128) with flips and random shifts (width 32: 0.30 M
    parameters). Same optimiser, batch and
-   seeds.
+   seeds. ``--patience`` stops a run after that many epochs without a better validation
+   accuracy (later checkpoints then report the kept model). Runs are independent: ``--jobs``
+   forked processes (one torch thread each) train them at once on the arrays loaded once.
+   Where the time goes: coding is done once and cached by content (``--cache``; a re-run codes
+   nothing), pixels are loaded and resized once, test sets are evaluated only at the
+   checkpoints; ``profile`` in the results gives the seconds per step, the seconds per epoch of
+   every run and the time the full protocol (every slice, 3 seeds) would take.
 3. **Speed, bitstream to label, one image at a time, 1 thread**: latent path (entropy decode +
    classifier) vs classical lossless decode (JPEG-LS, HTJ2K) + resize + ResNet vs learned decode
    (``neural-lossy`` synthesis) + resize + ResNet.
