@@ -73,7 +73,8 @@ def test_pinned_model_mismatch_refused(federation) -> None:
 def _registered(stub, kind=LINEAR):
     context = new_site_context(PROFILES["linear-packed-8192" if kind == LINEAR else "mlp-8192"])
     reply = stub.RegisterContext(
-        analysis_pb2.RegisterContextRequest(context=public_context_bytes(context, FEATURES), head=kind)
+        analysis_pb2.RegisterContextRequest(context=public_context_bytes(context, FEATURES),
+                                            head=kind)
     )
     return context, reply.context_hash
 

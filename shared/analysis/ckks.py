@@ -26,8 +26,8 @@ of TenSEAL's ``generate_galois_keys()``, which covers every power-of-two step bo
 seeded (half the bytes): 6.7 MB instead of 35.3 MB at N = 8192, 60/40/40/60. TenSEAL 0.3.18's
 Python API cannot generate keys for chosen steps, so SEAL's ``KeyGenerator``
 (``tenseal.sealapi``) makes them with the site's secret key and they are added to TenSEAL's
-serialised context (a protobuf) as its key fields. A site sends it once per session, the service caches it by SHA-256, and a site that
-keeps its context (``analyze remote --keep-context``) only names it by hash in later sessions.
+serialised context (a protobuf) as its key fields. A site sends it once per session, the
+service caches it by SHA-256, and a site that keeps its context (``analyze remote --keep-context``) only names it by hash in later sessions.
 The service only ever deserialises a *public* context (no secret key) and checks that its
 parameters are the head's profile before using it.
 """
