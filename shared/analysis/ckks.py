@@ -23,13 +23,15 @@ ternary secrets; SEAL enforces this table and refuses to build a context above i
 The public context carries the public key, relinearisation keys and Galois keys for exactly the
 rotation steps the layout uses (S, 2S, ..., slots/2: 7 keys for 128 features, instead of the 24
 of TenSEAL's ``generate_galois_keys()``, which covers every power-of-two step both ways), saved
-seeded (half the bytes): 6.7 MB instead of 35.3 MB at N = 8192, 60/40/40/60. TenSEAL 0.3.18's
+seeded (half the bytes), with seeded relinearisation keys: 6.0 MB instead of 35.3 MB at
+N = 8192, 60/40/40/60 (8.5 instead of 50.3 MB for the MLP profile). TenSEAL 0.3.18's
 Python API cannot generate keys for chosen steps, so SEAL's ``KeyGenerator``
 (``tenseal.sealapi``) makes them with the site's secret key and they are added to TenSEAL's
 serialised context (a protobuf) as its key fields. A site sends it once per session, the
-service caches it by SHA-256, and a site that keeps its context (``analyze remote --keep-context``) only names it by hash in later sessions.
-The service only ever deserialises a *public* context (no secret key) and checks that its
-parameters are the head's profile before using it.
+service caches it by SHA-256, and a site that keeps its context (``analyze remote
+--keep-context``) only names it by hash in later sessions. The service only ever deserialises
+a *public* context (no secret key) and checks that its parameters are the head's profile and
+that it has a Galois key for every rotation of the head before using it.
 """
 
 from __future__ import annotations
