@@ -236,7 +236,7 @@ def summarise(curves: list[dict]) -> dict:
             for kind, per in table.items()}
 
 
-def plot(summary: dict, path: Path, pixel_size: int) -> None:
+def plot(summary: dict, path: Path, pixel_size: int, patience: int = 0) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -258,7 +258,8 @@ def plot(summary: dict, path: Path, pixel_size: int) -> None:
     ticks = sorted({int(e) for per in summary.values() for e in per})
     ax.set_xticks(ticks)
     ax.set_xticklabels([str(t) for t in ticks])
-    ax.set_xlabel("epochs (checkpoints of one run per seed)")
+    stopping = f"; early stopping, patience {patience}" if patience else ""
+    ax.set_xlabel(f"epoch budget (checkpoints of one run per seed{stopping})")
     ax.set_ylabel("accuracy (mean ± std over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
@@ -404,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
                       minutes=(time.perf_counter() - start) / 60)
         (args.out / "results.json").write_text(json.dumps(result, indent=1))
         if result["summary"]:
-            plot(result["summary"], args.out / "budget_curves.png", args.pixel_size)
+            plot(result["summary"], args.out / "budget_curves.png", args.pixel_size,
+                 args.patience)
         (args.out / "analysis_budget.md").write_text(markdown(result))
 
     # every (kind, seed) run is independent: a pool of --jobs forked processes (1 torch thread
