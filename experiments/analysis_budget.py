@@ -18,7 +18,13 @@ What it does, on ``../shared/data/tumor`` (3 classes, 512² JPEG; patient ids lo
    standard pixel baseline: a small ResNet (``PixelResNet``) on slices
    resized to ``--pixel-size`` (128) with flips and random shifts (width 32: 0.30 M
    parameters). Same optimiser, batch and
-   seeds.
+   seeds. ``--patience`` stops a run after that many epochs without a better validation
+   accuracy (later checkpoints then report the kept model). Runs are independent: ``--jobs``
+   forked processes (one torch thread each) train them at once on the arrays loaded once.
+   Where the time goes: coding is done once and cached by content (``--cache``; a re-run codes
+   nothing), pixels are loaded and resized once, test sets are evaluated only at the
+   checkpoints; ``profile`` in the results gives the seconds per step, the seconds per epoch of
+   every run and the time the full protocol (every slice, 3 seeds) would take.
 3. **Speed, bitstream to label, one image at a time, 1 thread**: latent path (entropy decode +
    classifier) vs classical lossless decode (JPEG-LS, HTJ2K) + resize + ResNet vs learned decode
    (``neural-lossy`` synthesis) + resize + ResNet.
@@ -33,11 +39,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -78,8 +86,18 @@ def pixels_at(root: Path, images, size: int) -> np.ndarray:
     return np.stack([resize_longer_side(load_image(root, i, policy), size) for i in images])
 
 
-def train_curve(kind: str, data: dict, seed: int, epochs: int, checkpoints) -> dict:
-    """One run; test accuracy (A test, B) of the best-on-validation model at each checkpoint."""
+_DATA: dict = {}
+"""The loaded data set, set once before the training processes fork (inherited, never pickled)."""
+
+
+def train_curve(kind: str, seed: int, epochs: int, checkpoints, patience: int,
+                deadline: float) -> dict:
+    """One run; test accuracy (A test, B) of the best-on-validation model at each checkpoint.
+
+    With ``patience`` the run stops after that many epochs without a better validation accuracy;
+    the checkpoints it did not reach get the kept model's accuracies (what early stopping gives
+    at any later budget). Past ``deadline`` (``time.time()``) the run is not started.
+    """
     from fedcodec.client.analysis.training import TrainConfig, predict, train_classifier
     from fedcodec.shared.analysis.classifier import (
         GN_STATS,
@@ -89,30 +107,47 @@ def train_curve(kind: str, data: dict, seed: int, epochs: int, checkpoints) -> d
         ClassifierConfig,
     )
 
+    if time.time() > deadline:
+        return {"kind": kind, "seed": seed, "skipped": True}
+    data = _DATA
     x = data[kind]
     if kind == "latent":
         config = ClassifierConfig(LATENT, x["train"].shape[1], arch=GN_STATS, classes=3)
-        budget = TrainConfig(epochs=epochs, seed=seed, flip=True)
+        budget = TrainConfig(epochs=epochs, seed=seed, flip=True, patience=patience)
     else:
         config = ClassifierConfig(PIXEL, 1, width=32, arch=RESNET, classes=3)
-        budget = TrainConfig(epochs=epochs, seed=seed, flip=True, shift=8)
+        budget = TrainConfig(epochs=epochs, seed=seed, flip=True, shift=8, patience=patience)
     points = []
+    eval_seconds = [0.0]
+
+    def accuracies(epoch: int, model) -> dict:
+        began = time.perf_counter()
+        point = {"epoch": epoch,
+                 "test_accuracy": float((predict(model, x["test"]) == data["y"]["test"]).mean()),
+                 "b_accuracy": float((predict(model, x["b"]) == data["y"]["b"]).mean())}
+        eval_seconds[0] += time.perf_counter() - began
+        return point
 
     def on_epoch(epoch, _model, best):
         if epoch in checkpoints:
-            points.append({
-                "epoch": epoch,
-                "test_accuracy": float((predict(best, x["test"]) == data["y"]["test"]).mean()),
-                "b_accuracy": float((predict(best, x["b"]) == data["y"]["b"]).mean()),
-            })
+            points.append(accuracies(epoch, best))
 
     start = time.perf_counter()
     model, history = train_classifier(config, x["train"], data["y"]["train"], x["val"],
                                       data["y"]["val"], budget, progress=False,
                                       on_epoch=on_epoch)
+    seconds = time.perf_counter() - start
+    ran = len(history)
+    late = [c for c in checkpoints if c > ran]
+    if late:  # stopped early: later budgets keep the same model
+        kept = accuracies(ran, model)
+        points += [{**kept, "epoch": c, "stopped_at": ran} for c in late]
     return {"kind": kind, "seed": seed, "params": model.parameter_count(), "points": points,
             "best_val": max(h["val_accuracy"] for h in history),
-            "seconds": time.perf_counter() - start, "model": model}
+            "best_epoch": 1 + int(np.argmax([h["val_accuracy"] for h in history])),
+            "epochs_run": ran, "seconds": seconds,
+            "seconds_per_epoch": (seconds - eval_seconds[0]) / ran,
+            "checkpoint_eval_seconds": eval_seconds[0], "model": model}
 
 
 def speed(models: dict, streams: list[bytes], originals: np.ndarray, size: int) -> dict:
@@ -171,6 +206,23 @@ def cli_protocol(a_root: Path, b_root: Path, out: Path, cache: Path) -> dict:
             "eval_exit": evaluate.returncode, "eval_output": evaluate.stdout + evaluate.stderr}
 
 
+def full_estimate(curves: list[dict], sizes: dict, args: argparse.Namespace) -> dict:
+    """Training time of the full protocol (every slice of the shared set, ``--epochs`` without
+    early stopping, 3 seeds, one process), from this run's measured seconds per epoch scaled by
+    the number of training slices (a forward/backward pass costs the same per slice)."""
+    counts = [len(list((DATA / folder).glob("*.jpg"))) for folder in NAMES]
+    full_train = sum(round(0.7 * round(0.8 * n)) for n in counts)
+    estimate = {"full_train_slices": full_train, "epochs": args.epochs, "seeds": 3,
+                "pixel_size": args.pixel_size}
+    for kind in ("latent", "pixel"):
+        per_epoch = [c["seconds_per_epoch"] for c in curves if c["kind"] == kind]
+        if per_epoch:
+            seconds = float(np.mean(per_epoch)) * full_train / sizes["train"]
+            estimate[kind] = {"seconds_per_epoch": seconds,
+                              "minutes_total": seconds * args.epochs * 3 / 60}
+    return estimate
+
+
 def summarise(curves: list[dict]) -> dict:
     """mean and std over seeds per (kind, epoch)."""
     table: dict = {}
@@ -184,7 +236,7 @@ def summarise(curves: list[dict]) -> dict:
             for kind, per in table.items()}
 
 
-def plot(summary: dict, path: Path, pixel_size: int) -> None:
+def plot(summary: dict, path: Path, pixel_size: int, patience: int = 0) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -206,7 +258,8 @@ def plot(summary: dict, path: Path, pixel_size: int) -> None:
     ticks = sorted({int(e) for per in summary.values() for e in per})
     ax.set_xticks(ticks)
     ax.set_xticklabels([str(t) for t in ticks])
-    ax.set_xlabel("epochs (checkpoints of one run per seed)")
+    stopping = f"; early stopping, patience {patience}" if patience else ""
+    ax.set_xlabel(f"epoch budget (checkpoints of one run per seed{stopping})")
     ax.set_ylabel("accuracy (mean ± std over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
@@ -232,6 +285,28 @@ def markdown(r: dict) -> str:
                          f"(n={t[2]}) | {b[0]:.3f} ± {b[1]:.3f} |")
     if r.get("skipped"):
         lines += ["", f"Skipped (time cap): {', '.join(r['skipped'])}."]
+    if r.get("curves"):
+        lines += ["", f"Runs (early stopping, patience {r.get('patience')}; {r.get('jobs')} "
+                  "training processes at once):", "",
+                  "| classifier | seed | epochs run | best val. epoch | best val. | s/epoch | s |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [f"| {c['kind']} | {c['seed']} | {c.get('epochs_run', '')} | "
+                  f"{c.get('best_epoch', '')} | {c['best_val']:.3f} | "
+                  f"{c.get('seconds_per_epoch', 0):.1f} | {c['seconds']:.0f} |"
+                  for c in r["curves"]]
+    prof = r.get("profile") or {}
+    if prof:
+        lines += ["", "Where the time went (s): " + ", ".join(
+            f"{k.replace('_seconds', '')} {v:.0f}" for k, v in prof.items()
+            if k.endswith("_seconds"))]
+        full = prof.get("full_protocol_estimate") or {}
+        if "pixel" in full:
+            lines += ["", f"Full protocol estimate ({full['full_train_slices']} training slices, "
+                      f"{full['epochs']} epochs without early stopping, 3 seeds, one process, "
+                      f"pixels at {full['pixel_size']}²): " + ", ".join(
+                          f"{k} {full[k]['seconds_per_epoch']:.0f} s/epoch, "
+                          f"{full[k]['minutes_total']:.0f} min" for k in ("latent", "pixel")
+                          if k in full) + "."]
     if "speed" in r:
         s = r["speed"]
         lines += ["", f"Speed, bitstream to label ({s['images']} A-test images, one at a time, "
@@ -259,6 +334,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timing-images", type=int, default=24)
     parser.add_argument("--max-minutes", type=float, default=40.0)
+    parser.add_argument("--patience", type=int, default=16,
+                        help="early stopping: epochs without a better validation accuracy (0: off)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="training processes at once (1 torch thread each)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny run that checks the script: 8+4 slices per class, 2 epochs")
     args = parser.parse_args(argv)
@@ -275,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     from fedcodec.shared.analysis.latents import latent_extractor
 
     start = time.perf_counter()
+    profile: dict = {}
     args.out.mkdir(parents=True, exist_ok=True)
     a_root, b_root = build_protocol(args.out / "data", 0.8, args.per_class_a, args.per_class_b)
     split = split_dataset(a_root, seed=20261125)
@@ -293,10 +373,14 @@ def main(argv: list[str] | None = None) -> int:
         coded[p] = CodedImages(everything.names[offset:end], everything.labels[offset:end],
                                everything.streams[offset:end], everything.latents[offset:end])
         offset = end
-    print(f"coded in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
+    profile["coding_seconds"] = time.perf_counter() - start
+    print(f"coded in {profile['coding_seconds'] / 60:.1f} min", flush=True)
+    began = time.perf_counter()
     data = {"latent": {p: c.latents for p, c in coded.items()},
             "pixel": {p: pixels_at(roots[p], parts[p], args.pixel_size) for p in parts},
             "y": {p: c.labels for p, c in coded.items()}}
+    profile["pixel_loading_seconds"] = time.perf_counter() - began
+    began = time.perf_counter()
     torch.set_num_threads(1)
     identity = latent_extractor(CODEC).identity()
     result = {
@@ -308,9 +392,12 @@ def main(argv: list[str] | None = None) -> int:
                   "B": len(b_set.images)},
         "machine": f"{platform.node()} {os.cpu_count()} CPUs, {platform.processor() or 'cpu'}",
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "patience": args.patience, "jobs": args.jobs,
         "cli": cli_protocol(a_root, b_root, args.out, args.cache),
     }
     curves, skipped, models = [], [], {}
+    profile["cli_seconds"] = time.perf_counter() - began
+    result["profile"] = profile
 
     def save() -> None:  # after every step: a capped or interrupted run still leaves its results
         result.update(curves=curves, summary=summarise(curves), skipped=skipped,
@@ -318,27 +405,43 @@ def main(argv: list[str] | None = None) -> int:
                       minutes=(time.perf_counter() - start) / 60)
         (args.out / "results.json").write_text(json.dumps(result, indent=1))
         if result["summary"]:
-            plot(result["summary"], args.out / "budget_curves.png", args.pixel_size)
+            plot(result["summary"], args.out / "budget_curves.png", args.pixel_size,
+                 args.patience)
         (args.out / "analysis_budget.md").write_text(markdown(result))
 
-    for seed in args.seeds:
-        for kind in ("latent", "pixel"):
-            if (time.perf_counter() - start) / 60 > args.max_minutes:
-                skipped.append(f"{kind} seed {seed}")
+    # every (kind, seed) run is independent: a pool of --jobs forked processes (1 torch thread
+    # each) shares the loaded arrays copy-on-write. Order: the first pixel run (the longest),
+    # then every latent run (short), then the other pixel runs, so that with 2 processes one
+    # works through the pixel runs while the other finishes the latent ones
+    _DATA.update(data)
+    deadline = time.time() + args.max_minutes * 60 - (time.perf_counter() - start)
+    tasks = ([("pixel", args.seeds[0])] + [("latent", seed) for seed in args.seeds]
+             + [("pixel", seed) for seed in args.seeds[1:]])
+    began = time.perf_counter()
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+        futures = [pool.submit(train_curve, kind, seed, args.epochs, checkpoints,
+                               args.patience, deadline) for kind, seed in tasks]
+        for future in as_completed(futures):
+            run = future.result()
+            if run.get("skipped"):
+                skipped.append(f"{run['kind']} seed {run['seed']}")
                 continue
-            run = train_curve(kind, data, seed, args.epochs, checkpoints)
-            models.setdefault(kind, run["model"])
+            models.setdefault(run["kind"], run["model"])
             curves.append({k: v for k, v in run.items() if k != "model"})
-            print(f"{kind} seed {seed}: {run['points'][-1]} ({run['seconds']:.0f} s)", flush=True)
+            print(f"{run['kind']} seed {run['seed']}: {run['points'][-1]} "
+                  f"({run['epochs_run']} epochs, {run['seconds']:.0f} s)", flush=True)
             save()
-        if "speed" not in result and {"latent", "pixel"} <= set(models):
-            n = args.timing_images
-            from fedcodec.shared.analysis.dataset import load_image
+    profile["training_wall_seconds"] = time.perf_counter() - began
+    curves.sort(key=lambda c: (c["kind"] != "latent", c["seed"]))
+    if {"latent", "pixel"} <= set(models):
+        n = args.timing_images
+        from fedcodec.shared.analysis.dataset import load_image
 
-            originals = np.stack([load_image(a_root, i, InputPolicy()) for i in split.test[:n]])
-            result["speed"] = speed(models, coded["test"].streams[:n], originals,
-                                    args.pixel_size)
-            save()
+        began = time.perf_counter()
+        originals = np.stack([load_image(a_root, i, InputPolicy()) for i in split.test[:n]])
+        result["speed"] = speed(models, coded["test"].streams[:n], originals, args.pixel_size)
+        profile["speed_seconds"] = time.perf_counter() - began
+    profile["full_protocol_estimate"] = full_estimate(curves, result["sizes"], args)
     save()
     print(markdown(result))
     return 0 if result["cli"]["train_exit"] == 0 and result["cli"]["eval_exit"] == 0 else 1

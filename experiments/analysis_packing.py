@@ -14,6 +14,10 @@ ms and round-trip ms; the public context (Galois keys included) is sent once per
 reported separately, with what a second session costs when the site kept its context
 (``--keep-context``: nothing but the hash). Agreement = encrypted argmax equals plaintext argmax
 over every slice sent. Writes ``OUT/packing.json`` and ``OUT/analysis_packing.md``.
+
+``--full-galois-keys`` reproduces the earlier sites, which sent TenSEAL's full Galois key set
+(every power-of-two step, both directions) instead of the keys for the layout's rotation steps:
+run once with and once without it to compare context bytes and milliseconds under the same load.
 """
 
 from __future__ import annotations
@@ -122,7 +126,34 @@ def measure(features: np.ndarray, heads: dict, batches, rounds: int, work: Path)
     return rows
 
 
-def markdown(rows: list[dict]) -> str:
+def full_key_public_context(context, _features: int) -> bytes:
+    """What sites sent before: the public context with TenSEAL's full Galois key set."""
+    full = context.copy()
+    full.generate_galois_keys()
+    return full.serialize(save_secret_key=False)
+
+
+def context_sizes(heads: dict) -> dict:
+    """Bytes of one public context per head: the layout's rotation keys vs the full key set."""
+    from fedcodec.shared.analysis.ckks import (
+        new_site_context,
+        public_context_bytes,
+        rotation_steps,
+        slot_count,
+    )
+
+    sizes = {}
+    for kind, head in heads.items():
+        context = new_site_context(head.profile)
+        sizes[kind] = {
+            "steps": rotation_steps(slot_count(context), head.feature_count),
+            "layout_keys_bytes": len(public_context_bytes(context, head.feature_count)),
+            "full_keys_bytes": len(full_key_public_context(context, head.feature_count)),
+        }
+    return sizes
+
+
+def markdown(rows: list[dict], sizes: dict | None = None) -> str:
     lines = [
         "| head | profile | batch | slices/ciphertext | kB up/slice | kB down/slice | "
         "encrypt+decrypt ms/slice | service ms/slice | round trip ms/slice | agreement |",
@@ -142,6 +173,13 @@ def markdown(rows: list[dict]) -> str:
         + "; later sessions with `--keep-context` send only its hash (measured: "
         + ", ".join(f"{r['head']} batch {r['batch']} {r['context_bytes_this_session']} bytes"
                     for r in rows if not r["context_bytes_this_session"])[:200] + ")."]
+    setup = {r["head"]: r["session_setup_ms"] for r in rows if r["context_bytes_this_session"]}
+    lines += ["", "First session set-up (new context, keys, register): " + ", ".join(
+        f"{k} {v:.0f} ms" for k, v in setup.items()) + "."]
+    for kind, size in (sizes or {}).items():
+        lines.append(f"\n{kind}: public context with Galois keys for the rotation steps "
+                     f"{size['steps']} {size['layout_keys_bytes'] / 1e6:.1f} MB; with TenSEAL's "
+                     f"full key set {size['full_keys_bytes'] / 1e6:.1f} MB.")
     return "\n".join(lines) + "\n"
 
 
@@ -154,15 +192,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, nargs="+", default=list(BATCHES))
     parser.add_argument("--rounds", type=int, default=3, help="requests per batch size")
     parser.add_argument("--quick", action="store_true", help="4+2 slices per class, batches 1 8")
+    parser.add_argument("--full-galois-keys", action="store_true",
+                        help="sites send the full Galois key set (the earlier behaviour)")
     args = parser.parse_args(argv)
     if args.quick:
         args.per_class_a, args.per_class_b, args.batches, args.rounds = 12, 4, [1, 8], 1
     args.out.mkdir(parents=True, exist_ok=True)
     features, heads = features_and_heads(args.out, args.cache, args.per_class_a, args.per_class_b)
+    if args.full_galois_keys:
+        import fedcodec.client.analysis.remote as remote
+
+        remote.public_context_bytes = full_key_public_context
+    sizes = context_sizes(heads)
     with tempfile.TemporaryDirectory(prefix="fedcodec-packing-") as work:
         rows = measure(features, heads, args.batches, args.rounds, Path(work))
-    (args.out / "packing.json").write_text(json.dumps(rows, indent=1))
-    text = markdown(rows)
+    for row in rows:
+        row["galois_keys"] = "full" if args.full_galois_keys else "layout steps"
+    (args.out / "packing.json").write_text(json.dumps({"rows": rows, "context_sizes": sizes},
+                                                      indent=1))
+    text = markdown(rows, sizes)
     (args.out / "analysis_packing.md").write_text(text)
     print(text)
     worst = min(r["agreement"] for r in rows)

@@ -190,7 +190,8 @@ def encrypted_run(model_dir: Path, features: np.ndarray, labels: np.ndarray, wor
 def full_batch_cost(head, features: np.ndarray) -> dict:
     """The linear head on full packed ciphertexts (4 x S studies): the amortised cost per study."""
     context = new_site_context(head.profile)
-    server = load_public_context(public_context_bytes(context), head.profile)
+    server = load_public_context(public_context_bytes(context, head.feature_count),
+                                 head.profile)
     slots = 4 * head.studies_per_ciphertext
     batch = np.resize(features, (slots, features.shape[1]))
     blob = encrypt_batch(context, batch)
@@ -209,7 +210,7 @@ def compare_linear_profiles(head, features: np.ndarray) -> list[dict]:
     rows = []
     for profile in (head.profile,):
         context = new_site_context(profile)
-        server = load_public_context(public_context_bytes(context), profile)
+        server = load_public_context(public_context_bytes(context, head.feature_count), profile)
         blob = encrypt_batch(context, features)
         runs, out = [], b""
         for _ in range(3):

@@ -195,7 +195,8 @@ EXPERIMENT_LIST = (
         "analysis_budget", "latent vs pixel ResNet: accuracy vs epochs (3 seeds), A->B data sets, "
         "speed vs classical decode + pixel model",
         ("{python}", "{experiments}/analysis_budget.py", "--out", "{out}", "--per-class-a", "200",
-         "--per-class-b", "50", "--epochs", "32", "--pixel-size", "96", "--max-minutes", "48"),
+         "--per-class-b", "50", "--epochs", "64", "--patience", "12", "--pixel-size", "128",
+         "--jobs", "2", "--max-minutes", "60"),
         ("{python}", "{experiments}/analysis_budget.py", "--out", "{out}", "--quick"),
         shared_data=("tumor",),
     ),

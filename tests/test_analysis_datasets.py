@@ -4,6 +4,8 @@ splits and the content-keyed coding cache (issue 15, item 1)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import imagecodecs
@@ -192,6 +194,25 @@ def test_train_and_eval_on_another_folder_map_classes_by_name(tmp_path) -> None:
     assert confusion[0].sum() == 2 and confusion[2].sum() == 2
     assert json.loads((tmp_path / "ev" / "eval-test.json").read_text())["class_names"][0] == \
         "pituitary"
+
+
+def test_cli_eval_on_another_folder_with_an_unknown_class_is_a_one_line_error(tmp_path) -> None:
+    """`fedcodec analyze eval --data OTHER`: folders in another order and naming are mapped by
+    class name (above); a class the model was not trained on is refused, naming the model's
+    classes, before any coding."""
+    data = _folder(tmp_path / "train", 4, classes=("0", "1", "2"))
+    model = tmp_path / "model"
+    train_analysis(data, model, extractor=FakeExtractor(), progress=False,
+                   budget=TrainConfig(epochs=1, batch_size=4), head_budget=HeadBudget(epochs=10),
+                   class_names="0=pituitary,1=meningioma,2=glioma", arch="stats-mlp")
+    other = _folder(tmp_path / "other", 1, classes=("pituitary", "no tumour"))
+    done = subprocess.run(
+        [sys.executable, "-m", "fedcodec.client.cli", "analyze", "eval", "--model", str(model),
+         "--data", str(other), "--quiet"], capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert "no tumour" in line and "glioma" in line, line
 
 
 def test_dicom_patient_ids_group_the_split(tmp_path) -> None:

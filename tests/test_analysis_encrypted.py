@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import tenseal as ts
-from test_analysis_support import seeded_head, study_features
+from test_analysis_support import FEATURES, seeded_head, study_features
 
 from fedcodec.shared.analysis.ckks import (
     PROFILES,
@@ -17,6 +17,8 @@ from fedcodec.shared.analysis.ckks import (
     load_vectors,
     new_site_context,
     public_context_bytes,
+    rotation_steps,
+    slot_count,
 )
 from fedcodec.shared.analysis.heads import LINEAR, POLY_MLP, head_path, load_head
 from fedcodec.shared.analysis.result_check import (
@@ -35,7 +37,8 @@ def contexts() -> dict[str, ts.Context]:
 
 def _remote_evaluate(head, site_context, slots):
     """What the service does: public context only, ciphertext bytes in and out."""
-    server_context = load_public_context(public_context_bytes(site_context), head.profile)
+    server_context = load_public_context(public_context_bytes(site_context, head.feature_count),
+                                         head.profile, features=head.feature_count)
     return head.evaluate_bytes(server_context, encrypt_batch(site_context, slots))
 
 
@@ -56,7 +59,7 @@ def test_encrypted_scores_match_plaintext(kind, contexts) -> None:
 
 def test_service_context_cannot_decrypt(contexts) -> None:
     head = seeded_head(LINEAR)
-    public = load_public_context(public_context_bytes(contexts[LINEAR]), head.profile)
+    public = load_public_context(public_context_bytes(contexts[LINEAR], FEATURES), head.profile)
     assert not public.is_private()
     [vector] = load_vectors(public, encrypt_batch(contexts[LINEAR], np.ones((4, 24))), "feature")
     with pytest.raises(ValueError, match="secret_key"):
@@ -72,7 +75,7 @@ def test_service_refuses_a_context_with_its_secret_key(contexts) -> None:
 def test_service_refuses_other_parameters(contexts) -> None:
     linear = seeded_head(LINEAR)
     with pytest.raises(FedcodecError, match="wrong CKKS context"):
-        load_public_context(public_context_bytes(contexts[POLY_MLP]), linear.profile)
+        load_public_context(public_context_bytes(contexts[POLY_MLP], FEATURES), linear.profile)
     with pytest.raises(CorruptDataError, match="not a TenSEAL context"):
         load_public_context(b"\x00" * 100, linear.profile)
 
@@ -186,9 +189,42 @@ def test_packing_round_trip_and_mask(kind, contexts) -> None:
 
 def test_batch_and_ciphertext_count_must_agree(contexts) -> None:
     head = seeded_head(LINEAR)
-    public = load_public_context(public_context_bytes(contexts[LINEAR]), head.profile)
+    public = load_public_context(public_context_bytes(contexts[LINEAR], FEATURES), head.profile)
     blob = encrypt_batch(contexts[LINEAR], study_features(head, 3))
     with pytest.raises(FedcodecError, match="1 feature ciphertexts for a batch of 300"):
         head.evaluate_bytes(public, blob, 300)
     with pytest.raises(CorruptDataError, match="malformed feature"):
         head.evaluate_bytes(public, blob[:-5], 3)
+
+
+def test_public_context_has_only_the_layout_rotation_keys(contexts) -> None:
+    """Galois keys for the layout's rotations only: smaller than TenSEAL's full key set, and
+    the service evaluates with them (agreement checked in test_encrypted_scores_match_plaintext,
+    which goes through the same public context)."""
+    head = seeded_head(LINEAR)
+    site = contexts[LINEAR]
+    assert not site.has_galois_keys()  # the site never rotates
+    steps = rotation_steps(slot_count(site), head.feature_count)
+    assert steps == [128, 256, 512, 1024, 2048]  # 24 features -> 32 padded, S = 128
+    small = public_context_bytes(site, head.feature_count)
+    public = load_public_context(small, head.profile, features=head.feature_count)
+    assert not public.is_private() and public.galois_keys().data.size() == len(steps)
+    full = site.copy()
+    full.generate_galois_keys()  # what sites sent before: every power-of-two step, both ways
+    full_bytes = full.serialize(save_secret_key=False)
+    assert len(small) < 0.3 * len(full_bytes)  # 5 of 24 keys, seeded
+    # an older site's full-key context still works (the service just sees another hash)
+    old = load_public_context(full_bytes, head.profile, features=head.feature_count)
+    features = study_features(head, 40)
+    scores = decrypt_batch(site, head.evaluate_bytes(old, encrypt_batch(site, features)), 40, 3)
+    assert np.abs(scores - head.plain_scores(features)).max() < 2e-3
+
+
+def test_context_without_the_needed_rotation_keys_is_refused(contexts) -> None:
+    head = seeded_head(LINEAR)
+    too_few = public_context_bytes(contexts[LINEAR], 2)  # keys for one step (2048) only
+    with pytest.raises(FedcodecError, match=r"lacks Galois keys for rotation steps \[128, 256"):
+        load_public_context(too_few, head.profile, features=head.feature_count)
+    without = contexts[LINEAR].serialize(save_secret_key=False, save_galois_keys=False)
+    with pytest.raises(FedcodecError, match="lacks Galois keys"):
+        load_public_context(without, head.profile, features=head.feature_count)

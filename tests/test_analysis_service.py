@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 import numpy as np
 import pytest
-from test_analysis_support import seeded_head, study_features
+from test_analysis_support import FEATURES, seeded_head, study_features
 
 from fedcodec.client.analysis.remote import AnalysisClient, EncryptedClassifier
 from fedcodec.server import pki
@@ -73,7 +73,8 @@ def test_pinned_model_mismatch_refused(federation) -> None:
 def _registered(stub, kind=LINEAR):
     context = new_site_context(PROFILES["linear-packed-8192" if kind == LINEAR else "mlp-8192"])
     reply = stub.RegisterContext(
-        analysis_pb2.RegisterContextRequest(context=public_context_bytes(context), head=kind)
+        analysis_pb2.RegisterContextRequest(context=public_context_bytes(context, FEATURES),
+                                            head=kind)
     )
     return context, reply.context_hash
 
@@ -104,7 +105,8 @@ def test_bad_requests_get_clear_errors_and_service_keeps_serving(federation) -> 
                 context=context.serialize(save_secret_key=True), head=LINEAR)),
             "wrong-profile context": lambda: stub.RegisterContext(
                 analysis_pb2.RegisterContextRequest(
-                    context=public_context_bytes(new_site_context(PROFILES["mlp-8192"])),
+                    context=public_context_bytes(new_site_context(PROFILES["mlp-8192"]),
+                                                 FEATURES),
                     head=LINEAR)),
             "ciphertext of other parameters": lambda: _evaluate(
                 stub, digest, encrypt_batch(new_site_context(PROFILES["mlp-8192"]),

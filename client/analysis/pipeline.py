@@ -262,6 +262,8 @@ def evaluate_analysis(
     model, meta = load_classifier(model_dir / CLASSIFIER_FILE)
     split = load_split(model_dir / SPLIT_FILE)
     spec = meta.get("latent", {}).get("spec", DEFAULT_LATENT_CODEC)
+    # the folder first: a class the model does not know fails before the codec is loaded
+    root, images, caveat = eval_images(split, meta, data_root, part)
     timing_extractor = extractor or latent_extractor(spec)
     trained_on = meta.get("latent", {}).get("model_hash")
     if trained_on and timing_extractor.identity().get("model_hash") not in (None, "", trained_on):
@@ -272,7 +274,6 @@ def evaluate_analysis(
     policy = InputPolicy.from_json(meta.get("input_policy")) if "input_policy" in meta \
         else split.input_policy
     labels = tuple(meta.get("classes") or split.class_names)
-    root, images, caveat = eval_images(split, meta, data_root, part)
     coder = Coder(spec, extractor, cache_dir or DEFAULT_CACHE_DIR, workers, progress)
     coded = coder.code(root, limit_per_class(images, limit), policy, f"coding {part}")
     if len(coded.labels) == 0:

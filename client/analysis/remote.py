@@ -208,7 +208,7 @@ class EncryptedClassifier:
             self.context, self.context_hash = loaded  # the service still has it: send nothing
             return
         self.context = loaded[0] if loaded else new_site_context(self.card.profile, n_threads)
-        public = public_context_bytes(self.context)
+        public = public_context_bytes(self.context, self.card.feature_count)
         self.context_hash = client.register_context(public, self.card.kind)
         self.stats.context_bytes = len(public)
         if kept:

@@ -98,7 +98,9 @@ class AnalysisService:
                 f"context of {len(data)} bytes exceeds {self.limits.max_context_bytes} bytes"
             )
         try:
-            context = load_public_context(data, self.heads[kind].profile, self.n_threads)
+            head = self.heads[kind]
+            context = load_public_context(data, head.profile, self.n_threads,
+                                          features=head.feature_count)
         except FedcodecError as exc:
             raise BadRequest(str(exc)) from None
         digest = context_hash(data)

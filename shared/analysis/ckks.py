@@ -20,20 +20,30 @@ ternary secrets; SEAL enforces this table and refuses to build a context above i
   (W1 x + b1, square, W2 h masked); 4096 slots.
 * ``linear-4096`` (earlier one-feature-per-ciphertext layout, kept for comparison runs).
 
-The public context carries the public key, relinearisation keys and Galois keys (tens of MB at
-N = 8192): a site sends it once per session, the service caches it by SHA-256, and a site that
-keeps its context (``analyze remote --keep-context``) only names it by hash in later sessions.
-The service only ever deserialises a *public* context (no secret key) and checks that its
-parameters are the head's profile before using it.
+The public context carries the public key, relinearisation keys and Galois keys for exactly the
+rotation steps the layout uses (S, 2S, ..., slots/2: 7 keys for 128 features, instead of the 24
+of TenSEAL's ``generate_galois_keys()``, which covers every power-of-two step both ways), saved
+seeded (half the bytes), with seeded relinearisation keys: 6.0 MB instead of 35.3 MB at
+N = 8192, 60/40/40/60 (8.5 instead of 50.3 MB for the MLP profile). TenSEAL 0.3.18's
+Python API cannot generate keys for chosen steps, so SEAL's ``KeyGenerator``
+(``tenseal.sealapi``) makes them with the site's secret key and they are added to TenSEAL's
+serialised context (a protobuf) as its key fields. A site sends it once per session, the
+service caches it by SHA-256, and a site that keeps its context (``analyze remote
+--keep-context``) only names it by hash in later sessions. The service only ever deserialises
+a *public* context (no secret key) and checks that its parameters are the head's profile and
+that it has a Galois key for every rotation of the head before using it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import tenseal as ts
+import tenseal.sealapi as sealapi
 
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 
@@ -90,8 +100,9 @@ def profile_named(name: str) -> CkksProfile:
 
 
 def new_site_context(profile: CkksProfile, n_threads: int = 2) -> ts.Context:
-    """A fresh private context (secret key stays at the site) with relinearisation and Galois
-    keys (the packed layout rotates)."""
+    """A fresh private context (secret key stays at the site) with relinearisation keys. It has
+    no Galois keys: the site never rotates; :func:`public_context_bytes` makes the ones the
+    service needs."""
     context = ts.context(
         ts.SCHEME_TYPE.CKKS,
         poly_modulus_degree=profile.poly_modulus_degree,
@@ -99,23 +110,94 @@ def new_site_context(profile: CkksProfile, n_threads: int = 2) -> ts.Context:
         n_threads=n_threads,
     )
     context.global_scale = 2.0**profile.scale_bits
-    context.generate_galois_keys()
     return context
 
 
-def public_context_bytes(context: ts.Context) -> bytes:
-    """The context without its secret key: what the service receives."""
-    return context.serialize(
-        save_public_key=True, save_secret_key=False, save_galois_keys=True, save_relin_keys=True
+def slot_count(context: ts.Context) -> int:
+    return context.seal_context().data.first_context_data().parms().poly_modulus_degree() // 2
+
+
+def rotation_steps(slots: int, features: int) -> list[int]:
+    """The rotations a packed head performs: ``enc_matmul_plain`` over F' = padded features
+    and S = slots / F' studies rotates by S, 2S, 4S, ..., slots / 2 (log2 F' steps)."""
+    rows = padded_features(features)
+    return [(slots // rows) << k for k in range(rows.bit_length() - 1)]
+
+
+def _galois_elements(context: ts.Context, steps: list[int]) -> list[int]:
+    tool = context.seal_context().data.key_context_data().galois_tool()
+    return list(tool.get_elts_from_steps(steps))
+
+
+def _saved(keys) -> bytes:
+    """SEAL's serialisation of a ``Serializable`` key set (sealapi saves to files only)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "keys"
+        keys.save(str(path))
+        return path.read_bytes()
+
+
+def evaluation_keys(context: ts.Context, steps: list[int]) -> tuple[bytes, bytes]:
+    """(relinearisation keys, Galois keys for exactly ``steps``), made with the site's secret
+    key and serialised *seeded*: SEAL stores the seed of each key's uniformly random half
+    instead of the polynomial, so the bytes are about half of an expanded key set."""
+    keygen = sealapi.KeyGenerator(context.seal_context().data, context.secret_key().data)
+    relin = _saved(keygen.create_relin_keys())
+    galois = _saved(keygen.create_galois_keys(_galois_elements(context, steps)))
+    return relin, galois
+
+
+def _protobuf_field(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field (wire type 2)."""
+    size, length = len(payload), bytearray()
+    while True:
+        byte, size = size & 0x7F, size >> 7
+        length.append(byte | (0x80 if size else 0))
+        if not size:
+            return bytes([number << 3 | 2]) + bytes(length) + payload
+
+
+def public_context_bytes(context: ts.Context, features: int) -> bytes:
+    """The context without its secret key, with relinearisation keys and Galois keys for the
+    rotations a head on ``features`` features needs: what the service receives.
+
+    TenSEAL serialises a context as ``TenSEALContextProto``; its field 2 (``public_context``)
+    holds the relinearisation keys in field 4 and the Galois keys in field 5. A second
+    occurrence of an embedded message field is merged into the first by every protobuf parser,
+    so appending ``{2: {4: relin, 5: galois}}`` to the serialisation without evaluation keys
+    installs the chosen ones (TenSEAL loads them with SEAL, which expands seeded keys)."""
+    base = context.serialize(
+        save_public_key=True, save_secret_key=False, save_galois_keys=False, save_relin_keys=False
     )
+    relin, galois = evaluation_keys(context, rotation_steps(slot_count(context), features))
+    return base + _protobuf_field(2, _protobuf_field(4, relin) + _protobuf_field(5, galois))
+
+
+def require_rotation_keys(context: ts.Context, features: int) -> None:
+    """One-line error unless the context holds a Galois key for every rotation of the layout
+    (a full TenSEAL key set from an older site qualifies)."""
+    if not context.has_galois_keys():
+        raise FedcodecError("the context lacks Galois keys (the packed layout rotates)")
+    steps = rotation_steps(slot_count(context), features)
+    keys = context.galois_keys().data
+    missing = [s for s, e in zip(steps, _galois_elements(context, steps)) if not keys.has_key(e)]
+    if missing:
+        raise FedcodecError(
+            f"the context lacks Galois keys for rotation steps {missing} (a head on {features} "
+            f"features rotates by {steps})"
+        )
 
 
 def context_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def load_public_context(data: bytes, profile: CkksProfile, n_threads: int = 2) -> ts.Context:
-    """Parse a context a site sent; refuse secret keys and parameters other than ``profile``'s."""
+def load_public_context(
+    data: bytes, profile: CkksProfile, n_threads: int = 2, features: int = 0
+) -> ts.Context:
+    """Parse a context a site sent; refuse secret keys and parameters other than ``profile``'s,
+    and (with ``features``) a context without the Galois keys a head on that many features
+    needs."""
     try:
         context = ts.context_from(data, n_threads=n_threads)
     except (ValueError, RuntimeError, TypeError) as exc:
@@ -127,9 +209,11 @@ def load_public_context(data: bytes, profile: CkksProfile, n_threads: int = 2) -
         )
     if not context.has_public_key() or not context.has_relin_keys():
         raise FedcodecError("the context lacks its public key or relinearisation keys")
-    if not context.has_galois_keys():
-        raise FedcodecError("the context lacks Galois keys (the packed layout rotates)")
     check_context_parameters(context, profile)
+    if features:
+        require_rotation_keys(context, features)
+    elif not context.has_galois_keys():
+        raise FedcodecError("the context lacks Galois keys (the packed layout rotates)")
     return context
 
 
@@ -214,7 +298,7 @@ def encrypt_batch(context: ts.Context, features: np.ndarray, per_ciphertext: int
     if features.ndim != 2 or features.shape[0] == 0:
         raise FedcodecError(f"features must be (studies, features), got shape {features.shape}")
     studies, count = features.shape
-    slots = context.seal_context().data.first_context_data().parms().poly_modulus_degree() // 2
+    slots = slot_count(context)
     rows = padded_features(count)
     per = per_ciphertext or slots // rows
     if per < 1 or per * rows > slots:

@@ -29,7 +29,8 @@ class AnalysisLimits:
 
     max_request_bytes: int = 160 * MIB
     max_context_bytes: int = 64 * MIB
-    """A public context with Galois keys: ~35 MB (linear-packed-8192), ~50 MB (mlp-8192)."""
+    """A public context with the layout's Galois keys is 6.0 MB (linear-packed-8192) / 8.5 MB
+    (mlp-8192); the cap still admits an older site's full TenSEAL key set (35 / 50 MB)."""
     max_batch: int = 4096
     max_contexts_per_site: int = 4
     max_workers: int = 4
