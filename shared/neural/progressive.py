@@ -52,10 +52,13 @@ class ProgressiveCodec(NeuralCodec):
 
     def __init__(self, mode: str = "progressive", layers: Any = "16-4-0",
                  period: int | None = None, interslice: int = 1,
-                 weights: str | None = None) -> None:
+                 weights: str | None = None, window: int = 1) -> None:
         if mode != "progressive":
             raise FedcodecError(
                 f"neural-progressive codec: mode must be progressive, not {mode!r}")
+        if window not in (0, 1):
+            raise FedcodecError("neural progressive: window must be 0 or 1")
+        self.window = bool(window)
         self.layers = parse_layers(layers)
         super().__init__(tau=self.layers[-1], period=period, interslice=interslice,
                          weights=weights)
@@ -68,7 +71,7 @@ class ProgressiveCodec(NeuralCodec):
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
-        out.update(layers="-".join(map(str, self.layers)))
+        out.update(layers="-".join(map(str, self.layers)), window=int(self.window))
         return out
 
     def guaranteed_error(self, stream: bytes) -> int | None:
@@ -101,11 +104,15 @@ class ProgressiveCodec(NeuralCodec):
             for i, image in enumerate(volume):
                 if layer == 0:
                     offsets = reference_offsets(i, period, self.interslice)
+                elif self.window:
+                    # the coarse slice (window) and, for the network, this layer's previous slice
+                    offsets = (n, 1) if i and self.interslice else (n,)
                 else:
                     offsets = (n,)  # measured: cheaper than adding the previous slice (n, 1)
                 refs = [recons[-off] for off in offsets]
+                coarse = self.layers[layer - 1] if layer and self.window else 0
                 data, recon = self._encode_one(np.ascontiguousarray(image), bits, refs, offsets,
-                                               tau)
+                                               tau, window_bound=coarse)
                 streams.append(data)
                 recons.append(recon)
         return streams

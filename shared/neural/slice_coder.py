@@ -31,7 +31,7 @@ import constriction
 import numpy as np
 
 from fedcodec.shared.errors import CorruptDataError
-from fedcodec.shared.neural import bin_centroid
+from fedcodec.shared.neural import bin_centroid, coarse_window
 from fedcodec.shared.neural.features import LevelNoise, group_context, level_noise
 from fedcodec.shared.neural.fixed_point import ilog2_q6
 from fedcodec.shared.neural.geometry import (
@@ -148,7 +148,17 @@ class EntropyModels:
         self._counts = weights.counts.astype(np.float64)
         self._cache: dict[int, object] = {}
         self._log_p: np.ndarray | None = None
+        self._window_tables: tuple[np.ndarray, np.ndarray] | None = None
         self.uniform_family = _model.Uniform()
+        self.categorical_family = _model.Categorical(perfect=False)
+        """One categorical per symbol (probabilities given per symbol): refinement bins."""
+
+    def window_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """(integer counts, their cumulative sums) for :mod:`.coarse_window` bin masses."""
+        if self._window_tables is None:
+            counts = self._counts.astype(np.int64)
+            self._window_tables = counts, coarse_window.cumulative_counts(counts)
+        return self._window_tables
 
     def log_probabilities(self) -> np.ndarray:
         """log2 of every table's probabilities (encoder-side cost estimates only)."""
@@ -276,7 +286,12 @@ def predicted_log2_scale_q6(ctx, log_scale_q4: np.ndarray) -> np.ndarray:
 
 def _code_group(io, models, weights, params: SliceParams, recon, errors, original, refs,
                 group: GroupSpec, level_index: int, noise: LevelNoise,
-                tau_map: np.ndarray | None = None) -> None:
+                tau_map: np.ndarray | None = None,
+                window: tuple[np.ndarray, int] | None = None) -> None:
+    if window is not None:
+        _code_group_windowed(io, models, weights, params, recon, errors, original, refs, group,
+                             level_index, noise, *window)
+        return
     if tau_map is not None:
         _code_group_mapped(io, models, weights, params, recon, errors, original, refs, group,
                            level_index, noise, tau_map)
@@ -354,6 +369,46 @@ def _predict_group(weights, params: SliceParams, recon, errors, refs, group: Gro
     return pred_q3, log_scale, mu0
 
 
+def _code_group_windowed(io, models, weights, params: SliceParams, recon, errors, original, refs,
+                         group: GroupSpec, level_index: int, noise: LevelNoise,
+                         coarse: np.ndarray, coarse_tau: int) -> None:
+    """:func:`_code_group` for a refinement layer: each pixel codes only its bin inside the
+    coarse layer's window (``coarse`` at this level, bound ``coarse_tau``), with the model's
+    lossless distribution summed per bin (:mod:`.coarse_window`); one-bin windows cost nothing."""
+    positions = group_positions(recon.shape, group)
+    n = positions.size
+    if n == 0:
+        return
+    pred_q3, log_scale, mu0 = _predict_group(weights, params, recon, errors, refs, group,
+                                             level_index, noise, n, None)
+    base = (pred_q3 + 4) >> 3
+    phase = pred_q3 - (base << 3) + CENTRE_PHASE
+    k = _offset_bins(scale_bin(log_scale), params.scale_offset)
+    lo, hi = coarse_window.window(coarse.reshape(-1)[positions], coarse_tau, params.maxval)
+    bins = coarse_window.bin_count(lo, hi, params.tau)
+    coded = np.flatnonzero(bins > 1)
+    j = np.zeros(n, dtype=np.int64)
+    if original is not None:
+        x = original.reshape(-1)[positions].astype(np.int64)
+        j = coarse_window.bin_index(x, lo, params.tau)
+        if (j < 0).any() or (j >= bins).any():
+            raise AssertionError("pixel outside its coarse window")  # the coarse layer's bound
+    if coded.size:
+        counts, cumulative = models.window_tables()
+        masses = coarse_window.bin_masses(counts, cumulative, table_key(k[coded], phase[coded]),
+                                          SHIFTS[k[coded]], base[coded], lo[coded], hi[coded],
+                                          params.tau, params.bits, int(bins[coded].max()))
+        symbols = io.code(j[coded] if original is not None else None, coded.size,
+                          models.categorical_family, masses)
+        # a corrupt stream may decode a padded bin: keep it in the window, the CRC rejects it
+        j[coded] = np.minimum(symbols, bins[coded] - 1)
+    values = coarse_window.bin_value(lo, hi, j, params.tau)
+    if original is not None and np.abs(values - x).max() > params.tau:
+        raise AssertionError("refinement reconstruction error above tau")  # cannot happen
+    recon.reshape(-1)[positions] = values
+    errors.reshape(-1)[positions] = np.abs(values - mu0)
+
+
 def _code_group_mapped(io, models, weights, params: SliceParams, recon, errors, original, refs,
                        group: GroupSpec, level_index: int, noise: LevelNoise,
                        tau_map: np.ndarray) -> None:
@@ -397,16 +452,29 @@ def _code_group_mapped(io, models, weights, params: SliceParams, recon, errors, 
 
 
 def _walk(io, models, weights, params: SliceParams, shape, image, refs,
-          tau_map: np.ndarray | None = None) -> np.ndarray:
+          tau_map: np.ndarray | None = None, window_bound: int = 0) -> np.ndarray:
     """Encode (``image`` given) or decode (``image`` None) one slice; return the reconstruction.
 
     ``refs`` are reconstructed earlier slices (int32); the reconstruction returned is int32.
     ``tau_map``: per-pixel tau (-1 = take ``refs[0]``), see the module docstring.
+    ``window_bound``: a refinement layer: ``refs[0]`` is this slice coded within this bound and
+    every pixel codes only its bin inside that window (:func:`_code_group_windowed`); the
+    network's references are then ``refs[1:]`` (measured: giving it the coarse slice too makes it
+    overconfident, 3-9% more bits than its intra-slice context alone on emri_small, 13-4).
     """
     shapes = pyramid_shapes(*shape)
     top = len(shapes) - 1
     if tau_map is not None and tau_map[0, 0] < 0:
         value = [int(np.clip(refs[0][0, 0], 0, params.maxval))]
+    elif window_bound:
+        lo, hi = coarse_window.window(refs[0][:1, :1].reshape(-1), window_bound, params.maxval)
+        bins = int(coarse_window.bin_count(lo, hi, params.tau)[0])
+        j = np.zeros(1, dtype=np.int64)
+        if image is not None:
+            j = coarse_window.bin_index(image[:1, :1].reshape(-1).astype(np.int64), lo, params.tau)
+        if bins > 1:
+            j = np.minimum(io.code(j, 1, models.uniform(bins)), bins - 1)
+        value = coarse_window.bin_value(lo, hi, j, params.tau)
     else:
         first = None if image is None else image[:1, :1].reshape(-1)
         value = io.code(first, 1, models.uniform(max(2, 1 << params.bits)))
@@ -422,9 +490,13 @@ def _walk(io, models, weights, params: SliceParams, shape, image, refs,
         original = None if image is None else image[::stride, ::stride]
         level_refs = [np.ascontiguousarray(r[::stride, ::stride], dtype=np.int32) for r in refs]
         level_map = None if tau_map is None else tau_map[::stride, ::stride]
+        level_window = None
+        if window_bound:  # the coarse slice gives the window; the network sees the others
+            level_window = (level_refs[0], window_bound)
+            level_refs = level_refs[1:]
         for group in GROUPS:
             _code_group(io, models, weights, params, grid, level_errors, original, level_refs,
-                        group, level, noise, level_map)
+                        group, level, noise, level_map, level_window)
         recon, errors = grid, level_errors
     return recon
 
@@ -440,18 +512,28 @@ def _check_tau_map(tau_map: np.ndarray | None, shape, refs) -> np.ndarray | None
     return tau_map
 
 
+def _check_window(window_bound: int, params: SliceParams, refs, tau_map) -> None:
+    if window_bound and (window_bound <= params.tau or not refs or tau_map is not None
+                         or params.centroid):
+        raise ValueError("a refinement needs a coarser bound than its own, the coarse slice as "
+                         "first reference, and neither a tau map nor centroid reconstruction")
+
+
 def encode_slice(image: np.ndarray, params: SliceParams, refs: list[np.ndarray],
                  weights: NeuralWeights, models: EntropyModels,
-                 tau_map: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 tau_map: np.ndarray | None = None,
+                 window_bound: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Return (rANS words, reconstruction as int32).
 
     ``tau_map`` (optional): per-pixel tau, -1 = keep ``refs[0]`` (``params.tau`` is then unused).
+    ``window_bound`` (optional): refine ``refs[0]``, this slice coded within that bound.
     """
     io = _Encoder()
     tau_map = _check_tau_map(tau_map, image.shape, refs)
+    _check_window(window_bound, params, refs, tau_map)
     with blas_threads():
         recon = _walk(io, models, weights, params, image.shape, image.astype(np.int32), refs,
-                      tau_map)
+                      tau_map, window_bound)
     return io.finish(), recon
 
 
@@ -521,13 +603,15 @@ def encode_slice_adaptive(image: np.ndarray, params: SliceParams, refs: list[np.
 
 def decode_slice(words: np.ndarray, shape: tuple[int, int], params: SliceParams,
                  refs: list[np.ndarray], weights: NeuralWeights,
-                 models: EntropyModels, tau_map: np.ndarray | None = None) -> np.ndarray:
+                 models: EntropyModels, tau_map: np.ndarray | None = None,
+                 window_bound: int = 0) -> np.ndarray:
     """Inverse of :func:`encode_slice`; CorruptDataError if the words do not decode cleanly."""
     tau_map = _check_tau_map(tau_map, shape, refs)
+    _check_window(window_bound, params, refs, tau_map)
     try:
         io = _Decoder(words)
         with blas_threads():
-            recon = _walk(io, models, weights, params, shape, None, refs, tau_map)
+            recon = _walk(io, models, weights, params, shape, None, refs, tau_map, window_bound)
         clean = io.coder.is_empty()
     except CorruptDataError:
         raise
