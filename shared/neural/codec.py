@@ -47,6 +47,7 @@ from fedcodec.shared.neural.slice_coder import (
     SliceParams,
     decode_slice,
     encode_slice,
+    encode_refinement_adaptive,
     encode_slice_adaptive,
 )
 from fedcodec.shared.neural.stream_format import COPY_MAGIC, StreamHeader, pack, unpack
@@ -164,6 +165,10 @@ class NeuralCodec(Codec):
             words = np.zeros(0, dtype=np.uint32)
             copy = True
             offset = 0
+        elif window_bound and self.adapt:
+            words, recon, offset = encode_refinement_adaptive(image, params, refs, weights,
+                                                              models, window_bound)
+            copy = False
         elif window_bound:
             words, recon = encode_slice(image, params, refs, weights, models,
                                         window_bound=window_bound)

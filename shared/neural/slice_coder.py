@@ -369,6 +369,36 @@ def _predict_group(weights, params: SliceParams, recon, errors, refs, group: Gro
     return pred_q3, log_scale, mu0
 
 
+@dataclass(frozen=True)
+class _WindowBins:
+    """One group's coded refinement pixels: model outputs, windows and (encoder) bins."""
+
+    k: np.ndarray
+    phase: np.ndarray
+    base: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    bins: np.ndarray
+    j: np.ndarray
+
+    def sample(self, stride: int) -> _WindowBins:
+        return _WindowBins(*(getattr(self, f)[::stride] for f in self.__dataclass_fields__))
+
+    def masses(self, models: EntropyModels, tau: int, bits: int, offset: int) -> np.ndarray:
+        """(pixels, bins) model mass of every bin with the scale bins moved by ``offset``."""
+        counts, cumulative = models.window_tables()
+        k = _offset_bins(self.k, offset)
+        return coarse_window.bin_masses(counts, cumulative, table_key(k, self.phase), SHIFTS[k],
+                                        self.base, self.lo, self.hi, tau, bits,
+                                        int(self.bins.max()))
+
+    def cost(self, models: EntropyModels, tau: int, bits: int, offset: int) -> float:
+        """Bits the recorded bins cost with ``offset`` (encoder side, float)."""
+        masses = self.masses(models, tau, bits, offset)
+        chosen = np.take_along_axis(masses, self.j[:, None], axis=1)[:, 0]
+        return float(np.log2(masses.sum(axis=1) / chosen).sum())
+
+
 def _code_group_windowed(io, models, weights, params: SliceParams, recon, errors, original, refs,
                          group: GroupSpec, level_index: int, noise: LevelNoise,
                          coarse: np.ndarray, coarse_tau: int) -> None:
@@ -383,7 +413,7 @@ def _code_group_windowed(io, models, weights, params: SliceParams, recon, errors
                                              level_index, noise, n, None)
     base = (pred_q3 + 4) >> 3
     phase = pred_q3 - (base << 3) + CENTRE_PHASE
-    k = _offset_bins(scale_bin(log_scale), params.scale_offset)
+    k_model = scale_bin(log_scale)
     lo, hi = coarse_window.window(coarse.reshape(-1)[positions], coarse_tau, params.maxval)
     bins = coarse_window.bin_count(lo, hi, params.tau)
     coded = np.flatnonzero(bins > 1)
@@ -394,14 +424,17 @@ def _code_group_windowed(io, models, weights, params: SliceParams, recon, errors
         if (j < 0).any() or (j >= bins).any():
             raise AssertionError("pixel outside its coarse window")  # the coarse layer's bound
     if coded.size:
-        counts, cumulative = models.window_tables()
-        masses = coarse_window.bin_masses(counts, cumulative, table_key(k[coded], phase[coded]),
-                                          SHIFTS[k[coded]], base[coded], lo[coded], hi[coded],
-                                          params.tau, params.bits, int(bins[coded].max()))
-        symbols = io.code(j[coded] if original is not None else None, coded.size,
-                          models.categorical_family, masses)
-        # a corrupt stream may decode a padded bin: keep it in the window, the CRC rejects it
-        j[coded] = np.minimum(symbols, bins[coded] - 1)
+        group_bins = _WindowBins(k_model[coded], phase[coded], base[coded], lo[coded],
+                                 hi[coded], bins[coded], j[coded])
+        if isinstance(io, _Recorder):
+            io.groups.append(group_bins)
+        else:
+            symbols = io.code(j[coded] if original is not None else None, coded.size,
+                              models.categorical_family,
+                              group_bins.masses(models, params.tau, params.bits,
+                                                params.scale_offset))
+            # a corrupt stream may decode a padded bin: keep it in the window (the CRC rejects it)
+            j[coded] = np.minimum(symbols, bins[coded] - 1)
     values = coarse_window.bin_value(lo, hi, j, params.tau)
     if original is not None and np.abs(values - x).max() > params.tau:
         raise AssertionError("refinement reconstruction error above tau")  # cannot happen
@@ -599,6 +632,44 @@ def encode_slice_adaptive(image: np.ndarray, params: SliceParams, refs: list[np.
         kk = _offset_bins(k, offset)
         _code_residuals(adapted, models, t, table_key(kk, phase), SHIFTS[kk], params.bits)
     return adapted.finish(), recon, offset
+
+
+def encode_refinement_adaptive(image: np.ndarray, params: SliceParams, refs: list[np.ndarray],
+                               weights: NeuralWeights, models: EntropyModels, window_bound: int
+                               ) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`encode_slice` of a refinement layer with the slice's best scale offset:
+    (words, recon, offset), as :func:`encode_slice_adaptive` does for ordinary slices (the
+    network given the coarse slice's neighbourhood is often over- or under-confident on an
+    unseen scanner; the bins, hence the reconstruction, do not depend on the offset)."""
+    _check_window(window_bound, params, refs, None)
+    io = _Recorder()
+    with blas_threads():
+        recon = _walk(io, models, weights, params, image.shape, image.astype(np.int32), refs,
+                      None, window_bound)
+    groups = io.groups
+    stride = max(1, sum(g.j.size for g in groups) // ADAPT_SAMPLE)
+    sampled = [g.sample(stride) for g in groups] if stride > 1 else groups
+
+    def cost(offset: int) -> float:
+        return sum(g.cost(models, params.tau, params.bits, offset) for g in sampled)
+
+    costs = {0: cost(0)}
+    for direction in (1, -1):
+        offset = direction
+        while abs(offset) <= MAX_SCALE_OFFSET:
+            costs[offset] = cost(offset)
+            if costs[offset] >= costs[offset - direction]:
+                break
+            offset += direction
+        if len(costs) > 2 and direction == 1:
+            break
+    best = min(costs, key=costs.get)
+    adapted = _Encoder()
+    adapted.ops.extend(io.ops)  # the top pixel, if its window holds more than one bin
+    for g in groups:
+        adapted.code(g.j, g.j.size, models.categorical_family,
+                     g.masses(models, params.tau, params.bits, best))
+    return adapted.finish(), recon, best
 
 
 def decode_slice(words: np.ndarray, shape: tuple[int, int], params: SliceParams,

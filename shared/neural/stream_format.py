@@ -15,8 +15,8 @@
     varint      tau (only if near-lossless; >= 1)
     varint*     per reference: how many slices back it is (>= 1)
     varint      (0xA7 only) the coarse layer's bound (> tau, >= 1)
-    1 byte      (0xA4 and 0xA6 only) scale offset + 128: every pixel's scale bin moves by this
-                many bins (-24..24; never 0 in 0xA4), chosen by the encoder for the slice
+    1 byte      (0xA4, 0xA6 and 0xA7 only) scale offset + 128: every pixel's scale bin moves by
+                this many bins (-24..24; never 0 in 0xA4), chosen by the encoder for the slice
     2 bytes     model id (SHA-256 prefix of the weights' integer arrays)
     4 bytes     CRC-32 of the reconstructed pixels (little-endian, as stored in the output dtype)
     rest        rANS words, uint32 little-endian (constriction AnsCoder.get_compressed)
@@ -108,10 +108,9 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
     if header.centroid and (not header.tau or header.copy):
         raise ValueError("centroid reconstruction needs tau >= 1 and a coded slice")
     if header.window_bound and (header.window_bound <= header.tau or header.copy
-                                or header.centroid or header.scale_offset
-                                or not header.ref_offsets):
-        raise ValueError("a refinement layer needs a coarser bound, a reference, and no copy, "
-                         "centroid or scale offset")
+                                or header.centroid or not header.ref_offsets):
+        raise ValueError("a refinement layer needs a coarser bound, a reference, and no copy "
+                         "or centroid")
     magic = (COPY_MAGIC if header.copy else WINDOW_MAGIC if header.window_bound
              else CENTROID_MAGIC if header.centroid
              else ADAPTED_MAGIC if header.scale_offset else MAGIC)
@@ -121,7 +120,7 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
     parts.extend(write_varint(off) for off in header.ref_offsets)
     if header.window_bound:
         parts.append(write_varint(header.window_bound))
-    if header.scale_offset or header.centroid:
+    if header.scale_offset or header.centroid or header.window_bound:
         parts.append(bytes([header.scale_offset + 128]))
     parts.append(header.model_id[:MODEL_ID_BYTES])
     parts.append(int(header.crc32).to_bytes(4, "little"))
@@ -171,7 +170,7 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
             raise CorruptDataError(f"neural stream: bad refinement layer (coarse bound "
                                    f"{window_bound}, tau {tau}, {len(offsets)} references)")
     scale_offset = 0
-    if data[0] in (ADAPTED_MAGIC, CENTROID_MAGIC):
+    if data[0] in (ADAPTED_MAGIC, CENTROID_MAGIC, WINDOW_MAGIC):
         if pos >= len(data):
             raise CorruptDataError("neural stream: truncated or malformed header")
         scale_offset = data[pos] - 128
