@@ -121,3 +121,20 @@ def test_damaged_refinement_streams_are_refused(emri) -> None:
         with pytest.raises(CorruptDataError):
             codec.decode_volume(damaged)
     assert header.window_bound == 13 and header.tau == 0
+
+
+@pytest.mark.parametrize("centred", [False, True])
+def test_both_cell_layouts_hold_the_bound_and_decode(emri, centred: bool) -> None:
+    """The encoder picks the layout per slice; each one alone holds tau and decodes bit-exactly."""
+    from fedcodec.shared.neural.slice_coder import SliceParams, decode_slice, encode_slice
+
+    volume, bits = emri
+    codec = get_codec("neural:tau=13")
+    weights, models = codec._weights()
+    coarse = codec._encode_one(np.ascontiguousarray(volume[0]), bits, [], (), 13)[1]
+    params = SliceParams(bits, 4, centred_cells=centred)
+    words, recon = encode_slice(volume[0], params, [coarse], weights, models, window_bound=13)
+    assert np.abs(recon.astype(np.int64) - volume[0]).max() <= 4
+    decoded = decode_slice(words, volume[0].shape, params, [coarse], weights, models,
+                           window_bound=13)
+    assert np.array_equal(decoded, recon)

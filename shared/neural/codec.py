@@ -166,9 +166,9 @@ class NeuralCodec(Codec):
             copy = True
             offset = 0
         elif window_bound and self.adapt:
-            words, recon, offset = encode_refinement_adaptive(image, params, refs, weights,
+            words, recon, params = encode_refinement_adaptive(image, params, refs, weights,
                                                               models, window_bound)
-            copy = False
+            copy, offset = False, params.scale_offset
         elif window_bound:
             words, recon = encode_slice(image, params, refs, weights, models,
                                         window_bound=window_bound)
@@ -182,7 +182,8 @@ class NeuralCodec(Codec):
         header = StreamHeader(image.shape[0], image.shape[1], bits, tau,
                               image.dtype == np.uint16, offsets, weights.model_id,
                               _crc(recon.astype(image.dtype)), copy, offset,
-                              params.centroid and not copy, 0 if copy else window_bound)
+                              params.centroid and not copy, 0 if copy else window_bound,
+                              params.centred_cells and not copy)
         return pack(header, words), recon
 
     def _encode_tiled(self, image: np.ndarray, bits: int, refs: list[np.ndarray],
@@ -255,7 +256,8 @@ class NeuralCodec(Codec):
             recon = decode_slice(words, (header.rows, header.cols),
                                  SliceParams(header.bits, header.tau,
                                              scale_offset=header.scale_offset,
-                                             centroid=header.centroid), refs,
+                                             centroid=header.centroid,
+                                             centred_cells=header.centred_cells), refs,
                                  weights, models, window_bound=header.window_bound)
         out = recon.astype(np.uint16 if header.uint16 else np.uint8)
         if _crc(out) != header.crc32:

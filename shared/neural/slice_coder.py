@@ -22,6 +22,7 @@ arithmetic only, so the decoder rebuilds the same values. Without a map nothing 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -131,6 +132,9 @@ class SliceParams:
     (see :func:`best_scale_offset`)."""
     centroid: bool = False
     """Bounded error: reconstruct inside the bin towards the prediction (:mod:`.bin_centroid`)."""
+    centred_cells: bool = False
+    """Refinement layers: cells centred on the prediction, else a grid from the window's start
+    (:mod:`.coarse_window`; the encoder picks per slice)."""
 
     @property
     def maxval(self) -> int:
@@ -376,6 +380,7 @@ class _WindowBins:
     k: np.ndarray
     phase: np.ndarray
     base: np.ndarray
+    anchor: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
     bins: np.ndarray
@@ -389,7 +394,7 @@ class _WindowBins:
         counts, cumulative = models.window_tables()
         k = _offset_bins(self.k, offset)
         return coarse_window.bin_masses(counts, cumulative, table_key(k, self.phase), SHIFTS[k],
-                                        self.base, self.lo, self.hi, tau, bits,
+                                        self.base, self.anchor, self.lo, self.hi, tau, bits,
                                         int(self.bins.max()))
 
     def cost(self, models: EntropyModels, tau: int, bits: int, offset: int) -> float:
@@ -415,16 +420,17 @@ def _code_group_windowed(io, models, weights, params: SliceParams, recon, errors
     phase = pred_q3 - (base << 3) + CENTRE_PHASE
     k_model = scale_bin(log_scale)
     lo, hi = coarse_window.window(coarse.reshape(-1)[positions], coarse_tau, params.maxval)
-    bins = coarse_window.bin_count(lo, hi, params.tau)
+    anchor = base if params.centred_cells else lo + params.tau
+    bins = coarse_window.bin_count(anchor, lo, hi, params.tau)
     coded = np.flatnonzero(bins > 1)
     j = np.zeros(n, dtype=np.int64)
     if original is not None:
         x = original.reshape(-1)[positions].astype(np.int64)
-        j = coarse_window.bin_index(x, lo, params.tau)
+        j = coarse_window.bin_index(x, anchor, lo, params.tau)
         if (j < 0).any() or (j >= bins).any():
             raise AssertionError("pixel outside its coarse window")  # the coarse layer's bound
     if coded.size:
-        group_bins = _WindowBins(k_model[coded], phase[coded], base[coded], lo[coded],
+        group_bins = _WindowBins(k_model[coded], phase[coded], base[coded], anchor[coded], lo[coded],
                                  hi[coded], bins[coded], j[coded])
         if isinstance(io, _Recorder):
             io.groups.append(group_bins)
@@ -435,7 +441,7 @@ def _code_group_windowed(io, models, weights, params: SliceParams, recon, errors
                                                 params.scale_offset))
             # a corrupt stream may decode a padded bin: keep it in the window (the CRC rejects it)
             j[coded] = np.minimum(symbols, bins[coded] - 1)
-    values = coarse_window.bin_value(lo, hi, j, params.tau)
+    values = coarse_window.bin_value(anchor, lo, hi, j, params.tau)
     if original is not None and np.abs(values - x).max() > params.tau:
         raise AssertionError("refinement reconstruction error above tau")  # cannot happen
     recon.reshape(-1)[positions] = values
@@ -501,13 +507,15 @@ def _walk(io, models, weights, params: SliceParams, shape, image, refs,
         value = [int(np.clip(refs[0][0, 0], 0, params.maxval))]
     elif window_bound:
         lo, hi = coarse_window.window(refs[0][:1, :1].reshape(-1), window_bound, params.maxval)
-        bins = int(coarse_window.bin_count(lo, hi, params.tau)[0])
+        anchor = lo + params.tau  # no prediction for the first pixel: cells from the window's start
+        bins = int(coarse_window.bin_count(anchor, lo, hi, params.tau)[0])
         j = np.zeros(1, dtype=np.int64)
         if image is not None:
-            j = coarse_window.bin_index(image[:1, :1].reshape(-1).astype(np.int64), lo, params.tau)
+            j = coarse_window.bin_index(image[:1, :1].reshape(-1).astype(np.int64), anchor, lo,
+                                        params.tau)
         if bins > 1:
             j = np.minimum(io.code(j, 1, models.uniform(bins)), bins - 1)
-        value = coarse_window.bin_value(lo, hi, j, params.tau)
+        value = coarse_window.bin_value(anchor, lo, hi, j, params.tau)
     else:
         first = None if image is None else image[:1, :1].reshape(-1)
         value = io.code(first, 1, models.uniform(max(2, 1 << params.bits)))
@@ -636,22 +644,41 @@ def encode_slice_adaptive(image: np.ndarray, params: SliceParams, refs: list[np.
 
 def encode_refinement_adaptive(image: np.ndarray, params: SliceParams, refs: list[np.ndarray],
                                weights: NeuralWeights, models: EntropyModels, window_bound: int
-                               ) -> tuple[np.ndarray, np.ndarray, int]:
-    """:func:`encode_slice` of a refinement layer with the slice's best scale offset:
-    (words, recon, offset), as :func:`encode_slice_adaptive` does for ordinary slices (the
-    network given the coarse slice's neighbourhood is often over- or under-confident on an
-    unseen scanner; the bins, hence the reconstruction, do not depend on the offset)."""
+                               ) -> tuple[np.ndarray, np.ndarray, SliceParams]:
+    """:func:`encode_slice` of a refinement layer with the slice's best cell layout and scale
+    offset: (words, recon, the params used), as :func:`encode_slice_adaptive` does for
+    ordinary slices. Both layouts of :mod:`.coarse_window` are walked (lossless layers have only
+    one), the scale offset is searched for each from the recorded bins (the bins, hence the
+    reconstruction, do not depend on it), and the cheaper combination is coded once."""
     _check_window(window_bound, params, refs, None)
-    io = _Recorder()
-    with blas_threads():
-        recon = _walk(io, models, weights, params, image.shape, image.astype(np.int32), refs,
-                      None, window_bound)
-    groups = io.groups
+    best: tuple[float, SliceParams, _Recorder, np.ndarray] | None = None
+    for centred in (False, True) if params.tau else (False,):
+        trial = dataclasses.replace(params, centred_cells=centred, scale_offset=0)
+        io = _Recorder()
+        with blas_threads():
+            recon = _walk(io, models, weights, trial, image.shape, image.astype(np.int32),
+                          refs, None, window_bound)
+        offset, cost = _best_window_offset(io.groups, models, trial)
+        if best is None or cost < best[0]:
+            best = (cost, dataclasses.replace(trial, scale_offset=offset), io, recon)
+    _, chosen, io, recon = best
+    adapted = _Encoder()
+    adapted.ops.extend(io.ops)  # the top pixel, if its window holds more than one bin
+    for g in io.groups:
+        adapted.code(g.j, g.j.size, models.categorical_family,
+                     g.masses(models, chosen.tau, chosen.bits, chosen.scale_offset))
+    return adapted.finish(), recon, chosen
+
+
+def _best_window_offset(groups: list[_WindowBins], models: EntropyModels, params: SliceParams
+                        ) -> tuple[int, float]:
+    """The scale offset with the shortest code for recorded refinement bins, and that cost
+    (bits, estimated on about ADAPT_SAMPLE pixels): a descent from 0, as :func:`best_scale_offset`."""
     stride = max(1, sum(g.j.size for g in groups) // ADAPT_SAMPLE)
     sampled = [g.sample(stride) for g in groups] if stride > 1 else groups
 
     def cost(offset: int) -> float:
-        return sum(g.cost(models, params.tau, params.bits, offset) for g in sampled)
+        return stride * sum(g.cost(models, params.tau, params.bits, offset) for g in sampled)
 
     costs = {0: cost(0)}
     for direction in (1, -1):
@@ -664,12 +691,7 @@ def encode_refinement_adaptive(image: np.ndarray, params: SliceParams, refs: lis
         if len(costs) > 2 and direction == 1:
             break
     best = min(costs, key=costs.get)
-    adapted = _Encoder()
-    adapted.ops.extend(io.ops)  # the top pixel, if its window holds more than one bin
-    for g in groups:
-        adapted.code(g.j, g.j.size, models.categorical_family,
-                     g.masses(models, params.tau, params.bits, best))
-    return adapted.finish(), recon, best
+    return best, costs[best]
 
 
 def decode_slice(words: np.ndarray, shape: tuple[int, int], params: SliceParams,

@@ -14,7 +14,8 @@
     varint      rows, then cols (LEB128, >= 1)
     varint      tau (only if near-lossless; >= 1)
     varint*     per reference: how many slices back it is (>= 1)
-    varint      (0xA7 only) the coarse layer's bound (> tau, >= 1)
+    varint      (0xA7 only) 2 * the coarse layer's bound (> tau, >= 1) + 1 if the cells are
+                centred on the prediction (else a grid from the window's start)
     1 byte      (0xA4, 0xA6 and 0xA7 only) scale offset + 128: every pixel's scale bin moves by
                 this many bins (-24..24; never 0 in 0xA4), chosen by the encoder for the slice
     2 bytes     model id (SHA-256 prefix of the weights' integer arrays)
@@ -73,6 +74,8 @@ class StreamHeader:
     window_bound: int = 0
     """A refinement layer (0xA7): the bound of the coarse slice (the first reference) whose
     window every pixel's bin is coded in (``coarse_window``); 0 = an ordinary slice."""
+    centred_cells: bool = False
+    """A refinement layer's cells are centred on the prediction (else a grid in the window)."""
 
 
 def write_varint(value: int) -> bytes:
@@ -118,8 +121,10 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
     if header.tau:
         parts.append(write_varint(header.tau))
     parts.extend(write_varint(off) for off in header.ref_offsets)
+    if header.centred_cells and not header.window_bound:
+        raise ValueError("centred cells belong to a refinement layer")
     if header.window_bound:
-        parts.append(write_varint(header.window_bound))
+        parts.append(write_varint(2 * header.window_bound + header.centred_cells))
     if header.scale_offset or header.centroid or header.window_bound:
         parts.append(bytes([header.scale_offset + 128]))
     parts.append(header.model_id[:MODEL_ID_BYTES])
@@ -164,8 +169,10 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
             raise CorruptDataError("neural stream: bad reference offset 0")
         offsets.append(off)
     window_bound = 0
+    centred_cells = False
     if data[0] == WINDOW_MAGIC:
         window_bound, pos = read_varint(data, pos)
+        window_bound, centred_cells = window_bound >> 1, bool(window_bound & 1)
         if not tau < window_bound < (1 << bits) or not offsets:
             raise CorruptDataError(f"neural stream: bad refinement layer (coarse bound "
                                    f"{window_bound}, tau {tau}, {len(offsets)} references)")
@@ -191,5 +198,5 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
         raise CorruptDataError("neural stream: centroid reconstruction without tau")
     header = StreamHeader(rows, cols, bits, tau, uint16, tuple(offsets), model_id,
                           int.from_bytes(crc, "little"), copy, scale_offset, centroid,
-                          window_bound)
+                          window_bound, centred_cells)
     return header, np.frombuffer(payload, dtype="<u4").astype(np.uint32)
