@@ -122,7 +122,8 @@ def main() -> None:
         return f"{8 * b / px:.3f}"
 
     lines = ["| source | coder | preview bpp | preview PSNR dB | preview max error | "
-             "total bpp | total / single pass |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+             "total bpp | total / single pass |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         px, single, hyb = r["pixels"], r["single"], r["hybrid"]
         lines.append(f"| {r['source']} | hybrid tau={r['tau']} (J2K base) | "

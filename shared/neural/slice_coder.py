@@ -430,8 +430,8 @@ def _code_group_windowed(io, models, weights, params: SliceParams, recon, errors
         if (j < 0).any() or (j >= bins).any():
             raise AssertionError("pixel outside its coarse window")  # the coarse layer's bound
     if coded.size:
-        group_bins = _WindowBins(k_model[coded], phase[coded], base[coded], anchor[coded], lo[coded],
-                                 hi[coded], bins[coded], j[coded])
+        group_bins = _WindowBins(k_model[coded], phase[coded], base[coded], anchor[coded],
+                                 lo[coded], hi[coded], bins[coded], j[coded])
         if isinstance(io, _Recorder):
             io.groups.append(group_bins)
         else:
@@ -673,7 +673,8 @@ def encode_refinement_adaptive(image: np.ndarray, params: SliceParams, refs: lis
 def _best_window_offset(groups: list[_WindowBins], models: EntropyModels, params: SliceParams
                         ) -> tuple[int, float]:
     """The scale offset with the shortest code for recorded refinement bins, and that cost
-    (bits, estimated on about ADAPT_SAMPLE pixels): a descent from 0, as :func:`best_scale_offset`."""
+    (bits, estimated on about ADAPT_SAMPLE pixels): a descent from 0, as
+    :func:`best_scale_offset` does."""
     stride = max(1, sum(g.j.size for g in groups) // ADAPT_SAMPLE)
     sampled = [g.sample(stride) for g in groups] if stride > 1 else groups
 
