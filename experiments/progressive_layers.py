@@ -4,7 +4,10 @@
 
 For each source of ``lossy_rd`` (runs of consecutive slices coded as volumes) and each layer
 plan, the bytes of every layer of ``neural:mode=progressive,layers=...``, the total, and the
-bytes of ``neural:tau=FINAL`` (one pass); every layer's decode is checked within its bound.
+bytes of ``neural:tau=FINAL`` (one pass); every layer's decode is checked within its bound on
+every pixel. Refinement layers code each pixel's bin inside the coarse layer's window (0xA7,
+``window=1``); ``v1`` rows are the previous refinement (ordinary streams against the coarse
+slice, ``window=0``) for comparison.
 """
 
 from __future__ import annotations
@@ -20,11 +23,15 @@ from fedcodec.shared.codecs import get_codec
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lossy_rd import load_source  # noqa: E402
 
-PLANS = ("16-0", "8-0", "16-4-0", "16-4", "16-2")
+PLANS = ("13-4-0", "13-4-1-0", "40-13-4-0", "13-0", "4-0", "13-4", "16-4-0", "16-4-0/v1")
+"""``/v1``: the same layers with ``window=0``. 13-4-0, 13-4-1-0 and 40-13-4-0 nest (every fine
+bin of 2t+1 levels partitions the coarser one); 16-4-0 does not (33 levels = 3 bins of 9 + 6)."""
+QUICK_PLANS = ("13-4-0", "16-4-0/v1")
 
 
 def measure(plan: str, runs) -> dict:
-    codec = get_codec(f"neural:mode=progressive,layers={plan}")
+    layers, _, version = plan.partition("/")
+    codec = get_codec(f"neural:mode=progressive,layers={layers},window={int(version != 'v1')}")
     single = get_codec(f"neural:tau={codec.layers[-1]}")
     layer_bytes = [0] * codec.layer_count
     single_bytes = pixels = 0
@@ -37,6 +44,10 @@ def measure(plan: str, runs) -> dict:
             error = int(np.abs(out.astype(np.int64) - run).max())
             if error > codec.layers[k]:
                 raise SystemExit(f"{plan}: layer {k + 1} error {error} > {codec.layers[k]}")
+            for data in streams[k * n:(k + 1) * n]:
+                if codec.guaranteed_error(data) != codec.layers[k]:
+                    raise SystemExit(f"{plan}: layer {k + 1} records bound "
+                                     f"{codec.guaranteed_error(data)}, not {codec.layers[k]}")
         single_bytes += sum(map(len, single.encode_volume(run, bits)))
         pixels += run.size
     return {"layers": plan, "layer_bpp": [8 * b / pixels for b in layer_bytes],
@@ -53,7 +64,7 @@ def main() -> None:
     rows = []
     for source in args.sources.split(","):
         runs = load_source(source, 1 if args.quick else 2, 2 if args.quick else 4)
-        for plan in PLANS[:2] if args.quick else PLANS:
+        for plan in QUICK_PLANS if args.quick else PLANS:
             row = {"source": source, **measure(plan, runs)}
             rows.append(row)
             print(json.dumps(row), flush=True)

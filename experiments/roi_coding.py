@@ -31,7 +31,7 @@ from neural_dataset import load_items
 
 TUMOUR = Path(__file__).resolve().parents[2] / "shared" / "data" / "tumor"
 TUMOUR_SLICES = ("0/1000", "0/1049", "1/189", "1/280", "2/1940", "2/2138")
-WHOLE = ("neural", "neural:mode=hybrid,tau=2")
+WHOLE = ("neural", "neural:tau=2")  # whole slice lossless / within 2 (the hybrid is retired)
 ROI = ("neural:mode=roi,tau=0,base=35", "neural:mode=roi,tau=0,base=40",
        "neural:mode=roi,tau=0,base=45", "neural:mode=roi,tau=0,base=50",
        "neural:mode=roi,tau=2,base=45")
@@ -128,7 +128,7 @@ def plot(rows: list[dict], example: tuple, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     specs = list(WHOLE + ROI)
-    show = [0, 1, 4, 6]  # lossless, hybrid tau 2, ROI tau 0 @ 45 dB, ROI tau 2 @ 45 dB
+    show = [0, 1, 4, 6]  # lossless, tau 2, ROI tau 0 @ 45 dB, ROI tau 2 @ 45 dB
     fig, (ax, ax_img, ax_err) = plt.subplots(1, 3, figsize=(16, 4.8),
                                              gridspec_kw={"width_ratios": [2.2, 1, 1]})
     x = np.arange(len(rows))

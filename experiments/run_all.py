@@ -163,6 +163,12 @@ EXPERIMENT_LIST = (
         shared_data=("dicom-more",),
     ),
     Experiment(
+        "hybrid_vs_progressive", "retired hybrid mode's preview vs the first progressive layer",
+        ("{python}", "{experiments}/hybrid_vs_progressive.py", "--out", "{out}"),
+        ("{python}", "{experiments}/hybrid_vs_progressive.py", "--out", "{out}", "--quick"),
+        shared_data=("dicom-more",),
+    ),
+    Experiment(
         "federated_compare", "federated vs local vs centralised, with and without DP",
         ("{python}", "{experiments}/federated_compare.py", "--out", "{out}", "--flower"),
         ("{python}", "{experiments}/federated_compare.py", "--out", "{out}", "--rounds", "1",

@@ -407,5 +407,7 @@ def test_neural_family_routes_lossy_hyperprior_and_hybrid_modes() -> None:
     assert hyperprior.mode is CodecMode.LOSSY and hyperprior.name == "neural-lossy"
     with pytest.raises(FedcodecError, match="neural:mode=hyperprior,quality=4"):
         get_codec("neural:mode=lossy,quality=4")
-    hybrid = get_codec("neural:mode=hybrid,tau=2")
+    with pytest.raises(FedcodecError, match="retired: use neural:mode=progressive"):
+        get_codec("neural:mode=hybrid,tau=2")  # retired: a decoder only (archived=1)
+    hybrid = get_codec("neural:mode=hybrid,tau=2,archived=1")
     assert hybrid.mode is CodecMode.BOUNDED and hybrid.max_error == 2

@@ -105,8 +105,8 @@ def register_mode_route(name: str, mode: str, target: str) -> None:
 
     One family name can then cover modes that live in different modules: ``neural`` is the
     learned lossless / near-lossless coder, ``neural:mode=lossy`` its rate-controlled
-    bounded-error form (``neural-bounded``), while ``neural:mode=hyperprior`` and
-    ``neural:mode=hybrid`` are served by ``neural-lossy``.
+    bounded-error form (``neural-bounded``), while ``neural:mode=hyperprior`` and the retired
+    ``neural:mode=hybrid`` (decode only) are served by ``neural-lossy``.
     """
     _MODE_ROUTES[(name, mode)] = target
 

@@ -16,15 +16,25 @@ RENAMED_MODES: dict[tuple[str, str, str], str] = {
     # (family, old mode, codec that served it) -> the mode that names that codec now
     ("neural", "lossy", "neural-lossy"): "hyperprior",
 }
+RETIRED_MODES: frozenset[tuple[str, str, str]] = frozenset({
+    # (family, mode, codec that served it): new specs are refused, recorded ones decode with
+    # ``archived=1`` (a decoder only)
+    ("neural", "hybrid", "neural-lossy"),
+    ("neural-lossy", "hybrid", "neural-lossy"),
+})
 
 
 def spec_as_recorded(spec: str, described: dict[str, Any]) -> str:
-    """``spec`` rewritten to name the codec ``described`` says wrote the streams (unchanged
-    when nothing was renamed)."""
+    """``spec`` rewritten to name the codec ``described`` says wrote the streams, or to build
+    a retired mode's decoder (unchanged when nothing was renamed or retired)."""
     family, params = parse_codec_spec(spec)
     old_mode = str(params.get("mode", ""))
-    new_mode = RENAMED_MODES.get((family, old_mode, str(described.get("name", ""))))
-    if new_mode is None:
+    key = (family, old_mode, str(described.get("name", "")))
+    new_mode = RENAMED_MODES.get(key)
+    if key in RETIRED_MODES:
+        params["archived"] = 1
+    elif new_mode is None:
         return spec
-    params["mode"] = new_mode
+    else:
+        params["mode"] = new_mode
     return family + ":" + ",".join(f"{k}={v}" for k, v in params.items())

@@ -1,4 +1,4 @@
-"""The ``neural-lossy`` codec: learned lossy coding and the hybrid bounded-error mode.
+"""The ``neural-lossy`` codec: learned lossy coding (and the retired hybrid mode's decoder).
 
 Specs::
 
@@ -6,12 +6,16 @@ Specs::
                                       (also ``neural:mode=hyperprior,quality=Q``): the latent
                                       source for compressed-domain analysis and low-rate
                                       previews, not the lossy choice (``neural:mode=lossy``)
-    neural-lossy:mode=hybrid,tau=2    every pixel within tau: a lossy base layer (JPEG 2000, 5/3
-                                      integer wavelet, truncated) refined by a learned residual
-                                      coder; the base alone is a preview (``decode_preview``)
-    neural-lossy:mode=hybrid,tau=2,base=22   fixed base-layer PSNR target (dB over the slice's
-                                      range) instead of the encoder's search; base=none: no base
-                                      layer (smallest, no preview)
+
+The hybrid mode (``neural:mode=hybrid,tau=T``: a JPEG 2000 base layer refined by a learned
+residual coder to tau) is retired: it cost more than ``neural:tau=T`` and its preview (the base
+alone) had no bound, where ``neural:mode=progressive,layers=B-T`` gives a preview within B at equal
+or better PSNR for its bytes and a total within a few percent of single pass
+(experiments/hybrid_vs_progressive.py, docs/bounded-error-lossy.md). Its spec is refused with a
+one-line error naming the replacement; containers written with it still decode: the container
+reader adds ``archived=1`` (:mod:`fedcodec.shared.codecs.renamed_specs`), which builds a decoder
+that refuses to encode. :mod:`.hybrid` stays: region-of-interest coding (``neural:mode=roi``) is
+built on it.
 
 Latent access for compressed-domain analysis (no synthesis transform is run):
 :func:`extract_latents` (from a stream) and :func:`encode_latents` (from an image). See
@@ -63,6 +67,12 @@ def _check_quality(quality: Any) -> int:
     return quality
 
 
+HYBRID_RETIRED = (
+    "the hybrid mode (neural:mode=hybrid, JPEG 2000 base + learned residual) is retired: use "
+    "neural:mode=progressive,layers=40-{tau} for a preview within 40 then every pixel within "
+    "{tau}, or neural:tau={tau}; containers written with it still decode")
+
+
 @register_codec
 class LearnedLossyCodec(Codec):
     """Mean-scale hyperprior (lossy) or J2K base + learned residual coder (hybrid, bounded)."""
@@ -71,12 +81,14 @@ class LearnedLossyCodec(Codec):
 
     def __init__(self, quality: int | None = None, mode: str = "lossy", tau: int | None = None,
                  base: float | str = "auto", weights: str | None = None,
-                 residual_weights: str | None = None) -> None:
+                 residual_weights: str | None = None, archived: int = 0) -> None:
         if mode == "hyperprior":  # the name under the ``neural`` family (neural:mode=lossy is
             mode = "lossy"        # the bounded-error coder, shared/neural/bounded_lossy.py)
         if mode not in ("lossy", "hybrid"):
             raise FedcodecError("neural-lossy codec: mode must be lossy (= hyperprior) or hybrid, "
                                 f"not {mode!r}")
+        if mode == "hybrid" and not archived:
+            raise FedcodecError(HYBRID_RETIRED.format(tau=tau if isinstance(tau, int) else "T"))
         self.kind = mode
         self.weights_path = str(weights or DEFAULT_WEIGHTS)
         self.residual_weights_path = str(residual_weights or HYBRID_WEIGHTS)
@@ -115,6 +127,8 @@ class LearnedLossyCodec(Codec):
         return out
 
     def encode(self, image: np.ndarray, bits: int) -> bytes:
+        if self.kind == "hybrid":
+            raise FedcodecError(HYBRID_RETIRED.format(tau=self.tau))
         image = _check_image(image, bits, self.name)
         if self.kind == "lossy":
             return encode_lossy(load_runtime(self.weights_path), image, bits, self.quality)
@@ -162,6 +176,6 @@ def decode_preview(stream: bytes) -> np.ndarray | None:
 __all__ = ["LearnedLossyCodec", "decode_preview", "encode_latents", "extract_latents"]
 
 
-# ``neural:mode=hyperprior,quality=Q`` and ``neural:mode=hybrid,tau=T`` are this codec.
+# ``neural:mode=hyperprior,quality=Q`` and (decode only) ``neural:mode=hybrid`` are this codec.
 register_mode_route("neural", "hyperprior", LearnedLossyCodec.name)
 register_mode_route("neural", "hybrid", LearnedLossyCodec.name)

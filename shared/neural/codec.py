@@ -47,6 +47,7 @@ from fedcodec.shared.neural.slice_coder import (
     SliceParams,
     decode_slice,
     encode_slice,
+    encode_refinement_adaptive,
     encode_slice_adaptive,
 )
 from fedcodec.shared.neural.stream_format import COPY_MAGIC, StreamHeader, pack, unpack
@@ -148,21 +149,30 @@ class NeuralCodec(Codec):
             raise FedcodecError(f"neural codec: values exceed {bits} bits")
 
     def _encode_one(self, image: np.ndarray, bits: int, refs: list[np.ndarray],
-                    offsets: tuple[int, ...], tau: int | None = None
-                    ) -> tuple[bytes, np.ndarray]:
+                    offsets: tuple[int, ...], tau: int | None = None,
+                    window_bound: int = 0) -> tuple[bytes, np.ndarray]:
         """One slice stream and its reconstruction; ``tau`` overrides ``self.tau`` (rate
-        control picks it per slice, :mod:`.bounded_lossy`)."""
+        control picks it per slice, :mod:`.bounded_lossy`). ``window_bound``: a progressive
+        refinement of ``refs[0]``, the slice coded within that bound (0xA7 stream)."""
         tau = self.tau if tau is None else tau
         if needs_tiles(image.shape):
-            return self._encode_tiled(image, bits, refs, offsets, tau)
+            return self._encode_tiled(image, bits, refs, offsets, tau, window_bound)
         weights, models = self._weights()
-        params = SliceParams(bits, tau, centroid=self.centroid and tau > 0)
+        params = SliceParams(bits, tau, centroid=self.centroid and tau > 0 and not window_bound)
         if refs and np.abs(image.astype(np.int32) - refs[0]).max() <= tau:
             # a repeated slice (within tau) costs only its header, like a skipped video frame
             recon = refs[0]
             words = np.zeros(0, dtype=np.uint32)
             copy = True
             offset = 0
+        elif window_bound and self.adapt:
+            words, recon, params = encode_refinement_adaptive(image, params, refs, weights,
+                                                              models, window_bound)
+            copy, offset = False, params.scale_offset
+        elif window_bound:
+            words, recon = encode_slice(image, params, refs, weights, models,
+                                        window_bound=window_bound)
+            copy, offset = False, 0
         elif self.adapt:
             words, recon, offset = encode_slice_adaptive(image, params, refs, weights, models)
             copy = False
@@ -172,11 +182,13 @@ class NeuralCodec(Codec):
         header = StreamHeader(image.shape[0], image.shape[1], bits, tau,
                               image.dtype == np.uint16, offsets, weights.model_id,
                               _crc(recon.astype(image.dtype)), copy, offset,
-                              params.centroid and not copy)
+                              params.centroid and not copy, 0 if copy else window_bound,
+                              params.centred_cells and not copy)
         return pack(header, words), recon
 
     def _encode_tiled(self, image: np.ndarray, bits: int, refs: list[np.ndarray],
-                      offsets: tuple[int, ...], tau: int) -> tuple[bytes, np.ndarray]:
+                      offsets: tuple[int, ...], tau: int, window_bound: int = 0
+                      ) -> tuple[bytes, np.ndarray]:
         """A large slice as tiles (see :mod:`.tiles`), each conditioned on the same tile of refs."""
         from fedcodec.shared.neural import tiles
 
@@ -185,7 +197,8 @@ class NeuralCodec(Codec):
         streams = []
         for rows, cols in grid:
             data, part = self._encode_one(np.ascontiguousarray(image[rows, cols]), bits,
-                                          [ref[rows, cols] for ref in refs], offsets, tau)
+                                          [ref[rows, cols] for ref in refs], offsets, tau,
+                                          window_bound)
             streams.append(data)
             recon[rows, cols] = part
         return pack_tiled(grid, streams), recon
@@ -243,8 +256,9 @@ class NeuralCodec(Codec):
             recon = decode_slice(words, (header.rows, header.cols),
                                  SliceParams(header.bits, header.tau,
                                              scale_offset=header.scale_offset,
-                                             centroid=header.centroid), refs,
-                                 weights, models)
+                                             centroid=header.centroid,
+                                             centred_cells=header.centred_cells), refs,
+                                 weights, models, window_bound=header.window_bound)
         out = recon.astype(np.uint16 if header.uint16 else np.uint8)
         if _crc(out) != header.crc32:
             raise CorruptDataError("neural stream is corrupt (pixel checksum mismatch)")

@@ -6,14 +6,18 @@
                 (within tau), no payload follows the CRC, or 0xA4 ("neural v2", adapted): as
                 0xA1 with a scale-offset byte after the reference offsets, or 0xA6: as 0xA4
                 (its scale-offset byte may be 0), bounded error reconstructed inside the bin
-                (``bin_centroid``; near-lossless only)
+                (``bin_centroid``; near-lossless only), or 0xA7: a progressive refinement
+                layer (``coarse_window``): as 0xA1 with the coarse layer's bound after the
+                reference offsets; the first reference is that coarse layer's slice
     byte 1      bits 0-3: bit depth - 1 (1..16 bits); bits 4-5: number of reference slices
                 (0..2); bit 6: near-lossless; bit 7: uint16 output (else uint8)
     varint      rows, then cols (LEB128, >= 1)
     varint      tau (only if near-lossless; >= 1)
     varint*     per reference: how many slices back it is (>= 1)
-    1 byte      (0xA4 and 0xA6 only) scale offset + 128: every pixel's scale bin moves by this
-                many bins (-24..24; never 0 in 0xA4), chosen by the encoder for the slice
+    varint      (0xA7 only) 2 * the coarse layer's bound (> tau, >= 1) + 1 if the cells are
+                centred on the prediction (else a grid from the window's start)
+    1 byte      (0xA4, 0xA6 and 0xA7 only) scale offset + 128: every pixel's scale bin moves by
+                this many bins (-24..24; never 0 in 0xA4), chosen by the encoder for the slice
     2 bytes     model id (SHA-256 prefix of the weights' integer arrays)
     4 bytes     CRC-32 of the reconstructed pixels (little-endian, as stored in the output dtype)
     rest        rANS words, uint32 little-endian (constriction AnsCoder.get_compressed)
@@ -26,8 +30,8 @@ Classical fallback streams (``fallback.py``) sit in the same place as a slice st
 JPEG XL / JPEG-LS / JPEG 2000 codestream, recognised by its own signature (first byte 0xFF, or
 0x00 for the JPEG XL box). Added in the fallback release; streams written before it are
 unchanged and still decode; a build from before it refuses a fallback stream with its
-"bad magic byte" error. A first byte 0xA5 or 0xA7-0xAF is a neural format this build does not
-know and is refused naming it.
+"bad magic byte" error. A first byte 0xA5 or 0xA8-0xAF is a neural format this build does not
+know and is refused naming it (a build from before 0xA7 refuses refinement layers that way).
 
 Stream *i* of a volume depends on the streams its reference offsets name (i-1, i-period); a
 stream with no references decodes alone.
@@ -45,6 +49,7 @@ MAGIC = 0xA1
 COPY_MAGIC = 0xA2
 ADAPTED_MAGIC = 0xA4
 CENTROID_MAGIC = 0xA6
+WINDOW_MAGIC = 0xA7
 MAX_SCALE_OFFSET = 24
 MAX_SIDE = 1 << 20
 MODEL_ID_BYTES = 2
@@ -66,6 +71,11 @@ class StreamHeader:
     """Encode-time adaptation (0xA4 and 0xA6 streams): scale bins move by this many bins."""
     centroid: bool = False
     """Reconstruction inside the bin towards the prediction (``bin_centroid``); tau >= 1."""
+    window_bound: int = 0
+    """A refinement layer (0xA7): the bound of the coarse slice (the first reference) whose
+    window every pixel's bin is coded in (``coarse_window``); 0 = an ordinary slice."""
+    centred_cells: bool = False
+    """A refinement layer's cells are centred on the prediction (else a grid in the window)."""
 
 
 def write_varint(value: int) -> bytes:
@@ -100,13 +110,22 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
         raise ValueError(f"bad scale offset {header.scale_offset}")
     if header.centroid and (not header.tau or header.copy):
         raise ValueError("centroid reconstruction needs tau >= 1 and a coded slice")
-    magic = (COPY_MAGIC if header.copy else CENTROID_MAGIC if header.centroid
+    if header.window_bound and (header.window_bound <= header.tau or header.copy
+                                or header.centroid or not header.ref_offsets):
+        raise ValueError("a refinement layer needs a coarser bound, a reference, and no copy "
+                         "or centroid")
+    magic = (COPY_MAGIC if header.copy else WINDOW_MAGIC if header.window_bound
+             else CENTROID_MAGIC if header.centroid
              else ADAPTED_MAGIC if header.scale_offset else MAGIC)
     parts = [bytes([magic, flags]), write_varint(header.rows), write_varint(header.cols)]
     if header.tau:
         parts.append(write_varint(header.tau))
     parts.extend(write_varint(off) for off in header.ref_offsets)
-    if header.scale_offset or header.centroid:
+    if header.centred_cells and not header.window_bound:
+        raise ValueError("centred cells belong to a refinement layer")
+    if header.window_bound:
+        parts.append(write_varint(2 * header.window_bound + header.centred_cells))
+    if header.scale_offset or header.centroid or header.window_bound:
         parts.append(bytes([header.scale_offset + 128]))
     parts.append(header.model_id[:MODEL_ID_BYTES])
     parts.append(int(header.crc32).to_bytes(4, "little"))
@@ -117,12 +136,13 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
 def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
     """Parse a stream; any inconsistency is a CorruptDataError naming what is wrong."""
     data = bytes(data)
-    known = (MAGIC, COPY_MAGIC, ADAPTED_MAGIC, CENTROID_MAGIC)
+    known = (MAGIC, COPY_MAGIC, ADAPTED_MAGIC, CENTROID_MAGIC, WINDOW_MAGIC)
     if len(data) >= 2 and data[0] not in known and data[0] >> 4 == 0xA:
         raise CorruptDataError(f"neural stream format 0x{data[0]:02X} is not one this build reads "
                                "(it reads 0xA1 slices, 0xA2 copies, 0xA3 tiles, 0xA4 adapted "
-                               "slices, 0xA6 bounded-error slices reconstructed inside the bin "
-                               "and classical fallback streams); decode it with the fedcodec "
+                               "slices, 0xA6 bounded-error slices reconstructed inside the bin, "
+                               "0xA7 progressive refinement layers and classical fallback "
+                               "streams); decode it with the fedcodec "
                                "that wrote it")
     if len(data) < 2 or data[0] not in known:
         raise CorruptDataError("not a neural-codec stream (bad magic byte)")
@@ -148,8 +168,16 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
         if off < 1:
             raise CorruptDataError("neural stream: bad reference offset 0")
         offsets.append(off)
+    window_bound = 0
+    centred_cells = False
+    if data[0] == WINDOW_MAGIC:
+        window_bound, pos = read_varint(data, pos)
+        window_bound, centred_cells = window_bound >> 1, bool(window_bound & 1)
+        if not tau < window_bound < (1 << bits) or not offsets:
+            raise CorruptDataError(f"neural stream: bad refinement layer (coarse bound "
+                                   f"{window_bound}, tau {tau}, {len(offsets)} references)")
     scale_offset = 0
-    if data[0] in (ADAPTED_MAGIC, CENTROID_MAGIC):
+    if data[0] in (ADAPTED_MAGIC, CENTROID_MAGIC, WINDOW_MAGIC):
         if pos >= len(data):
             raise CorruptDataError("neural stream: truncated or malformed header")
         scale_offset = data[pos] - 128
@@ -169,5 +197,6 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
     if centroid and not tau:
         raise CorruptDataError("neural stream: centroid reconstruction without tau")
     header = StreamHeader(rows, cols, bits, tau, uint16, tuple(offsets), model_id,
-                          int.from_bytes(crc, "little"), copy, scale_offset, centroid)
+                          int.from_bytes(crc, "little"), copy, scale_offset, centroid,
+                          window_bound, centred_cells)
     return header, np.frombuffer(payload, dtype="<u4").astype(np.uint32)
