@@ -143,3 +143,22 @@ def test_set2_stream_refused_by_set1_weights(tmp_path: Path) -> None:
     stream = get_codec(f"neural:fallback=0,weights={tmp_path / 'set2.npz'}").encode(image, 12)
     with pytest.raises(CorruptDataError, match="model"):
         get_codec("neural:fallback=0").decode(stream)
+
+
+def test_set2_progressive_layers_hold_their_bounds(tmp_path: Path) -> None:
+    """Refinement layers (coarse-window coding) with set-2 weights: the signed error map is
+    kept through the windowed groups too, and every layer decodes within its bound."""
+    from fedcodec.shared.neural.progressive import ProgressiveCodec
+
+    _set2_weights().save(tmp_path / "set2.npz")
+    rng = np.random.default_rng(8)
+    y, x = np.mgrid[0:40, 0:36]
+    anatomy = 1500 + 700 * np.sin(x / 5.0) * np.cos(y / 9.0)
+    volume = np.stack([anatomy + rng.normal(0, 20, anatomy.shape) for _ in range(2)])
+    volume = np.clip(np.rint(volume), 0, 4095).astype(np.uint16)
+    codec = get_codec(f"neural:mode=progressive,layers=13-4-0,weights={tmp_path / 'set2.npz'}")
+    assert isinstance(codec, ProgressiveCodec)
+    streams = codec.encode_volume(volume, 12)
+    for layer, bound in enumerate((13, 4, 0), start=1):
+        decoded = codec.decode_layers(streams, layer)
+        assert np.abs(decoded.astype(np.int64) - volume).max() <= bound
