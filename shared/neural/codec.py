@@ -11,10 +11,14 @@ Specs::
     neural:fallback=0                      the learned coder alone (no classical fallback)
     neural:fallback=2                      fallback candidates include JPEG XL effort 9
     neural:adapt=0                         no per-slice scale adaptation (0xA1 streams only)
+    neural:restart=32                      an independent chain every 32 slices (0 = never,
+                                           the default): chains code on both cores
 
 ``encode`` codes one slice alone. ``encode_volume`` conditions slice *i* on slice *i-1* and, for a
 multi-volume series, on slice *i-period*; stream *i* then needs the streams it names (always
-earlier ones) to decode, so ``decode_volume`` decodes in order. See docs/neural-codec.md.
+earlier ones) to decode, so a volume decodes in order within each chain of dependent slices;
+independent chains (and the volumes of ``decode_volumes``) run on worker processes
+(:mod:`.chains`). See docs/neural-codec.md.
 
 Three encoder-side choices per slice (the decoder just follows what each stream says):
 
@@ -41,6 +45,7 @@ import numpy as np
 
 from fedcodec.shared.codecs.base import Codec, CodecMode, register_codec
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
+from fedcodec.shared.neural.chains import chains, run_jobs
 from fedcodec.shared.neural.fallback import decode_classical, is_classical, smaller_classical
 from fedcodec.shared.neural.slice_coder import (
     EntropyModels,
@@ -87,7 +92,7 @@ class NeuralCodec(Codec):
 
     def __init__(self, mode: str = "", tau: int | None = None, period: int | None = None,
                  interslice: int = 1, weights: str | None = None, fallback: int = 1,
-                 adapt: int = 1, centroid: int = 0) -> None:
+                 adapt: int = 1, centroid: int = 0, restart: int = 0) -> None:
         if mode not in ("", "lossless", "near-lossless"):
             raise FedcodecError(f"neural codec: mode must be lossless or near-lossless, not {mode!r}")
         if tau is not None and (not isinstance(tau, int) or tau < 0):
@@ -118,6 +123,11 @@ class NeuralCodec(Codec):
             raise FedcodecError("neural codec: centroid must be 0 or 1")
         self.centroid = bool(centroid)
         """Bounded error: reconstruct inside the bin (``bin_centroid``, stream magic 0xA6)."""
+        if not isinstance(restart, int) or restart < 0:
+            raise FedcodecError(f"neural codec: restart must be a non-negative integer, not "
+                                f"{restart!r}")
+        self.restart = restart
+        """Code slice i alone when i % restart == 0: independent chains decode in parallel."""
         self.mode = CodecMode.BOUNDED if self.tau else CodecMode.LOSSLESS
         self.max_error = self.tau
 
@@ -131,6 +141,8 @@ class NeuralCodec(Codec):
         out["model_id"] = self._weights()[0].model_id.hex()
         if self.centroid:
             out["centroid"] = 1
+        if self.restart:
+            out["restart"] = self.restart
         return out
 
     # -- single slices ---------------------------------------------------------------------
@@ -290,6 +302,15 @@ class NeuralCodec(Codec):
         if int(volume.max()) >> bits:
             raise FedcodecError(f"neural codec: values exceed {bits} bits")
         period = self.volume_period(volume) if self.interslice else 1
+        self._weights()  # loaded once here, inherited by forked workers
+        step = self.restart or volume.shape[0]
+        spans = [range(a, min(a + step, volume.shape[0])) for a in range(0, volume.shape[0], step)]
+        parts = run_jobs(self._encode_chain, [(volume[span], bits, period) for span in spans],
+                         [len(span) for span in spans])
+        return [data for part in parts for data in part]
+
+    def _encode_chain(self, volume: np.ndarray, bits: int, period: int) -> list[bytes]:
+        """Streams of consecutive slices whose references stay inside ``volume``."""
         streams, recons = [], []
         for i, image in enumerate(volume):
             offsets = reference_offsets(i, period, self.interslice)
@@ -299,14 +320,49 @@ class NeuralCodec(Codec):
             recons.append(recon)
         return streams
 
-    def decode_volume(self, streams: Sequence[bytes]) -> np.ndarray:
+    def _decode_chain(self, streams: Sequence[bytes]) -> list[np.ndarray]:
+        """Decode consecutive streams whose references stay inside ``streams``, in order."""
         outputs, recons = [], []
         for data in streams:
             out, recon = self._decode_one(data, recons)
             outputs.append(out)
             recons.append(recon)
-        if not outputs:
-            raise CorruptDataError("neural codec: no streams to decode")
-        if len({o.shape for o in outputs}) != 1 or len({o.dtype for o in outputs}) != 1:
-            raise CorruptDataError("neural codec: slices of one volume differ in shape or dtype")
-        return np.stack(outputs)
+        return outputs
+
+    def decode_volume(self, streams: Sequence[bytes]) -> np.ndarray:
+        return self.decode_volumes([streams])[0]
+
+    def decode_volumes(self, volumes: Sequence[Sequence[bytes]]) -> list[np.ndarray]:
+        """Decode several volumes (e.g. the series of a study): every independent chain of
+        every volume is a job for the worker processes (:mod:`.chains`); the output is exactly
+        what decoding each volume in order gives."""
+        self._weights()  # loaded once here, inherited by forked workers
+        jobs, owners = [], []
+        for v, streams in enumerate(volumes):
+            streams = list(streams)
+            if not streams:
+                raise CorruptDataError("neural codec: no streams to decode")
+            reaches = [i - stream_reach(data) for i, data in enumerate(streams)]
+            for span in chains(reaches):
+                jobs.append((streams[span.start : span.stop],))
+                owners.append(v)
+        parts = run_jobs(self._decode_chain, jobs, [len(job[0]) for job in jobs])
+        out: list[list[np.ndarray]] = [[] for _ in volumes]
+        for v, part in zip(owners, parts, strict=True):
+            out[v].extend(part)
+        for outputs in out:
+            if len({o.shape for o in outputs}) != 1 or len({o.dtype for o in outputs}) != 1:
+                raise CorruptDataError("neural codec: slices of one volume differ in shape or dtype")
+        return [np.stack(outputs) for outputs in out]
+
+
+def stream_reach(data: bytes) -> int:
+    """How many slices back a stream reaches (its largest reference offset; 0 = decodes alone).
+
+    Reads headers only (a tiled slice: every tile's); a stream that does not parse raises the
+    same CorruptDataError its decoding would."""
+    if is_classical(data):
+        return 0
+    if is_tiled(data):
+        return max((stream_reach(tile) for tile in unpack_tiled(data)[1]), default=0)
+    return max(unpack(data)[0].ref_offsets, default=0)

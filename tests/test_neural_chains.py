@@ -1,0 +1,89 @@
+"""Independent chains of a neural volume decode (and encode) on worker processes.
+
+The parallel result must be exactly the serial one, whatever the worker count; a corrupt stream
+inside a worker gives the same one-line error as decoding in order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_neural_codec import phantom
+
+from fedcodec.shared.codecs.base import get_codec
+from fedcodec.shared.errors import CorruptDataError, FedcodecError
+from fedcodec.shared.neural.chains import WORKERS_ENV, chain_starts, chains, worker_count
+from fedcodec.shared.neural.codec import stream_reach
+
+
+def _volume(slices: int, seed: int = 0) -> np.ndarray:
+    return np.stack([phantom((40, 36), 12, seed=seed + i, noise=0.02) for i in range(slices)])
+
+
+def test_chain_starts_follow_the_references() -> None:
+    assert chain_starts([0, 0, 1, 3, 3, 4]) == [0, 3]  # slice 3 coded alone, nothing crosses it
+    assert chain_starts([0, 0, 2, 0, 4]) == [0, 4]  # slice 3 reaches back to 0 (a period)
+    assert chain_starts([0, 1, 2]) == [0, 1, 2]
+    assert chain_starts([-2, 1]) == [0, 1]  # a corrupt reach joins the first chain
+    assert [len(c) for c in chains([0, 0, 2, 2, 2])] == [2, 3]
+    assert chain_starts([]) == []
+
+
+def test_restart_starts_chains_and_keeps_the_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
+    volume = _volume(7)
+    codec = get_codec("neural:fallback=0,interslice=2,restart=3")
+    monkeypatch.setenv(WORKERS_ENV, "1")
+    serial = codec.encode_volume(volume, 12)
+    reaches = [i - stream_reach(s) for i, s in enumerate(serial)]
+    assert chain_starts(reaches) == [0, 3, 6]
+    assert [stream_reach(s) for s in serial] == [0, 1, 1, 0, 1, 1, 0]
+    monkeypatch.setenv(WORKERS_ENV, "2")
+    assert codec.encode_volume(volume, 12) == serial  # the same bytes on two processes
+    assert np.array_equal(codec.decode_volume(serial), volume)
+    assert get_codec("neural:fallback=0,interslice=2").describe().get("restart") is None
+    assert codec.describe()["restart"] == 3
+
+
+def test_parallel_decode_of_several_volumes_is_the_serial_result(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    codec = get_codec("neural:fallback=0,interslice=2,restart=2")
+    volumes = [_volume(5, seed=10), _volume(3, seed=20)[:, :32, :30]]
+    streams = [codec.encode_volume(v, 12) for v in volumes]
+    monkeypatch.setenv(WORKERS_ENV, "1")
+    serial = [codec.decode_volume(s) for s in streams]
+    monkeypatch.setenv(WORKERS_ENV, "2")
+    parallel = codec.decode_volumes(streams)
+    for a, b, v in zip(serial, parallel, volumes, strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b) and np.array_equal(b, v)
+
+
+def test_corrupt_stream_in_a_worker_gives_the_serial_one_line_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    codec = get_codec("neural:fallback=0,interslice=2,restart=2")
+    streams = codec.encode_volume(_volume(6, seed=30), 12)
+    bad = bytearray(streams[4])
+    bad[-12] ^= 0x5A  # deep in the rANS payload: only the pixel checksum notices
+    streams[4] = bytes(bad)
+    messages = []
+    for workers in ("1", "2"):
+        monkeypatch.setenv(WORKERS_ENV, workers)
+        with pytest.raises(CorruptDataError) as info:
+            codec.decode_volume(streams)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1] and "\n" not in messages[0]
+    truncated = [*streams[:3], streams[3][:5], *streams[4:]]
+    with pytest.raises(CorruptDataError):
+        codec.decode_volume(truncated)
+
+
+def test_worker_count_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(WORKERS_ENV, "8")
+    assert worker_count(3) == 3
+    monkeypatch.setenv(WORKERS_ENV, "two")
+    with pytest.raises(FedcodecError, match=WORKERS_ENV):
+        worker_count(3)
+    monkeypatch.setenv(WORKERS_ENV, "0")
+    with pytest.raises(FedcodecError, match="at least 1"):
+        worker_count(3)
+    with pytest.raises(FedcodecError, match="restart"):
+        get_codec("neural:restart=-1")
