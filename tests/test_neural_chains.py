@@ -29,7 +29,7 @@ def test_chain_starts_follow_the_references() -> None:
     assert chain_starts([]) == []
 
 
-def test_restart_starts_chains_and_keeps_the_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_restart_starts_chains_and_keeps_the_pixels_lossless_and_near_lossless(monkeypatch: pytest.MonkeyPatch) -> None:
     volume = _volume(7)
     codec = get_codec("neural:fallback=0,interslice=2,restart=3")
     monkeypatch.setenv(WORKERS_ENV, "1")
@@ -42,6 +42,28 @@ def test_restart_starts_chains_and_keeps_the_pixels(monkeypatch: pytest.MonkeyPa
     assert np.array_equal(codec.decode_volume(serial), volume)
     assert get_codec("neural:fallback=0,interslice=2").describe().get("restart") is None
     assert codec.describe()["restart"] == 3
+    near = get_codec("neural:mode=near-lossless,tau=2,fallback=0,interslice=2,restart=4")
+    monkeypatch.setenv(WORKERS_ENV, "1")
+    serial = near.encode_volume(volume, 12)
+    assert [stream_reach(s) for s in serial] == [0, 1, 1, 1, 0, 1, 1]
+    monkeypatch.setenv(WORKERS_ENV, "2")
+    assert near.encode_volume(volume, 12) == serial
+    assert np.abs(near.decode_volume(serial).astype(int) - volume).max() <= 2
+
+
+def test_lossless_volume_encodes_in_spans_to_the_same_bytes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lossless: the references are the originals, so spans encode apart, period included."""
+    base = _volume(3, seed=40)
+    volume = np.concatenate([base, base + 3, base + 5, base + 9])  # 4 volumes of 3 slices
+    codec = get_codec("neural:fallback=0,period=3")
+    monkeypatch.setenv(WORKERS_ENV, "1")
+    serial = codec.encode_volume(volume, 12)
+    assert max(stream_reach(s) for s in serial) == 3
+    for workers in ("2", "5"):
+        monkeypatch.setenv(WORKERS_ENV, workers)
+        assert codec.encode_volume(volume, 12) == serial, workers
+    assert np.array_equal(codec.decode_volume(serial), volume)
 
 
 def test_parallel_decode_of_several_volumes_is_the_serial_result(

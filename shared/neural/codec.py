@@ -35,6 +35,7 @@ Three encoder-side choices per slice (the decoder just follows what each stream 
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from collections.abc import Sequence
 from functools import lru_cache
@@ -45,7 +46,7 @@ import numpy as np
 
 from fedcodec.shared.codecs.base import Codec, CodecMode, register_codec
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
-from fedcodec.shared.neural.chains import chains, run_jobs
+from fedcodec.shared.neural.chains import chains, run_jobs, worker_count
 from fedcodec.shared.neural.fallback import decode_classical, is_classical, smaller_classical
 from fedcodec.shared.neural.slice_coder import (
     EntropyModels,
@@ -303,19 +304,33 @@ class NeuralCodec(Codec):
             raise FedcodecError(f"neural codec: values exceed {bits} bits")
         period = self.volume_period(volume) if self.interslice else 1
         self._weights()  # loaded once here, inherited by forked workers
-        step = self.restart or volume.shape[0]
-        spans = [range(a, min(a + step, volume.shape[0])) for a in range(0, volume.shape[0], step)]
-        parts = run_jobs(self._encode_chain, [(volume[span], bits, period) for span in spans],
-                         [len(span) for span in spans])
-        return [data for part in parts for data in part]
+        slices = volume.shape[0]
+        if self.tau == 0:
+            # lossless: every slice's reconstruction is the slice itself, so any span of the
+            # volume encodes on its own given the originals just before it (its references)
+            parts = worker_count(slices)
+            bounds = [slices * k // parts for k in range(parts + 1)]
+            starts = [(max(0, a - period), a, b) for a, b in itertools.pairwise(bounds)]
+            jobs = [(volume[c:b], bits, period, c, a - c) for c, a, b in starts]
+        else:  # the reconstruction is only known by coding in order: one job per chain
+            step = self.restart or slices
+            jobs = [(volume[a : a + step], bits, period, a, 0) for a in range(0, slices, step)]
+        parts_out = run_jobs(self._encode_span, jobs, [len(job[0]) - job[4] for job in jobs])
+        return [data for part in parts_out for data in part]
 
-    def _encode_chain(self, volume: np.ndarray, bits: int, period: int) -> list[bytes]:
-        """Streams of consecutive slices whose references stay inside ``volume``."""
-        streams, recons = [], []
-        for i, image in enumerate(volume):
-            offsets = reference_offsets(i, period, self.interslice)
-            refs = [recons[i - off] for off in offsets]
-            data, recon = self._encode_best(np.ascontiguousarray(image), bits, refs, offsets)
+    def _encode_span(self, volume: np.ndarray, bits: int, period: int, base: int,
+                     start: int) -> list[bytes]:
+        """Streams of slices ``start..`` of ``volume``, whose slice 0 is slice ``base`` of the
+        series; slices before ``start`` are known reconstructions (lossless: the originals).
+        References never cross a ``restart`` boundary."""
+        streams = []
+        recons = [np.asarray(image, dtype=np.int32) for image in volume[:start]]
+        for j in range(start, volume.shape[0]):
+            index = base + j
+            offsets = reference_offsets(index % self.restart if self.restart else index, period,
+                                        self.interslice)
+            refs = [recons[j - off] for off in offsets]
+            data, recon = self._encode_best(np.ascontiguousarray(volume[j]), bits, refs, offsets)
             streams.append(data)
             recons.append(recon)
         return streams
