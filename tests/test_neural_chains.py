@@ -109,3 +109,44 @@ def test_worker_count_setting(monkeypatch: pytest.MonkeyPatch) -> None:
         worker_count(3)
     with pytest.raises(FedcodecError, match="restart"):
         get_codec("neural:restart=-1")
+
+
+def test_study_decompresses_series_together_to_the_serial_files(
+        tmp_path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fedcodec decompress`` hands a study's neural series to ``decode_volumes`` together."""
+    import shutil
+
+    import pydicom
+    from pydicom.uid import generate_uid
+    from test_compress_cli import PYDICOM_DATA
+
+    from fedcodec.client.cli import main
+
+    study = tmp_path / "study"
+    study.mkdir()
+    shutil.copy(PYDICOM_DATA / "emri_small.dcm", study / "a.dcm")
+    second = pydicom.dcmread(PYDICOM_DATA / "emri_small.dcm")
+    second.SeriesInstanceUID, second.SOPInstanceUID = generate_uid(), generate_uid()
+    second.SeriesDescription = "second"
+    second.save_as(study / "b.dcm")
+    fcz = tmp_path / "s.fcz"
+    assert main(["compress", str(study), "-o", str(fcz), "--quiet",
+                 "--codec", "neural:fallback=0,restart=4"]) == 0
+    from fedcodec.shared.neural.codec import NeuralCodec
+
+    batches = []
+    decode = NeuralCodec._decode_volumes
+    monkeypatch.setattr(NeuralCodec, "_decode_volumes",
+                        lambda self, volumes: batches.append(len(volumes)) or decode(self, volumes))
+    pixels = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv(WORKERS_ENV, workers)
+        out = tmp_path / f"out{workers}"
+        assert main(["decompress", str(fcz), "-o", str(out), "--quiet"]) == 0
+        files = sorted(out.rglob("*.dcm"))
+        assert len(files) == 2  # multi-frame: one file of 10 frames per series
+        pixels[workers] = [pydicom.dcmread(f).pixel_array for f in files]
+        assert pixels[workers][0].shape == (10, 64, 64)
+    capsys.readouterr()
+    assert batches == [2, 2]  # both series in one call, each time
+    assert all(np.array_equal(a, b) for a, b in zip(pixels["1"], pixels["2"], strict=True))

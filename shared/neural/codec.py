@@ -345,12 +345,17 @@ class NeuralCodec(Codec):
         return outputs
 
     def decode_volume(self, streams: Sequence[bytes]) -> np.ndarray:
-        return self.decode_volumes([streams])[0]
+        return self._decode_volumes([streams])[0]
 
     def decode_volumes(self, volumes: Sequence[Sequence[bytes]]) -> list[np.ndarray]:
-        """Decode several volumes (e.g. the series of a study): every independent chain of
-        every volume is a job for the worker processes (:mod:`.chains`); the output is exactly
-        what decoding each volume in order gives."""
+        """``[decode_volume(v) for v in volumes]`` (e.g. the series of a study), with every
+        independent chain of every volume a job for the worker processes (:mod:`.chains`)."""
+        if type(self).decode_volume is not NeuralCodec.decode_volume:
+            return [self.decode_volume(v) for v in volumes]  # a subclass's own volume layout
+        return self._decode_volumes(volumes)
+
+    def _decode_volumes(self, volumes: Sequence[Sequence[bytes]]) -> list[np.ndarray]:
+        """Decode volumes of plain slice streams; exactly what decoding each in order gives."""
         self._weights()  # loaded once here, inherited by forked workers
         jobs, owners = [], []
         for v, streams in enumerate(volumes):
