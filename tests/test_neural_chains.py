@@ -12,8 +12,40 @@ from test_neural_codec import phantom
 
 from fedcodec.shared.codecs.base import get_codec
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
-from fedcodec.shared.neural.chains import WORKERS_ENV, chain_starts, chains, worker_count
+from fedcodec.shared.neural import chains as chains_module
+from fedcodec.shared.neural.chains import (
+    WORKERS_ENV,
+    chain_starts,
+    chains,
+    run_jobs,
+    worker_count,
+)
 from fedcodec.shared.neural.codec import stream_reach
+
+
+@pytest.fixture(autouse=True)
+def _parallel_even_when_small(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The phantoms here are far below the work that starts worker processes by default."""
+    monkeypatch.setattr(chains_module, "PARALLEL_MIN_PIXELS", 0)
+
+
+def _worker_identity(value: int) -> tuple[int, int, str]:
+    import os
+
+    return value, os.getpid(), os.environ.get("FEDCODEC_NEURAL_THREADS", "")
+
+
+def test_jobs_run_on_worker_processes_with_one_thread_each(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.setenv(WORKERS_ENV, "2")
+    results = run_jobs(_worker_identity, [(1,), (2,), (3,)], [1, 5, 2])
+    assert [r[0] for r in results] == [1, 2, 3]  # the order of the jobs
+    assert all(pid != os.getpid() and threads == "1" for _, pid, threads in results)
+    monkeypatch.setattr(chains_module, "PARALLEL_MIN_PIXELS", 100)
+    assert {pid for _, pid, _ in run_jobs(_worker_identity, [(1,), (2,)], [1, 5])} == {
+        os.getpid()}  # too little work: in this process
 
 
 def _volume(slices: int, seed: int = 0) -> np.ndarray:
@@ -29,7 +61,8 @@ def test_chain_starts_follow_the_references() -> None:
     assert chain_starts([]) == []
 
 
-def test_restart_starts_chains_and_keeps_the_pixels_lossless_and_near_lossless(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_restart_starts_chains_lossless_and_near_lossless(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     volume = _volume(7)
     codec = get_codec("neural:fallback=0,interslice=2,restart=3")
     monkeypatch.setenv(WORKERS_ENV, "1")

@@ -29,6 +29,10 @@ WORKERS_ENV = "FEDCODEC_NEURAL_WORKERS"
 """Worker processes for independent chains (default: the cores this process may use)."""
 THREADS_ENV = "FEDCODEC_NEURAL_THREADS"
 
+PARALLEL_MIN_PIXELS = 1 << 18
+"""Less work than this (four 256x256 slices, ~0.3 s of coding) runs in this process: starting
+worker processes would cost more than it saves."""
+
 T = TypeVar("T")
 
 
@@ -86,15 +90,16 @@ def _one_thread_per_worker() -> None:
 
 
 def run_jobs(function: Callable[..., T], jobs: Sequence[tuple[Any, ...]],
-             sizes: Sequence[int]) -> list[T]:
-    """``[function(*job) for job in jobs]``, on worker processes when there are several jobs
-    and cores. ``sizes`` (work per job, e.g. slices) orders submission longest first, so the
+             pixels: Sequence[int]) -> list[T]:
+    """``[function(*job) for job in jobs]``, on worker processes when there are several jobs,
+    cores and enough work. ``pixels`` (work per job) orders submission longest first, so the
     pool ends together; results come back in the order of ``jobs``. A worker's exception is
     raised here as it was raised there (a corrupt stream keeps its one-line error)."""
     workers = worker_count(len(jobs))
-    if workers == 1 or multiprocessing.current_process().daemon:  # daemons may not fork
+    if (workers == 1 or sum(pixels) < PARALLEL_MIN_PIXELS
+            or multiprocessing.current_process().daemon):  # daemons may not fork
         return [function(*job) for job in jobs]
-    order = sorted(range(len(jobs)), key=lambda i: -sizes[i])
+    order = sorted(range(len(jobs)), key=lambda i: -pixels[i])
     context = multiprocessing.get_context("fork" if "fork" in
                                           multiprocessing.get_all_start_methods() else "spawn")
     results: list[Any] = [None] * len(jobs)

@@ -315,7 +315,9 @@ class NeuralCodec(Codec):
         else:  # the reconstruction is only known by coding in order: one job per chain
             step = self.restart or slices
             jobs = [(volume[a : a + step], bits, period, a, 0) for a in range(0, slices, step)]
-        parts_out = run_jobs(self._encode_span, jobs, [len(job[0]) - job[4] for job in jobs])
+        pixels = volume[0].size
+        parts_out = run_jobs(self._encode_span, jobs,
+                             [(len(job[0]) - job[4]) * pixels for job in jobs])
         return [data for part in parts_out for data in part]
 
     def _encode_span(self, volume: np.ndarray, bits: int, period: int, base: int,
@@ -357,22 +359,24 @@ class NeuralCodec(Codec):
     def _decode_volumes(self, volumes: Sequence[Sequence[bytes]]) -> list[np.ndarray]:
         """Decode volumes of plain slice streams; exactly what decoding each in order gives."""
         self._weights()  # loaded once here, inherited by forked workers
-        jobs, owners = [], []
+        jobs, owners, work = [], [], []
         for v, streams in enumerate(volumes):
             streams = list(streams)
             if not streams:
                 raise CorruptDataError("neural codec: no streams to decode")
-            reaches = [i - stream_reach(data) for i, data in enumerate(streams)]
-            for span in chains(reaches):
+            layout = [_stream_layout(data) for data in streams]
+            for span in chains([i - reach for i, (reach, _) in enumerate(layout)]):
                 jobs.append((streams[span.start : span.stop],))
+                work.append(sum(pixels for _, pixels in layout[span.start : span.stop]))
                 owners.append(v)
-        parts = run_jobs(self._decode_chain, jobs, [len(job[0]) for job in jobs])
+        parts = run_jobs(self._decode_chain, jobs, work)
         out: list[list[np.ndarray]] = [[] for _ in volumes]
         for v, part in zip(owners, parts, strict=True):
             out[v].extend(part)
         for outputs in out:
             if len({o.shape for o in outputs}) != 1 or len({o.dtype for o in outputs}) != 1:
-                raise CorruptDataError("neural codec: slices of one volume differ in shape or dtype")
+                raise CorruptDataError(
+                    "neural codec: slices of one volume differ in shape or dtype")
         return [np.stack(outputs) for outputs in out]
 
 
@@ -381,8 +385,15 @@ def stream_reach(data: bytes) -> int:
 
     Reads headers only (a tiled slice: every tile's); a stream that does not parse raises the
     same CorruptDataError its decoding would."""
+    return _stream_layout(data)[0]
+
+
+def _stream_layout(data: bytes) -> tuple[int, int]:
+    """(reach, pixels the neural coder decodes) from the headers; classical streams: (0, 0)."""
     if is_classical(data):
-        return 0
+        return 0, 0
     if is_tiled(data):
-        return max((stream_reach(tile) for tile in unpack_tiled(data)[1]), default=0)
-    return max(unpack(data)[0].ref_offsets, default=0)
+        tiles = [_stream_layout(tile) for tile in unpack_tiled(data)[1]]
+        return max(r for r, _ in tiles), sum(p for _, p in tiles)
+    header = unpack(data)[0]
+    return max(header.ref_offsets, default=0), 0 if header.copy else header.rows * header.cols
