@@ -231,12 +231,14 @@ def _code_residuals(io, models: EntropyModels, t, key, shift, bits: int) -> np.n
         escaped = (coarse < 0) | (coarse >= ESCAPE)
         symbols = np.where(escaped, ESCAPE, coarse)
         in_order = symbols[order].astype(np.int32)
+        table, record = models.table, io.ops.append  # ~100 runs per group: no wrappers
         for a, b, k in runs:
-            io.code(in_order[a:b], b - a, models.table(k))
+            record((in_order[a:b], table(k), None))
     else:
         in_order = np.empty(n, dtype=np.int32)
+        table, decode = models.table, io.coder.decode
         for a, b, k in runs:
-            in_order[a:b] = io.code(None, b - a, models.table(k))
+            in_order[a:b] = decode(table(k), b - a)
         symbols = np.empty(n, dtype=np.int64)
         symbols[order] = in_order
     escaped = symbols == ESCAPE
