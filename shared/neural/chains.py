@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -89,6 +90,14 @@ def _one_thread_per_worker() -> None:
     os.environ[WORKERS_ENV] = "1"
 
 
+def _start_method() -> str:
+    """``fork`` (workers inherit the loaded weights: no start-up cost) unless the process runs
+    gRPC, whose threads and fork handlers make forking unsafe; then ``spawn``."""
+    if "fork" in multiprocessing.get_all_start_methods() and "grpc" not in sys.modules:
+        return "fork"
+    return "spawn"
+
+
 def run_jobs(function: Callable[..., T], jobs: Sequence[tuple[Any, ...]],
              pixels: Sequence[int]) -> list[T]:
     """``[function(*job) for job in jobs]``, on worker processes when there are several jobs,
@@ -100,8 +109,7 @@ def run_jobs(function: Callable[..., T], jobs: Sequence[tuple[Any, ...]],
             or multiprocessing.current_process().daemon):  # daemons may not fork
         return [function(*job) for job in jobs]
     order = sorted(range(len(jobs)), key=lambda i: -pixels[i])
-    context = multiprocessing.get_context("fork" if "fork" in
-                                          multiprocessing.get_all_start_methods() else "spawn")
+    context = multiprocessing.get_context(_start_method())
     results: list[Any] = [None] * len(jobs)
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                initializer=_one_thread_per_worker)
