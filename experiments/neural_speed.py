@@ -10,10 +10,10 @@
 2. The same 256x256 slices and the 1024x1024 slice with ``FEDCODEC_NEURAL_THREADS`` = 1 and 2
    (the group-splitting worker threads; BLAS stays pinned to one thread inside the coder).
 3. A 200-slice 256x256 study (the 130 T1 slices + 70 Siemens T1 slices, three series with
-   inter-slice context): encoded with the product default, then decoded with
-   ``FEDCODEC_NEURAL_WORKERS`` = 1 (in order) and 2 (independent chains and series on two
-   processes, ``decode_volumes``), and the same with ``neural:restart=32`` (a chain restart
-   every 32 slices: its byte cost and its decode time).
+   inter-slice context): encoded with the product default and with the learned coder alone,
+   then decoded with ``FEDCODEC_NEURAL_WORKERS`` = 1 (in order) and 2 (independent chains and
+   series on two processes, ``decode_volumes``). ``--study-only`` runs just this part.
+   (The byte cost of ``neural:restart=K`` is ``experiments/neural_restart_cost.py``.)
 Every timing is wall time plus the CPU time (user + sys, this process and its workers); the
 1-minute load average is printed with each part. Timings on a shared 2-core machine are noisy;
 the ratios are the numbers to read.
@@ -114,11 +114,24 @@ def study_decode(spec: str, study: list[tuple[np.ndarray, int]]) -> dict:
     return result
 
 
+def study(volume: np.ndarray, bits: int, specs: list[str]) -> dict:
+    """Part 3: the 200-slice study (GE T1 + the two Siemens T1 FLASH series) with each spec."""
+    siemens = read_stacks(DATA / "dicom" / "siemens" / "siemens_b")[0]
+    flash = [s for s in siemens if s.volume.shape[1:] == (256, 256)]
+    series = [(volume, bits)] + [_unsigned(s) for s in flash]
+    out: dict = {"slices": sum(v.shape[0] for v, _ in series), "load_start": os.getloadavg()[0]}
+    for spec in specs:
+        out[spec] = study_decode(spec, series)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--weights", default=None)
     ap.add_argument("--slices", type=int, default=20)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--study-only", action="store_true",
+                    help="only part 3 (the study)")
     args = ap.parse_args()
     suffix = f",weights={args.weights}" if args.weights else ""
     specs = ["jxl", f"neural:fallback=0{suffix}", f"neural:fallback=1{suffix}"]  # 1: the default
@@ -128,6 +141,12 @@ def main() -> None:
     images = [np.ascontiguousarray(i) for i in volume[40 : 40 + args.slices]]
     out: dict = {"load_start": os.getloadavg()[0]}
     print(f"load average (1 min) at the start: {out['load_start']:.1f}", flush=True)
+    if args.study_only:
+        out["study"] = study(volume, bits, [specs[2], specs[1]])
+        print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f}")
+        if args.json:
+            args.json.write_text(json.dumps(out, indent=1))
+        return
     out["256"] = interleaved(specs, images, bits)
     report("256^2", out["256"])
 
@@ -148,12 +167,7 @@ def main() -> None:
         print(f"learned coder, FEDCODEC_NEURAL_THREADS={threads} (256^2 unless @1024): "
               f"{' / '.join(f'{v:.1f}' for v in values)} ms (two passes)", flush=True)
 
-    siemens = read_stacks(DATA / "dicom" / "siemens" / "siemens_b")[0]
-    flash = [s for s in siemens if s.volume.shape[1:] == (256, 256)]
-    study = [(volume, bits)] + [_unsigned(s) for s in flash]
-    out["study"] = {"slices": sum(v.shape[0] for v, _ in study), "load_start": os.getloadavg()[0]}
-    for spec in (specs[2], f"{specs[2]},restart=32"):
-        out["study"][spec] = study_decode(spec, study)
+    out["study"] = study(volume, bits, [specs[2], specs[1]])
     print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f}")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
