@@ -394,6 +394,6 @@ def _stream_layout(data: bytes) -> tuple[int, int]:
         return 0, 0
     if is_tiled(data):
         tiles = [_stream_layout(tile) for tile in unpack_tiled(data)[1]]
-        return max(r for r, _ in tiles), sum(p for _, p in tiles)
+        return max((r for r, _ in tiles), default=0), sum(p for _, p in tiles)
     header = unpack(data)[0]
     return max(header.ref_offsets, default=0), 0 if header.copy else header.rows * header.cols
