@@ -85,8 +85,9 @@ def _cpu_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def study_decode(spec: str, study: list[tuple[np.ndarray, int]]) -> dict:
-    """Encode the study's volumes, then decode them on 1 and on 2 worker processes."""
+def study_decode(spec: str, study: list[tuple[np.ndarray, int]], passes: int = 1) -> dict:
+    """Encode the study's volumes, then decode them on 1 and on 2 worker processes, alternated
+    ``passes`` times."""
     codec = get_codec(spec)
     started, cpu = time.perf_counter(), _cpu_seconds()
     streams = [codec.encode_volume(v, b) for v, b in study]
@@ -98,7 +99,7 @@ def study_decode(spec: str, study: list[tuple[np.ndarray, int]]) -> dict:
     print(f"study {spec}: {n} slices, "
           f"{result['bytes']} bytes, chains per series {result['chains']}, "
           f"encode {result['encode_s']:.1f} s (CPU {result['encode_cpu_s']:.1f} s)", flush=True)
-    for workers in ("1", "2"):
+    for workers in ("1", "2") * passes:  # alternated, so both see the same load drift
         os.environ[WORKERS_ENV] = workers
         load = os.getloadavg()[0]
         started, cpu = time.perf_counter(), _cpu_seconds()
@@ -106,22 +107,22 @@ def study_decode(spec: str, study: list[tuple[np.ndarray, int]]) -> dict:
         wall, used = time.perf_counter() - started, _cpu_seconds() - cpu
         if not all(np.array_equal(d, v) for d, (v, _) in zip(decoded, study, strict=True)):
             raise SystemExit("study failed to round-trip")
-        result[f"decode_s_workers{workers}"] = wall
-        result[f"decode_cpu_s_workers{workers}"] = used
+        result.setdefault(f"decode_s_workers{workers}", []).append(wall)
+        result.setdefault(f"decode_cpu_s_workers{workers}", []).append(used)
         print(f"  decode with {workers} worker(s): {wall:.1f} s wall ({wall / n * 1000:.0f} "
               f"ms/slice), CPU {used:.1f} s, load {load:.1f}", flush=True)
     os.environ.pop(WORKERS_ENV)
     return result
 
 
-def study(volume: np.ndarray, bits: int, specs: list[str]) -> dict:
+def study(volume: np.ndarray, bits: int, specs: list[str], passes: int = 1) -> dict:
     """Part 3: the 200-slice study (GE T1 + the two Siemens T1 FLASH series) with each spec."""
     siemens = read_stacks(DATA / "dicom" / "siemens" / "siemens_b")[0]
     flash = [s for s in siemens if s.volume.shape[1:] == (256, 256)]
     series = [(volume, bits)] + [_unsigned(s) for s in flash]
     out: dict = {"slices": sum(v.shape[0] for v, _ in series), "load_start": os.getloadavg()[0]}
     for spec in specs:
-        out[spec] = study_decode(spec, series)
+        out[spec] = study_decode(spec, series, passes)
     return out
 
 
@@ -132,6 +133,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--study-only", action="store_true",
                     help="only part 3 (the study)")
+    ap.add_argument("--passes", type=int, default=1,
+                    help="study decodes with 1 and 2 workers, alternated this many times")
     args = ap.parse_args()
     suffix = f",weights={args.weights}" if args.weights else ""
     specs = ["jxl", f"neural:fallback=0{suffix}", f"neural:fallback=1{suffix}"]  # 1: the default
@@ -142,7 +145,7 @@ def main() -> None:
     out: dict = {"load_start": os.getloadavg()[0]}
     print(f"load average (1 min) at the start: {out['load_start']:.1f}", flush=True)
     if args.study_only:
-        out["study"] = study(volume, bits, [specs[2], specs[1]])
+        out["study"] = study(volume, bits, [specs[2], specs[1]], args.passes)
         print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f}")
         if args.json:
             args.json.write_text(json.dumps(out, indent=1))
@@ -167,7 +170,7 @@ def main() -> None:
         print(f"learned coder, FEDCODEC_NEURAL_THREADS={threads} (256^2 unless @1024): "
               f"{' / '.join(f'{v:.1f}' for v in values)} ms (two passes)", flush=True)
 
-    out["study"] = study(volume, bits, [specs[2], specs[1]])
+    out["study"] = study(volume, bits, [specs[2], specs[1]], args.passes)
     print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f}")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
