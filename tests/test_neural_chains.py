@@ -142,6 +142,16 @@ def test_worker_count_setting(monkeypatch: pytest.MonkeyPatch) -> None:
         worker_count(3)
     with pytest.raises(FedcodecError, match="restart"):
         get_codec("neural:restart=-1")
+    monkeypatch.delenv(WORKERS_ENV)
+    monkeypatch.setattr(chains_module, "usable_cores", lambda: 2)
+    monkeypatch.setattr(chains_module, "others_runnable", lambda: 0.5)
+    assert worker_count(5) == 2  # a core is free
+    monkeypatch.setattr(chains_module, "others_runnable", lambda: 2.0)
+    assert worker_count(5) == 1  # other work fills both cores: a second worker only adds cost
+
+
+def test_others_runnable_reads_this_machine() -> None:
+    assert chains_module.others_runnable() >= 0.0
 
 
 def test_study_decompresses_series_together_to_the_serial_files(

@@ -31,6 +31,7 @@ import constriction
 import numpy as np
 
 from fedcodec.shared.errors import CorruptDataError
+from fedcodec.shared.neural.chains import others_runnable, usable_cores
 from fedcodec.shared.neural import bin_centroid
 from fedcodec.shared.neural.features import LevelNoise, group_context, level_noise
 from fedcodec.shared.neural.fixed_point import ilog2_q6
@@ -85,14 +86,14 @@ _pool_pid = 0
 
 def _threads() -> int:
     """Worker threads for large groups: ``FEDCODEC_NEURAL_THREADS``, else 2 on an idle machine
-    and 1 when the 1-minute load already fills every core the process may use (a second
-    thread then only adds synchronisation: measured slower at load ~15 on 2 cores). Results
-    never depend on it (see :func:`_run_in_parts`)."""
+    and 1 when other work already fills every core the process may use (a second thread then
+    only adds synchronisation: measured slower at load ~15 on 2 cores; ``others_runnable``
+    does not count this process's own earlier threads, which the 1-minute load average alone
+    would). Results never depend on it (see :func:`_run_in_parts`)."""
     if "FEDCODEC_NEURAL_THREADS" in os.environ:
         return max(1, int(os.environ["FEDCODEC_NEURAL_THREADS"]))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    busy = hasattr(os, "getloadavg") and os.getloadavg()[0] >= (cores or 1)
-    return 1 if busy or (cores or 1) < 2 else 2
+    cores = usable_cores()
+    return 1 if cores < 2 or others_runnable() >= cores else 2
 
 
 def _run_in_parts(work, n: int) -> None:
