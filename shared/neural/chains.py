@@ -8,9 +8,9 @@ per-slice reference check (references dropped when they do not pay), classical f
 slices, and the ``restart=K`` option of the codec (an independent chain every K slices).
 
 Chains run in worker processes, not threads: the coder's hot path is many small numpy calls
-and a per-table Python loop, which hold the GIL (measured: two threads on two chains were no
-faster than one, see docs/neural-codec.md). Each worker codes with one in-slice thread, so
-workers x threads never exceeds the cores. Results never depend on how many workers run: every
+and a per-table Python loop (~100 runs per group), which hold the GIL (threads on chains were
+not measured). Each worker codes with one in-slice thread, so workers x threads never exceeds
+the cores. Results never depend on how many workers run: every
 chain is coded exactly as it would be in order, and results come back in chain order.
 """
 
