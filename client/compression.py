@@ -627,11 +627,15 @@ def decompress_study(fcz: Path, out_dir: Path, *, progress: bool = False,
         with _progress(progress) as bar:
             slices = sum(entry.info.shape[0] for entry in container.series)
             task = bar.add_task("decompressing", total=slices)
+            ahead: dict[int, np.ndarray] = {}
             for index, entry in enumerate(container.series):
                 spec = codings[index].codec.spec
                 coder = coders[spec]
                 streams = _layer_streams(coder, container.pixel_streams(index), layer)
-                series = _decode_series(container, coder, index, streams, layer)
+                if layer is None and index not in ahead:
+                    ahead = _decode_ahead(container, [c.codec.spec for c in codings], coder, index)
+                series = _decode_series(container, coder, index, streams, layer,
+                                        ahead.pop(index, None))
                 folder = temp / _series_folder_name(index, entry.info.description)
                 bound = _worst_bound(coder.guaranteed_error(s)
                                      for s in streams[-entry.info.shape[0]:])
@@ -698,15 +702,50 @@ def _layer_streams(coder: Codec, streams: list[bytes], layer: int | None) -> lis
     return coder.layer_streams(streams, layer)  # type: ignore[attr-defined]
 
 
+AHEAD_PIXELS = 1 << 27
+"""Series decoded together hold at most about this many pixels (256 MiB as uint16)."""
+
+
+def _decode_ahead(container: Container, specs: list[str], coder: Codec,
+                  first: int) -> dict[int, np.ndarray]:
+    """Series ``first``, ``first + 1``, ... (same codec, up to ``AHEAD_PIXELS``) decoded together
+    when the codec decodes several volumes at once (``decode_volumes``: the neural coder runs
+    their independent chains on every core); empty otherwise, so the caller decodes in turn."""
+    decode_volumes = getattr(coder, "decode_volumes", None)
+    if decode_volumes is None:
+        return {}
+    batch, pixels = [], 0
+    for index in range(first, len(specs)):
+        size = int(np.prod(container.series[index].info.shape))
+        if specs[index] != specs[first] or (batch and pixels + size > AHEAD_PIXELS):
+            break
+        batch.append(index)
+        pixels += size
+    if len(batch) < 2:
+        return {}
+    try:
+        decoded = decode_volumes([container.pixel_streams(i) for i in batch])
+    except FedcodecError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - codec libraries raise their own types
+        raise CorruptDataError(f"series {first}-{batch[-1]}: cannot decode their streams: "
+                               f"{exc}") from exc
+    return dict(zip(batch, decoded, strict=True))
+
+
 def _decode_series(container: Container, coder: Codec, index: int,
-                   streams: list[bytes] | None = None, layer: int | None = None) -> Series:
+                   streams: list[bytes] | None = None, layer: int | None = None,
+                   decoded: np.ndarray | None = None) -> Series:
     """Decode one series of the container back to stored values around its headers
-    (``streams``/``layer``: only the first layers of a progressive series)."""
+    (``streams``/``layer``: only the first layers of a progressive series; ``decoded``: the
+    series already decoded by :func:`_decode_ahead`)."""
     info = container.series[index].info
     if streams is None:
         streams = container.pixel_streams(index)
     try:
-        if layer is None:
+        if decoded is not None:
+            pass
+        elif layer is None:
             decoded = np.asarray(coder.decode_volume(streams))
         else:
             decoded = np.asarray(coder.decode_layers(streams, layer,  # type: ignore[attr-defined]

@@ -11,10 +11,14 @@ Specs::
     neural:fallback=0                      the learned coder alone (no classical fallback)
     neural:fallback=2                      fallback candidates include JPEG XL effort 9
     neural:adapt=0                         no per-slice scale adaptation (0xA1 streams only)
+    neural:restart=32                      an independent chain every 32 slices (0 = never,
+                                           the default): chains code on both cores
 
 ``encode`` codes one slice alone. ``encode_volume`` conditions slice *i* on slice *i-1* and, for a
 multi-volume series, on slice *i-period*; stream *i* then needs the streams it names (always
-earlier ones) to decode, so ``decode_volume`` decodes in order. See docs/neural-codec.md.
+earlier ones) to decode, so a volume decodes in order within each chain of dependent slices;
+independent chains (and the volumes of ``decode_volumes``) run on worker processes
+(:mod:`.chains`). See docs/neural-codec.md.
 
 Three encoder-side choices per slice (the decoder just follows what each stream says):
 
@@ -31,6 +35,7 @@ Three encoder-side choices per slice (the decoder just follows what each stream 
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from collections.abc import Sequence
 from functools import lru_cache
@@ -41,6 +46,7 @@ import numpy as np
 
 from fedcodec.shared.codecs.base import Codec, CodecMode, register_codec
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
+from fedcodec.shared.neural.chains import chains, run_jobs, worker_count
 from fedcodec.shared.neural.fallback import decode_classical, is_classical, smaller_classical
 from fedcodec.shared.neural.slice_coder import (
     EntropyModels,
@@ -88,7 +94,7 @@ class NeuralCodec(Codec):
 
     def __init__(self, mode: str = "", tau: int | None = None, period: int | None = None,
                  interslice: int = 1, weights: str | None = None, fallback: int = 1,
-                 adapt: int = 1, centroid: int = 0) -> None:
+                 adapt: int = 1, centroid: int = 0, restart: int = 0) -> None:
         if mode not in ("", "lossless", "near-lossless"):
             raise FedcodecError(f"neural codec: mode must be lossless or near-lossless, not {mode!r}")
         if tau is not None and (not isinstance(tau, int) or tau < 0):
@@ -119,6 +125,11 @@ class NeuralCodec(Codec):
             raise FedcodecError("neural codec: centroid must be 0 or 1")
         self.centroid = bool(centroid)
         """Bounded error: reconstruct inside the bin (``bin_centroid``, stream magic 0xA6)."""
+        if not isinstance(restart, int) or restart < 0:
+            raise FedcodecError(f"neural codec: restart must be a non-negative integer, not "
+                                f"{restart!r}")
+        self.restart = restart
+        """Code slice i alone when i % restart == 0: independent chains decode in parallel."""
         self.mode = CodecMode.BOUNDED if self.tau else CodecMode.LOSSLESS
         self.max_error = self.tau
 
@@ -132,6 +143,8 @@ class NeuralCodec(Codec):
         out["model_id"] = self._weights()[0].model_id.hex()
         if self.centroid:
             out["centroid"] = 1
+        if self.restart:
+            out["restart"] = self.restart
         return out
 
     # -- single slices ---------------------------------------------------------------------
@@ -304,23 +317,97 @@ class NeuralCodec(Codec):
         if int(volume.max()) >> bits:
             raise FedcodecError(f"neural codec: values exceed {bits} bits")
         period = self.volume_period(volume) if self.interslice else 1
-        streams, recons = [], []
-        for i, image in enumerate(volume):
-            offsets = reference_offsets(i, period, self.interslice)
-            refs = [recons[i - off] for off in offsets]
-            data, recon = self._encode_best(np.ascontiguousarray(image), bits, refs, offsets)
+        self._weights()  # loaded once here, inherited by forked workers
+        slices = volume.shape[0]
+        if self.tau == 0:
+            # lossless: every slice's reconstruction is the slice itself, so any span of the
+            # volume encodes on its own given the originals just before it (its references)
+            parts = worker_count(slices)
+            bounds = [slices * k // parts for k in range(parts + 1)]
+            starts = [(max(0, a - period), a, b) for a, b in itertools.pairwise(bounds)]
+            jobs = [(volume[c:b], bits, period, c, a - c) for c, a, b in starts]
+        else:  # the reconstruction is only known by coding in order: one job per chain
+            step = self.restart or slices
+            jobs = [(volume[a : a + step], bits, period, a, 0) for a in range(0, slices, step)]
+        pixels = volume[0].size
+        parts_out = run_jobs(self._encode_span, jobs,
+                             [(len(job[0]) - job[4]) * pixels for job in jobs])
+        return [data for part in parts_out for data in part]
+
+    def _encode_span(self, volume: np.ndarray, bits: int, period: int, base: int,
+                     start: int) -> list[bytes]:
+        """Streams of slices ``start..`` of ``volume``, whose slice 0 is slice ``base`` of the
+        series; slices before ``start`` are known reconstructions (lossless: the originals).
+        References never cross a ``restart`` boundary."""
+        streams = []
+        recons = [np.asarray(image, dtype=np.int32) for image in volume[:start]]
+        for j in range(start, volume.shape[0]):
+            index = base + j
+            offsets = reference_offsets(index % self.restart if self.restart else index, period,
+                                        self.interslice)
+            refs = [recons[j - off] for off in offsets]
+            data, recon = self._encode_best(np.ascontiguousarray(volume[j]), bits, refs, offsets)
             streams.append(data)
             recons.append(recon)
         return streams
 
-    def decode_volume(self, streams: Sequence[bytes]) -> np.ndarray:
+    def _decode_chain(self, streams: Sequence[bytes]) -> list[np.ndarray]:
+        """Decode consecutive streams whose references stay inside ``streams``, in order."""
         outputs, recons = [], []
         for data in streams:
             out, recon = self._decode_one(data, recons)
             outputs.append(out)
             recons.append(recon)
-        if not outputs:
-            raise CorruptDataError("neural codec: no streams to decode")
-        if len({o.shape for o in outputs}) != 1 or len({o.dtype for o in outputs}) != 1:
-            raise CorruptDataError("neural codec: slices of one volume differ in shape or dtype")
-        return np.stack(outputs)
+        return outputs
+
+    def decode_volume(self, streams: Sequence[bytes]) -> np.ndarray:
+        return self._decode_volumes([streams])[0]
+
+    def decode_volumes(self, volumes: Sequence[Sequence[bytes]]) -> list[np.ndarray]:
+        """``[decode_volume(v) for v in volumes]`` (e.g. the series of a study), with every
+        independent chain of every volume a job for the worker processes (:mod:`.chains`)."""
+        if type(self).decode_volume is not NeuralCodec.decode_volume:
+            return [self.decode_volume(v) for v in volumes]  # a subclass's own volume layout
+        return self._decode_volumes(volumes)
+
+    def _decode_volumes(self, volumes: Sequence[Sequence[bytes]]) -> list[np.ndarray]:
+        """Decode volumes of plain slice streams; exactly what decoding each in order gives."""
+        self._weights()  # loaded once here, inherited by forked workers
+        jobs, owners, work = [], [], []
+        for v, streams in enumerate(volumes):
+            streams = list(streams)
+            if not streams:
+                raise CorruptDataError("neural codec: no streams to decode")
+            layout = [_stream_layout(data) for data in streams]
+            for span in chains([i - reach for i, (reach, _) in enumerate(layout)]):
+                jobs.append((streams[span.start : span.stop],))
+                work.append(sum(pixels for _, pixels in layout[span.start : span.stop]))
+                owners.append(v)
+        parts = run_jobs(self._decode_chain, jobs, work)
+        out: list[list[np.ndarray]] = [[] for _ in volumes]
+        for v, part in zip(owners, parts, strict=True):
+            out[v].extend(part)
+        for outputs in out:
+            if len({o.shape for o in outputs}) != 1 or len({o.dtype for o in outputs}) != 1:
+                raise CorruptDataError(
+                    "neural codec: slices of one volume differ in shape or dtype")
+        return [np.stack(outputs) for outputs in out]
+
+
+def stream_reach(data: bytes) -> int:
+    """How many slices back a stream reaches (its largest reference offset; 0 = decodes alone).
+
+    Reads headers only (a tiled slice: every tile's); a stream that does not parse raises the
+    same CorruptDataError its decoding would."""
+    return _stream_layout(data)[0]
+
+
+def _stream_layout(data: bytes) -> tuple[int, int]:
+    """(reach, pixels the neural coder decodes) from the headers; classical streams: (0, 0)."""
+    if is_classical(data):
+        return 0, 0
+    if is_tiled(data):
+        tiles = [_stream_layout(tile) for tile in unpack_tiled(data)[1]]
+        return max((r for r, _ in tiles), default=0), sum(p for _, p in tiles)
+    header = unpack(data)[0]
+    return max(header.ref_offsets, default=0), 0 if header.copy else header.rows * header.cols

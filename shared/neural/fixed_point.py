@@ -69,3 +69,22 @@ def exact_layer(x: np.ndarray, w: np.ndarray, b: np.ndarray, hidden: bool) -> np
     if hidden:
         np.clip(y, 0.0, float(ACT_LIMIT), out=y)
     return y
+
+
+def exact_layer_columns(x: np.ndarray, w_scaled: np.ndarray, b_scaled: np.ndarray,
+                        hidden: bool) -> np.ndarray:
+    """:func:`exact_layer` on columns, the inference hot path: ``x`` is (fan_in, n) (pixels as
+    columns, as features are built), ``w_scaled`` the (fan_out, fan_in) weights times 2**-QW and
+    ``b_scaled`` the (fan_out, 1) biases times 2**-QW; returns (fan_out, n).
+
+    Scaling by a power of two keeps every product and partial sum exact (each is an integer
+    below 2**24 times 2**-QW), so this returns exactly what :func:`exact_layer` returns,
+    transposed; it saves the scaling pass, and the product with pixels as the long, contiguous
+    dimension runs ~20 % faster in OpenBLAS.
+    """
+    y = w_scaled @ x
+    y += b_scaled
+    np.floor(y, out=y)
+    if hidden:
+        np.clip(y, 0.0, float(ACT_LIMIT), out=y)
+    return y

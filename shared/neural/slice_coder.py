@@ -33,6 +33,7 @@ import numpy as np
 
 from fedcodec.shared.errors import CorruptDataError
 from fedcodec.shared.neural import bin_centroid, coarse_window
+from fedcodec.shared.neural.chains import others_runnable, usable_cores
 from fedcodec.shared.neural.features import LevelNoise, group_context, level_noise
 from fedcodec.shared.neural.fixed_point import ilog2_q6
 from fedcodec.shared.neural.geometry import (
@@ -86,14 +87,14 @@ _pool_pid = 0
 
 def _threads() -> int:
     """Worker threads for large groups: ``FEDCODEC_NEURAL_THREADS``, else 2 on an idle machine
-    and 1 when the 1-minute load already fills every core the process may use (a second
-    thread then only adds synchronisation: measured slower at load ~15 on 2 cores). Results
-    never depend on it (see :func:`_run_in_parts`)."""
+    and 1 when other work already fills every core the process may use (a second thread then
+    only adds synchronisation: measured slower at load ~15 on 2 cores; ``others_runnable``
+    does not count this process's own earlier threads, which the 1-minute load average alone
+    would). Results never depend on it (see :func:`_run_in_parts`)."""
     if "FEDCODEC_NEURAL_THREADS" in os.environ:
         return max(1, int(os.environ["FEDCODEC_NEURAL_THREADS"]))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    busy = hasattr(os, "getloadavg") and os.getloadavg()[0] >= (cores or 1)
-    return 1 if busy or (cores or 1) < 2 else 2
+    cores = usable_cores()
+    return 1 if cores < 2 or others_runnable() >= cores else 2
 
 
 def _run_in_parts(work, n: int) -> None:
@@ -245,12 +246,14 @@ def _code_residuals(io, models: EntropyModels, t, key, shift, bits: int) -> np.n
         escaped = (coarse < 0) | (coarse >= ESCAPE)
         symbols = np.where(escaped, ESCAPE, coarse)
         in_order = symbols[order].astype(np.int32)
+        table, record = models.table, io.ops.append  # ~100 runs per group: no wrappers
         for a, b, k in runs:
-            io.code(in_order[a:b], b - a, models.table(k))
+            record((in_order[a:b], table(k), None))
     else:
         in_order = np.empty(n, dtype=np.int32)
+        table, decode = models.table, io.coder.decode
         for a, b, k in runs:
-            in_order[a:b] = io.code(None, b - a, models.table(k))
+            in_order[a:b] = decode(table(k), b - a)
         symbols = np.empty(n, dtype=np.int64)
         symbols[order] = in_order
     escaped = symbols == ESCAPE

@@ -21,7 +21,7 @@ from fedcodec.shared.neural.fixed_point import (
     ONE,
     QW,
     WEIGHT_LIMIT,
-    exact_layer,
+    exact_layer_columns,
 )
 from fedcodec.shared.neural.geometry import GROUPS
 from fedcodec.shared.neural.tables import ALPHABET, N_BINS, PHASES, logistic_counts
@@ -60,6 +60,11 @@ class IntegerMlp:
                     or np.abs(b).max(initial=0) > BIAS_LIMIT or (w != np.round(w)).any()
                     or (b != np.round(b)).any()):
                 raise ValueError("network parameters outside the exact-arithmetic bounds")
+        scale = np.float32(1.0 / (1 << QW))
+        self._columns = [(np.ascontiguousarray(w.T) * scale, b[:, None] * scale)
+                         for w, b in zip(self.weights, self.biases)]
+        """The layers as :func:`exact_layer_columns` takes them: (fan_out, fan_in) weights and
+        (fan_out, 1) biases, both times 2**-QW (exact: a power of two)."""
 
     @property
     def fan_in(self) -> int:
@@ -67,13 +72,13 @@ class IntegerMlp:
 
     def __call__(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``features``: (n_features, n) float32 Q4 integers within +-ACT_LIMIT."""
-        x = features.T
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            x = exact_layer(x, w, b, hidden=i < last)
+        x = features
+        last = len(self._columns) - 1
+        for i, (w, b) in enumerate(self._columns):
+            x = exact_layer_columns(x, w, b, hidden=i < last)  # == exact_layer(x.T, ...).T
         out = x.astype(np.int64)
-        mean = np.clip(out[:, 0], -MEAN_CLAMP, MEAN_CLAMP)
-        log_scale = np.clip(out[:, 1], -LOG_SCALE_CLAMP, LOG_SCALE_CLAMP)
+        mean = np.clip(out[0], -MEAN_CLAMP, MEAN_CLAMP)
+        log_scale = np.clip(out[1], -LOG_SCALE_CLAMP, LOG_SCALE_CLAMP)
         return mean, log_scale
 
 

@@ -1,0 +1,110 @@
+"""Streams written by an earlier build decode to exactly the same pixels (bit-exact hot path).
+
+``tests/fixtures/neural/golden.npz`` holds real MR slices (GE fMRI 64x64 with a 10-slice
+period, GE 3-D T1 crops 96x96) and the neural streams an earlier build wrote for them:
+lossless with inter-slice references (one and two), near-lossless tau=2, and the bin-centroid
+variant. Any speed work on the coder must keep decoding them to the stored pixels, and the
+encoder must still write the very same bytes. Regenerate only when the model itself changes
+(the streams then name another model id and the first test says so)::
+
+    python tests/test_neural_golden.py --write
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from fedcodec.shared.codecs.base import get_codec
+from fedcodec.shared.neural.stream_format import unpack
+from fedcodec.shared.neural.weights import DEFAULT_WEIGHTS, NeuralWeights
+
+FIXTURE = Path(__file__).parent / "fixtures" / "neural" / "golden.npz"
+CASES = {
+    "fmri": "neural:fallback=0",
+    "t1": "neural:fallback=0",
+    "t1_tau2": "neural:mode=near-lossless,tau=2,fallback=0",
+    "t1_centroid": "neural:mode=near-lossless,tau=2,fallback=0,centroid=1",
+}
+
+
+def _load() -> dict[str, tuple[np.ndarray, int, list[bytes]]]:
+    with np.load(FIXTURE) as z:
+        out = {}
+        for name in CASES:
+            blob, lengths = z[f"{name}.streams"].tobytes(), z[f"{name}.lengths"]
+            ends = np.cumsum(lengths)
+            streams = [blob[e - n : e] for e, n in zip(ends, lengths, strict=True)]
+            out[name] = (z[f"{name}.pixels"], int(z[f"{name}.bits"]), streams)
+        return out
+
+
+def test_golden_streams_name_the_shipped_model() -> None:
+    model_id = NeuralWeights.load(DEFAULT_WEIGHTS).model_id
+    for name, (_, _, streams) in _load().items():
+        header, _ = unpack(streams[0])
+        assert model_id.startswith(header.model_id), (
+            f"{name}: the shipped model changed; regenerate with "
+            "`python tests/test_neural_golden.py --write`")
+
+
+def test_golden_streams_decode_to_the_same_pixels() -> None:
+    for name, (pixels, _, streams) in _load().items():
+        decoded = get_codec(CASES[name]).decode_volume(streams)
+        assert decoded.dtype == pixels.dtype and np.array_equal(decoded, pixels), name
+
+
+def test_encoder_writes_the_same_bytes() -> None:
+    originals = _load_originals()
+    for name, (pixels, bits, streams) in _load().items():
+        original = originals.get(name, pixels)  # lossless cases: the pixels themselves
+        assert get_codec(CASES[name]).encode_volume(original, bits) == streams, name
+
+
+def _load_originals() -> dict[str, np.ndarray]:
+    with np.load(FIXTURE) as z:
+        return {name: z[f"{name}.original"] for name in CASES if f"{name}.original" in z}
+
+
+def _write() -> None:  # pragma: no cover - run by hand when the model changes
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_neural_codec import ge_fmri, ge_t1_slice  # noqa: F401 (shared-data readers)
+
+    import pydicom
+
+    from fedcodec.shared.pixels import to_unsigned
+    from conftest import require_shared_data
+
+    fmri, fmri_bits = ge_fmri()
+    folder = require_shared_data("dicom", "ge", "In", "05_3D_Ax_T1_MP_RAGE_R22")
+    files = sorted(folder.iterdir())[60:64]
+    t1 = []
+    for path in files:
+        ds = pydicom.dcmread(path)
+        t1.append(to_unsigned(ds.pixel_array, int(ds.BitsStored), bool(ds.PixelRepresentation))[0])
+    t1_bits = int(ds.BitsStored)
+    t1 = np.ascontiguousarray(np.stack(t1)[:, 80:176, 80:176])
+    volumes = {"fmri": (fmri[:20], fmri_bits), "t1": (t1, t1_bits),
+               "t1_tau2": (t1[:3], t1_bits), "t1_centroid": (t1[3:], t1_bits)}
+    arrays = {}
+    for name, spec in CASES.items():
+        volume, bits = volumes[name]
+        codec = get_codec(spec)
+        streams = codec.encode_volume(volume, bits)
+        decoded = codec.decode_volume(streams)
+        arrays[f"{name}.pixels"] = decoded
+        if not np.array_equal(decoded, volume):
+            arrays[f"{name}.original"] = volume
+        arrays[f"{name}.bits"] = np.array(bits)
+        arrays[f"{name}.streams"] = np.frombuffer(b"".join(streams), dtype=np.uint8)
+        arrays[f"{name}.lengths"] = np.array([len(s) for s in streams], dtype=np.int64)
+    FIXTURE.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(FIXTURE, **arrays)
+    print(f"wrote {FIXTURE} ({FIXTURE.stat().st_size} bytes)")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    if sys.argv[1:] == ["--write"]:
+        _write()
