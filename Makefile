@@ -3,6 +3,9 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Tests run on this many pytest-xdist workers (CI's machine has 2 cores; much of the suite waits
+# on subprocesses and sockets). TEST_WORKERS=0 runs them in one process, in pytest's order.
+TEST_WORKERS ?= 2
 
 # Never let Flower install packages at run time (it would pull CUDA torch), no telemetry anywhere.
 export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION := 1
@@ -23,8 +26,10 @@ install: $(BIN)/.installed
 demo: $(BIN)/.installed
 	$(BIN)/fedcodec demo
 
+# --dist loadgroup: a test file is one unit of work unless a test names its own xdist_group
+# (tests/conftest.py); --no-loadscope-reorder keeps conftest's longest-first order.
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 clean:
 	rm -rf $(VENV) .flwr build *.egg-info
