@@ -135,7 +135,7 @@ def test_hospital_site_guide(tmp_path):
     run_guide(HOSPITAL, tmp_path / "work", hospital_inputs(tmp_path))
 
 
-@pytest.mark.slow(60)
+@pytest.mark.slow(120)
 @pytest.mark.xdist_group("guide-security")
 @pytest.mark.timeout(600)
 def test_security_guide(tmp_path):
@@ -143,7 +143,7 @@ def test_security_guide(tmp_path):
 
 
 @pytest.mark.shared_data
-@pytest.mark.slow(120)
+@pytest.mark.slow(150)
 @pytest.mark.xdist_group("guide-researcher")
 @pytest.mark.timeout(900)
 def test_researcher_guide(tmp_path):
