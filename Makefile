@@ -26,8 +26,9 @@ install: $(BIN)/.installed
 demo: $(BIN)/.installed
 	$(BIN)/fedcodec demo
 
-# --dist loadgroup: a test file is one unit of work unless a test names its own xdist_group
-# (tests/conftest.py); --no-loadscope-reorder keeps conftest's longest-first order.
+# --dist loadgroup with no xdist_group marks: every test is its own unit, handed to whichever
+# worker is free, in tests/conftest.py's order (longest files first; --no-loadscope-reorder
+# keeps it). Plain --dist load would send the first ~130 tests, all the long ones, to one worker.
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 

@@ -56,33 +56,29 @@ def _slow_seconds(item: pytest.Item) -> float:
     return float(mark.args[0]) if mark and mark.args else 0.0
 
 
-def _unit(item: pytest.Item) -> str:
-    mark = item.get_closest_marker("xdist_group")
-    return str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Units of work for ``make test`` (pytest-xdist, ``--dist loadgroup``), longest first.
+    """Longest test files first when ``make test`` runs the suite on pytest-xdist workers.
 
-    A test file is one unit by default: its module fixtures (a demo run, a trained model, a
-    moto server) are built once, on one worker. A test marked ``xdist_group`` is a unit of its
-    own (the three guides run side by side). Inside a worker the units are ordered by their
-    ``slow(seconds)`` marks, longest first, so no worker starts a five-minute guide when the
-    other is nearly done. A run without workers keeps pytest's own order.
+    ``make test`` hands tests to two workers one at a time (``--dist loadgroup``, no test names
+    a group) in collection order.
+    Test files are ordered by the sum of their tests' ``slow(seconds)`` marks, heaviest first
+    (a file's tests stay together, in their own order), so the role guides and the federations
+    start at once and no worker begins a five-minute test when the other is nearly done. A run
+    without workers keeps pytest's own order.
     """
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.path.name))
     if not hasattr(config, "workerinput"):
         return
-    unit_of = {id(item): _unit(item) for item in items}
     weight: dict[str, float] = {}
     first: dict[str, int] = {}
     for index, item in enumerate(items):
-        unit = unit_of[id(item)]
-        weight[unit] = weight.get(unit, 0.0) + _slow_seconds(item)
-        first.setdefault(unit, index)
+        path = item.nodeid.split("::")[0]
+        weight[path] = weight.get(path, 0.0) + _slow_seconds(item)
+        first.setdefault(path, index)
     order = {id(item): index for index, item in enumerate(items)}
-    items.sort(key=lambda item: (-weight[unit_of[id(item)]], first[unit_of[id(item)]],
-                                 order[id(item)]))
+
+    def key(item: pytest.Item) -> tuple[float, int, int]:
+        path = item.nodeid.split("::")[0]
+        return (-weight[path], first[path], order[id(item)])
+
+    items.sort(key=key)

@@ -54,7 +54,6 @@ def _simulate(config: dict, n_sites: int):
 
 @pytest.mark.shared_data
 @pytest.mark.slow(65)
-@pytest.mark.xdist_group("ray-simulation")  # one Ray cluster at a time on the machine
 def test_two_rounds_with_secagg_dp_dropout_then_resume(tmp_path, monkeypatch):
     import mlflow
 
