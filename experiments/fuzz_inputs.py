@@ -7,7 +7,7 @@ Cases go to ``decompress``, ``inspect``, ``inspect --verify`` (containers: rando
 crafted damage with every CRC recomputed) and to ``compress`` and ``deid`` (DICOM files: random
 damage, and crafted changes of a length, a VR, a tag or a value), in rotation (see
 ``fedcodec.client.fuzzing.campaign.TARGET_CYCLE``), all through the CLI entry function in this
-process. ``tests/test_fuzz_inputs.py`` runs the first 2,000 cases of one seed in the suite.
+process. ``tests/test_fuzz_inputs.py`` runs the first 600 cases of one seed in the suite.
 
 Writes ``DIR/fuzz_inputs.json`` (counts per target x outcome, per mutation kind, every failing case
 with its index to replay, the most common rejection messages) and ``DIR/fuzz_inputs.md`` (the

@@ -44,5 +44,41 @@ def shared_data() -> Path:
 
 @pytest.fixture(autouse=True)
 def _private_site_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
-    """Each test keeps `fedcodec store` receipts in its own folder, never in ~/.fedcodec."""
+    """Each test keeps `fedcodec store` receipts in its own folder, never in ~/.fedcodec, and
+    Flower's FLWR_HOME in its own folder too, so tests running side by side (``make test``
+    runs two at a time) never share Flower's configuration or logs."""
     monkeypatch.setenv("FEDCODEC_STATE_DIR", str(tmp_path_factory.mktemp("site-state")))
+    monkeypatch.setenv("FLWR_HOME", str(tmp_path_factory.mktemp("flwr-home")))
+
+
+def _slow_seconds(item: pytest.Item) -> float:
+    mark = item.get_closest_marker("slow")
+    return float(mark.args[0]) if mark and mark.args else 0.0
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Longest test files first when ``make test`` runs the suite on pytest-xdist workers.
+
+    ``make test`` hands tests to two workers one at a time (``--dist loadgroup``, no test names
+    a group) in collection order.
+    Test files are ordered by the sum of their tests' ``slow(seconds)`` marks, heaviest first
+    (a file's tests stay together, in their own order), so the role guides and the federations
+    start at once and no worker begins a five-minute test when the other is nearly done. A run
+    without workers keeps pytest's own order.
+    """
+    if not hasattr(config, "workerinput"):
+        return
+    weight: dict[str, float] = {}
+    first: dict[str, int] = {}
+    for index, item in enumerate(items):
+        path = item.nodeid.split("::")[0]
+        weight[path] = weight.get(path, 0.0) + _slow_seconds(item)
+        first.setdefault(path, index)
+    order = {id(item): index for index, item in enumerate(items)}
+
+    def key(item: pytest.Item) -> tuple[float, int, int]:
+        path = item.nodeid.split("::")[0]
+        return (-weight[path], first[path], order[id(item)])
+
+    items.sort(key=key)

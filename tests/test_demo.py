@@ -49,6 +49,7 @@ def demo(tmp_path_factory):
     return run, out, before, console.file.getvalue()
 
 
+@pytest.mark.slow(75)  # builds the module's demo run
 def test_report_has_every_step_section(demo):
     run, out, _, printed = demo
     report = (out / "report.md").read_text()

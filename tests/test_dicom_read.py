@@ -18,7 +18,7 @@ import imagecodecs
 import numpy as np
 import pydicom
 import pytest
-from conftest import REPO, require_shared_data
+from conftest import require_shared_data
 from pydicom.encaps import generate_frames
 
 from fedcodec.shared.dicom import Series, read_series
@@ -28,7 +28,7 @@ with warnings.catch_warnings():  # nibabel warns that its DICOM support is exper
     warnings.simplefilter("ignore")
     from nibabel.nicom import csareader
 
-SITE = REPO / ".venv/lib/python3.11/site-packages"
+SITE = Path(pydicom.__file__).resolve().parents[1]  # the site-packages pydicom is installed in
 PYDICOM_FILES = SITE / "pydicom/data/test_files"
 PYDICOM_DATA = SITE / "data_store/data"
 

@@ -16,14 +16,14 @@ import imagecodecs
 import numpy as np
 import pydicom
 import pytest
-from conftest import REPO, require_shared_data
+from conftest import require_shared_data
 from pydicom.encaps import generate_frames
 
 from fedcodec.shared.dicom import LossyInfo, Series, read_series, write_series
 from fedcodec.shared.dicom import write as write_module
 from fedcodec.shared.errors import FedcodecError, UnknownNameError
 
-SITE = REPO / ".venv/lib/python3.11/site-packages"
+SITE = Path(pydicom.__file__).resolve().parents[1]  # the site-packages pydicom is installed in
 PYDICOM_FILES = SITE / "pydicom/data/test_files"
 PYDICOM_DATA = SITE / "data_store/data"
 

@@ -84,6 +84,7 @@ def _stop(processes: list[subprocess.Popen], ports: list[int]) -> None:
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow(120)
 @pytest.mark.timeout(600)
 def test_two_rounds_two_sites_tls_node_auth(tmp_path):
     import mlflow

@@ -89,7 +89,10 @@ class InMemoryGrid:
 
 
 @pytest.fixture(autouse=True)
-def _task_identity(monkeypatch):
+def _task_identity(monkeypatch, tmp_path):
+    # the tests name an sqlite store: MLflow puts its artifacts in ./mlruns of the working
+    # folder, which must be the test's own, not the checkout (tests run side by side)
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(TaskIdentity, "_run_id", 1)
     monkeypatch.setattr(TaskIdentity, "_node_id", 0)
     monkeypatch.setattr(TaskIdentity, "_task_id", 0)

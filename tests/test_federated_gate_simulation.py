@@ -15,6 +15,7 @@ BACKEND = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow(50)
 def test_a_worse_round_from_the_shipped_weights_is_not_promoted(tmp_path, monkeypatch):
     import mlflow
     from flwr.simulation import run_simulation

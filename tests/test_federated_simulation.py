@@ -53,6 +53,7 @@ def _simulate(config: dict, n_sites: int):
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow(65)
 def test_two_rounds_with_secagg_dp_dropout_then_resume(tmp_path, monkeypatch):
     import mlflow
 

@@ -128,17 +128,20 @@ def test_runner_rejects_output_a_command_does_not_print(tmp_path):
     assert "$ echo value $X   [exit 0" in transcript and "value 1" in transcript
 
 
+@pytest.mark.slow(330)
 @pytest.mark.timeout(1200)
 def test_hospital_site_guide(tmp_path):
     run_guide(HOSPITAL, tmp_path / "work", hospital_inputs(tmp_path))
 
 
+@pytest.mark.slow(120)
 @pytest.mark.timeout(600)
 def test_security_guide(tmp_path):
     run_guide(SECURITY, tmp_path / "work", security_inputs(tmp_path))
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow(150)
 @pytest.mark.timeout(900)
 def test_researcher_guide(tmp_path):
     run_guide(RESEARCHER, tmp_path / "work", researcher_inputs(tmp_path))
