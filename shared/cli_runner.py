@@ -88,7 +88,15 @@ INTERNAL_ERROR_EXIT = 70
 the fuzz campaign counts this exit as a failure, so it never hides a missing check."""
 
 
+MAX_ERROR_CHARS = 2000
+"""Long enough for a message that names two deep paths (a key file and the ``chmod`` that fixes
+it: a cut remedy is no remedy); short enough that a library's dump cannot flood the terminal."""
+
+
 def _first_line(exc: BaseException) -> str:
     """The first line of an exception's message (pydicom messages span several lines)."""
     text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
+    if not text:
+        return type(exc).__name__
+    line = text.splitlines()[0]
+    return line if len(line) <= MAX_ERROR_CHARS else line[:MAX_ERROR_CHARS] + " ..."

@@ -189,3 +189,22 @@ def test_output_piped_into_head_stops_quietly() -> None:
         code = proc.wait(timeout=60)
     assert err == ""
     assert code == 141
+
+
+def test_long_error_line_keeps_its_remedy(capsys: pytest.CaptureFixture[str]) -> None:
+    """A message naming deep paths (a key file and its ``chmod``) is printed whole."""
+    import argparse
+
+    from fedcodec.shared.cli_runner import run_cli
+    from fedcodec.shared.errors import FedcodecError
+
+    deep = "/srv/site/" + "nested-folder/" * 40 + "server.key"
+    parser = argparse.ArgumentParser(prog="fedcodec")
+    parser.add_argument("--debug", action="store_true")
+
+    def fail(args: argparse.Namespace) -> None:
+        raise FedcodecError(f"refusing to use TLS private key {deep}: run: chmod 600 {deep}")
+
+    parser.set_defaults(func=fail)
+    assert run_cli(parser, []) != 0
+    assert _one_error_line(capsys, 1).endswith(f"chmod 600 {deep}")
