@@ -25,6 +25,22 @@ for _name, _value in {
     os.environ.setdefault(_name, _value)
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                    "FEDCODEC_NEURAL_BLAS_THREADS", "FEDCODEC_NEURAL_THREADS")
+
+
+def run_with_threads(script: str, args: list[str], threads: int) -> None:
+    """Run ``python -c script *args`` in a fresh process with every thread knob at ``threads``:
+    the bit-exactness tests encode in one process and decode in another with other threads."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, **{name: str(threads) for name in THREAD_VARIABLES}}
+    result = subprocess.run([sys.executable, "-c", script, *args], env=env, cwd=REPO,
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def require_shared_data(*parts: str) -> Path:
     """The path under ``../shared/data``; skip if absent, fail if CI requires it."""
     path = SHARED_DATA.joinpath(*parts)

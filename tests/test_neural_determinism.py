@@ -10,13 +10,11 @@ allow.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from conftest import run_with_threads
 from fedcodec.shared.neural.fixed_point import (
     ACT_LIMIT,
     BIAS_LIMIT,
@@ -27,7 +25,6 @@ from fedcodec.shared.neural.fixed_point import (
     ilog2_q6,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 
 _SCRIPT = r"""
 import sys, numpy as np, torch
@@ -54,14 +51,7 @@ print("ok")
 
 
 def _run(work: Path, threads: int, action: str) -> None:
-    env = dict(os.environ)
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                 "FEDCODEC_NEURAL_BLAS_THREADS", "FEDCODEC_NEURAL_THREADS"):
-        env[name] = str(threads)
-    result = subprocess.run([sys.executable, "-c", _SCRIPT, str(work), str(threads), action],
-                            env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
-                            check=False)
-    assert result.returncode == 0, result.stderr[-2000:]
+    run_with_threads(_SCRIPT, [str(work), str(threads), action], threads)
 
 
 def test_encode_one_thread_decode_two_threads_other_process(tmp_path: Path) -> None:

@@ -9,14 +9,12 @@ slices coded with references).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import run_with_threads
 from fedcodec.shared.codecs.base import get_codec
 from fedcodec.shared.errors import CorruptDataError
 from fedcodec.shared.neural.features import feature_count, group_context, level_noise
@@ -24,7 +22,6 @@ from fedcodec.shared.neural.geometry import GROUPS
 from fedcodec.shared.neural.train import collect_samples, error_pyramid, samples_feature_set
 from fedcodec.shared.neural.weights import IntegerMlp, NeuralWeights, untrained_weights
 
-REPO = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / "fixtures" / "neural_set1_streams.npz"
 
 
@@ -112,13 +109,7 @@ print("ok")
 
 
 def _run(work: Path, threads: int, action: str) -> None:
-    env = dict(os.environ)
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                 "FEDCODEC_NEURAL_BLAS_THREADS", "FEDCODEC_NEURAL_THREADS"):
-        env[name] = str(threads)
-    result = subprocess.run([sys.executable, "-c", _SCRIPT, str(work), action], env=env,
-                            cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
-    assert result.returncode == 0, result.stderr[-2000:]
+    run_with_threads(_SCRIPT, [str(work), action], threads)
 
 
 def test_set2_bit_exact_across_processes_and_threads(tmp_path: Path) -> None:

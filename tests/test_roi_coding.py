@@ -7,23 +7,20 @@ compress --profile roi --roi-box/--roi-mask`` through decompress to lossy-marked
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 
+from conftest import run_with_threads
 from fedcodec.client.cli import main
 from fedcodec.shared.codecs.base import CodecMode, get_codec
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 from fedcodec.shared.learned_lossy.roi_codec import RoiCodec, roi_masks
 from fedcodec.shared.learned_lossy.roi_mask import from_array, parse_box
 
-REPO = Path(__file__).resolve().parents[1]
 EMRI = Path(pydicom.__file__).parents[1] / "data_store" / "data" / "emri_small.dcm"
 
 
@@ -155,13 +152,7 @@ print("ok")
 
 
 def _run(work: Path, threads: int, action: str) -> None:
-    env = dict(os.environ)
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                 "FEDCODEC_NEURAL_BLAS_THREADS", "FEDCODEC_NEURAL_THREADS"):
-        env[name] = str(threads)
-    result = subprocess.run([sys.executable, "-c", _SCRIPT, str(work), action], env=env,
-                            cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
-    assert result.returncode == 0, result.stderr[-2000:]
+    run_with_threads(_SCRIPT, [str(work), action], threads)
 
 
 def test_decode_in_another_process_with_other_threads_is_bit_exact(tmp_path: Path) -> None:
