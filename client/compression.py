@@ -528,6 +528,7 @@ def _code_series(
     except ValueError as exc:
         raise FedcodecError(f"series {name!r}: {exc}") from None
     coder = _bind_roi(coder, plan, roi, unsigned.shape, name)
+    coder = coder.with_volume_layout(series.positions_per_volume)
     streams = [bytes(s) for s in coder.encode_volume(unsigned, series.bits_stored)]
     decoded = np.asarray(coder.decode_volume(streams))
     if decoded.shape != unsigned.shape:

@@ -29,7 +29,7 @@ def main() -> None:
     specs = (f"neural:fallback=0,adapt=0{suffix}", f"neural:fallback=0{suffix}")
     for source in args.sources:
         totals = dict.fromkeys(specs, 0)
-        for name, volume, bits in load_source(source, DATA, None):
+        for name, volume, bits, _ in load_source(source, DATA, None):
             picked = volume[:: max(1, len(volume) // args.slices)][: args.slices]
             for spec in specs:
                 codec = get_codec(spec)

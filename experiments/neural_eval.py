@@ -19,7 +19,7 @@ import numpy as np
 from neural_baselines import baselines_path
 from neural_dataset import load_items
 
-from fedcodec.shared.neural.codec import NeuralCodec
+from fedcodec.shared.neural.codec import NeuralCodec, stream_reach
 from fedcodec.shared.neural.stream_format import COPY_MAGIC
 
 
@@ -68,7 +68,7 @@ def main() -> None:
         rows.append({"series": item.name, "slices": n, "bpp": 8 * ours / vol.size,
                      anchor: 8 * ref / vol.size, "ratio": ours / ref,
                      "enc_ms": (t1 - t0) / n * 1000, "dec_ms": (t2 - t1) / n * 1000,
-                     "period": codec.volume_period(vol), "pixels": int(vol.size),
+                     "period": max(map(stream_reach, streams), default=0), "pixels": int(vol.size),
                      "bytes": ours, "anchor_bytes": ref, "multi_volume": item.multi_volume,
                      "copy_slices": sum(1 for s in streams if s[0] == COPY_MAGIC)})
         r = rows[-1]

@@ -48,8 +48,8 @@ def sampled(name: str, cache: Path, data: Path, series_pixels: int) -> dict:
     path = cache / f"{name}.npz"
     if not path.exists():
         stacks = load_source(name, data, None)
-        samples = collect_samples([(v, b) for _, v, b in stacks], 1 / 8, series_pixels, 0, False,
-                                  feature_set=2)
+        samples = collect_samples([(st.volume, st.bits) for st in stacks], 1 / 8, series_pixels,
+                                  0, False, feature_set=2)
         flat = {f"{k}/{f}": a for k, s in samples.items() if s.target
                 for f, a in s.arrays().items()}
         cache.mkdir(parents=True, exist_ok=True)
@@ -138,9 +138,9 @@ def main() -> None:
     for name in held:
         stacks = load_source(name, args.data, args.max_slices)
         anchors = anchor_bytes(stacks, out / "anchors" / f"{name}.first{args.max_slices}.json")
-        pixels = int(sum(v.size for _, v, _ in stacks))
+        pixels = int(sum(v.size for _, v, _, _ in stacks))
         row = {"source": name, "pixels": pixels,
-               "slices": sum(v.shape[0] for _, v, _ in stacks),
+               "slices": sum(v.shape[0] for _, v, _, _ in stacks),
                "best": best_lossless({"anchors": {s: sum(b) for s, b in anchors.items()}}),
                "jpegls_tau2": sum(anchors[NEAR_ANCHOR])}
         for fs, path in paths.items():

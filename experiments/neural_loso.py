@@ -38,6 +38,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -68,7 +69,14 @@ TARGETS = {0: (0.93, 0.99), TAU: (0.85, 0.95)}
 """(pooled, worst source) ratio targets of issue 11."""
 LAYOUT_FILES = ("features.py", "geometry.py", "volume_context.py", "train.py", "model.py")
 
-Stack = tuple[str, np.ndarray, int]
+class Stack(NamedTuple):
+    """One stack as the codec sees it, with the headers' volume layout (the product uses it)."""
+
+    name: str
+    volume: np.ndarray
+    bits: int
+    positions_per_volume: int | None = None
+
 """(series name, unsigned volume, bits)."""
 
 
@@ -80,7 +88,8 @@ def load_source(name: str, data: Path, max_slices: int | None) -> list[Stack]:
         volume, _ = stack.codec_volume()
         if max_slices:
             volume = volume[:max_slices]
-        out.append((stack.name, np.ascontiguousarray(volume), stack.bits))
+        out.append(Stack(stack.name, np.ascontiguousarray(volume), stack.bits,
+                         stack.positions_per_volume))
     return out
 
 
@@ -110,8 +119,8 @@ def source_samples(name: str, stacks: list[Stack], cache: Path, series_pixels: i
                 getattr(s, field).append(loaded[f"{key}/{field}"])
             out[key] = s
         return out
-    samples = collect_samples([(v, b) for _, v, b in stacks], 1 / 8, series_pixels, 0, False,
-                              feature_set=feature_set)
+    samples = collect_samples([(st.volume, st.bits) for st in stacks], 1 / 8, series_pixels, 0,
+                              False, feature_set=feature_set)
     flat = {f"{k}/{f}": a for k, s in samples.items() if s.target for f, a in s.arrays().items()}
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(path.with_suffix(".tmp.npz"), **flat)
@@ -174,7 +183,7 @@ def anchor_bytes(stacks: list[Stack], cache: Path) -> dict[str, list[int]]:
     for spec in (*LOSSLESS_ANCHORS, NEAR_ANCHOR):
         codec = get_codec(spec)
         out[spec] = [len(codec.encode(np.ascontiguousarray(img), bits))
-                     for _, volume, bits in stacks for img in volume]
+                     for _, volume, bits, _ in stacks for img in volume]
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(out))
     return out
@@ -185,8 +194,8 @@ def neural_bytes(stacks: list[Stack], spec: str, tau: int) -> tuple[list[int], l
     codec = get_codec(spec)
     sizes, kinds = [], []
     started = time.perf_counter()
-    for name, volume, bits in stacks:
-        streams = codec.encode_volume(volume, bits)
+    for name, volume, bits, positions in stacks:
+        streams = codec.with_volume_layout(positions).encode_volume(volume, bits)
         decoded = codec.decode_volume(streams)
         error = np.abs(decoded.astype(np.int64) - volume).max()
         if decoded.shape != volume.shape or error > tau:
@@ -216,8 +225,8 @@ def evaluate(name: str, stacks: list[Stack], weights: Path, out: Path, fallback:
     if path.exists():
         return json.loads(path.read_text())
     anchors = anchor_bytes(stacks, out / "anchors" / f"{name}{tag}.json")
-    row: dict = {"source": name, "slices": sum(v.shape[0] for _, v, _ in stacks),
-                 "pixels": int(sum(v.size for _, v, _ in stacks)),
+    row: dict = {"source": name, "slices": sum(v.shape[0] for _, v, _, _ in stacks),
+                 "pixels": int(sum(v.size for _, v, _, _ in stacks)),
                  "anchors": {spec: sum(sizes) for spec, sizes in anchors.items()}}
     spec = f"neural:weights={weights.resolve()}"
     for tau in (0, TAU):

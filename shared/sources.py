@@ -52,6 +52,8 @@ class SliceStack:
     signed: bool
     source: Path
     description: str = ""
+    positions_per_volume: int | None = None
+    """From the DICOM headers (:attr:`Series.positions_per_volume`); None when unknown."""
 
     @property
     def slice_ids(self) -> list[str]:
@@ -72,7 +74,8 @@ class SliceStack:
     def head(self, slices: int) -> SliceStack:
         """The first ``slices`` slices as a stack with the same name (ids stay stable)."""
         return SliceStack(
-            self.name, self.volume[:slices], self.bits, self.signed, self.source, self.description
+            self.name, self.volume[:slices], self.bits, self.signed, self.source, self.description,
+            self.positions_per_volume,
         )
 
 
@@ -142,6 +145,7 @@ def _series_stack(series: Series) -> SliceStack:
         signed=series.signed,
         source=source,
         description=description,
+        positions_per_volume=series.positions_per_volume,
     )
 
 

@@ -193,6 +193,7 @@ def test_slices_ascend_along_the_normal_volume_by_volume(tree) -> None:
         grid = offsets.reshape(volumes, positions)
         assert np.all(np.diff(grid, axis=1) > 0), f"{s.description}: not ascending within a volume"
         assert np.allclose(grid, grid[0]), f"{s.description}: volumes hold different positions"
+        assert s.positions_per_volume == positions, s.description  # the codec's header period
         order = [
             (int(s.datasets[d].get("AcquisitionNumber") or 0), int(s.datasets[d].InstanceNumber))
             for d, _ in s.slice_sources

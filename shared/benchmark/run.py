@@ -139,6 +139,7 @@ def _measure_stack(
             yield _record(label, codec, slice_id, stack.bits, image, stream, decoded,
                           1e3 * (encoded - start), 1e3 * (done - encoded))
         return
+    codec = codec.with_volume_layout(stack.positions_per_volume)
     start = time.perf_counter()
     streams = _call(label, stack.name, "encode", codec.encode_volume, volume, stack.bits)
     encoded = time.perf_counter()

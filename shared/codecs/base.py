@@ -69,6 +69,11 @@ class Codec(ABC):
         """
         return [self.encode(np.ascontiguousarray(s), bits) for s in volume]
 
+    def with_volume_layout(self, positions_per_volume: int | None) -> Codec:
+        """This codec told how a series' slices form volumes (slice positions per volume, from
+        the DICOM headers; None when unknown). Codecs without inter-slice context ignore it."""
+        return self
+
     def decode_volume(self, streams: Sequence[bytes]) -> np.ndarray:
         """Inverse of :meth:`encode_volume`."""
         return np.stack([self.decode(s) for s in streams])

@@ -26,7 +26,12 @@ from fedcodec.shared.dicom.frame_geometry import FrameGeometry, frame_geometries
 from fedcodec.shared.dicom.mosaic import mosaic_layout, split_mosaic
 from fedcodec.shared.dicom.series import Series, SkippedFile
 from fedcodec.shared.dicom.siemens_csa import csa_image_header, is_mosaic, mosaic_tile_count
-from fedcodec.shared.dicom.slice_order import SliceRecord, order_slices, split_by_orientation
+from fedcodec.shared.dicom.slice_order import (
+    SliceRecord,
+    order_slices,
+    positions_per_volume,
+    split_by_orientation,
+)
 from fedcodec.shared.dicom.stored_values import PixelFormat, pixel_format, stored_frames
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 
@@ -141,6 +146,7 @@ def _build_series(records: list[SliceRecord], files: list[_DecodedFile], part: i
         mosaic_tiles=[files[i].mosaic_tiles for i in used],
         slice_rescale=rescale,
         bits_allocated=fmt.bits_allocated,
+        positions_per_volume=positions_per_volume(records),
     )
 
 

@@ -52,6 +52,10 @@ class Series:
     """For each slice: (RescaleSlope, RescaleIntercept); they may differ between files."""
     bits_allocated: int = 16
     """Bits Allocated of the source images (8 or 16); the writer keeps it."""
+    positions_per_volume: int | None = None
+    """Slice positions per volume from the headers (``slice_order.positions_per_volume``): the
+    series holds ``slices / positions_per_volume`` complete volumes. None when the headers do not
+    say (no positions, incomplete volumes, or not read from DICOM)."""
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -10,6 +10,11 @@ position holds one slice, slices go in ascending position. Otherwise the series 
 (fMRI, DWI): a slice's volume index is its rank among the slices at its position, ranked by the
 temporal key (AcquisitionNumber, temporal position, acquisition date-time, InstanceNumber, file
 path, frame), and slices go in ``(volume index, position)`` order.
+
+Volume layout (:func:`positions_per_volume`): when every slice has a position and orientation and
+every position holds the same number of slices, the series is that many complete volumes of
+``P`` positions, so slice ``i - P`` is the same position one volume earlier. Inter-slice coders
+take that period from the headers instead of guessing it from the pixels.
 """
 
 from __future__ import annotations
@@ -76,17 +81,37 @@ def _position_bins(offsets: list[float]) -> list[int]:
     return bins
 
 
-def order_slices(records: list[SliceRecord]) -> list[SliceRecord]:
-    """Records of one group (one orientation) in volume order; see the module docstring."""
+def _normal_offsets(records: list[SliceRecord]) -> tuple[list[float], bool]:
+    """Each record's position along the slice normal (0.0 when unknown), and whether all known."""
     orientations = (r.geometry.orientation for r in records)
     reference = next((o for o in orientations if o is not None), None)
     normal = slice_normal(reference) if reference is not None else None
+    known = normal is not None and all(r.geometry.position is not None for r in records)
     offsets = [
         float(np.dot(r.geometry.position, normal))
         if normal is not None and r.geometry.position is not None
         else 0.0
         for r in records
     ]
+    return offsets, known
+
+
+def positions_per_volume(records: list[SliceRecord]) -> int | None:
+    """Slice positions per volume when the headers say the series is complete volumes, else None.
+
+    None when a slice lacks its position or orientation, or when positions hold different numbers
+    of slices (an interrupted acquisition, a localiser stack): then nobody should trust a period.
+    """
+    offsets, known = _normal_offsets(records)
+    if not known or not records:
+        return None
+    counts = np.bincount(_position_bins(offsets))
+    return int(counts.size) if np.all(counts == counts[0]) else None
+
+
+def order_slices(records: list[SliceRecord]) -> list[SliceRecord]:
+    """Records of one group (one orientation) in volume order; see the module docstring."""
+    offsets, _ = _normal_offsets(records)
     bins = _position_bins(offsets)
     members: dict[int, list[int]] = defaultdict(list)
     for i, b in enumerate(bins):

@@ -114,7 +114,7 @@ class BoundedLossyCodec(NeuralCodec):
         self._check_image(volume[0], bits)
         if int(volume.max()) >> bits:
             raise FedcodecError(f"neural codec: values exceed {bits} bits")
-        period = self.volume_period(volume) if self.interslice else 1
+        period = self.volume_period(volume, bits) if self.interslice else 1
         if self.target.kind == "psnr":
             streams, taus = self._per_slice_psnr(volume, bits, period)
         elif self.target.kind == "max_error":

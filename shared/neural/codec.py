@@ -35,6 +35,7 @@ Three encoder-side choices per slice (the decoder just follows what each stream 
 
 from __future__ import annotations
 
+import copy
 import itertools
 import zlib
 from collections.abc import Sequence
@@ -65,7 +66,8 @@ from fedcodec.shared.neural.tiles import (
     pack_tiled,
     unpack_tiled,
 )
-from fedcodec.shared.neural.volume_context import detect_period, reference_offsets
+from fedcodec.shared.neural.period_choice import choose_period
+from fedcodec.shared.neural.volume_context import reference_offsets
 from fedcodec.shared.neural.model_registry import resolve_weights
 from fedcodec.shared.neural.weights import DEFAULT_WEIGHTS, NeuralWeights
 
@@ -130,6 +132,8 @@ class NeuralCodec(Codec):
                                 f"{restart!r}")
         self.restart = restart
         """Code slice i alone when i % restart == 0: independent chains decode in parallel."""
+        self.header_period: int | None = None
+        """Slice positions per volume from the DICOM headers (:meth:`with_volume_layout`)."""
         self.mode = CodecMode.BOUNDED if self.tau else CodecMode.LOSSLESS
         self.max_error = self.tau
 
@@ -301,11 +305,28 @@ class NeuralCodec(Codec):
 
     # -- volumes ---------------------------------------------------------------------------
 
-    def volume_period(self, volume: np.ndarray) -> int:
-        """The period used for ``volume``: the ``period`` parameter, else detected."""
+    def with_volume_layout(self, positions_per_volume: int | None) -> NeuralCodec:
+        """This codec for one series whose headers give its slice positions per volume: a
+        candidate period beside the one detected from the pixels (:mod:`.period_choice`).
+        An explicit ``period=`` wins; the codec itself is left as it was (coders are shared)."""
+        if positions_per_volume is None or self.period is not None:
+            return self
+        bound = copy.copy(self)
+        bound.header_period = positions_per_volume
+        return bound
+
+    def volume_period(self, volume: np.ndarray, bits: int) -> int:
+        """The period used for ``volume``: the ``period`` parameter, else the cheapest of the
+        detected one, the headers' one and the previous slice alone, tried on sample slices."""
         if self.period is not None:
             return max(1, self.period)
-        return detect_period(volume)
+
+        def coded_bytes(image: np.ndarray, refs: list[np.ndarray], offsets: tuple[int, ...]
+                        ) -> int:
+            return len(self._encode_one(np.ascontiguousarray(image), bits, refs, offsets)[0])
+
+        self._weights()
+        return choose_period(volume, self.header_period, coded_bytes)[0]
 
     def encode_volume(self, volume: np.ndarray, bits: int) -> list[bytes]:
         volume = np.asarray(volume)
@@ -316,7 +337,7 @@ class NeuralCodec(Codec):
         self._check_image(volume[0], bits)
         if int(volume.max()) >> bits:
             raise FedcodecError(f"neural codec: values exceed {bits} bits")
-        period = self.volume_period(volume) if self.interslice else 1
+        period = self.volume_period(volume, bits) if self.interslice else 1
         self._weights()  # loaded once here, inherited by forked workers
         slices = volume.shape[0]
         if self.tau == 0:

@@ -118,7 +118,7 @@ class ProgressiveCodec(NeuralCodec):
             raise FedcodecError(f"neural progressive: bound {self.layers[0]} does not fit "
                                 f"{bits} bits")
         n = volume.shape[0]
-        period = self.volume_period(volume) if self.interslice else 1
+        period = self.volume_period(volume, bits) if self.interslice else 1
         streams: list[bytes] = []
         recons: list[np.ndarray] = []  # layer-major, as the decoder will hold them
         for layer, tau in enumerate(self.layers):
