@@ -14,11 +14,12 @@ What it does, on ``../shared/data/tumor`` (3 classes, 512² JPEG; patient ids lo
 2. **Curves along one run per seed.** A's seeded 70/15/15 split; each classifier trains for
    ``--epochs`` (one-cycle schedule) and at every checkpoint epoch (8, 16, 32, 64) the model that
    early stopping on validation would have kept *up to then* is tested on A's test part and on B.
-   Classifiers: the latent ``gn-stats`` (entropy-decoded ``neural-lossy`` latents, flips) and a
-   standard pixel baseline: a small ResNet (``PixelResNet``) on slices
+   Classifiers (``--kinds``): the latent ``gn-stats`` (entropy-decoded ``neural-lossy``
+   latents, flips); a standard pixel baseline: a small ResNet (``PixelResNet``) on slices
    resized to ``--pixel-size`` (128) with flips and random shifts (width 32: 0.30 M
-   parameters). Same optimiser, batch and
-   seeds. ``--patience`` stops a run after that many epochs without a better validation
+   parameters); and ``latent-resnet``, the same ResNet on the latent grid (1x1 stem, flips and
+   shifts of 2 latent cells), so latents and pixels are compared at equal capacity. Same
+   optimiser, batch and seeds. ``--patience`` stops a run after that many epochs without a better validation
    accuracy (later checkpoints then report the kept model). Runs are independent: ``--jobs``
    forked processes (one torch thread each) train them at once on the arrays loaded once.
    Where the time goes: coding is done once and cached by content (``--cache``; a re-run codes
@@ -55,6 +56,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "tumor"
 NAMES = {"0": "pituitary", "1": "meningioma", "2": "glioma"}
 CODEC = "neural-lossy"
+KINDS = ("pixel", "latent-resnet", "latent")
+"""The classifiers, longest to train first (the order runs are handed to the --jobs processes)."""
 CHECKPOINTS = (8, 16, 32, 64)
 
 
@@ -114,6 +117,9 @@ def train_curve(kind: str, seed: int, epochs: int, checkpoints, patience: int,
     if kind == "latent":
         config = ClassifierConfig(LATENT, x["train"].shape[1], arch=GN_STATS, classes=3)
         budget = TrainConfig(epochs=epochs, seed=seed, flip=True, patience=patience)
+    elif kind == "latent-resnet":  # the pixel baseline's network on the latent grid
+        config = ClassifierConfig(LATENT, x["train"].shape[1], width=32, arch=RESNET, classes=3)
+        budget = TrainConfig(epochs=epochs, seed=seed, flip=True, shift=2, patience=patience)
     else:
         config = ClassifierConfig(PIXEL, 1, width=32, arch=RESNET, classes=3)
         budget = TrainConfig(epochs=epochs, seed=seed, flip=True, shift=8, patience=patience)
@@ -158,7 +164,7 @@ def speed(models: dict, streams: list[bytes], originals: np.ndarray, size: int) 
 
     torch.set_num_threads(1)
     extractor = latent_extractor(CODEC)
-    latent_model, pixel_model = models["latent"], models["pixel"]
+    pixel_model = models["pixel"]
     rows = {}
 
     def timed(name, decode_and_classify, inputs):
@@ -169,15 +175,18 @@ def speed(models: dict, streams: list[bytes], originals: np.ndarray, size: int) 
                 decode_and_classify(item)
         rows[name] = (time.perf_counter() - start) * 1000.0 / len(inputs)
 
-    def latent_path(stream):
+    def latent_path(stream, model):
         y = extractor.latents(stream).astype(np.float32)
-        return latent_model(torch.from_numpy(y)[None]).argmax(1)
+        return model(torch.from_numpy(y)[None]).argmax(1)
 
     def pixel_label(image):
         small = resize_longer_side(np.asarray(image, dtype=np.uint8), size)
         return pixel_model(torch.from_numpy(small)[None, None]).argmax(1)
 
-    timed("latent: entropy decode + gn-stats", latent_path, streams)
+    for kind, label in (("latent", "gn-stats"), ("latent-resnet", "latent ResNet")):
+        if kind in models:
+            timed(f"latent: entropy decode + {label}",
+                  lambda s, m=models[kind]: latent_path(s, m), streams)
     sizes = {}
     for spec in ("jpegls", "htj2k"):
         codec = get_codec(spec)
@@ -214,7 +223,7 @@ def full_estimate(curves: list[dict], sizes: dict, args: argparse.Namespace) -> 
     full_train = sum(round(0.7 * round(0.8 * n)) for n in counts)
     estimate = {"full_train_slices": full_train, "epochs": args.epochs, "seeds": 3,
                 "pixel_size": args.pixel_size}
-    for kind in ("latent", "pixel"):
+    for kind in KINDS:
         per_epoch = [c["seconds_per_epoch"] for c in curves if c["kind"] == kind]
         if per_epoch:
             seconds = float(np.mean(per_epoch)) * full_train / sizes["train"]
@@ -243,8 +252,9 @@ def plot(summary: dict, path: Path, pixel_size: int, patience: int = 0) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    styles = {"latent": "tab:blue", "pixel": "tab:orange"}
+    styles = {"latent": "tab:blue", "latent-resnet": "tab:green", "pixel": "tab:orange"}
     labels = {"latent": "latent gn-stats (bitstream)",
+              "latent-resnet": "latent ResNet (bitstream, aug.)",
               "pixel": f"pixel ResNet ({pixel_size}², aug.)"}
     for kind, per in summary.items():
         epochs = [int(e) for e in per]
@@ -305,7 +315,7 @@ def markdown(r: dict) -> str:
                       f"{full['epochs']} epochs without early stopping, 3 seeds, one process, "
                       f"pixels at {full['pixel_size']}²): " + ", ".join(
                           f"{k} {full[k]['seconds_per_epoch']:.0f} s/epoch, "
-                          f"{full[k]['minutes_total']:.0f} min" for k in ("latent", "pixel")
+                          f"{full[k]['minutes_total']:.0f} min" for k in KINDS
                           if k in full) + "."]
     if "speed" in r:
         s = r["speed"]
@@ -338,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="early stopping: epochs without a better validation accuracy (0: off)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="training processes at once (1 torch thread each)")
+    parser.add_argument("--kinds", type=lambda v: v.split(","), default=list(KINDS),
+                        help="classifiers to train, comma-separated: " + ",".join(KINDS))
     parser.add_argument("--quick", action="store_true",
                         help="tiny run that checks the script: 8+4 slices per class, 2 epochs")
     args = parser.parse_args(argv)
@@ -376,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     profile["coding_seconds"] = time.perf_counter() - start
     print(f"coded in {profile['coding_seconds'] / 60:.1f} min", flush=True)
     began = time.perf_counter()
-    data = {"latent": {p: c.latents for p, c in coded.items()},
+    latents = {p: c.latents for p, c in coded.items()}
+    data = {"latent": latents, "latent-resnet": latents,
             "pixel": {p: pixels_at(roots[p], parts[p], args.pixel_size) for p in parts},
             "y": {p: c.labels for p, c in coded.items()}}
     profile["pixel_loading_seconds"] = time.perf_counter() - began
@@ -410,13 +423,11 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "analysis_budget.md").write_text(markdown(result))
 
     # every (kind, seed) run is independent: a pool of --jobs forked processes (1 torch thread
-    # each) shares the loaded arrays copy-on-write. Order: the first pixel run (the longest),
-    # then every latent run (short), then the other pixel runs, so that with 2 processes one
-    # works through the pixel runs while the other finishes the latent ones
+    # each) shares the loaded arrays copy-on-write. Longest first (KINDS order), so that no
+    # process starts a long run while the other is nearly done
     _DATA.update(data)
     deadline = time.time() + args.max_minutes * 60 - (time.perf_counter() - start)
-    tasks = ([("pixel", args.seeds[0])] + [("latent", seed) for seed in args.seeds]
-             + [("pixel", seed) for seed in args.seeds[1:]])
+    tasks = [(kind, seed) for kind in KINDS if kind in args.kinds for seed in args.seeds]
     began = time.perf_counter()
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("fork")) as pool:
         futures = [pool.submit(train_curve, kind, seed, args.epochs, checkpoints,
@@ -432,8 +443,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"({run['epochs_run']} epochs, {run['seconds']:.0f} s)", flush=True)
             save()
     profile["training_wall_seconds"] = time.perf_counter() - began
-    curves.sort(key=lambda c: (c["kind"] != "latent", c["seed"]))
-    if {"latent", "pixel"} <= set(models):
+    curves.sort(key=lambda c: (KINDS.index(c["kind"]), c["seed"]))
+    if "pixel" in models and set(models) & {"latent", "latent-resnet"}:
         n = args.timing_images
         from fedcodec.shared.analysis.dataset import load_image
 

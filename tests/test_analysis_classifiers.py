@@ -71,5 +71,22 @@ def test_pixel_resnet_baseline_trains_with_shifts_and_early_stopping() -> None:
     )
     assert [e for e, _ in seen] == [h["epoch"] for h in history] and len(history) <= 6
     assert all(shape == (24,) for _, shape in seen)
-    with pytest.raises(ValueError, match="pixel baseline"):
-        build_classifier(ClassifierConfig(LATENT, 8, arch=RESNET))
+
+
+def test_the_resnet_on_latents_has_the_pixel_baselines_capacity_and_learns() -> None:
+    """Equal capacity (issue 15): the same stages, a 1x1 stem; both end on an 8x8 grid."""
+    from fedcodec.shared.analysis.classifier import PIXEL, RESNET, build_classifier
+
+    pixel = build_classifier(ClassifierConfig(PIXEL, 1, width=32, arch=RESNET))
+    latent = build_classifier(ClassifierConfig(LATENT, 64, width=32, arch=RESNET))
+    assert abs(latent.parameter_count() / pixel.parameter_count() - 1) < 0.01
+    assert latent.net[:-4](torch.zeros(1, 64, 32, 32)).shape == (1, 128, 8, 8)
+    assert pixel.net[:-4](torch.zeros(1, 1, 128, 128)).shape == (1, 128, 8, 8)
+    rng = np.random.default_rng(0)
+    y = np.arange(36) % 3
+    x = (rng.normal(size=(36, 8, 8, 8)) + 2.0 * y[:, None, None, None]).astype(np.float32)
+    model, history = train_classifier(
+        ClassifierConfig(LATENT, 8, width=8, arch=RESNET), x, y, x, y,
+        TrainConfig(epochs=8, batch_size=12, flip=True, shift=1), progress=False)
+    assert float(model.input_scale.min()) != 1.0  # fitted per channel like every latent path
+    assert (predict(model, x) == y).mean() > 0.9

@@ -198,17 +198,27 @@ class PixelResNet(nn.Module):
     Stem 3x3 stride 2 (width/2), then three residual stages of widths w, 2w, 4w, each halving
     the resolution, global average pooling, dropout, linear. Pixels are scaled by 1/255 inside.
     ``width`` 32: 0.30 M parameters.
+
+    With ``kind`` latent it is the same network on the latent grid (64 x 32 x 32 for a 512²
+    slice): a 1x1 stem (the latents are already features, 16x below the pixels) and a first
+    stage that keeps the resolution, so both paths end on an 8 x 8 grid of 4w channels from a
+    128² image or its latents. The fair test of "is the latent as good an input", at equal
+    capacity: ``gn-stats`` has a quarter of the parameters (issue 15, full-protocol run).
     """
 
     def __init__(self, config: ClassifierConfig) -> None:
         super().__init__()
         self.config = config
         w = config.width
-        self.register_buffer("input_scale", torch.full((config.in_channels,), 1.0 / 255.0))
+        latent = config.kind == LATENT
+        self.register_buffer("input_scale", torch.full((config.in_channels,),
+                                                       1.0 if latent else 1.0 / 255.0))
+        stem = (nn.Conv2d(config.in_channels, w // 2, 1, bias=False) if latent else
+                nn.Conv2d(config.in_channels, w // 2, 3, 2, 1, bias=False))
         self.net = nn.Sequential(
-            nn.Conv2d(config.in_channels, w // 2, 3, 2, 1, bias=False), nn.BatchNorm2d(w // 2),
-            nn.ReLU(inplace=True),
-            _Residual(w // 2, w, 2), _Residual(w, 2 * w, 2), _Residual(2 * w, 4 * w, 2),
+            stem, nn.BatchNorm2d(w // 2), nn.ReLU(inplace=True),
+            _Residual(w // 2, w, 1 if latent else 2), _Residual(w, 2 * w, 2),
+            _Residual(2 * w, 4 * w, 2),
             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(config.dropout),
             nn.Linear(4 * w, config.classes),
         )
@@ -224,8 +234,6 @@ def build_classifier(config: ClassifierConfig) -> TumourClassifier | LatentStats
     if config.arch not in ARCHS + PIXEL_ARCHS:
         raise ValueError(f"classifier arch must be one of {ARCHS + (RESNET,)}, got {config.arch!r}")
     if config.arch == RESNET:
-        if config.kind != PIXEL:
-            raise ValueError("arch 'resnet' is the pixel baseline (kind 'pixel')")
         return PixelResNet(config)
     if config.arch != TRUNK:
         if config.kind != LATENT:
