@@ -151,3 +151,26 @@ def test_artifacts_stay_in_the_federation_folder_and_uris_resolve(published, tmp
     with pytest.raises(FedcodecError, match="SHA-256 .* the registry says"):
         resolve_weights(f"models:/{NAME}/1")
     assert not any((tmp_path / "cache").rglob("*.npz"))
+
+
+def test_artifacts_never_land_in_the_coordinators_working_directory(tmp_path, monkeypatch):
+    """An explicit local database keeps its artifacts beside it; MLflow's default is ./mlruns."""
+    monkeypatch.chdir(tmp_path)
+    database = tmp_path / "tracking" / "mlflow.db"
+    database.parent.mkdir()
+    config = FederationConfig(checkpoint_dir=str(tmp_path / "fed"),
+                              mlflow_uri=f"sqlite:///{database}")
+    assert config.artifact_dir() == tmp_path / "tracking" / "mlartifacts"
+    tracker = FederationTracker(config.tracking_uri(), "fedcodec-artifacts-test",
+                                artifact_dir=config.artifact_dir())
+    note = tmp_path / "note.txt"
+    note.write_text("x")
+    import mlflow
+
+    mlflow.log_artifact(str(note))
+    tracker.end()
+    assert list((tmp_path / "tracking" / "mlartifacts").rglob("note.txt"))
+    assert not (tmp_path / "mlruns").exists()
+    server = FederationConfig(checkpoint_dir=str(tmp_path / "fed"),
+                              mlflow_uri="http://127.0.0.1:5000")
+    assert server.artifact_dir() is None  # a tracking server keeps its own artifact root

@@ -72,9 +72,15 @@ class FederationConfig:
         return Path(self.checkpoint_dir or ".fedcodec-federation") / "checkpoint.npz"
 
     def artifact_dir(self) -> Path | None:
-        """Where MLflow artifacts go: the federation folder when the store is the embedded sqlite
-        (never the coordinator's working directory); a tracking server keeps its own root."""
-        return None if self.mlflow_uri else (self.checkpoint_path.parent / "mlartifacts").resolve()
+        """Where MLflow artifacts go, never the coordinator's working directory (MLflow's default
+        ``./mlruns`` for a database store): beside the database for a local ``sqlite:///`` store
+        (the embedded one is in the federation folder); a tracking server keeps its own root."""
+        if not self.mlflow_uri:
+            return (self.checkpoint_path.parent / "mlartifacts").resolve()
+        if self.mlflow_uri.startswith("sqlite:///"):
+            database = Path(self.mlflow_uri[len("sqlite:///"):])
+            return (database.parent / "mlartifacts").resolve()
+        return None
 
     def tracking_uri(self) -> str:
         """MLflow URI: the run config's, else an embedded sqlite beside the checkpoint."""
