@@ -332,6 +332,38 @@ def markdown(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merge_reports(paths: list[Path], out: Path) -> int:
+    """One report (results.json, markdown, curves) from runs of different ``--kinds``."""
+    runs = [json.loads(p.read_text()) for p in paths]
+    same = ("sizes", "seeds", "epochs", "pixel_size", "codec_model", "class_names", "patience")
+    for run, path in zip(runs[1:], paths[1:], strict=True):
+        differing = [k for k in same if run.get(k) != runs[0].get(k)]
+        if differing:
+            raise SystemExit(f"{path}: not the same protocol as {paths[0]} "
+                             f"({', '.join(differing)})")
+    merged = dict(runs[0])
+    merged["curves"] = sorted((c for r in runs for c in r["curves"]),
+                              key=lambda c: (KINDS.index(c["kind"]), c["seed"]))
+    if len({(c["kind"], c["seed"]) for c in merged["curves"]}) != len(merged["curves"]):
+        raise SystemExit("two of the merged runs trained the same (kind, seed)")
+    merged["summary"] = summarise(merged["curves"])
+    merged["params"] = {c["kind"]: c["params"] for c in merged["curves"]}
+    merged["skipped"] = [s for r in runs for s in r.get("skipped", [])]
+    merged["minutes"] = sum(r["minutes"] for r in runs)
+    merged["command"] = " + ".join(r["command"] for r in runs)
+    merged["merged_from"] = [str(p) for p in paths]
+    speeds = [r["speed"] for r in runs if "speed" in r]
+    if speeds:
+        merged["speed"] = speeds[0]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(merged, indent=1))
+    plot(merged["summary"], out / "budget_curves.png", merged["pixel_size"],
+         merged.get("patience", 0))
+    (out / "analysis_budget.md").write_text(markdown(merged))
+    print(markdown(merged))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -350,9 +382,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="training processes at once (1 torch thread each)")
     parser.add_argument("--kinds", type=lambda v: v.split(","), default=list(KINDS),
                         help="classifiers to train, comma-separated: " + ",".join(KINDS))
+    parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="RESULTS",
+                        help="no training: one report from the results.json of runs that each "
+                        "trained some --kinds on the same data, split, seeds and epochs (every "
+                        "(kind, seed) run is independent and deterministic, so this equals one "
+                        "run of all of them)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny run that checks the script: 8+4 slices per class, 2 epochs")
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge_reports(args.merge, args.out)
     if args.quick:
         args.per_class_a, args.per_class_b, args.epochs, args.seeds = 12, 4, 2, [0]
         args.timing_images = 2

@@ -198,11 +198,11 @@ EXPERIMENT_LIST = (
         shared_data=("tumor",),
     ),
     Experiment(
-        "analysis_budget", "latent vs pixel ResNet: accuracy vs epochs (3 seeds), A->B data sets, "
-        "speed vs classical decode + pixel model",
-        ("{python}", "{experiments}/analysis_budget.py", "--out", "{out}", "--per-class-a", "200",
-         "--per-class-b", "50", "--epochs", "64", "--patience", "12", "--pixel-size", "128",
-         "--jobs", "2", "--max-minutes", "60"),
+        "analysis_budget", "latent (gn-stats, ResNet) vs pixel ResNet: accuracy vs epochs "
+        "(3 seeds, all 3064 slices), A->B data sets, speed vs classical decode + pixel model",
+        ("{python}", "{experiments}/analysis_budget.py", "--out", "{out}", "--per-class-a", "0",
+         "--per-class-b", "0", "--epochs", "64", "--patience", "12", "--pixel-size", "128",
+         "--jobs", "2", "--max-minutes", "150"),
         ("{python}", "{experiments}/analysis_budget.py", "--out", "{out}", "--quick"),
         shared_data=("tumor",),
     ),
