@@ -434,6 +434,9 @@ def main() -> None:
         print(f"{name}: {time.perf_counter() - started:.0f} s", flush=True)
     if args.shard:
         return
+    if not rows:
+        raise SystemExit(f"no source has a result in {out / 'results'} for these fold models "
+                         "(run the coding first, or check --out, --steps and --max-slices)")
     text, summary = table(rows)
     text += "\n\n" + gaps(rows, summary)
     if missing:

@@ -108,7 +108,7 @@ EXPERIMENT_LIST = (
     ),
     Experiment(
         "neural_loso", "neural codec leave-one-source-out vs the best classical codec (13 sources)",
-        ("{python}", "{experiments}/neural_loso.py", "--out", "{out}", "--shipped-for-unseen",
+        ("{python}", "{experiments}/neural_loso.py", "--out", "{out}", "--steps", "1500",
          "--max-slices", "16"),
         ("{python}", "{experiments}/neural_loso.py", "--out", "{out}", "--quick"),
         shared_data=("dicom", "dicom-more"),
