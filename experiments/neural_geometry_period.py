@@ -2,9 +2,9 @@
 
     nice -n 5 python experiments/neural_geometry_period.py [--max-slices 160] [--out DIR]
 
-For every series of ``../shared/data/dicom`` and ``dicom-more`` where the period candidates
-differ (:func:`period_candidates`: the period detected from the pixels, the headers' slice
-positions per volume, and the previous slice alone), the learned coder alone (``fallback=0``,
+For every series of ``../shared/data/dicom`` and ``dicom-more`` with more than one period
+candidate (:func:`period_candidates`: the period detected from the pixels, the headers' slice
+positions per volume when they disagree with it, and the previous slice alone), the learned coder alone (``fallback=0``,
 so the choice is not hidden behind classical streams) codes the series with each candidate,
 lossless and at tau=2, and with the period the encoder now chooses from three sample slices
 (:func:`choose_period`). Every stream is decoded and checked. Writes ``periods.json`` and
