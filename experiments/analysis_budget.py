@@ -283,7 +283,7 @@ def plot(summary: dict, path: Path, pixel_size: int, patience: int = 0) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = plt.subplots(figsize=(6.4, 5.0))
     styles = {"latent": "tab:blue", "latent-resnet": "tab:green", "pixel": "tab:orange",
               "pixel-decoded": "tab:red"}
     labels = {"latent": "latent gn-stats (bitstream)",
@@ -306,7 +306,7 @@ def plot(summary: dict, path: Path, pixel_size: int, patience: int = 0) -> None:
     ax.set_xlabel(f"epoch budget (checkpoints of one run per seed{stopping})")
     ax.set_ylabel("accuracy (mean ± std over seeds)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -369,7 +369,7 @@ def markdown(r: dict) -> str:
 def merge_reports(paths: list[Path], out: Path) -> int:
     """One report (results.json, markdown, curves) from runs of different ``--kinds``."""
     runs = [json.loads(p.read_text()) for p in paths]
-    same = ("sizes", "seeds", "epochs", "pixel_size", "codec_model", "class_names", "patience")
+    same = ("sizes", "epochs", "pixel_size", "codec_model", "class_names", "patience")
     for run, path in zip(runs[1:], paths[1:], strict=True):
         differing = [k for k in same if run.get(k) != runs[0].get(k)]
         if differing:
@@ -380,6 +380,7 @@ def merge_reports(paths: list[Path], out: Path) -> int:
                               key=lambda c: (KINDS.index(c["kind"]), c["seed"]))
     if len({(c["kind"], c["seed"]) for c in merged["curves"]}) != len(merged["curves"]):
         raise SystemExit("two of the merged runs trained the same (kind, seed)")
+    merged["seeds"] = sorted({seed for r in runs for seed in r["seeds"]})  # n per row in the table
     merged["summary"] = summarise(merged["curves"])
     merged["params"] = {c["kind"]: c["params"] for c in merged["curves"]}
     merged["skipped"] = [s for r in runs for s in r.get("skipped", [])]
