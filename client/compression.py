@@ -641,7 +641,9 @@ def decompress_study(fcz: Path, out_dir: Path, *, progress: bool = False,
                 bound = _worst_bound(coder.guaranteed_error(s)
                                      for s in streams[-entry.info.shape[0]:])
                 lossy = coder.mode is not CodecMode.LOSSLESS or bool(bound)
-                info = _lossy_info(container, index, spec, entry.profile, bound) if lossy else None
+                info = (_lossy_info(container, index, spec, entry.profile, bound,
+                                    sum(map(len, streams)) if layer is not None else None)
+                        if lossy else None)
                 written.extend(_write_decoded(series, folder, info, index))
                 check_written_series(folder, series.volume, index)
                 bar.advance(task, entry.info.shape[0])
@@ -809,16 +811,18 @@ def _stored_values(decoded: np.ndarray, info: SeriesInfo, *, lossless: bool) -> 
 
 def _lossy_info(
     container: Container, index: int, spec: str, profile: str | None = None,
-    bound: int | None = None,
+    bound: int | None = None, coded_bytes: int | None = None,
 ) -> LossyInfo:
     """Ratio = uncompressed stored bits / coded bits of this series, as DICOM defines it.
 
     The Derivation Description names the codec and, when one chose it, the compression profile
     (``profile preview``), so a reader of the DICOM file sees why it is lossy; with a bound the
     streams guarantee (``bound``, read from their headers), it states it in stored values.
+    ``coded_bytes``: the bytes the image was actually decoded from, when that is less than the
+    series holds (a progressive preview reads only its first layers: its ratio is theirs).
     """
     info = container.series[index].info
-    coded = container.pixel_stream_bytes(index)
+    coded = container.pixel_stream_bytes(index) if coded_bytes is None else coded_bytes
     ratio = info.raw_pixel_bytes / max(coded, 1)
     roi = _roi_text(container.header.coding_of(index).codec.describe)
     name = spec.partition(":")[0]
