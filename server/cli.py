@@ -11,7 +11,8 @@ from fedcodec.shared.cli_runner import build_parser, run_cli
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(
-        "fedcodec-server", "Run the federation, storage and analysis services, and audit.", commands
+        "fedcodec-server", "Run the federation, storage and analysis services, and audit.",
+        commands, sys.argv[1:] if argv is None else argv,
     )
     return run_cli(parser, argv)
 

@@ -19,16 +19,34 @@ from types import ModuleType
 from fedcodec.shared.errors import FedcodecError
 
 
-def build_parser(prog: str, description: str, commands: ModuleType) -> argparse.ArgumentParser:
-    """A parser with one subcommand per module of ``commands`` that has ``register``."""
+def build_parser(prog: str, description: str, commands: ModuleType,
+                 argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """A parser with one subcommand per module of ``commands`` that has ``register``.
+
+    With ``argv`` whose command names a module (modules are named after the command they
+    register), only that module is imported: each command module imports what its command needs
+    (codecs, pydicom, scipy, torch), and importing all of them cost ~2 s before `fedcodec keys
+    list` could print a line. Without a recognisable command (``--help``, a typo) every command
+    is registered, so help and "invalid choice" list them all.
+    """
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+    names = sorted(info.name for info in pkgutil.iter_modules(commands.__path__))
+    chosen = _command_in(argv, names)
+    for name in [chosen] if chosen else names:
+        module = importlib.import_module(f"{commands.__name__}.{name}")
         if hasattr(module, "register"):
             module.register(sub)
     return parser
+
+
+def _command_in(argv: Sequence[str] | None, names: list[str]) -> str | None:
+    """The command ``argv`` runs (its first word that is not an option), if a module has it."""
+    if argv is None:
+        return None
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in names else None
 
 
 def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:

@@ -208,3 +208,21 @@ def test_long_error_line_keeps_its_remedy(capsys: pytest.CaptureFixture[str]) ->
     parser.set_defaults(func=fail)
     assert run_cli(parser, []) != 0
     assert _one_error_line(capsys, 1).endswith(f"chmod 600 {deep}")
+
+
+def test_a_command_imports_only_its_own_module(tmp_path):
+    """`fedcodec keys list` must not pay for the codecs, scipy and torch (~2 s) before it runs;
+    help and a mistyped command still see every command."""
+    probe = ("import sys\nfrom fedcodec.client.cli import main\n"
+             "code = main(['keys', 'list', '--site', 'nobody'])\n"
+             "heavy = [m for m in ('scipy', 'torch', 'fedcodec.shared.benchmark',"
+             " 'fedcodec.client.commands.bench') if m in sys.modules]\n"
+             "print(code, heavy)\n")
+    env = {**os.environ, "FEDCODEC_HOME": str(tmp_path / "home")}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          env=env, check=True)
+    assert done.stdout.strip() == "2 []", done.stdout + done.stderr
+    assert "no keyring" in done.stderr
+    typo = subprocess.run([sys.executable, "-m", "fedcodec.client.cli", "compres"],
+                          capture_output=True, text=True, env=env, check=False)
+    assert typo.returncode == 2 and "'compress'" in typo.stderr and "'store'" in typo.stderr
