@@ -187,3 +187,22 @@ def test_without_the_workarounds_flwr_crashes_the_survivors(tmp_path, mlflow_uri
     with pytest.raises(RoundFailed):
         run_federation(grid, context)
     assert grid.crashes == ["KeyError: 101", "KeyError: 101"]
+
+
+def test_shares_that_fail_to_combine_halt_the_attempt_instead_of_crashing(monkeypatch):
+    """flwr's ``combine_shares`` raised ``ValueError`` out of the ServerApp under load; now the
+    attempt halts (no aggregate, failure recorded) and the retry wrapper runs the round again."""
+    from types import SimpleNamespace
+
+    from flwr.server.workflow import SecAggPlusWorkflow
+
+    from fedcodec.server.federated.secagg_workflow import DropoutTolerantSecAggPlus
+
+    def broken(self, grid, context, state):
+        raise ValueError("Failed to combine shares")
+
+    monkeypatch.setattr(SecAggPlusWorkflow, "unmask_stage", broken)
+    workflow = DropoutTolerantSecAggPlus(num_shares=3, reconstruction_threshold=2)
+    state = SimpleNamespace(failures=[])
+    assert workflow.unmask_stage(None, None, state) is False
+    assert [str(e) for e in workflow.last_failures] == ["Failed to combine shares"]

@@ -65,4 +65,18 @@ class DropoutTolerantSecAggPlus(SecAggPlusWorkflow):
                            forget=False)
 
     def unmask_stage(self, grid, context, state) -> bool:
-        return self._after(state, super().unmask_stage(grid, context, state), forget=False)
+        """Flower's unmasking, with a failed secret reconstruction as a halted attempt.
+
+        Under load (measured: the suite on a 2-core machine with two trainings beside it) a
+        share list can fail to combine (``ValueError: Failed to combine shares``, flwr's
+        ``combine_shares``); that escaped the workflow and crashed the ServerApp. Nothing was
+        unmasked, so it is handled like a round below threshold: no aggregate, this attempt's
+        failure recorded, and :class:`RetryingFit` runs the round again with fresh keys.
+        """
+        try:
+            ok = super().unmask_stage(grid, context, state)
+        except ValueError as exc:
+            log.warning("SecAgg+: unmasking failed (%s); this attempt produces no aggregate", exc)
+            state.failures.append(exc)
+            ok = False
+        return self._after(state, ok, forget=False)
