@@ -33,10 +33,11 @@ FOLDERS = ("dicom/ge", "dicom/philips", "dicom/siemens", "dicom/toshiba", "dicom
 TAUS = (0, 2)
 
 
-def series_to_try(max_slices: int) -> list[tuple[str, np.ndarray, int, int | None]]:
+def series_to_try(max_slices: int, folders: tuple[str, ...] = FOLDERS
+                  ) -> list[tuple[str, np.ndarray, int, int | None]]:
     """(name, volume, bits, header period) of every series with more than one candidate."""
     out = []
-    for folder in FOLDERS:
+    for folder in folders:
         for stack in read_stacks(DATA / folder)[0]:
             volume = stack.codec_volume()[0][:max_slices]
             if volume.shape[0] < 4:
@@ -66,11 +67,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--max-slices", type=int, default=160)
     ap.add_argument("--out", type=Path, default=Path("runs/neural_geometry_period"))
+    ap.add_argument("--only", nargs="+", default=list(FOLDERS), metavar="FOLDER",
+                    help="folders of ../shared/data to measure (default: all of FOLDERS)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     started = time.perf_counter()
-    todo = series_to_try(args.max_slices)
+    todo = series_to_try(args.max_slices, tuple(args.only))
     for name, volume, bits, header in tqdm(todo, desc="series", unit="series"):
         candidates = period_candidates(volume, header)
         row = {"series": name, "slices": int(volume.shape[0]), "shape": list(volume.shape[1:]),
