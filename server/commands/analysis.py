@@ -45,5 +45,7 @@ def _serve(args: argparse.Namespace) -> int:
     for kind, card in service.cards.items():
         print(f"head {kind}: model {card.model_hash[:16]}, {card.feature_count} features, "
               f"{card.profile.describe()}", flush=True)
-    print(f"analysis service listening on {args.host}:{running.port} (mutual TLS)", flush=True)
-    return serve_until_signalled(running, "analysis service")
+    return serve_until_signalled(
+        running, "analysis service",
+        ready_line=f"analysis service listening on {args.host}:{running.port} (mutual TLS)",
+    )

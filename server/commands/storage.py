@@ -86,5 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
         f"({limits.expected_sites} sites may hold their whole quota), stalls cancelled after "
         f"{limits.stall_seconds:g} s, calls after {limits.call_seconds:g} s", flush=True,
     )
-    print(f"storage service listening on {args.host}:{running.port} (mutual TLS)", flush=True)
-    return serve_until_signalled(running, "storage service")
+    return serve_until_signalled(
+        running, "storage service",
+        ready_line=f"storage service listening on {args.host}:{running.port} (mutual TLS)",
+    )
