@@ -4,10 +4,14 @@
 period, GE 3-D T1 crops 96x96) and the neural streams an earlier build wrote for them:
 lossless with inter-slice references (one and two), near-lossless tau=2, and the bin-centroid
 variant. Any speed work on the coder must keep decoding them to the stored pixels, and the
-encoder must still write the very same bytes. Regenerate only when the model itself changes
-(the streams then name another model id and the first test says so)::
+encoder must still write the very same bytes as the newest fixture. When the stream format
+changes on purpose, add a fixture (older ones stay: their streams must keep decoding); when the
+model itself changes the streams name another model id and the first test says so::
 
-    python tests/test_neural_golden.py --write
+    python tests/test_neural_golden.py --write   # writes ENCODER_FIXTURE
+
+``golden.npz``: written before bounded-range slices (0xA8, 2026-12-07); ``golden-bounded.npz``:
+the same slices from the build that added them.
 """
 
 from __future__ import annotations
@@ -16,12 +20,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from fedcodec.shared.codecs.base import get_codec
 from fedcodec.shared.neural.stream_format import unpack
 from fedcodec.shared.neural.weights import DEFAULT_WEIGHTS, NeuralWeights
 
-FIXTURE = Path(__file__).parent / "fixtures" / "neural" / "golden.npz"
+FIXTURES = tuple(Path(__file__).parent / "fixtures" / "neural" / name
+                 for name in ("golden.npz", "golden-bounded.npz"))
+ENCODER_FIXTURE = FIXTURES[-1]
 CASES = {
     "fmri": "neural:fallback=0",
     "t1": "neural:fallback=0",
@@ -30,8 +37,8 @@ CASES = {
 }
 
 
-def _load() -> dict[str, tuple[np.ndarray, int, list[bytes]]]:
-    with np.load(FIXTURE) as z:
+def _load(fixture: Path = ENCODER_FIXTURE) -> dict[str, tuple[np.ndarray, int, list[bytes]]]:
+    with np.load(fixture) as z:
         out = {}
         for name in CASES:
             blob, lengths = z[f"{name}.streams"].tobytes(), z[f"{name}.lengths"]
@@ -41,17 +48,19 @@ def _load() -> dict[str, tuple[np.ndarray, int, list[bytes]]]:
         return out
 
 
-def test_golden_streams_name_the_shipped_model() -> None:
+@pytest.mark.parametrize("fixture", FIXTURES, ids=lambda p: p.name)
+def test_golden_streams_name_the_shipped_model(fixture: Path) -> None:
     model_id = NeuralWeights.load(DEFAULT_WEIGHTS).model_id
-    for name, (_, _, streams) in _load().items():
+    for name, (_, _, streams) in _load(fixture).items():
         header, _ = unpack(streams[0])
         assert model_id.startswith(header.model_id), (
             f"{name}: the shipped model changed; regenerate with "
             "`python tests/test_neural_golden.py --write`")
 
 
-def test_golden_streams_decode_to_the_same_pixels() -> None:
-    for name, (pixels, _, streams) in _load().items():
+@pytest.mark.parametrize("fixture", FIXTURES, ids=lambda p: p.name)
+def test_golden_streams_decode_to_the_same_pixels(fixture: Path) -> None:
+    for name, (pixels, _, streams) in _load(fixture).items():
         decoded = get_codec(CASES[name]).decode_volume(streams)
         assert decoded.dtype == pixels.dtype and np.array_equal(decoded, pixels), name
 
@@ -64,7 +73,7 @@ def test_encoder_writes_the_same_bytes() -> None:
 
 
 def _load_originals() -> dict[str, np.ndarray]:
-    with np.load(FIXTURE) as z:
+    with np.load(ENCODER_FIXTURE) as z:
         return {name: z[f"{name}.original"] for name in CASES if f"{name}.original" in z}
 
 
@@ -100,9 +109,9 @@ def _write() -> None:  # pragma: no cover - run by hand when the model changes
         arrays[f"{name}.bits"] = np.array(bits)
         arrays[f"{name}.streams"] = np.frombuffer(b"".join(streams), dtype=np.uint8)
         arrays[f"{name}.lengths"] = np.array([len(s) for s in streams], dtype=np.int64)
-    FIXTURE.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(FIXTURE, **arrays)
-    print(f"wrote {FIXTURE} ({FIXTURE.stat().st_size} bytes)")
+    ENCODER_FIXTURE.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(ENCODER_FIXTURE, **arrays)
+    print(f"wrote {ENCODER_FIXTURE} ({ENCODER_FIXTURE.stat().st_size} bytes)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -146,7 +146,69 @@ def test_adapted_stream_is_signalled_smaller_and_round_trips(tau: int) -> None:
     adapted = get_codec(f"neural:tau={tau},fallback=0").encode(image, 12)
     plain = get_codec(f"neural:tau={tau},fallback=0,adapt=0").encode(image, 12)
     header = unpack(adapted)[0]
-    assert adapted[0] == 0xA4 and header.scale_offset != 0 and plain[0] == 0xA1
+    # (0xA8 when it also truncates to the slice's range: the noise is clipped at 0 and 4095)
+    assert adapted[0] in (0xA4, 0xA8) and header.scale_offset != 0 and plain[0] == 0xA1
     assert len(adapted) < len(plain)
     decoded = get_codec("neural").decode(adapted)
     assert np.abs(decoded.astype(np.int64) - image).max() <= tau
+
+
+def _on_a_floor(rng: np.random.Generator) -> np.ndarray:
+    """Anatomy inside a background masked to exactly the floor, as signed MR data shifted by
+    32768 arrives: the network cannot know that nothing lies below 32768."""
+    image = _anatomy(rng, (64, 64), noise=20.0).astype(np.int64) - 1400
+    image[:, :20] = rng.poisson(0.4, (64, 20))
+    return (np.clip(image, 0, None) + 32768).astype(np.uint16)
+
+
+def test_bounded_range_is_signalled_smaller_and_round_trips() -> None:
+    import dataclasses
+
+    from fedcodec.shared.neural.codec import load_weights
+    from fedcodec.shared.neural.slice_coder import (
+        SliceParams,
+        decode_slice,
+        encode_slice,
+        encode_slice_adaptive,
+    )
+    from fedcodec.shared.neural.weights import DEFAULT_WEIGHTS
+
+    image = _on_a_floor(np.random.default_rng(11))
+    stream = get_codec("neural:fallback=0").encode(image, 16)
+    header = unpack(stream)[0]
+    assert stream[0] == 0xA8 and header.bounds == (int(image.min()), int(image.max()))
+    np.testing.assert_array_equal(get_codec("neural").decode(stream), image)
+
+    weights, models = load_weights(str(DEFAULT_WEIGHTS))
+    words, recon, params = encode_slice_adaptive(image, SliceParams(16, 0), [], weights, models)
+    assert params.bounds is not None
+    unbounded, _ = encode_slice(image, dataclasses.replace(params, bounds=None), [], weights,
+                                models)
+    assert words.size < 0.98 * unbounded.size  # the floor's pixels no longer pay for below it
+    np.testing.assert_array_equal(decode_slice(words, image.shape, params, [], weights, models),
+                                  image)
+
+
+def test_full_range_slice_writes_no_range() -> None:
+    image = _anatomy(np.random.default_rng(12), (40, 40))
+    image[0, 0], image[-1, -1] = 0, 4095
+    stream = get_codec("neural:fallback=0").encode(image, 12)
+    assert stream[0] in (0xA1, 0xA4) and unpack(stream)[0].bounds is None
+
+
+def test_bad_bounded_range_is_a_one_line_error() -> None:
+    from fedcodec.shared.neural.stream_format import StreamHeader, pack, write_varint
+
+    stream = bytearray(get_codec("neural:fallback=0").encode(_on_a_floor(
+        np.random.default_rng(13)), 16))
+    assert stream[0] == 0xA8
+    header = unpack(bytes(stream))[0]
+    # the header ends with: offset byte, varint lo, varint (max - hi), model id, CRC, payload
+    lo_at = bytes(stream).index(write_varint(header.bounds[0]) + write_varint(
+        65535 - header.bounds[1]) + header.model_id)
+    stream[lo_at : lo_at + 3] = write_varint(65000)[:3]  # lo above hi
+    with pytest.raises(CorruptDataError, match="bounded range") as info:
+        get_codec("neural").decode(bytes(stream))
+    assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="lossless"):
+        pack(StreamHeader(4, 4, 12, 2, True, (), b"\0\0", 0, bounds=(0, 10)), np.zeros(0))

@@ -191,8 +191,8 @@ class NeuralCodec(Codec):
                                         window_bound=window_bound)
             copy, offset = False, 0
         elif self.adapt:
-            words, recon, offset = encode_slice_adaptive(image, params, refs, weights, models)
-            copy = False
+            words, recon, params = encode_slice_adaptive(image, params, refs, weights, models)
+            copy, offset = False, params.scale_offset
         else:
             words, recon = encode_slice(image, params, refs, weights, models)
             copy, offset = False, 0
@@ -200,7 +200,8 @@ class NeuralCodec(Codec):
                               image.dtype == np.uint16, offsets, weights.model_id,
                               _crc(recon.astype(image.dtype)), copy, offset,
                               params.centroid and not copy, 0 if copy else window_bound,
-                              params.centred_cells and not copy)
+                              params.centred_cells and not copy,
+                              None if copy else params.bounds)
         return pack(header, words), recon
 
     def _encode_tiled(self, image: np.ndarray, bits: int, refs: list[np.ndarray],
@@ -274,7 +275,8 @@ class NeuralCodec(Codec):
                                  SliceParams(header.bits, header.tau,
                                              scale_offset=header.scale_offset,
                                              centroid=header.centroid,
-                                             centred_cells=header.centred_cells), refs,
+                                             centred_cells=header.centred_cells,
+                                             bounds=header.bounds), refs,
                                  weights, models, window_bound=header.window_bound)
         out = recon.astype(np.uint16 if header.uint16 else np.uint8)
         if _crc(out) != header.crc32:

@@ -32,7 +32,7 @@ import constriction
 import numpy as np
 
 from fedcodec.shared.errors import CorruptDataError
-from fedcodec.shared.neural import bin_centroid, coarse_window
+from fedcodec.shared.neural import bin_centroid, coarse_window, truncation
 from fedcodec.shared.neural.chains import others_runnable, usable_cores
 from fedcodec.shared.neural.features import LevelNoise, group_context, level_noise
 from fedcodec.shared.neural.fixed_point import ilog2_q6
@@ -53,6 +53,7 @@ from fedcodec.shared.neural.tables import (
     scale_bin,
     table_key,
 )
+from fedcodec.shared.neural.stream_format import write_varint
 from fedcodec.shared.neural.weights import NeuralWeights
 
 _controller = None
@@ -136,6 +137,9 @@ class SliceParams:
     centred_cells: bool = False
     """Refinement layers: cells centred on the prediction, else a grid from the window's start
     (:mod:`.coarse_window`; the encoder picks per slice)."""
+    bounds: tuple[int, int] | None = None
+    """Lossless only: every pixel lies in [lo, hi] (the slice's minimum and maximum, in the
+    stream), so tables reaching past them are truncated (:mod:`.truncation`)."""
 
     @property
     def maxval(self) -> int:
@@ -151,6 +155,8 @@ class EntropyModels:
 
     def __init__(self, weights: NeuralWeights) -> None:
         self._counts = weights.counts.astype(np.float64)
+        self._int_counts = weights.counts.astype(np.int64)
+        self._cumulative: np.ndarray | None = None
         self._cache: dict[int, object] = {}
         self._log_p: np.ndarray | None = None
         self._window_tables: tuple[np.ndarray, np.ndarray] | None = None
@@ -172,11 +178,33 @@ class EntropyModels:
         return self._log_p
 
     def table(self, key: int):
+        """The Categorical of a table index, or of a truncated table (key >= TRUNCATED)."""
         model = self._cache.get(key)
         if model is None:
-            model = _model.Categorical(self._counts[key], perfect=False)
+            if key >= truncation.TRUNCATED:
+                if len(self._cache) > MAX_CACHED_TABLES:  # truncated tables vary per study
+                    self._cache = {k: m for k, m in self._cache.items()
+                                   if k < truncation.TRUNCATED}
+                row = truncation.probabilities(self._int_counts, key)
+            else:
+                row = self._counts[key]
+            model = _model.Categorical(row, perfect=False)
             self._cache[key] = model
         return model
+
+    def truncated_keys(self, key: np.ndarray, shift: np.ndarray,
+                       room: tuple[np.ndarray, np.ndarray]) -> np.ndarray | None:
+        """Sort keys with truncated tables where the range cuts enough (:mod:`.truncation`)."""
+        return truncation.sort_keys(self._int_counts, self.cumulative(), key, shift, *room)
+
+    def truncation_gain(self, key: np.ndarray, shift: np.ndarray,
+                        room: tuple[np.ndarray, np.ndarray]) -> float:
+        return truncation.gain_bits(self._int_counts, self.cumulative(), key, shift, *room)
+
+    def cumulative(self) -> np.ndarray:
+        if self._cumulative is None:
+            self._cumulative = truncation.cumulative(self._int_counts)
+        return self._cumulative
 
     def uniform(self, size: int):
         key = -size
@@ -185,6 +213,10 @@ class EntropyModels:
             model = _model.Uniform(size)
             self._cache[key] = model
         return model
+
+
+MAX_CACHED_TABLES = 1 << 16
+"""Cached Categoricals beyond which the truncated ones are dropped (memory stays bounded)."""
 
 
 class _Encoder:
@@ -234,11 +266,21 @@ class _Decoder:
         return np.asarray(out, dtype=np.int32)
 
 
-def _code_residuals(io, models: EntropyModels, t, key, shift, bits: int) -> np.ndarray:
-    """Code residual symbols ``t`` (encoder) or decode them (``t is None``)."""
+def _code_residuals(io, models: EntropyModels, t, key, shift, bits: int,
+                    room: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Code residual symbols ``t`` (encoder) or decode them (``t is None``).
+
+    ``room``: the lowest and highest residual each pixel can have (bounded-range slices);
+    tables that lose enough to it are truncated, and those pixels are coded after the others.
+    """
     n = key.size
-    order = np.argsort(key.astype(np.int16), kind="stable")  # radix sort: keys < 2**15
-    sorted_keys = key[order]
+    truncated = None if room is None else models.truncated_keys(key, shift, room)
+    if truncated is None:
+        order = np.argsort(key.astype(np.int16), kind="stable")  # radix sort: keys < 2**15
+        sorted_keys = key[order]
+    else:
+        order = np.argsort(truncated, kind="stable")
+        sorted_keys = truncated[order]
     starts = np.concatenate([[0], np.flatnonzero(np.diff(sorted_keys)) + 1, [n]])
     runs = zip(starts[:-1].tolist(), starts[1:].tolist(), sorted_keys[starts[:-1]].tolist())
     if t is not None:
@@ -275,6 +317,13 @@ def _code_residuals(io, models: EntropyModels, t, key, shift, bits: int) -> np.n
         else:
             t[low_needed] += io.code(None, sizes.size, models.uniform_family, sizes)
     return t
+
+
+def _room(params: SliceParams, base: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The residuals a lossless pixel predicted at ``base`` can have in a bounded range."""
+    if params.bounds is None or params.tau:
+        return None
+    return params.bounds[0] - base, params.bounds[1] - base
 
 
 def _offset_bins(k: np.ndarray, offset: int) -> np.ndarray:
@@ -335,9 +384,9 @@ def _code_group(io, models, weights, params: SliceParams, recon, errors, origina
         else:
             t = r
     if isinstance(io, _Recorder):
-        io.groups.append((k, phase, t))
+        io.groups.append((k, phase, t, base))
     else:
-        t = _code_residuals(io, models, t, key, shift, params.bits)
+        t = _code_residuals(io, models, t, key, shift, params.bits, _room(params, base))
     if params.tau and params.centroid:
         values = bin_centroid.reconstruct(base, t, k_model, params.tau, params.maxval)
         if original is not None and np.abs(values - x).max() > params.tau:
@@ -603,7 +652,7 @@ MAX_SCALE_OFFSET = 24
 def _code_length(log_p: np.ndarray, groups, offset: int, bits: int) -> float:
     """Bits the residuals of ``groups`` cost with the scale bins moved by ``offset``."""
     total = 0.0
-    for k, phase, t in groups:
+    for k, phase, t, *_ in groups:
         kk = _offset_bins(k, offset)
         shift = SHIFTS[kk]
         coarse = (t >> shift) + HALF_RANGE
@@ -622,9 +671,9 @@ the choice only needs the cost's minimum, and costs ~40 % of an encode on all pi
 def best_scale_offset(log_p: np.ndarray, groups, bits: int) -> int:
     """The scale offset with the shortest code for the recorded residuals: a descent from 0
     in the better direction, one bin at a time (the cost is close to convex in the offset)."""
-    stride = max(1, sum(t.size for _, _, t in groups) // ADAPT_SAMPLE)
+    stride = max(1, sum(g[2].size for g in groups) // ADAPT_SAMPLE)
     if stride > 1:
-        groups = [(k[::stride], phase[::stride], t[::stride]) for k, phase, t in groups]
+        groups = [(k[::stride], phase[::stride], t[::stride]) for k, phase, t, *_ in groups]
     costs = {0: _code_length(log_p, groups, 0, bits)}
     for direction in (1, -1):
         offset = direction
@@ -641,23 +690,48 @@ def best_scale_offset(log_p: np.ndarray, groups, bits: int) -> int:
 
 def encode_slice_adaptive(image: np.ndarray, params: SliceParams, refs: list[np.ndarray],
                           weights: NeuralWeights, models: EntropyModels
-                          ) -> tuple[np.ndarray, np.ndarray, int]:
-    """:func:`encode_slice` with the slice's best scale offset: (words, recon, offset).
+                          ) -> tuple[np.ndarray, np.ndarray, SliceParams]:
+    """:func:`encode_slice` with the slice's best scale offset and, lossless, its value range
+    when that pays: (words, recon, the params used, which the stream must record).
 
     One walk records every residual without coding; the offset with the shortest code (from
     the count tables, float arithmetic on the encoder side only) is chosen, then the residuals
-    are coded once with it. The decoder reads the offset from the stream.
+    are coded once with it. A lossless slice's walk does not depend on either choice (every
+    reconstruction is the original), so the bounded range (:mod:`.truncation`) is chosen after
+    the walk too: kept when its estimated saving beats the header bytes it costs. The decoder
+    reads both from the stream.
     """
     io = _Recorder()
     with blas_threads():
         recon = _walk(io, models, weights, params, image.shape, image.astype(np.int32), refs)
     offset = best_scale_offset(models.log_probabilities(), io.groups, params.bits)
+    chosen = dataclasses.replace(params, scale_offset=offset)
+    if not params.tau and params.bounds is None:
+        chosen = _choose_bounds(chosen, image, io.groups, models)
     adapted = _Encoder()
     adapted.ops.append(io.ops[0])  # the top pixel, coded uniformly
-    for k, phase, t in io.groups:
+    for k, phase, t, base in io.groups:
         kk = _offset_bins(k, offset)
-        _code_residuals(adapted, models, t, table_key(kk, phase), SHIFTS[kk], params.bits)
-    return adapted.finish(), recon, offset
+        _code_residuals(adapted, models, t, table_key(kk, phase), SHIFTS[kk], params.bits,
+                        _room(chosen, base))
+    return adapted.finish(), recon, chosen
+
+
+def _choose_bounds(params: SliceParams, image: np.ndarray, groups, models: EntropyModels
+                   ) -> SliceParams:
+    """``params`` with the slice's [min, max] when truncating to it saves more than the
+    stream bytes it costs (the range's two varints, and the offset byte 0xA1 lacks)."""
+    lo, hi = int(image.min()), int(image.max())
+    if lo == 0 and hi == params.maxval:
+        return params
+    bounded = dataclasses.replace(params, bounds=(lo, hi))
+    gain = 0.0
+    for k, phase, _, base in groups:
+        kk = _offset_bins(k, params.scale_offset)
+        gain += models.truncation_gain(table_key(kk, phase), SHIFTS[kk], _room(bounded, base))
+    header = len(write_varint(lo)) + len(write_varint(params.maxval - hi))
+    header += 0 if params.scale_offset else 1
+    return bounded if gain > 8 * header + 8 else params  # + a byte of margin: it is an estimate
 
 
 def encode_refinement_adaptive(image: np.ndarray, params: SliceParams, refs: list[np.ndarray],

@@ -8,7 +8,10 @@
                 (its scale-offset byte may be 0), bounded error reconstructed inside the bin
                 (``bin_centroid``; near-lossless only), or 0xA7: a progressive refinement
                 layer (``coarse_window``): as 0xA1 with the coarse layer's bound after the
-                reference offsets; the first reference is that coarse layer's slice
+                reference offsets; the first reference is that coarse layer's slice, or 0xA8
+                (lossless, bounded range): as 0xA4 (its scale-offset byte may be 0) followed by
+                the slice's minimum and (maximum code value - its maximum); residual
+                distributions reaching past them are truncated (``slice_coder``)
     byte 1      bits 0-3: bit depth - 1 (1..16 bits); bits 4-5: number of reference slices
                 (0..2); bit 6: near-lossless; bit 7: uint16 output (else uint8)
     varint      rows, then cols (LEB128, >= 1)
@@ -16,8 +19,9 @@
     varint*     per reference: how many slices back it is (>= 1)
     varint      (0xA7 only) 2 * the coarse layer's bound (> tau, >= 1) + 1 if the cells are
                 centred on the prediction (else a grid from the window's start)
-    1 byte      (0xA4, 0xA6 and 0xA7 only) scale offset + 128: every pixel's scale bin moves by
-                this many bins (-24..24; never 0 in 0xA4), chosen by the encoder for the slice
+    1 byte      (0xA4, 0xA6, 0xA7 and 0xA8 only) scale offset + 128: every pixel's scale bin
+                moves by this many bins (-24..24; never 0 in 0xA4), chosen by the encoder
+    varint*2    (0xA8 only) the slice's minimum, then 2**bits - 1 - its maximum
     2 bytes     model id (SHA-256 prefix of the weights' integer arrays)
     4 bytes     CRC-32 of the reconstructed pixels (little-endian, as stored in the output dtype)
     rest        rANS words, uint32 little-endian (constriction AnsCoder.get_compressed)
@@ -30,8 +34,9 @@ Classical fallback streams (``fallback.py``) sit in the same place as a slice st
 JPEG XL / JPEG-LS / JPEG 2000 codestream, recognised by its own signature (first byte 0xFF, or
 0x00 for the JPEG XL box). Added in the fallback release; streams written before it are
 unchanged and still decode; a build from before it refuses a fallback stream with its
-"bad magic byte" error. A first byte 0xA5 or 0xA8-0xAF is a neural format this build does not
-know and is refused naming it (a build from before 0xA7 refuses refinement layers that way).
+"bad magic byte" error. A first byte 0xA5 or 0xA9-0xAF is a neural format this build does not
+know and is refused naming it (a build from before 0xA7 refuses refinement layers that way,
+one from before 0xA8 bounded-range slices).
 
 Stream *i* of a volume depends on the streams its reference offsets name (i-1, i-period); a
 stream with no references decodes alone.
@@ -50,6 +55,7 @@ COPY_MAGIC = 0xA2
 ADAPTED_MAGIC = 0xA4
 CENTROID_MAGIC = 0xA6
 WINDOW_MAGIC = 0xA7
+BOUNDED_MAGIC = 0xA8
 MAX_SCALE_OFFSET = 24
 MAX_SIDE = 1 << 20
 MODEL_ID_BYTES = 2
@@ -76,6 +82,9 @@ class StreamHeader:
     window every pixel's bin is coded in (``coarse_window``); 0 = an ordinary slice."""
     centred_cells: bool = False
     """A refinement layer's cells are centred on the prediction (else a grid in the window)."""
+    bounds: tuple[int, int] | None = None
+    """(0xA8, lossless only) every pixel lies in [lo, hi]: the coder truncates residual
+    distributions to that range."""
 
 
 def write_varint(value: int) -> bytes:
@@ -114,7 +123,12 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
                                 or header.centroid or not header.ref_offsets):
         raise ValueError("a refinement layer needs a coarser bound, a reference, and no copy "
                          "or centroid")
+    if header.bounds is not None and (header.tau or header.copy or header.window_bound
+                                      or not 0 <= header.bounds[0] <= header.bounds[1]
+                                      < (1 << header.bits)):
+        raise ValueError(f"bad bounded range {header.bounds} (lossless slices only)")
     magic = (COPY_MAGIC if header.copy else WINDOW_MAGIC if header.window_bound
+             else BOUNDED_MAGIC if header.bounds is not None
              else CENTROID_MAGIC if header.centroid
              else ADAPTED_MAGIC if header.scale_offset else MAGIC)
     parts = [bytes([magic, flags]), write_varint(header.rows), write_varint(header.cols)]
@@ -125,8 +139,11 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
         raise ValueError("centred cells belong to a refinement layer")
     if header.window_bound:
         parts.append(write_varint(2 * header.window_bound + header.centred_cells))
-    if header.scale_offset or header.centroid or header.window_bound:
+    if header.scale_offset or header.centroid or header.window_bound or header.bounds:
         parts.append(bytes([header.scale_offset + 128]))
+    if header.bounds is not None:
+        parts.append(write_varint(header.bounds[0]))
+        parts.append(write_varint((1 << header.bits) - 1 - header.bounds[1]))
     parts.append(header.model_id[:MODEL_ID_BYTES])
     parts.append(int(header.crc32).to_bytes(4, "little"))
     parts.append(np.asarray(words, dtype="<u4").tobytes())
@@ -136,13 +153,13 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
 def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
     """Parse a stream; any inconsistency is a CorruptDataError naming what is wrong."""
     data = bytes(data)
-    known = (MAGIC, COPY_MAGIC, ADAPTED_MAGIC, CENTROID_MAGIC, WINDOW_MAGIC)
+    known = (MAGIC, COPY_MAGIC, ADAPTED_MAGIC, CENTROID_MAGIC, WINDOW_MAGIC, BOUNDED_MAGIC)
     if len(data) >= 2 and data[0] not in known and data[0] >> 4 == 0xA:
         raise CorruptDataError(f"neural stream format 0x{data[0]:02X} is not one this build reads "
                                "(it reads 0xA1 slices, 0xA2 copies, 0xA3 tiles, 0xA4 adapted "
                                "slices, 0xA6 bounded-error slices reconstructed inside the bin, "
-                               "0xA7 progressive refinement layers and classical fallback "
-                               "streams); decode it with the fedcodec "
+                               "0xA7 progressive refinement layers, 0xA8 bounded-range slices "
+                               "and classical fallback streams); decode it with the fedcodec "
                                "that wrote it")
     if len(data) < 2 or data[0] not in known:
         raise CorruptDataError("not a neural-codec stream (bad magic byte)")
@@ -177,13 +194,20 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
             raise CorruptDataError(f"neural stream: bad refinement layer (coarse bound "
                                    f"{window_bound}, tau {tau}, {len(offsets)} references)")
     scale_offset = 0
-    if data[0] in (ADAPTED_MAGIC, CENTROID_MAGIC, WINDOW_MAGIC):
+    if data[0] in (ADAPTED_MAGIC, CENTROID_MAGIC, WINDOW_MAGIC, BOUNDED_MAGIC):
         if pos >= len(data):
             raise CorruptDataError("neural stream: truncated or malformed header")
         scale_offset = data[pos] - 128
         pos += 1
         if abs(scale_offset) > MAX_SCALE_OFFSET or (data[0] == ADAPTED_MAGIC and not scale_offset):
             raise CorruptDataError(f"neural stream: bad scale offset {scale_offset}")
+    bounds = None
+    if data[0] == BOUNDED_MAGIC:
+        lo, pos = read_varint(data, pos)
+        below_top, pos = read_varint(data, pos)
+        bounds = (lo, (1 << bits) - 1 - below_top)
+        if tau or not 0 <= lo <= bounds[1]:
+            raise CorruptDataError(f"neural stream: bad bounded range {bounds} (tau {tau})")
     model_id = data[pos : pos + MODEL_ID_BYTES]
     crc = data[pos + MODEL_ID_BYTES : pos + MODEL_ID_BYTES + 4]
     payload = data[pos + MODEL_ID_BYTES + 4 :]
@@ -198,5 +222,5 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
         raise CorruptDataError("neural stream: centroid reconstruction without tau")
     header = StreamHeader(rows, cols, bits, tau, uint16, tuple(offsets), model_id,
                           int.from_bytes(crc, "little"), copy, scale_offset, centroid,
-                          window_bound, centred_cells)
+                          window_bound, centred_cells, bounds)
     return header, np.frombuffer(payload, dtype="<u4").astype(np.uint32)
