@@ -161,7 +161,8 @@ def _on_a_floor(rng: np.random.Generator) -> np.ndarray:
     return (np.clip(image, 0, None) + 32768).astype(np.uint16)
 
 
-def test_bounded_range_is_signalled_smaller_and_round_trips() -> None:
+@pytest.mark.parametrize("spec", ["", ",tau=2", ",tau=2,centroid=1"])
+def test_bounded_range_is_signalled_smaller_and_round_trips(spec: str) -> None:
     import dataclasses
 
     from fedcodec.shared.neural.codec import load_weights
@@ -174,19 +175,24 @@ def test_bounded_range_is_signalled_smaller_and_round_trips() -> None:
     from fedcodec.shared.neural.weights import DEFAULT_WEIGHTS
 
     image = _on_a_floor(np.random.default_rng(11))
-    stream = get_codec("neural:fallback=0").encode(image, 16)
+    tau = 2 if "tau" in spec else 0
+    stream = get_codec(f"neural:fallback=0{spec}").encode(image, 16)
     header = unpack(stream)[0]
     assert stream[0] == 0xA8 and header.bounds == (int(image.min()), int(image.max()))
-    np.testing.assert_array_equal(get_codec("neural").decode(stream), image)
+    assert header.tau == tau and header.centroid == ("centroid" in spec)
+    decoded = get_codec("neural").decode(stream).astype(np.int64)
+    assert np.abs(decoded - image).max() <= tau
 
     weights, models = load_weights(str(DEFAULT_WEIGHTS))
-    words, recon, params = encode_slice_adaptive(image, SliceParams(16, 0), [], weights, models)
+    start = SliceParams(16, tau, centroid="centroid" in spec)
+    words, recon, params = encode_slice_adaptive(image, start, [], weights, models)
     assert params.bounds is not None
-    unbounded, _ = encode_slice(image, dataclasses.replace(params, bounds=None), [], weights,
-                                models)
+    unbounded, same = encode_slice(image, dataclasses.replace(params, bounds=None), [],
+                                   weights, models)
+    np.testing.assert_array_equal(same, recon)  # the range changes the tables, not the pixels
     assert words.size < 0.98 * unbounded.size  # the floor's pixels no longer pay for below it
     np.testing.assert_array_equal(decode_slice(words, image.shape, params, [], weights, models),
-                                  image)
+                                  recon)
 
 
 def test_full_range_slice_writes_no_range() -> None:
@@ -203,12 +209,17 @@ def test_bad_bounded_range_is_a_one_line_error() -> None:
         np.random.default_rng(13)), 16))
     assert stream[0] == 0xA8
     header = unpack(bytes(stream))[0]
-    # the header ends with: offset byte, varint lo, varint (max - hi), model id, CRC, payload
+    # the header ends with: offset byte, flags byte, varint lo, varint (max - hi), model id,
+    # CRC, payload
     lo_at = bytes(stream).index(write_varint(header.bounds[0]) + write_varint(
         65535 - header.bounds[1]) + header.model_id)
     stream[lo_at : lo_at + 3] = write_varint(65000)[:3]  # lo above hi
     with pytest.raises(CorruptDataError, match="bounded range") as info:
         get_codec("neural").decode(bytes(stream))
     assert "\n" not in str(info.value)
-    with pytest.raises(ValueError, match="lossless"):
-        pack(StreamHeader(4, 4, 12, 2, True, (), b"\0\0", 0, bounds=(0, 10)), np.zeros(0))
+    with pytest.raises(ValueError, match="coded slices"):
+        pack(StreamHeader(4, 4, 12, 0, True, (1,), b"\0\0", 0, copy=True, bounds=(0, 10)),
+             np.zeros(0))
+    stream[lo_at - 1] = 7  # an unknown flag
+    with pytest.raises(CorruptDataError, match="flags"):
+        get_codec("neural").decode(bytes(stream))

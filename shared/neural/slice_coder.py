@@ -138,8 +138,8 @@ class SliceParams:
     """Refinement layers: cells centred on the prediction, else a grid from the window's start
     (:mod:`.coarse_window`; the encoder picks per slice)."""
     bounds: tuple[int, int] | None = None
-    """Lossless only: every pixel lies in [lo, hi] (the slice's minimum and maximum, in the
-    stream), so tables reaching past them are truncated (:mod:`.truncation`)."""
+    """Every pixel lies in [lo, hi] (the slice's minimum and maximum, in the stream), so tables
+    reaching past them are truncated (:mod:`.truncation`)."""
 
     @property
     def maxval(self) -> int:
@@ -319,11 +319,25 @@ def _code_residuals(io, models: EntropyModels, t, key, shift, bits: int,
     return t
 
 
-def _room(params: SliceParams, base: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """The residuals a lossless pixel predicted at ``base`` can have in a bounded range."""
-    if params.bounds is None or params.tau:
+def _room(params: SliceParams, base: np.ndarray, k_model: np.ndarray
+          ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The lowest and highest symbol a pixel predicted at ``base`` can have when every pixel
+    lies in ``params.bounds``: the residual's reach, or (near-lossless) the index the quantiser
+    gives the range's ends. Both quantisers are monotone in the pixel value (the inside-the-bin
+    one moves a pixel one index outwards only when it is beyond its bin's shifted point, and
+    then so is every pixel further out in that bin), so no pixel in range falls outside."""
+    if params.bounds is None:
         return None
-    return params.bounds[0] - base, params.bounds[1] - base
+    lo = np.full(base.shape, params.bounds[0], dtype=np.int64)
+    hi = np.full(base.shape, params.bounds[1], dtype=np.int64)
+    if not params.tau:
+        return lo - base, hi - base
+    if params.centroid:
+        return (bin_centroid.quantise(lo, base, k_model, params.tau, params.maxval)[0],
+                bin_centroid.quantise(hi, base, k_model, params.tau, params.maxval)[0])
+    lo, hi = lo - base, hi - base
+    return (np.sign(lo) * ((np.abs(lo) + params.tau) // params.step),
+            np.sign(hi) * ((np.abs(hi) + params.tau) // params.step))
 
 
 def _offset_bins(k: np.ndarray, offset: int) -> np.ndarray:
@@ -386,7 +400,8 @@ def _code_group(io, models, weights, params: SliceParams, recon, errors, origina
     if isinstance(io, _Recorder):
         io.groups.append((k, phase, t, base))
     else:
-        t = _code_residuals(io, models, t, key, shift, params.bits, _room(params, base))
+        t = _code_residuals(io, models, t, key, shift, params.bits,
+                            _room(params, base, k_model))
     if params.tau and params.centroid:
         values = bin_centroid.reconstruct(base, t, k_model, params.tau, params.maxval)
         if original is not None and np.abs(values - x).max() > params.tau:
@@ -691,36 +706,37 @@ def best_scale_offset(log_p: np.ndarray, groups, bits: int) -> int:
 def encode_slice_adaptive(image: np.ndarray, params: SliceParams, refs: list[np.ndarray],
                           weights: NeuralWeights, models: EntropyModels
                           ) -> tuple[np.ndarray, np.ndarray, SliceParams]:
-    """:func:`encode_slice` with the slice's best scale offset and, lossless, its value range
-    when that pays: (words, recon, the params used, which the stream must record).
+    """:func:`encode_slice` with the slice's best scale offset and its value range when that
+    pays: (words, recon, the params used, which the stream must record).
 
     One walk records every residual without coding; the offset with the shortest code (from
     the count tables, float arithmetic on the encoder side only) is chosen, then the residuals
-    are coded once with it. A lossless slice's walk does not depend on either choice (every
-    reconstruction is the original), so the bounded range (:mod:`.truncation`) is chosen after
-    the walk too: kept when its estimated saving beats the header bytes it costs. The decoder
-    reads both from the stream.
+    are coded once with it. Neither choice changes a prediction or a reconstruction (only the
+    tables), so the bounded range (:mod:`.truncation`) is chosen after the walk too: kept when
+    its estimated saving beats the header bytes it costs. The decoder reads both from the
+    stream.
     """
     io = _Recorder()
     with blas_threads():
         recon = _walk(io, models, weights, params, image.shape, image.astype(np.int32), refs)
     offset = best_scale_offset(models.log_probabilities(), io.groups, params.bits)
     chosen = dataclasses.replace(params, scale_offset=offset)
-    if not params.tau and params.bounds is None:
+    if params.bounds is None:
         chosen = _choose_bounds(chosen, image, io.groups, models)
     adapted = _Encoder()
     adapted.ops.append(io.ops[0])  # the top pixel, coded uniformly
     for k, phase, t, base in io.groups:
         kk = _offset_bins(k, offset)
         _code_residuals(adapted, models, t, table_key(kk, phase), SHIFTS[kk], params.bits,
-                        _room(chosen, base))
+                        _room(chosen, base, k))
     return adapted.finish(), recon, chosen
 
 
 def _choose_bounds(params: SliceParams, image: np.ndarray, groups, models: EntropyModels
                    ) -> SliceParams:
     """``params`` with the slice's [min, max] when truncating to it saves more than the
-    stream bytes it costs (the range's two varints, and the offset byte 0xA1 lacks)."""
+    stream bytes it costs (a flags byte, the range's two varints, and the offset byte 0xA1
+    lacks)."""
     lo, hi = int(image.min()), int(image.max())
     if lo == 0 and hi == params.maxval:
         return params
@@ -728,9 +744,10 @@ def _choose_bounds(params: SliceParams, image: np.ndarray, groups, models: Entro
     gain = 0.0
     for k, phase, _, base in groups:
         kk = _offset_bins(k, params.scale_offset)
-        gain += models.truncation_gain(table_key(kk, phase), SHIFTS[kk], _room(bounded, base))
-    header = len(write_varint(lo)) + len(write_varint(params.maxval - hi))
-    header += 0 if params.scale_offset else 1
+        gain += models.truncation_gain(table_key(kk, phase), SHIFTS[kk],
+                                       _room(bounded, base, k))
+    header = 1 + len(write_varint(lo)) + len(write_varint(params.maxval - hi))
+    header += 0 if params.scale_offset or params.centroid else 1
     return bounded if gain > 8 * header + 8 else params  # + a byte of margin: it is an estimate
 
 

@@ -9,9 +9,10 @@
                 (``bin_centroid``; near-lossless only), or 0xA7: a progressive refinement
                 layer (``coarse_window``): as 0xA1 with the coarse layer's bound after the
                 reference offsets; the first reference is that coarse layer's slice, or 0xA8
-                (lossless, bounded range): as 0xA4 (its scale-offset byte may be 0) followed by
-                the slice's minimum and (maximum code value - its maximum); residual
-                distributions reaching past them are truncated (``slice_coder``)
+                (bounded range): as 0xA4 (its scale-offset byte may be 0) followed by a flags
+                byte (bit 0: reconstructed inside the bin, as 0xA6), the slice's minimum and
+                (2**bits - 1 - its maximum); residual distributions reaching past them are
+                truncated (``truncation``)
     byte 1      bits 0-3: bit depth - 1 (1..16 bits); bits 4-5: number of reference slices
                 (0..2); bit 6: near-lossless; bit 7: uint16 output (else uint8)
     varint      rows, then cols (LEB128, >= 1)
@@ -21,6 +22,7 @@
                 centred on the prediction (else a grid from the window's start)
     1 byte      (0xA4, 0xA6, 0xA7 and 0xA8 only) scale offset + 128: every pixel's scale bin
                 moves by this many bins (-24..24; never 0 in 0xA4), chosen by the encoder
+    1 byte      (0xA8 only) flags: bit 0 = reconstruction inside the bin; others 0
     varint*2    (0xA8 only) the slice's minimum, then 2**bits - 1 - its maximum
     2 bytes     model id (SHA-256 prefix of the weights' integer arrays)
     4 bytes     CRC-32 of the reconstructed pixels (little-endian, as stored in the output dtype)
@@ -83,8 +85,8 @@ class StreamHeader:
     centred_cells: bool = False
     """A refinement layer's cells are centred on the prediction (else a grid in the window)."""
     bounds: tuple[int, int] | None = None
-    """(0xA8, lossless only) every pixel lies in [lo, hi]: the coder truncates residual
-    distributions to that range."""
+    """(0xA8) every pixel lies in [lo, hi]: the coder truncates residual distributions to
+    that range."""
 
 
 def write_varint(value: int) -> bytes:
@@ -123,10 +125,10 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
                                 or header.centroid or not header.ref_offsets):
         raise ValueError("a refinement layer needs a coarser bound, a reference, and no copy "
                          "or centroid")
-    if header.bounds is not None and (header.tau or header.copy or header.window_bound
+    if header.bounds is not None and (header.copy or header.window_bound
                                       or not 0 <= header.bounds[0] <= header.bounds[1]
                                       < (1 << header.bits)):
-        raise ValueError(f"bad bounded range {header.bounds} (lossless slices only)")
+        raise ValueError(f"bad bounded range {header.bounds} (coded slices only)")
     magic = (COPY_MAGIC if header.copy else WINDOW_MAGIC if header.window_bound
              else BOUNDED_MAGIC if header.bounds is not None
              else CENTROID_MAGIC if header.centroid
@@ -142,6 +144,7 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
     if header.scale_offset or header.centroid or header.window_bound or header.bounds:
         parts.append(bytes([header.scale_offset + 128]))
     if header.bounds is not None:
+        parts.append(bytes([int(header.centroid)]))
         parts.append(write_varint(header.bounds[0]))
         parts.append(write_varint((1 << header.bits) - 1 - header.bounds[1]))
     parts.append(header.model_id[:MODEL_ID_BYTES])
@@ -203,11 +206,14 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
             raise CorruptDataError(f"neural stream: bad scale offset {scale_offset}")
     bounds = None
     if data[0] == BOUNDED_MAGIC:
-        lo, pos = read_varint(data, pos)
+        if pos >= len(data) or data[pos] > 1:
+            raise CorruptDataError("neural stream: bad bounded-range flags")
+        centroid = bool(data[pos])
+        lo, pos = read_varint(data, pos + 1)
         below_top, pos = read_varint(data, pos)
         bounds = (lo, (1 << bits) - 1 - below_top)
-        if tau or not 0 <= lo <= bounds[1]:
-            raise CorruptDataError(f"neural stream: bad bounded range {bounds} (tau {tau})")
+        if not 0 <= lo <= bounds[1]:
+            raise CorruptDataError(f"neural stream: bad bounded range {bounds}")
     model_id = data[pos : pos + MODEL_ID_BYTES]
     crc = data[pos + MODEL_ID_BYTES : pos + MODEL_ID_BYTES + 4]
     payload = data[pos + MODEL_ID_BYTES + 4 :]
