@@ -3,7 +3,8 @@
 The decoder must rebuild the coder's probabilities exactly. Here one process encodes with one
 thread everywhere (OMP, OpenBLAS, torch) and another decodes with two; the streams also have to
 be byte-identical when the second process encodes, with the encoder's choices on (references
-checked per slice, classical fallback, scale adaptation) and with the learned coder alone.
+checked per slice, classical fallback, scale adaptation, value ranges, mean corrections) and
+with the learned coder alone.
 The fixed-point layer is checked against an int64 reference at the extreme values its bounds
 allow.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from conftest import run_with_threads
+from test_neural_safety import _interpolated
 from fedcodec.shared.neural.fixed_point import (
     ACT_LIMIT,
     BIAS_LIMIT,
@@ -37,15 +39,17 @@ for spec in ("neural", "neural:mode=near-lossless,tau=2", "neural:fallback=0"):
     codec = get_codec(spec)
     streams = codec.encode_volume(inputs["volume"], 12)
     streams.append(codec.encode(inputs["odd"], 16))
+    streams.append(codec.encode(inputs["interpolated"], 12))
     key = spec.replace(":", "_").replace("=", "_").replace(",", "_")
     if sys.argv[3] == "encode":
         np.save(f"{work}/{key}.npy", np.array(streams, dtype=object), allow_pickle=True)
     else:
         theirs = list(np.load(f"{work}/{key}.npy", allow_pickle=True))
         assert theirs == streams, "encoders in two processes wrote different bytes"
-        volume = codec.decode_volume(theirs[:-1])
-        odd = codec.decode(theirs[-1])
-        np.savez(f"{work}/{key}_decoded.npz", volume=volume, odd=odd)
+        volume = codec.decode_volume(theirs[:-2])
+        odd = codec.decode(theirs[-2])
+        interpolated = codec.decode(theirs[-1])
+        np.savez(f"{work}/{key}_decoded.npz", volume=volume, odd=odd, interpolated=interpolated)
 print("ok")
 """
 
@@ -61,7 +65,8 @@ def test_encode_one_thread_decode_two_threads_other_process(tmp_path: Path) -> N
     volume = np.stack([anatomy + rng.normal(0, 20 + 5 * i, anatomy.shape) for i in range(6)])
     volume = np.clip(np.rint(volume), 0, 4095).astype(np.uint16)
     odd = rng.integers(0, 1 << 16, (37, 23)).astype(np.uint16)
-    np.savez(tmp_path / "input.npz", volume=volume, odd=odd)
+    interpolated = _interpolated(np.random.default_rng(3))  # mean corrections (0xA8)
+    np.savez(tmp_path / "input.npz", volume=volume, odd=odd, interpolated=interpolated)
     _run(tmp_path, 1, "encode")
     _run(tmp_path, 2, "decode")
     lossless = np.load(tmp_path / "neural_decoded.npz")
@@ -69,6 +74,7 @@ def test_encode_one_thread_decode_two_threads_other_process(tmp_path: Path) -> N
     np.testing.assert_array_equal(lossless["odd"], odd)
     learned = np.load(tmp_path / "neural_fallback_0_decoded.npz")
     np.testing.assert_array_equal(learned["volume"], volume)
+    np.testing.assert_array_equal(learned["interpolated"], interpolated)
     bounded = np.load(tmp_path / "neural_mode_near-lossless_tau_2_decoded.npz")
     assert np.abs(bounded["volume"].astype(np.int64) - volume).max() <= 2
     assert np.abs(bounded["odd"].astype(np.int64) - odd).max() <= 2

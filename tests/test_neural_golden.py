@@ -10,8 +10,9 @@ model itself changes the streams name another model id and the first test says s
 
     python tests/test_neural_golden.py --write   # writes ENCODER_FIXTURE
 
-``golden.npz``: written before bounded-range slices (0xA8, 2026-12-07); ``golden-bounded.npz``:
-the same slices from the build that added them.
+``golden.npz``: written before extended slices (0xA8: value range, mean corrections,
+2026-12-07); ``golden-bounded.npz``: the same slices from the build that added them (their
+crops are too small for mean corrections; ``test_neural_determinism`` covers those).
 """
 
 from __future__ import annotations

@@ -220,6 +220,53 @@ def test_bad_bounded_range_is_a_one_line_error() -> None:
     with pytest.raises(ValueError, match="coded slices"):
         pack(StreamHeader(4, 4, 12, 0, True, (1,), b"\0\0", 0, copy=True, bounds=(0, 10)),
              np.zeros(0))
-    stream[lo_at - 1] = 7  # an unknown flag
+    stream[lo_at - 1] = 9  # an unknown flag
     with pytest.raises(CorruptDataError, match="flags"):
         get_codec("neural").decode(bytes(stream))
+
+
+def _interpolated(rng: np.random.Generator, side: int = 64, factor: int = 3) -> np.ndarray:
+    """A slice the scanner interpolated to ``factor`` times its acquired matrix (linearly, per
+    axis): its pixels follow a kernel the network never learned."""
+    y, x = np.mgrid[0:side, 0:side]
+    coarse = 1500 + 700 * np.sin(x / 5.0) * np.cos(y / 7.0) + rng.normal(0, 40, (side, side))
+    fine = np.linspace(0, side - 1, factor * side)
+    rows = np.array([np.interp(fine, np.arange(side), r) for r in coarse])
+    both = np.array([np.interp(fine, np.arange(side), c) for c in rows.T]).T
+    return np.clip(np.rint(both), 0, 4095).astype(np.uint16)
+
+
+def test_mean_correction_is_signalled_smaller_and_round_trips(monkeypatch) -> None:
+    from fedcodec.shared.neural import mean_fit
+
+    image = _interpolated(np.random.default_rng(3))
+    stream = get_codec("neural:fallback=0").encode(image, 12)
+    header = unpack(stream)[0]
+    assert stream[0] == 0xA8 and header.corrections
+    assert all(len(w) == len(mean_fit.GROUPS[i % 3].offsets) for i, w in header.corrections)
+    np.testing.assert_array_equal(get_codec("neural").decode(stream), image)
+    monkeypatch.setattr(mean_fit, "MIN_PIXELS", 1 << 40)  # no group is fitted
+    plain = get_codec("neural:fallback=0").encode(image, 12)
+    assert not unpack(plain)[0].corrections
+    assert len(stream) < 0.95 * len(plain)  # measured 0.88
+
+
+def test_bad_mean_correction_is_refused() -> None:
+    from fedcodec.shared.neural.stream_format import StreamHeader, pack
+
+    good = ((0, tuple(range(12))),)
+    pack(StreamHeader(4, 4, 12, 0, True, (), b"\0\0", 0, corrections=good), np.zeros(0))
+    for tau, corrections in ((2, good), (0, good + good), (0, ((1, (1, 2)),)),
+                             (0, ((2, (1 << 12,) * 16),))):
+        with pytest.raises(ValueError, match="mean correction"):
+            pack(StreamHeader(4, 4, 12, tau, True, (), b"\0\0", 0, corrections=corrections),
+                 np.zeros(0))
+    stream = bytearray(get_codec("neural:fallback=0").encode(
+        _interpolated(np.random.default_rng(3)), 12))
+    flags_at = stream.index(bytes([unpack(bytes(stream))[0].scale_offset + 128]), 4) + 1
+    for flags in (0, 1, 9):
+        tampered = bytearray(stream)
+        tampered[flags_at] = flags
+        with pytest.raises(CorruptDataError, match="flags|malformed|bad|truncated") as info:
+            get_codec("neural").decode(bytes(tampered))
+        assert "\n" not in str(info.value)

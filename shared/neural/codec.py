@@ -201,7 +201,8 @@ class NeuralCodec(Codec):
                               _crc(recon.astype(image.dtype)), copy, offset,
                               params.centroid and not copy, 0 if copy else window_bound,
                               params.centred_cells and not copy,
-                              None if copy else params.bounds)
+                              None if copy else params.bounds,
+                              () if copy else params.corrections)
         return pack(header, words), recon
 
     def _encode_tiled(self, image: np.ndarray, bits: int, refs: list[np.ndarray],
@@ -276,7 +277,8 @@ class NeuralCodec(Codec):
                                              scale_offset=header.scale_offset,
                                              centroid=header.centroid,
                                              centred_cells=header.centred_cells,
-                                             bounds=header.bounds), refs,
+                                             bounds=header.bounds,
+                                             corrections=header.corrections), refs,
                                  weights, models, window_bound=header.window_bound)
         out = recon.astype(np.uint16 if header.uint16 else np.uint8)
         if _crc(out) != header.crc32:

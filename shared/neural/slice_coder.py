@@ -27,12 +27,13 @@ import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import constriction
 import numpy as np
 
 from fedcodec.shared.errors import CorruptDataError
-from fedcodec.shared.neural import bin_centroid, coarse_window, truncation
+from fedcodec.shared.neural import bin_centroid, coarse_window, mean_fit, truncation
 from fedcodec.shared.neural.chains import others_runnable, usable_cores
 from fedcodec.shared.neural.features import LevelNoise, group_context, level_noise
 from fedcodec.shared.neural.fixed_point import ilog2_q6
@@ -140,6 +141,9 @@ class SliceParams:
     bounds: tuple[int, int] | None = None
     """Every pixel lies in [lo, hi] (the slice's minimum and maximum, in the stream), so tables
     reaching past them are truncated (:mod:`.truncation`)."""
+    corrections: tuple[tuple[int, tuple[int, ...]], ...] = ()
+    """Lossless only: (group number, weights) of the groups whose predicted mean is corrected
+    (:mod:`.mean_fit`), chosen by the encoder."""
 
     @property
     def maxval(self) -> int:
@@ -244,6 +248,21 @@ class _Encoder:
             else:
                 coder.encode_reverse(symbols, model, params)
         return coder.get_compressed()
+
+
+class _Recorded(NamedTuple):
+    """One group as the adaptive encoder's walk saw it (scale bins at offset 0)."""
+
+    k: np.ndarray
+    phase: np.ndarray
+    t: np.ndarray
+    base: np.ndarray
+    network_pred: np.ndarray
+    """The network's mean (1/8 grey levels) before any correction."""
+    grid: np.ndarray
+    """The level grid (complete once the walk is over)."""
+    group: GroupSpec
+    level: int
 
 
 class _Recorder(_Encoder):
@@ -375,6 +394,11 @@ def _code_group(io, models, weights, params: SliceParams, recon, errors, origina
         return
     pred_q3, log_scale, mu0 = _predict_group(weights, params, recon, errors, refs, group,
                                              level_index, noise, n, None, signed)
+    network_pred = pred_q3
+    if params.corrections:
+        fitted = dict(params.corrections).get(mean_fit.group_index(level_index, group))
+        if fitted is not None:
+            pred_q3 = mean_fit.corrected(pred_q3, recon, group, fitted, params.maxval)
     base = (pred_q3 + 4) >> 3
     if params.tau:
         log_scale -= int(ilog2_q6(np.array([params.step]))[0])
@@ -398,7 +422,7 @@ def _code_group(io, models, weights, params: SliceParams, recon, errors, origina
         else:
             t = r
     if isinstance(io, _Recorder):
-        io.groups.append((k, phase, t, base))
+        io.groups.append(_Recorded(k, phase, t, base, network_pred, recon, group, level_index))
     else:
         t = _code_residuals(io, models, t, key, shift, params.bits,
                             _room(params, base, k_model))
@@ -719,17 +743,52 @@ def encode_slice_adaptive(image: np.ndarray, params: SliceParams, refs: list[np.
     io = _Recorder()
     with blas_threads():
         recon = _walk(io, models, weights, params, image.shape, image.astype(np.int32), refs)
-    offset = best_scale_offset(models.log_probabilities(), io.groups, params.bits)
+    groups = io.groups
+    if not params.tau and not params.corrections:
+        groups, params = _fit_means(groups, params, models)
+    offset = best_scale_offset(models.log_probabilities(), groups, params.bits)
     chosen = dataclasses.replace(params, scale_offset=offset)
     if params.bounds is None:
-        chosen = _choose_bounds(chosen, image, io.groups, models)
+        chosen = _choose_bounds(chosen, image, groups, models)
     adapted = _Encoder()
     adapted.ops.append(io.ops[0])  # the top pixel, coded uniformly
-    for k, phase, t, base in io.groups:
-        kk = _offset_bins(k, offset)
-        _code_residuals(adapted, models, t, table_key(kk, phase), SHIFTS[kk], params.bits,
-                        _room(chosen, base, k))
+    for g in groups:
+        kk = _offset_bins(g.k, offset)
+        _code_residuals(adapted, models, g.t, table_key(kk, g.phase), SHIFTS[kk], params.bits,
+                        _room(chosen, g.base, g.k))
     return adapted.finish(), recon, chosen
+
+
+def _fit_means(groups: list[_Recorded], params: SliceParams, models: EntropyModels
+               ) -> tuple[list[_Recorded], SliceParams]:
+    """Fit a mean correction to every large group of a lossless walk (:mod:`.mean_fit`) and
+    keep those whose estimated saving beats their bytes; the groups as they will be coded."""
+    log_p = models.log_probabilities()
+    out, kept = [], []
+    for g in groups:
+        if g.t.size >= mean_fit.MIN_PIXELS:
+            x = g.base + g.t
+            fitted = mean_fit.fit(g.network_pred, g.grid, g.group, x)
+            if fitted is not None:
+                pred = mean_fit.corrected(g.network_pred, g.grid, g.group, fitted, params.maxval)
+                base = (pred + 4) >> 3
+                trial = g._replace(phase=pred - (base << 3) + CENTRE_PHASE, t=x - base,
+                                   base=base)
+                cost = 8 * (1 + sum(len(write_varint(2 * abs(w))) for w in fitted))
+                saved = (_group_cost(log_p, g, params.bits)
+                         - _group_cost(log_p, trial, params.bits))
+                if saved > cost + 16:  # two bytes of margin: both costs are estimates
+                    kept.append((mean_fit.group_index(g.level, g.group), fitted))
+                    g = trial
+        out.append(g)
+    if not kept:
+        return groups, params
+    return out, dataclasses.replace(params, corrections=tuple(sorted(kept)))
+
+
+def _group_cost(log_p: np.ndarray, g: _Recorded, bits: int) -> float:
+    """Bits of one recorded group at its best scale offset (encoder estimate)."""
+    return min(_code_length(log_p, [g], offset, bits) for offset in range(-3, 4))
 
 
 def _choose_bounds(params: SliceParams, image: np.ndarray, groups, models: EntropyModels
@@ -742,12 +801,13 @@ def _choose_bounds(params: SliceParams, image: np.ndarray, groups, models: Entro
         return params
     bounded = dataclasses.replace(params, bounds=(lo, hi))
     gain = 0.0
-    for k, phase, _, base in groups:
-        kk = _offset_bins(k, params.scale_offset)
-        gain += models.truncation_gain(table_key(kk, phase), SHIFTS[kk],
-                                       _room(bounded, base, k))
-    header = 1 + len(write_varint(lo)) + len(write_varint(params.maxval - hi))
-    header += 0 if params.scale_offset or params.centroid else 1
+    for g in groups:
+        kk = _offset_bins(g.k, params.scale_offset)
+        gain += models.truncation_gain(table_key(kk, g.phase), SHIFTS[kk],
+                                       _room(bounded, g.base, g.k))
+    header = len(write_varint(lo)) + len(write_varint(params.maxval - hi))
+    header += 0 if params.corrections else 1  # the flags byte
+    header += 0 if params.scale_offset or params.centroid or params.corrections else 1
     return bounded if gain > 8 * header + 8 else params  # + a byte of margin: it is an estimate
 
 

@@ -9,10 +9,10 @@
                 (``bin_centroid``; near-lossless only), or 0xA7: a progressive refinement
                 layer (``coarse_window``): as 0xA1 with the coarse layer's bound after the
                 reference offsets; the first reference is that coarse layer's slice, or 0xA8
-                (bounded range): as 0xA4 (its scale-offset byte may be 0) followed by a flags
-                byte (bit 0: reconstructed inside the bin, as 0xA6), the slice's minimum and
-                (2**bits - 1 - its maximum); residual distributions reaching past them are
-                truncated (``truncation``)
+                (an extended slice): as 0xA4 (its scale-offset byte may be 0) followed by a
+                flags byte and what the flags announce: a value range the residual
+                distributions are truncated to (``truncation``) and per-group corrections of
+                the predicted mean (``mean_fit``)
     byte 1      bits 0-3: bit depth - 1 (1..16 bits); bits 4-5: number of reference slices
                 (0..2); bit 6: near-lossless; bit 7: uint16 output (else uint8)
     varint      rows, then cols (LEB128, >= 1)
@@ -22,8 +22,12 @@
                 centred on the prediction (else a grid from the window's start)
     1 byte      (0xA4, 0xA6, 0xA7 and 0xA8 only) scale offset + 128: every pixel's scale bin
                 moves by this many bins (-24..24; never 0 in 0xA4), chosen by the encoder
-    1 byte      (0xA8 only) flags: bit 0 = reconstruction inside the bin; others 0
-    varint*2    (0xA8 only) the slice's minimum, then 2**bits - 1 - its maximum
+    1 byte      (0xA8 only) flags: bit 0 reconstruction inside the bin (as 0xA6), bit 1 a
+                value range follows, bit 2 mean corrections follow; others 0
+    varint*2    (0xA8, bit 1) the slice's minimum, then 2**bits - 1 - its maximum
+    varint ...  (0xA8, bit 2) how many groups are corrected, then for each (in increasing
+                order) its number (3 * level + B/C/D) and one zigzag varint per neighbour of
+                the group (12 for B and C, 16 for D): the weights, in 1/256
     2 bytes     model id (SHA-256 prefix of the weights' integer arrays)
     4 bytes     CRC-32 of the reconstructed pixels (little-endian, as stored in the output dtype)
     rest        rANS words, uint32 little-endian (constriction AnsCoder.get_compressed)
@@ -38,7 +42,7 @@ JPEG XL / JPEG-LS / JPEG 2000 codestream, recognised by its own signature (first
 unchanged and still decode; a build from before it refuses a fallback stream with its
 "bad magic byte" error. A first byte 0xA5 or 0xA9-0xAF is a neural format this build does not
 know and is refused naming it (a build from before 0xA7 refuses refinement layers that way,
-one from before 0xA8 bounded-range slices).
+one from before 0xA8 extended slices).
 
 Stream *i* of a volume depends on the streams its reference offsets name (i-1, i-period); a
 stream with no references decodes alone.
@@ -51,15 +55,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedcodec.shared.errors import CorruptDataError
+from fedcodec.shared.neural.geometry import GROUPS
+from fedcodec.shared.neural.mean_fit import MAX_WEIGHT
 
 MAGIC = 0xA1
 COPY_MAGIC = 0xA2
 ADAPTED_MAGIC = 0xA4
 CENTROID_MAGIC = 0xA6
 WINDOW_MAGIC = 0xA7
-BOUNDED_MAGIC = 0xA8
+EXTENDED_MAGIC = 0xA8
 MAX_SCALE_OFFSET = 24
 MAX_SIDE = 1 << 20
+MAX_LEVELS = 21
+"""Pyramid levels of a MAX_SIDE image (each halves the side, down to one pixel)."""
 MODEL_ID_BYTES = 2
 
 
@@ -87,6 +95,8 @@ class StreamHeader:
     bounds: tuple[int, int] | None = None
     """(0xA8) every pixel lies in [lo, hi]: the coder truncates residual distributions to
     that range."""
+    corrections: tuple[tuple[int, tuple[int, ...]], ...] = ()
+    """(0xA8, lossless) (group number, weights) of the groups whose mean is corrected."""
 
 
 def write_varint(value: int) -> bytes:
@@ -129,8 +139,13 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
                                       or not 0 <= header.bounds[0] <= header.bounds[1]
                                       < (1 << header.bits)):
         raise ValueError(f"bad bounded range {header.bounds} (coded slices only)")
+    extended = header.bounds is not None or bool(header.corrections)
+    if header.corrections:
+        _check_corrections(header.corrections, header.tau, ValueError)
+        if header.copy or header.window_bound:
+            raise ValueError("mean corrections belong to a coded lossless slice")
     magic = (COPY_MAGIC if header.copy else WINDOW_MAGIC if header.window_bound
-             else BOUNDED_MAGIC if header.bounds is not None
+             else EXTENDED_MAGIC if extended
              else CENTROID_MAGIC if header.centroid
              else ADAPTED_MAGIC if header.scale_offset else MAGIC)
     parts = [bytes([magic, flags]), write_varint(header.rows), write_varint(header.cols)]
@@ -141,12 +156,19 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
         raise ValueError("centred cells belong to a refinement layer")
     if header.window_bound:
         parts.append(write_varint(2 * header.window_bound + header.centred_cells))
-    if header.scale_offset or header.centroid or header.window_bound or header.bounds:
+    if header.scale_offset or header.centroid or header.window_bound or extended:
         parts.append(bytes([header.scale_offset + 128]))
+    if extended:
+        parts.append(bytes([int(header.centroid) | (2 if header.bounds is not None else 0)
+                            | (4 if header.corrections else 0)]))
     if header.bounds is not None:
-        parts.append(bytes([int(header.centroid)]))
         parts.append(write_varint(header.bounds[0]))
         parts.append(write_varint((1 << header.bits) - 1 - header.bounds[1]))
+    if header.corrections:
+        parts.append(write_varint(len(header.corrections)))
+        for index, weights in header.corrections:
+            parts.append(write_varint(index))
+            parts.extend(write_varint(_zigzag(w)) for w in weights)
     parts.append(header.model_id[:MODEL_ID_BYTES])
     parts.append(int(header.crc32).to_bytes(4, "little"))
     parts.append(np.asarray(words, dtype="<u4").tobytes())
@@ -156,12 +178,12 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
 def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
     """Parse a stream; any inconsistency is a CorruptDataError naming what is wrong."""
     data = bytes(data)
-    known = (MAGIC, COPY_MAGIC, ADAPTED_MAGIC, CENTROID_MAGIC, WINDOW_MAGIC, BOUNDED_MAGIC)
+    known = (MAGIC, COPY_MAGIC, ADAPTED_MAGIC, CENTROID_MAGIC, WINDOW_MAGIC, EXTENDED_MAGIC)
     if len(data) >= 2 and data[0] not in known and data[0] >> 4 == 0xA:
         raise CorruptDataError(f"neural stream format 0x{data[0]:02X} is not one this build reads "
                                "(it reads 0xA1 slices, 0xA2 copies, 0xA3 tiles, 0xA4 adapted "
                                "slices, 0xA6 bounded-error slices reconstructed inside the bin, "
-                               "0xA7 progressive refinement layers, 0xA8 bounded-range slices "
+                               "0xA7 progressive refinement layers, 0xA8 extended slices "
                                "and classical fallback streams); decode it with the fedcodec "
                                "that wrote it")
     if len(data) < 2 or data[0] not in known:
@@ -197,7 +219,7 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
             raise CorruptDataError(f"neural stream: bad refinement layer (coarse bound "
                                    f"{window_bound}, tau {tau}, {len(offsets)} references)")
     scale_offset = 0
-    if data[0] in (ADAPTED_MAGIC, CENTROID_MAGIC, WINDOW_MAGIC, BOUNDED_MAGIC):
+    if data[0] in (ADAPTED_MAGIC, CENTROID_MAGIC, WINDOW_MAGIC, EXTENDED_MAGIC):
         if pos >= len(data):
             raise CorruptDataError("neural stream: truncated or malformed header")
         scale_offset = data[pos] - 128
@@ -205,15 +227,22 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
         if abs(scale_offset) > MAX_SCALE_OFFSET or (data[0] == ADAPTED_MAGIC and not scale_offset):
             raise CorruptDataError(f"neural stream: bad scale offset {scale_offset}")
     bounds = None
-    if data[0] == BOUNDED_MAGIC:
-        if pos >= len(data) or data[pos] > 1:
-            raise CorruptDataError("neural stream: bad bounded-range flags")
-        centroid = bool(data[pos])
-        lo, pos = read_varint(data, pos + 1)
-        below_top, pos = read_varint(data, pos)
-        bounds = (lo, (1 << bits) - 1 - below_top)
-        if not 0 <= lo <= bounds[1]:
-            raise CorruptDataError(f"neural stream: bad bounded range {bounds}")
+    corrections: tuple[tuple[int, tuple[int, ...]], ...] = ()
+    if data[0] == EXTENDED_MAGIC:
+        if pos >= len(data) or data[pos] > 7 or data[pos] in (0, 1):
+            raise CorruptDataError("neural stream: bad extended-slice flags")
+        extended_flags = data[pos]
+        centroid = bool(extended_flags & 1)
+        pos += 1
+        if extended_flags & 2:
+            lo, pos = read_varint(data, pos)
+            below_top, pos = read_varint(data, pos)
+            bounds = (lo, (1 << bits) - 1 - below_top)
+            if not 0 <= lo <= bounds[1]:
+                raise CorruptDataError(f"neural stream: bad bounded range {bounds}")
+        if extended_flags & 4:
+            corrections, pos = _read_corrections(data, pos)
+            _check_corrections(corrections, tau, CorruptDataError)
     model_id = data[pos : pos + MODEL_ID_BYTES]
     crc = data[pos + MODEL_ID_BYTES : pos + MODEL_ID_BYTES + 4]
     payload = data[pos + MODEL_ID_BYTES + 4 :]
@@ -228,5 +257,40 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
         raise CorruptDataError("neural stream: centroid reconstruction without tau")
     header = StreamHeader(rows, cols, bits, tau, uint16, tuple(offsets), model_id,
                           int.from_bytes(crc, "little"), copy, scale_offset, centroid,
-                          window_bound, centred_cells, bounds)
+                          window_bound, centred_cells, bounds, corrections)
     return header, np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+
+
+def _zigzag(value: int) -> int:
+    return (value << 1) if value >= 0 else ((-value << 1) - 1)
+
+
+def _unzigzag(value: int) -> int:
+    return (value >> 1) if not value & 1 else -((value + 1) >> 1)
+
+
+def _read_corrections(data: bytes, pos: int) -> tuple[tuple[tuple[int, tuple[int, ...]], ...], int]:
+    count, pos = read_varint(data, pos)
+    if count > 3 * MAX_LEVELS:
+        raise CorruptDataError(f"neural stream: {count} mean corrections")
+    out = []
+    for _ in range(count):
+        index, pos = read_varint(data, pos)
+        weights = []
+        for _ in range(len(GROUPS[index % 3].offsets)):
+            value, pos = read_varint(data, pos)
+            weights.append(_unzigzag(value))
+        out.append((index, tuple(weights)))
+    return tuple(out), pos
+
+
+def _check_corrections(corrections, tau: int, error: type[Exception]) -> None:
+    """Groups in increasing order, inside the pyramid, one weight per neighbour, each bounded;
+    lossless slices only (the fit needs reconstructions equal to the originals)."""
+    previous = -1
+    for index, weights in corrections:
+        if (tau or not previous < index < 3 * MAX_LEVELS
+                or len(weights) != len(GROUPS[index % 3].offsets)
+                or max(abs(w) for w in weights) >= MAX_WEIGHT):
+            raise error(f"neural stream: bad mean correction for group {index}")
+        previous = index
