@@ -180,6 +180,8 @@ def test_bounded_range_is_signalled_smaller_and_round_trips(spec: str) -> None:
     header = unpack(stream)[0]
     assert stream[0] == 0xA8 and header.bounds == (int(image.min()), int(image.max()))
     assert header.tau == tau and header.centroid == ("centroid" in spec)
+    assert unpack(get_codec(f"neural:fallback=0,truncate=0{spec}").encode(image, 16))[0].bounds \
+        is None
     decoded = get_codec("neural").decode(stream).astype(np.int64)
     assert np.abs(decoded - image).max() <= tau
 
@@ -236,7 +238,7 @@ def _interpolated(rng: np.random.Generator, side: int = 64, factor: int = 3) -> 
     return np.clip(np.rint(both), 0, 4095).astype(np.uint16)
 
 
-def test_mean_correction_is_signalled_smaller_and_round_trips(monkeypatch) -> None:
+def test_mean_correction_is_signalled_smaller_and_round_trips() -> None:
     from fedcodec.shared.neural import mean_fit
 
     image = _interpolated(np.random.default_rng(3))
@@ -245,8 +247,7 @@ def test_mean_correction_is_signalled_smaller_and_round_trips(monkeypatch) -> No
     assert stream[0] == 0xA8 and header.corrections
     assert all(len(w) == len(mean_fit.GROUPS[i % 3].offsets) for i, w in header.corrections)
     np.testing.assert_array_equal(get_codec("neural").decode(stream), image)
-    monkeypatch.setattr(mean_fit, "MIN_PIXELS", 1 << 40)  # no group is fitted
-    plain = get_codec("neural:fallback=0").encode(image, 12)
+    plain = get_codec("neural:fallback=0,meanfit=0").encode(image, 12)
     assert not unpack(plain)[0].corrections
     assert len(stream) < 0.95 * len(plain)  # measured 0.88
 

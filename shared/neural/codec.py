@@ -10,7 +10,9 @@ Specs::
     neural:interslice=2                    always use the references (no per-slice check)
     neural:fallback=0                      the learned coder alone (no classical fallback)
     neural:fallback=2                      fallback candidates include JPEG XL effort 9
-    neural:adapt=0                         no per-slice scale adaptation (0xA1 streams only)
+    neural:adapt=0                         no encode-time adaptation (0xA1 streams only)
+    neural:truncate=0                      no value range (tables not truncated to it)
+    neural:meanfit=0                       no least-squares mean corrections
     neural:restart=32                      an independent chain every 32 slices (0 = never,
                                            the default): chains code on both cores
 
@@ -20,10 +22,13 @@ earlier ones) to decode, so a volume decodes in order within each chain of depen
 independent chains (and the volumes of ``decode_volumes``) run on worker processes
 (:mod:`.chains`). See docs/neural-codec.md.
 
-Three encoder-side choices per slice (the decoder just follows what each stream says):
+Encoder-side choices per slice (the decoder just follows what each stream says):
 
 * **encode-time adaptation** (``adapt=1``, the default): the slice's scale bins move by the
-  offset with the shortest code, written in the stream (0xA4) when it saves its byte;
+  offset with the shortest code, written in the stream (0xA4) when it saves its byte; with it,
+  the slice's value range truncates the tables (``truncate=1``, :mod:`.truncation`) and, on a
+  lossless slice, large pyramid groups get a least-squares correction of the network's mean
+  (``meanfit=1``, :mod:`.mean_fit`), each written (0xA8) only when it pays;
 
 * **references only when they pay** (``interslice=1``, the default): a slice that has
   references is also coded alone, and the smaller stream is kept, so a slice coded with
@@ -96,7 +101,8 @@ class NeuralCodec(Codec):
 
     def __init__(self, mode: str = "", tau: int | None = None, period: int | None = None,
                  interslice: int = 1, weights: str | None = None, fallback: int = 1,
-                 adapt: int = 1, centroid: int = 0, restart: int = 0) -> None:
+                 adapt: int = 1, centroid: int = 0, restart: int = 0, truncate: int = 1,
+                 meanfit: int = 1) -> None:
         if mode not in ("", "lossless", "near-lossless"):
             raise FedcodecError(f"neural codec: mode must be lossless or near-lossless, not {mode!r}")
         if tau is not None and (not isinstance(tau, int) or tau < 0):
@@ -122,6 +128,12 @@ class NeuralCodec(Codec):
             raise FedcodecError("neural codec: adapt must be 0 or 1")
         self.adapt = bool(adapt)
         """Choose a scale offset per slice (encode-time adaptation, 0xA4 streams)."""
+        if truncate not in (0, 1) or meanfit not in (0, 1):
+            raise FedcodecError("neural codec: truncate and meanfit must be 0 or 1")
+        self.truncate = bool(truncate)
+        """With ``adapt``: the slice's value range truncates the tables (0xA8)."""
+        self.meanfit = bool(meanfit)
+        """With ``adapt``: least-squares mean corrections on lossless slices (0xA8)."""
         self.weights_path = resolve_weights(str(weights)) if weights else str(DEFAULT_WEIGHTS)
         if centroid not in (0, 1):
             raise FedcodecError("neural codec: centroid must be 0 or 1")
@@ -144,6 +156,10 @@ class NeuralCodec(Codec):
         out = super().describe()
         out.update(tau=self.tau, period=self.period, interslice=self.interslice_mode,
                    fallback=self.fallback, adapt=int(self.adapt))
+        if not self.truncate:
+            out["truncate"] = 0
+        if not self.meanfit:
+            out["meanfit"] = 0
         out["model_id"] = self._weights()[0].model_id.hex()
         if self.centroid:
             out["centroid"] = 1
@@ -191,7 +207,8 @@ class NeuralCodec(Codec):
                                         window_bound=window_bound)
             copy, offset = False, 0
         elif self.adapt:
-            words, recon, params = encode_slice_adaptive(image, params, refs, weights, models)
+            words, recon, params = encode_slice_adaptive(image, params, refs, weights, models,
+                                                         self.truncate, self.meanfit)
             copy, offset = False, params.scale_offset
         else:
             words, recon = encode_slice(image, params, refs, weights, models)

@@ -728,7 +728,8 @@ def best_scale_offset(log_p: np.ndarray, groups, bits: int) -> int:
 
 
 def encode_slice_adaptive(image: np.ndarray, params: SliceParams, refs: list[np.ndarray],
-                          weights: NeuralWeights, models: EntropyModels
+                          weights: NeuralWeights, models: EntropyModels,
+                          truncate: bool = True, fit_means: bool = True
                           ) -> tuple[np.ndarray, np.ndarray, SliceParams]:
     """:func:`encode_slice` with the slice's best scale offset and its value range when that
     pays: (words, recon, the params used, which the stream must record).
@@ -743,12 +744,12 @@ def encode_slice_adaptive(image: np.ndarray, params: SliceParams, refs: list[np.
     io = _Recorder()
     with blas_threads():
         recon = _walk(io, models, weights, params, image.shape, image.astype(np.int32), refs)
-    groups = io.groups
-    if not params.tau and not params.corrections:
-        groups, params = _fit_means(groups, params, models)
+        groups = io.groups
+        if fit_means and not params.tau and not params.corrections:
+            groups, params = _fit_means(groups, params, models)
     offset = best_scale_offset(models.log_probabilities(), groups, params.bits)
     chosen = dataclasses.replace(params, scale_offset=offset)
-    if params.bounds is None:
+    if truncate and params.bounds is None:
         chosen = _choose_bounds(chosen, image, groups, models)
     adapted = _Encoder()
     adapted.ops.append(io.ops[0])  # the top pixel, coded uniformly
@@ -787,8 +788,12 @@ def _fit_means(groups: list[_Recorded], params: SliceParams, models: EntropyMode
 
 
 def _group_cost(log_p: np.ndarray, g: _Recorded, bits: int) -> float:
-    """Bits of one recorded group at its best scale offset (encoder estimate)."""
-    return min(_code_length(log_p, [g], offset, bits) for offset in range(-3, 4))
+    """Bits of one recorded group at its best scale offset in -2..1 (encoder estimate, on
+    about ADAPT_SAMPLE / 2 of its pixels: a corrected mean narrows the residuals, so the best
+    offset can only move down)."""
+    stride = max(1, g.t.size // (ADAPT_SAMPLE // 2))
+    sample = [(g.k[::stride], g.phase[::stride], g.t[::stride])]
+    return stride * min(_code_length(log_p, sample, offset, bits) for offset in (-2, -1, 0, 1))
 
 
 def _choose_bounds(params: SliceParams, image: np.ndarray, groups, models: EntropyModels

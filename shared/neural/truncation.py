@@ -22,6 +22,10 @@ from fedcodec.shared.neural.tables import COUNT_TOTAL, ESCAPE, HALF_RANGE
 
 TRUNCATED = 1 << 40
 """Sort keys at or above this name a truncated table; below it, a plain table index."""
+NEAR_SYMBOLS = 48
+"""Only pixels whose range end lies within this many coarse symbols of the prediction are
+examined (the tables' coarse scale is at most 16 symbols, so farther ends cut a tail of well
+under 1/64); the rest keep their plain table without the per-pixel lookups."""
 MIN_EXCLUDED = COUNT_TOTAL >> 6
 """A pixel's table is truncated only when at least 1/64 of its mass is impossible (a smaller
 cut saves < 0.023 bits and would only add tables)."""
@@ -55,12 +59,19 @@ def sort_keys(counts: np.ndarray, cum: np.ndarray, key: np.ndarray, shift: np.nd
 
     ``t_lo``/``t_hi``: the lowest and highest residual the pixel can have (range - prediction).
     """
-    s_lo, s_end, escape, excluded = _cut(counts, cum, key, shift, t_lo, t_hi)
+    near = np.flatnonzero(((-t_lo) >> shift < NEAR_SYMBOLS) | (t_hi >> shift < NEAR_SYMBOLS))
+    if not near.size:
+        return None
+    key_near = key[near]
+    s_lo, s_end, escape, excluded = _cut(counts, cum, key_near, shift[near], t_lo[near],
+                                         t_hi[near])
     cut = excluded >= MIN_EXCLUDED
     if not cut.any():
         return None
-    composite = TRUNCATED + ((((key << 9) | s_lo) << 9 | s_end) << 1 | escape)
-    return np.where(cut, composite, key)
+    out = key.astype(np.int64, copy=True)
+    out[near[cut]] = TRUNCATED + ((((key_near[cut] << 9) | s_lo[cut]) << 9 | s_end[cut]) << 1
+                                  | escape[cut])
+    return out
 
 
 def probabilities(counts: np.ndarray, composite: int) -> np.ndarray:
@@ -79,6 +90,8 @@ def gain_bits(counts: np.ndarray, cum: np.ndarray, key: np.ndarray, shift: np.nd
               t_lo: np.ndarray, t_hi: np.ndarray) -> float:
     """Bits truncation saves on these pixels (encoder-side estimate: every truncated pixel's
     coded symbol gains log2 of its table's total over what is left)."""
+    near = ((-t_lo) >> shift < NEAR_SYMBOLS) | (t_hi >> shift < NEAR_SYMBOLS)
+    key, shift, t_lo, t_hi = key[near], shift[near], t_lo[near], t_hi[near]
     excluded = _cut(counts, cum, key, shift, t_lo, t_hi)[3]
     cut = excluded >= MIN_EXCLUDED
     if not cut.any():
