@@ -36,7 +36,11 @@ def weights_for(source: str, args: argparse.Namespace) -> str:
     if args.folds:
         held = next(g for g in GROUPS if source in g)
         key = layout_key(args.steps, 48, 1 << 18)
-        return str(args.folds / "folds" / f"without-{'+'.join(held)}.{key}.npz")
+        path = args.folds / "folds" / f"without-{'+'.join(held)}.{key}.npz"
+        if not path.exists():
+            raise SystemExit(f"no fold model {path} (run neural_loso.py --out {args.folds} "
+                             f"--steps {args.steps} first)")
+        return str(path)
     return args.weights or ""
 
 

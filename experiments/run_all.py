@@ -108,9 +108,13 @@ EXPERIMENT_LIST = (
     ),
     Experiment(
         "neural_loso", "neural codec leave-one-source-out vs the best classical codec (13 sources)",
-        ("{python}", "{experiments}/neural_loso.py", "--out", "{out}", "--steps", "1500",
-         "--max-slices", "16"),
+        ("{python}", "{experiments}/neural_loso.py", "--out", "{out}", "--steps", "1500"),
         ("{python}", "{experiments}/neural_loso.py", "--out", "{out}", "--quick"),
+        shared_data=("dicom", "dicom-more"),
+    ),
+    Experiment(
+        "neural_adapt", "what each encode-time adaptation saves per source (LOSO fold models)",
+        ("{python}", "{experiments}/neural_adapt.py", "--folds", "{out}/../neural_loso"), None,
         shared_data=("dicom", "dicom-more"),
     ),
     Experiment(
