@@ -10,7 +10,7 @@ For every series of each source (names of ``neural_loso.py``; default: all 13), 
 * ``adapt=0``: no adaptation;
 * ``truncate=0,meanfit=0``: the per-slice scale offset only (0xA4);
 * ``meanfit=0``: and the slice's value range (0xA8, ``truncation.py``);
-* the default: and the least-squares mean corrections (lossless only, ``mean_fit.py``).
+* the default: and the least-squares mean corrections (``mean_fit.py``).
 
 Prints bytes per source and the ratio of each step to the one before, and pooled.
 ``--folds DIR``: code each source with the fold model of ``neural_loso.py`` that was trained
@@ -54,7 +54,7 @@ def main() -> None:
     ap.add_argument("--slices", type=int, default=6)
     ap.add_argument("--tau", type=int, default=0)
     args = ap.parse_args()
-    steps = STEPS if not args.tau else STEPS[:3]  # mean corrections are lossless only
+    steps = STEPS
     pooled = [0] * len(steps)
     print(f"tau={args.tau}; bytes per source, then each step / the step before", flush=True)
     for source in args.sources:

@@ -78,6 +78,7 @@ def test_encode_one_thread_decode_two_threads_other_process(tmp_path: Path) -> N
     bounded = np.load(tmp_path / "neural_mode_near-lossless_tau_2_decoded.npz")
     assert np.abs(bounded["volume"].astype(np.int64) - volume).max() <= 2
     assert np.abs(bounded["odd"].astype(np.int64) - odd).max() <= 2
+    assert np.abs(bounded["interpolated"].astype(np.int64) - interpolated).max() <= 2
 
 
 def test_exact_layer_matches_int64_at_the_bounds() -> None:

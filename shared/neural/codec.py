@@ -26,9 +26,9 @@ Encoder-side choices per slice (the decoder just follows what each stream says):
 
 * **encode-time adaptation** (``adapt=1``, the default): the slice's scale bins move by the
   offset with the shortest code, written in the stream (0xA4) when it saves its byte; with it,
-  the slice's value range truncates the tables (``truncate=1``, :mod:`.truncation`) and, on a
-  lossless slice, large pyramid groups get a least-squares correction of the network's mean
-  (``meanfit=1``, :mod:`.mean_fit`), each written (0xA8) only when it pays;
+  the slice's value range truncates the tables (``truncate=1``, :mod:`.truncation`) and large
+  pyramid groups get a least-squares correction of the network's mean (``meanfit=1``,
+  :mod:`.mean_fit`), each written (0xA8) only when it pays;
 
 * **references only when they pay** (``interslice=1``, the default): a slice that has
   references is also coded alone, and the smaller stream is kept, so a slice coded with
@@ -133,7 +133,7 @@ class NeuralCodec(Codec):
         self.truncate = bool(truncate)
         """With ``adapt``: the slice's value range truncates the tables (0xA8)."""
         self.meanfit = bool(meanfit)
-        """With ``adapt``: least-squares mean corrections on lossless slices (0xA8)."""
+        """With ``adapt``: least-squares mean corrections of large groups (0xA8)."""
         self.weights_path = resolve_weights(str(weights)) if weights else str(DEFAULT_WEIGHTS)
         if centroid not in (0, 1):
             raise FedcodecError("neural codec: centroid must be 0 or 1")

@@ -10,9 +10,11 @@ where they pay for their bytes. The decoder applies them with the same integer a
 
     pred' = clip(pred + ((sum_j w_j (8 n_j - pred)) >> WEIGHT_SHIFT), 0, maxval << 3)
 
-Lossless only: there every reconstruction is the original, so one recorded walk gives the
-encoder everything the fit needs and the corrected prediction changes no context. The fit is
-float and encoder-side only; what the stream carries are the integer weights.
+Lossless, every reconstruction is the original, so one recorded walk gives the encoder
+everything the fit needs and the corrected prediction changes no context. Near-lossless, the
+reconstructions follow the prediction: the weights are fitted on a first walk and the slice is
+walked again with them (only when some group kept its weights). The fit is float and
+encoder-side only; what the stream carries are the integer weights.
 """
 
 from __future__ import annotations

@@ -142,7 +142,7 @@ class SliceParams:
     """Every pixel lies in [lo, hi] (the slice's minimum and maximum, in the stream), so tables
     reaching past them are truncated (:mod:`.truncation`)."""
     corrections: tuple[tuple[int, tuple[int, ...]], ...] = ()
-    """Lossless only: (group number, weights) of the groups whose predicted mean is corrected
+    """(group number, weights) of the groups whose predicted mean is corrected
     (:mod:`.mean_fit`), chosen by the encoder."""
 
     @property
@@ -263,6 +263,8 @@ class _Recorded(NamedTuple):
     """The level grid (complete once the walk is over)."""
     group: GroupSpec
     level: int
+    x: np.ndarray
+    """The original pixels (near-lossless: what the fit predicts, not the reconstruction)."""
 
 
 class _Recorder(_Encoder):
@@ -422,7 +424,8 @@ def _code_group(io, models, weights, params: SliceParams, recon, errors, origina
         else:
             t = r
     if isinstance(io, _Recorder):
-        io.groups.append(_Recorded(k, phase, t, base, network_pred, recon, group, level_index))
+        io.groups.append(_Recorded(k, phase, t, base, network_pred, recon, group, level_index,
+                                   x))
     else:
         t = _code_residuals(io, models, t, key, shift, params.bits,
                             _room(params, base, k_model))
@@ -745,8 +748,13 @@ def encode_slice_adaptive(image: np.ndarray, params: SliceParams, refs: list[np.
     with blas_threads():
         recon = _walk(io, models, weights, params, image.shape, image.astype(np.int32), refs)
         groups = io.groups
-        if fit_means and not params.tau and not params.corrections:
+        if fit_means and not params.corrections:
             groups, params = _fit_means(groups, params, models)
+            if params.tau and params.corrections:  # reconstructions follow the prediction:
+                io = _Recorder()                    # walk again with the corrections
+                recon = _walk(io, models, weights, params, image.shape,
+                              image.astype(np.int32), refs)
+                groups = io.groups
     offset = best_scale_offset(models.log_probabilities(), groups, params.bits)
     chosen = dataclasses.replace(params, scale_offset=offset)
     if truncate and params.bounds is None:
@@ -762,19 +770,28 @@ def encode_slice_adaptive(image: np.ndarray, params: SliceParams, refs: list[np.
 
 def _fit_means(groups: list[_Recorded], params: SliceParams, models: EntropyModels
                ) -> tuple[list[_Recorded], SliceParams]:
-    """Fit a mean correction to every large group of a lossless walk (:mod:`.mean_fit`) and
-    keep those whose estimated saving beats their bytes; the groups as they will be coded."""
+    """Fit a mean correction to every large group of a walk (:mod:`.mean_fit`) and keep those
+    whose estimated saving beats their bytes; the groups as they will be coded (lossless: the
+    walk's own, corrected; near-lossless the caller walks again, since the reconstructions,
+    hence later contexts, follow the prediction)."""
     log_p = models.log_probabilities()
     out, kept = [], []
     for g in groups:
         if g.t.size >= mean_fit.MIN_PIXELS:
-            x = g.base + g.t
+            x = g.x
             fitted = mean_fit.fit(g.network_pred, g.grid, g.group, x)
             if fitted is not None:
                 pred = mean_fit.corrected(g.network_pred, g.grid, g.group, fitted, params.maxval)
                 base = (pred + 4) >> 3
-                trial = g._replace(phase=pred - (base << 3) + CENTRE_PHASE, t=x - base,
-                                   base=base)
+                if not params.tau:
+                    t, phase = x - base, pred - (base << 3) + CENTRE_PHASE
+                elif params.centroid:
+                    t = bin_centroid.quantise(x, base, g.k, params.tau, params.maxval)[0]
+                    phase = g.phase
+                else:
+                    r = x - base
+                    t, phase = np.sign(r) * ((np.abs(r) + params.tau) // params.step), g.phase
+                trial = g._replace(phase=phase, t=t, base=base)
                 cost = 8 * (1 + sum(len(write_varint(2 * abs(w))) for w in fitted))
                 saved = (_group_cost(log_p, g, params.bits)
                          - _group_cost(log_p, trial, params.bits))

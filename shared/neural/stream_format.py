@@ -96,7 +96,7 @@ class StreamHeader:
     """(0xA8) every pixel lies in [lo, hi]: the coder truncates residual distributions to
     that range."""
     corrections: tuple[tuple[int, tuple[int, ...]], ...] = ()
-    """(0xA8, lossless) (group number, weights) of the groups whose mean is corrected."""
+    """(0xA8) (group number, weights) of the groups whose mean is corrected."""
 
 
 def write_varint(value: int) -> bytes:
@@ -143,7 +143,7 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
     if header.corrections:
         _check_corrections(header.corrections, header.tau, ValueError)
         if header.copy or header.window_bound:
-            raise ValueError("mean corrections belong to a coded lossless slice")
+            raise ValueError("mean corrections belong to a coded slice")
     magic = (COPY_MAGIC if header.copy else WINDOW_MAGIC if header.window_bound
              else EXTENDED_MAGIC if extended
              else CENTROID_MAGIC if header.centroid
@@ -285,11 +285,11 @@ def _read_corrections(data: bytes, pos: int) -> tuple[tuple[tuple[int, tuple[int
 
 
 def _check_corrections(corrections, tau: int, error: type[Exception]) -> None:
-    """Groups in increasing order, inside the pyramid, one weight per neighbour, each bounded;
-    lossless slices only (the fit needs reconstructions equal to the originals)."""
+    """Groups in increasing order, inside the pyramid, one weight per neighbour, each
+    bounded."""
     previous = -1
     for index, weights in corrections:
-        if (tau or not previous < index < 3 * MAX_LEVELS
+        if (not previous < index < 3 * MAX_LEVELS
                 or len(weights) != len(GROUPS[index % 3].offsets)
                 or max(abs(w) for w in weights) >= MAX_WEIGHT):
             raise error(f"neural stream: bad mean correction for group {index}")
