@@ -42,7 +42,7 @@ STAGES = {
     "entropy runs (_code_residuals)": ("slice_coder.py", "_code_residuals"),
     "  of which constriction decode": ("~", "<method 'decode' of 'builtins.AnsCoder' objects>"),
     "rANS encode (finish)": ("slice_coder.py", "finish"),
-    "scale adaptation (best_scale_offset)": ("slice_coder.py", "best_scale_offset"),
+    "scale adaptation (best_scale_offset)": ("adaptive_encoder.py", "best_scale_offset"),
 }
 
 

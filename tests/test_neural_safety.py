@@ -166,12 +166,8 @@ def test_bounded_range_is_signalled_smaller_and_round_trips(spec: str) -> None:
     import dataclasses
 
     from fedcodec.shared.neural.codec import load_weights
-    from fedcodec.shared.neural.slice_coder import (
-        SliceParams,
-        decode_slice,
-        encode_slice,
-        encode_slice_adaptive,
-    )
+    from fedcodec.shared.neural.adaptive_encoder import encode_slice_adaptive
+    from fedcodec.shared.neural.slice_coder import SliceParams, decode_slice, encode_slice
     from fedcodec.shared.neural.weights import DEFAULT_WEIGHTS
 
     image = _on_a_floor(np.random.default_rng(11))

@@ -54,13 +54,15 @@ from fedcodec.shared.codecs.base import Codec, CodecMode, register_codec
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 from fedcodec.shared.neural.chains import chains, run_jobs, worker_count
 from fedcodec.shared.neural.fallback import decode_classical, is_classical, smaller_classical
+from fedcodec.shared.neural.adaptive_encoder import (
+    encode_refinement_adaptive,
+    encode_slice_adaptive,
+)
 from fedcodec.shared.neural.slice_coder import (
     EntropyModels,
     SliceParams,
     decode_slice,
     encode_slice,
-    encode_refinement_adaptive,
-    encode_slice_adaptive,
 )
 from fedcodec.shared.neural.stream_format import COPY_MAGIC, StreamHeader, pack, unpack
 from fedcodec.shared.neural.tiles import (
