@@ -5,12 +5,13 @@
 
 For every series of each source (names of ``neural_loso.py``; default: all 13), up to
 ``--slices`` slices spread over the series are coded as a volume by the learned coder alone
-(``neural:fallback=0``) four ways, each decoded and checked:
+(``neural:fallback=0``) five ways, each decoded and checked:
 
 * ``adapt=0``: no adaptation;
-* ``truncate=0,meanfit=0``: the per-slice scale offset only (0xA4);
-* ``meanfit=0``: and the slice's value range (0xA8, ``truncation.py``);
-* the default: and the least-squares mean corrections (``mean_fit.py``).
+* ``truncate=0,meanfit=0,groupscale=0``: the per-slice scale offset only (0xA4);
+* ``meanfit=0,groupscale=0``: and the slice's value range (0xA8, ``truncation.py``);
+* ``groupscale=0``: and the least-squares mean corrections (``mean_fit.py``);
+* the default: and a scale offset of their own for groups where it pays.
 
 Prints bytes per source and the ratio of each step to the one before, and pooled.
 ``--folds DIR``: code each source with the fold model of ``neural_loso.py`` that was trained
@@ -28,8 +29,9 @@ from neural_loso import DATA, DICOM_SOURCES, GROUPS, PYPI, layout_key, load_sour
 
 from fedcodec.shared.codecs import get_codec
 
-STEPS = (("no adaptation", "adapt=0"), ("scale offset", "truncate=0,meanfit=0"),
-         ("+ value range", "meanfit=0"), ("+ mean corrections", ""))
+STEPS = (("no adaptation", "adapt=0"), ("scale offset", "truncate=0,meanfit=0,groupscale=0"),
+         ("+ value range", "meanfit=0,groupscale=0"), ("+ mean corrections", "groupscale=0"),
+         ("+ group offsets", ""))
 
 
 def weights_for(source: str, args: argparse.Namespace) -> str:

@@ -197,14 +197,14 @@ def test_full_range_slice_writes_no_range() -> None:
     image = _anatomy(np.random.default_rng(12), (40, 40))
     image[0, 0], image[-1, -1] = 0, 4095
     stream = get_codec("neural:fallback=0").encode(image, 12)
-    assert stream[0] in (0xA1, 0xA4) and unpack(stream)[0].bounds is None
+    assert unpack(stream)[0].bounds is None
 
 
 def test_bad_bounded_range_is_a_one_line_error() -> None:
     from fedcodec.shared.neural.stream_format import StreamHeader, pack, write_varint
 
-    stream = bytearray(get_codec("neural:fallback=0").encode(_on_a_floor(
-        np.random.default_rng(13)), 16))
+    stream = bytearray(get_codec("neural:fallback=0,meanfit=0,groupscale=0").encode(
+        _on_a_floor(np.random.default_rng(13)), 16))
     assert stream[0] == 0xA8
     header = unpack(bytes(stream))[0]
     # the header ends with: offset byte, flags byte, varint lo, varint (max - hi), model id,
@@ -218,7 +218,7 @@ def test_bad_bounded_range_is_a_one_line_error() -> None:
     with pytest.raises(ValueError, match="coded slices"):
         pack(StreamHeader(4, 4, 12, 0, True, (1,), b"\0\0", 0, copy=True, bounds=(0, 10)),
              np.zeros(0))
-    stream[lo_at - 1] = 9  # an unknown flag
+    stream[lo_at - 1] = 16  # an unknown flag
     with pytest.raises(CorruptDataError, match="flags"):
         get_codec("neural").decode(bytes(stream))
 
@@ -263,9 +263,32 @@ def test_bad_mean_correction_is_refused() -> None:
     stream = bytearray(get_codec("neural:fallback=0").encode(
         _interpolated(np.random.default_rng(3)), 12))
     flags_at = stream.index(bytes([unpack(bytes(stream))[0].scale_offset + 128]), 4) + 1
-    for flags in (0, 1, 9):
+    for flags in (0, 1, 17):
         tampered = bytearray(stream)
         tampered[flags_at] = flags
         with pytest.raises(CorruptDataError, match="flags|malformed|bad|truncated") as info:
             get_codec("neural").decode(bytes(tampered))
         assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("spec", ["", ",tau=2"])
+def test_group_scale_offsets_are_signalled_smaller_and_round_trip(spec: str) -> None:
+    image = _interpolated(np.random.default_rng(3))  # corrected groups narrow, others do not
+    stream = get_codec(f"neural:fallback=0{spec}").encode(image, 12)
+    header = unpack(stream)[0]
+    assert stream[0] == 0xA8 and header.group_offsets
+    decoded = get_codec("neural").decode(stream).astype(np.int64)
+    assert np.abs(decoded - image).max() <= header.tau
+    single = get_codec(f"neural:fallback=0,groupscale=0{spec}").encode(image, 12)
+    assert not unpack(single)[0].group_offsets and len(stream) < len(single)
+
+
+def test_bad_group_scale_offset_is_refused() -> None:
+    from fedcodec.shared.neural.stream_format import StreamHeader, pack
+
+    pack(StreamHeader(4, 4, 12, 0, True, (), b"\0\0", 0, scale_offset=20,
+                      group_offsets=((0, 4), (5, -3))), np.zeros(0))
+    for pairs in (((0, 0),), ((5, 1), (2, 1)), ((0, 5),)):  # zero, unsorted, beyond 24
+        with pytest.raises(ValueError, match="scale offset for group"):
+            pack(StreamHeader(4, 4, 12, 0, True, (), b"\0\0", 0, scale_offset=20,
+                              group_offsets=pairs), np.zeros(0))

@@ -13,6 +13,7 @@ Specs::
     neural:adapt=0                         no encode-time adaptation (0xA1 streams only)
     neural:truncate=0                      no value range (tables not truncated to it)
     neural:meanfit=0                       no least-squares mean corrections
+    neural:groupscale=0                    one scale offset per slice (none per group)
     neural:restart=32                      an independent chain every 32 slices (0 = never,
                                            the default): chains code on both cores
 
@@ -26,9 +27,10 @@ Encoder-side choices per slice (the decoder just follows what each stream says):
 
 * **encode-time adaptation** (``adapt=1``, the default): the slice's scale bins move by the
   offset with the shortest code, written in the stream (0xA4) when it saves its byte; with it,
-  the slice's value range truncates the tables (``truncate=1``, :mod:`.truncation`) and large
+  the slice's value range truncates the tables (``truncate=1``, :mod:`.truncation`), large
   pyramid groups get a least-squares correction of the network's mean (``meanfit=1``,
-  :mod:`.mean_fit`), each written (0xA8) only when it pays;
+  :mod:`.mean_fit`) and groups whose best offset differs their own (``groupscale=1``), each
+  written (0xA8) only when it pays;
 
 * **references only when they pay** (``interslice=1``, the default): a slice that has
   references is also coded alone, and the smaller stream is kept, so a slice coded with
@@ -104,7 +106,7 @@ class NeuralCodec(Codec):
     def __init__(self, mode: str = "", tau: int | None = None, period: int | None = None,
                  interslice: int = 1, weights: str | None = None, fallback: int = 1,
                  adapt: int = 1, centroid: int = 0, restart: int = 0, truncate: int = 1,
-                 meanfit: int = 1) -> None:
+                 meanfit: int = 1, groupscale: int = 1) -> None:
         if mode not in ("", "lossless", "near-lossless"):
             raise FedcodecError(f"neural codec: mode must be lossless or near-lossless, not {mode!r}")
         if tau is not None and (not isinstance(tau, int) or tau < 0):
@@ -130,8 +132,10 @@ class NeuralCodec(Codec):
             raise FedcodecError("neural codec: adapt must be 0 or 1")
         self.adapt = bool(adapt)
         """Choose a scale offset per slice (encode-time adaptation, 0xA4 streams)."""
-        if truncate not in (0, 1) or meanfit not in (0, 1):
-            raise FedcodecError("neural codec: truncate and meanfit must be 0 or 1")
+        if truncate not in (0, 1) or meanfit not in (0, 1) or groupscale not in (0, 1):
+            raise FedcodecError("neural codec: truncate, meanfit and groupscale must be 0 or 1")
+        self.groupscale = bool(groupscale)
+        """With ``adapt``: pyramid groups may move their scale bins further (0xA8)."""
         self.truncate = bool(truncate)
         """With ``adapt``: the slice's value range truncates the tables (0xA8)."""
         self.meanfit = bool(meanfit)
@@ -162,6 +166,8 @@ class NeuralCodec(Codec):
             out["truncate"] = 0
         if not self.meanfit:
             out["meanfit"] = 0
+        if not self.groupscale:
+            out["groupscale"] = 0
         out["model_id"] = self._weights()[0].model_id.hex()
         if self.centroid:
             out["centroid"] = 1
@@ -210,7 +216,8 @@ class NeuralCodec(Codec):
             copy, offset = False, 0
         elif self.adapt:
             words, recon, params = encode_slice_adaptive(image, params, refs, weights, models,
-                                                         self.truncate, self.meanfit)
+                                                         self.truncate, self.meanfit,
+                                                         self.groupscale)
             copy, offset = False, params.scale_offset
         else:
             words, recon = encode_slice(image, params, refs, weights, models)
@@ -221,7 +228,8 @@ class NeuralCodec(Codec):
                               params.centroid and not copy, 0 if copy else window_bound,
                               params.centred_cells and not copy,
                               None if copy else params.bounds,
-                              () if copy else params.corrections)
+                              () if copy else params.corrections,
+                              () if copy else params.group_offsets)
         return pack(header, words), recon
 
     def _encode_tiled(self, image: np.ndarray, bits: int, refs: list[np.ndarray],
@@ -297,7 +305,8 @@ class NeuralCodec(Codec):
                                              centroid=header.centroid,
                                              centred_cells=header.centred_cells,
                                              bounds=header.bounds,
-                                             corrections=header.corrections), refs,
+                                             corrections=header.corrections,
+                                             group_offsets=header.group_offsets), refs,
                                  weights, models, window_bound=header.window_bound)
         out = recon.astype(np.uint16 if header.uint16 else np.uint8)
         if _crc(out) != header.crc32:

@@ -142,6 +142,16 @@ class SliceParams:
     corrections: tuple[tuple[int, tuple[int, ...]], ...] = ()
     """(group number, weights) of the groups whose predicted mean is corrected
     (:mod:`.mean_fit`), chosen by the encoder."""
+    group_offsets: tuple[tuple[int, int], ...] = ()
+    """(group number, extra bins) of the groups whose scale bins move by more than
+    ``scale_offset``, chosen by the encoder where a group's best offset differs."""
+
+    def offset_of(self, level: int, group: GroupSpec) -> int:
+        """The scale offset of one pyramid group: the slice's plus the group's own."""
+        if not self.group_offsets:
+            return self.scale_offset
+        own = dict(self.group_offsets).get(mean_fit.group_index(level, group), 0)
+        return self.scale_offset + own
 
     @property
     def maxval(self) -> int:
@@ -408,7 +418,7 @@ def _code_group(io, models, weights, params: SliceParams, recon, errors, origina
     # the bin centroid follows the model's own scale bin, never the adapted one: the adaptive
     # encoder records residuals at offset 0 and picks the offset afterwards (entropy coding only)
     k_model = scale_bin(log_scale)
-    k = _offset_bins(k_model, params.scale_offset)
+    k = _offset_bins(k_model, params.offset_of(level_index, group))
     key = table_key(k, phase)
     shift = SHIFTS[k]
     t = None

@@ -23,11 +23,14 @@
     1 byte      (0xA4, 0xA6, 0xA7 and 0xA8 only) scale offset + 128: every pixel's scale bin
                 moves by this many bins (-24..24; never 0 in 0xA4), chosen by the encoder
     1 byte      (0xA8 only) flags: bit 0 reconstruction inside the bin (as 0xA6), bit 1 a
-                value range follows, bit 2 mean corrections follow; others 0
+                value range follows, bit 2 mean corrections follow, bit 3 group scale
+                offsets follow; others 0
     varint*2    (0xA8, bit 1) the slice's minimum, then 2**bits - 1 - its maximum
     varint ...  (0xA8, bit 2) how many groups are corrected, then for each (in increasing
                 order) its number (3 * level + B/C/D) and one zigzag varint per neighbour of
                 the group (12 for B and C, 16 for D): the weights, in 1/256
+    varint ...  (0xA8, bit 3) how many groups have their own scale offset, then for each (in
+                increasing order) its number and a zigzag varint: bins added to the slice's
     2 bytes     model id (SHA-256 prefix of the weights' integer arrays)
     4 bytes     CRC-32 of the reconstructed pixels (little-endian, as stored in the output dtype)
     rest        rANS words, uint32 little-endian (constriction AnsCoder.get_compressed)
@@ -97,6 +100,8 @@ class StreamHeader:
     that range."""
     corrections: tuple[tuple[int, tuple[int, ...]], ...] = ()
     """(0xA8) (group number, weights) of the groups whose mean is corrected."""
+    group_offsets: tuple[tuple[int, int], ...] = ()
+    """(0xA8) (group number, bins) added to ``scale_offset`` for those groups."""
 
 
 def write_varint(value: int) -> bytes:
@@ -139,7 +144,11 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
                                       or not 0 <= header.bounds[0] <= header.bounds[1]
                                       < (1 << header.bits)):
         raise ValueError(f"bad bounded range {header.bounds} (coded slices only)")
-    extended = header.bounds is not None or bool(header.corrections)
+    extended = header.bounds is not None or bool(header.corrections) or bool(header.group_offsets)
+    if header.group_offsets:
+        _check_group_offsets(header.group_offsets, header.scale_offset, ValueError)
+        if header.copy or header.window_bound:
+            raise ValueError("group scale offsets belong to a coded slice")
     if header.corrections:
         _check_corrections(header.corrections, header.tau, ValueError)
         if header.copy or header.window_bound:
@@ -160,7 +169,8 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
         parts.append(bytes([header.scale_offset + 128]))
     if extended:
         parts.append(bytes([int(header.centroid) | (2 if header.bounds is not None else 0)
-                            | (4 if header.corrections else 0)]))
+                            | (4 if header.corrections else 0)
+                            | (8 if header.group_offsets else 0)]))
     if header.bounds is not None:
         parts.append(write_varint(header.bounds[0]))
         parts.append(write_varint((1 << header.bits) - 1 - header.bounds[1]))
@@ -169,6 +179,10 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
         for index, weights in header.corrections:
             parts.append(write_varint(index))
             parts.extend(write_varint(_zigzag(w)) for w in weights)
+    if header.group_offsets:
+        parts.append(write_varint(len(header.group_offsets)))
+        for index, delta in header.group_offsets:
+            parts.append(write_varint(index) + write_varint(_zigzag(delta)))
     parts.append(header.model_id[:MODEL_ID_BYTES])
     parts.append(int(header.crc32).to_bytes(4, "little"))
     parts.append(np.asarray(words, dtype="<u4").tobytes())
@@ -228,8 +242,9 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
             raise CorruptDataError(f"neural stream: bad scale offset {scale_offset}")
     bounds = None
     corrections: tuple[tuple[int, tuple[int, ...]], ...] = ()
+    group_offsets: tuple[tuple[int, int], ...] = ()
     if data[0] == EXTENDED_MAGIC:
-        if pos >= len(data) or data[pos] > 7 or data[pos] in (0, 1):
+        if pos >= len(data) or data[pos] > 15 or data[pos] in (0, 1):
             raise CorruptDataError("neural stream: bad extended-slice flags")
         extended_flags = data[pos]
         centroid = bool(extended_flags & 1)
@@ -243,6 +258,17 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
         if extended_flags & 4:
             corrections, pos = _read_corrections(data, pos)
             _check_corrections(corrections, tau, CorruptDataError)
+        if extended_flags & 8:
+            count, pos = read_varint(data, pos)
+            if count > 3 * MAX_LEVELS:
+                raise CorruptDataError(f"neural stream: {count} group scale offsets")
+            pairs = []
+            for _ in range(count):
+                index, pos = read_varint(data, pos)
+                delta, pos = read_varint(data, pos)
+                pairs.append((index, _unzigzag(delta)))
+            group_offsets = tuple(pairs)
+            _check_group_offsets(group_offsets, scale_offset, CorruptDataError)
     model_id = data[pos : pos + MODEL_ID_BYTES]
     crc = data[pos + MODEL_ID_BYTES : pos + MODEL_ID_BYTES + 4]
     payload = data[pos + MODEL_ID_BYTES + 4 :]
@@ -257,7 +283,7 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
         raise CorruptDataError("neural stream: centroid reconstruction without tau")
     header = StreamHeader(rows, cols, bits, tau, uint16, tuple(offsets), model_id,
                           int.from_bytes(crc, "little"), copy, scale_offset, centroid,
-                          window_bound, centred_cells, bounds, corrections)
+                          window_bound, centred_cells, bounds, corrections, group_offsets)
     return header, np.frombuffer(payload, dtype="<u4").astype(np.uint32)
 
 
@@ -293,4 +319,15 @@ def _check_corrections(corrections, tau: int, error: type[Exception]) -> None:
                 or len(weights) != len(GROUPS[index % 3].offsets)
                 or max(abs(w) for w in weights) >= MAX_WEIGHT):
             raise error(f"neural stream: bad mean correction for group {index}")
+        previous = index
+
+
+def _check_group_offsets(pairs, scale_offset: int, error: type[Exception]) -> None:
+    """Groups in increasing order inside the pyramid, each offset non-zero and the total within
+    the stream's scale-offset reach."""
+    previous = -1
+    for index, delta in pairs:
+        if (not previous < index < 3 * MAX_LEVELS or not delta
+                or abs(scale_offset + delta) > MAX_SCALE_OFFSET):
+            raise error(f"neural stream: bad scale offset for group {index}")
         previous = index
