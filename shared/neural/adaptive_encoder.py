@@ -10,6 +10,7 @@ residuals without coding them (:class:`slice_coder._Recorder`), then the slice i
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 
@@ -56,22 +57,30 @@ ADAPT_SAMPLE = 1 << 14
 the choice only needs the cost's minimum, and costs ~40 % of an encode on all pixels."""
 
 
+def descend(cost: Callable[[int], float], reach: int) -> dict[int, float]:
+    """Costs of the offsets tried by a descent from 0, one bin at a time, first upwards, then
+    (only if going up did not help) downwards, each side until the cost stops falling or
+    ``reach`` is passed: the cost is close to convex in the offset."""
+    costs = {0: cost(0)}
+    for direction in (1, -1):
+        offset = direction
+        while abs(offset) <= reach:
+            costs[offset] = cost(offset)
+            if costs[offset] >= costs[offset - direction]:
+                break
+            offset += direction
+        if len(costs) > 2 and direction == 1:
+            break  # the positive side improved: no need to look below zero
+    return costs
+
+
 def best_scale_offset(log_p: np.ndarray, groups, bits: int) -> int:
     """The scale offset with the shortest code for the recorded residuals: a descent from 0
     in the better direction, one bin at a time (the cost is close to convex in the offset)."""
     stride = max(1, sum(g[2].size for g in groups) // ADAPT_SAMPLE)
     if stride > 1:
         groups = [(k[::stride], phase[::stride], t[::stride]) for k, phase, t, *_ in groups]
-    costs = {0: _code_length(log_p, groups, 0, bits)}
-    for direction in (1, -1):
-        offset = direction
-        while abs(offset) <= MAX_SCALE_OFFSET:
-            costs[offset] = _code_length(log_p, groups, offset, bits)
-            if costs[offset] >= costs[offset - direction]:
-                break
-            offset += direction
-        if len(costs) > 2 and direction == 1:
-            break  # the positive side improved: no need to look below zero
+    costs = descend(lambda offset: _code_length(log_p, groups, offset, bits), MAX_SCALE_OFFSET)
     best = min(costs, key=costs.get)
     return best if stride * costs[best] + 8 < stride * costs[0] else 0  # it costs a header byte
 
@@ -134,18 +143,12 @@ def _choose_group_offsets(params: SliceParams, groups: list[_Recorded], log_p: n
             continue
         stride = max(1, g.t.size // (ADAPT_SAMPLE // 2))
         sample = [(g.k[::stride], g.phase[::stride], g.t[::stride])]
-        costs = {0: _code_length(log_p, sample, params.scale_offset, params.bits)}
-        for direction in (1, -1):  # a descent from the slice's offset, as best_scale_offset
-            delta = direction
-            while abs(delta) <= GROUP_OFFSET_REACH and abs(params.scale_offset + delta) <= \
-                    MAX_SCALE_OFFSET:
-                costs[delta] = _code_length(log_p, sample, params.scale_offset + delta,
-                                            params.bits)
-                if costs[delta] >= costs[delta - direction]:
-                    break
-                delta += direction
-            if len(costs) > 2 and direction == 1:
-                break
+        def cost(delta: int, sample=sample) -> float:
+            if abs(params.scale_offset + delta) > MAX_SCALE_OFFSET:
+                return float("inf")  # beyond what the stream can say
+            return _code_length(log_p, sample, params.scale_offset + delta, params.bits)
+
+        costs = descend(cost, GROUP_OFFSET_REACH)  # from the slice's offset
         best = min(costs, key=costs.get)
         if best and stride * (costs[0] - costs[best]) > 8 * 2 + 8:  # its bytes + one of margin
             extra.append((mean_fit.group_index(g.level, g.group), best))
@@ -259,15 +262,6 @@ def _best_window_offset(groups: list[_WindowBins], models: EntropyModels, params
     def cost(offset: int) -> float:
         return stride * sum(g.cost(models, params.tau, params.bits, offset) for g in sampled)
 
-    costs = {0: cost(0)}
-    for direction in (1, -1):
-        offset = direction
-        while abs(offset) <= MAX_SCALE_OFFSET:
-            costs[offset] = cost(offset)
-            if costs[offset] >= costs[offset - direction]:
-                break
-            offset += direction
-        if len(costs) > 2 and direction == 1:
-            break
+    costs = descend(cost, MAX_SCALE_OFFSET)
     best = min(costs, key=costs.get)
     return best, costs[best]

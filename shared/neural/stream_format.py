@@ -53,6 +53,7 @@ stream with no references decodes alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -256,18 +257,12 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
             if not 0 <= lo <= bounds[1]:
                 raise CorruptDataError(f"neural stream: bad bounded range {bounds}")
         if extended_flags & 4:
-            corrections, pos = _read_corrections(data, pos)
+            corrections, pos = _read_per_group(data, pos, "mean corrections",
+                                               lambda index: len(GROUPS[index % 3].offsets))
             _check_corrections(corrections, tau, CorruptDataError)
         if extended_flags & 8:
-            count, pos = read_varint(data, pos)
-            if count > 3 * MAX_LEVELS:
-                raise CorruptDataError(f"neural stream: {count} group scale offsets")
-            pairs = []
-            for _ in range(count):
-                index, pos = read_varint(data, pos)
-                delta, pos = read_varint(data, pos)
-                pairs.append((index, _unzigzag(delta)))
-            group_offsets = tuple(pairs)
+            pairs, pos = _read_per_group(data, pos, "group scale offsets", lambda _: 1)
+            group_offsets = tuple((index, values[0]) for index, values in pairs)
             _check_group_offsets(group_offsets, scale_offset, CorruptDataError)
     model_id = data[pos : pos + MODEL_ID_BYTES]
     crc = data[pos + MODEL_ID_BYTES : pos + MODEL_ID_BYTES + 4]
@@ -295,18 +290,20 @@ def _unzigzag(value: int) -> int:
     return (value >> 1) if not value & 1 else -((value + 1) >> 1)
 
 
-def _read_corrections(data: bytes, pos: int) -> tuple[tuple[tuple[int, tuple[int, ...]], ...], int]:
+def _read_per_group(data: bytes, pos: int, what: str, values_per_group: Callable[[int], int]
+                    ) -> tuple[tuple[tuple[int, tuple[int, ...]], ...], int]:
+    """A count, then per group its number and its zigzag values: ((number, values), ...)."""
     count, pos = read_varint(data, pos)
     if count > 3 * MAX_LEVELS:
-        raise CorruptDataError(f"neural stream: {count} mean corrections")
+        raise CorruptDataError(f"neural stream: {count} {what}")
     out = []
     for _ in range(count):
         index, pos = read_varint(data, pos)
-        weights = []
-        for _ in range(len(GROUPS[index % 3].offsets)):
+        values = []
+        for _ in range(values_per_group(index)):
             value, pos = read_varint(data, pos)
-            weights.append(_unzigzag(value))
-        out.append((index, tuple(weights)))
+            values.append(_unzigzag(value))
+        out.append((index, tuple(values)))
     return tuple(out), pos
 
 
