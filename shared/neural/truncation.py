@@ -6,12 +6,15 @@ maximum. MR magnitude images sit on a floor (background masked to zero, or signe
 so that zero is 32768) that the network cannot know; a pixel predicted just above the floor
 wastes the mass below it. The encoder writes the slice's minimum and maximum into the stream;
 both sides then drop the impossible coarse symbols of every pixel whose table loses at least
-``MIN_EXCLUDED`` of its mass, and renormalise. Lossless slices only (a near-lossless symbol is a
-quantised index whose reach depends on tau).
+``MIN_EXCLUDED`` of its mass, and renormalise. Near-lossless, the symbol is the quantised
+index, and the caller passes the indices of the range's ends (``slice_coder._room``).
 
 Everything here is integer arithmetic on the count tables, so encoder and decoder select the
 same pixels and build the same truncated tables; ``constriction`` then quantises them
-deterministically, as it does the plain tables.
+deterministically, as it does the plain tables. Each (table, cut) is one cached Categorical
+and one run of the group's coder calls (decoding 6 GE T1 slices: 0.24 -> 0.32 s); coding the
+truncated pixels instead as one categorical per pixel, in chunks of float rows, was slower
+(0.56 s).
 """
 
 from __future__ import annotations
