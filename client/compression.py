@@ -679,9 +679,12 @@ def _write_decoded(series: Series, folder: Path, lossy: LossyInfo | None, index:
 
 
 def _check_model(codec: CodecInfo, coder: Codec) -> None:
+    """The container's model must be the coder's, or one the coder decodes with (a shipped
+    model that was the default when the container was written)."""
     expected = codec.model_hash
     actual = _model_hash(coder)
-    if expected is not None and actual != expected:
+    decodes = getattr(coder, "decodes_model", None)
+    if expected is not None and actual != expected and not (decodes and decodes(expected)):
         raise FedcodecError(
             f"container was coded with model {expected[:16]}, but codec "
             f"{codec.spec!r} here has model {str(actual)[:16]}"

@@ -23,6 +23,8 @@ value has exactly one admissible index. It gains freedom only together with shif
 
 from __future__ import annotations
 
+import v1_figures  # noqa: F401, I001 - the figures of this script were measured with neural_v1
+
 import argparse
 import json
 import sys

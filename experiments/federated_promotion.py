@@ -1,4 +1,5 @@
-"""The federated loop closed: start from the shipped weights, train through the project's
+"""The federated loop closed: start from the shipped weights (``neural_v1``, the default until
+2026-12-07, trained on ``dicom/`` only, so two sites stay unseen), train through the project's
 ServerApp / ClientApp (Flower simulation engine, SecAgg+, DP-SGD at every site, promotion gate),
 then compare, per site, the promoted federated model with the shipped weights on that site's
 held-out series — what a site gets from ``fedcodec models pull``.
@@ -45,7 +46,7 @@ def run_config(args: argparse.Namespace, sites: list[str], out: Path) -> dict:
         "pixels-per-group": args.pixels_per_group, "max-slices": args.max_slices, "lr": args.lr,
         "max-grad-norm": args.clip, "update-clip": 4.0, "min-fit-clients": len(sites),
         "min-available-clients": len(sites), "round-timeout": 1800.0, "seed": 0,
-        "secagg": True, "initial-weights": "shipped", "codec-counts": "shipped",
+        "secagg": True, "initial-weights": "neural_v1", "codec-counts": "neural_v1",
         "promotion-gate": True, "register-model": "fedcodec-neural-federated",
         "mlflow-experiment": "fedcodec-federated-promotion", "log-model": True,
     }
@@ -78,7 +79,7 @@ def main() -> None:
     from fedcodec.server.federated.server_app import build_server_app
     from fedcodec.shared.neural.model import from_integer
     from fedcodec.shared.neural.named_counts import named_counts
-    from fedcodec.shared.neural.weights import DEFAULT_WEIGHTS, NeuralWeights
+    from fedcodec.shared.neural.weights import NeuralWeights, shipped_path
 
     out = args.out.resolve()
     for stale in ("server", "flwr"):  # a fresh federation (site sample caches are kept)
@@ -107,9 +108,9 @@ def main() -> None:
     strategy = results[0]
     seconds = time.perf_counter() - started
 
-    shipped = model_arrays(from_integer(NeuralWeights.load(DEFAULT_WEIGHTS)))
+    shipped = model_arrays(from_integer(NeuralWeights.load(shipped_path("neural_v1"))))
     promoted = strategy.gate.promoted
-    counts = named_counts("shipped")
+    counts = named_counts("neural_v1")
     rows = []
     for i, name in enumerate(sites):
         site = load_site_data(site_config(config, {"partition-id": i}))

@@ -17,6 +17,8 @@ log bytes) at the hybrid base's bytes from the two layer-1 points around it.
 
 from __future__ import annotations
 
+import v1_figures  # noqa: F401, I001 - the figures of this script were measured with neural_v1
+
 import argparse
 import json
 import math

@@ -12,6 +12,8 @@ curves; with under 1 dB of overlap it is reported as not defined.
 
 from __future__ import annotations
 
+import v1_figures  # noqa: F401, I001 - the figures of this script were measured with neural_v1
+
 import argparse
 import json
 import math

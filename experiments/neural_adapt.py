@@ -21,11 +21,13 @@ were trained on ``dicom/``).
 
 from __future__ import annotations
 
+import v1_figures  # noqa: F401, I001 - the figures of this script were measured with neural_v1
+
 import argparse
 from pathlib import Path
 
 import numpy as np
-from neural_loso import DATA, DICOM_SOURCES, GROUPS, PYPI, layout_key, load_source
+from neural_loso import DATA, DICOM_SOURCES, PYPI, fold_weights, load_source
 
 from fedcodec.shared.codecs import get_codec
 
@@ -36,13 +38,7 @@ STEPS = (("no adaptation", "adapt=0"), ("scale offset", "truncate=0,meanfit=0,gr
 
 def weights_for(source: str, args: argparse.Namespace) -> str:
     if args.folds:
-        held = next(g for g in GROUPS if source in g)
-        key = layout_key(args.steps, 48, 1 << 18)
-        path = args.folds / "folds" / f"without-{'+'.join(held)}.{key}.npz"
-        if not path.exists():
-            raise SystemExit(f"no fold model {path} (run neural_loso.py --out {args.folds} "
-                             f"--steps {args.steps} first)")
-        return str(path)
+        return str(fold_weights(source, args.folds, args.steps))
     return args.weights or ""
 
 

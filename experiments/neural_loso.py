@@ -2,6 +2,8 @@
 
     nice -n 10 python experiments/neural_loso.py --out out/neural_loso [--quick]
     python experiments/neural_loso.py --out DIR --stage train      (fold models only)
+    python experiments/neural_loso.py --out DIR --train-all W.npz --steps 3000 --cap 524288
+                                         (one model on all 13 sources: the shipped neural_v2)
 
 Sources (13): the seven folders of ``../shared/data/dicom`` (ge, philips, siemens_a, siemens_b,
 siemens_c, toshiba, edge12), the five of ``../shared/data/dicom-more`` and the MR the installed
@@ -102,14 +104,40 @@ def layout_key(steps: int, hidden: int, cap: int) -> str:
     return digest.hexdigest()[:10]
 
 
+def fold_weights(source: str, folds_dir: Path, steps: int = 1500) -> Path:
+    """The group-fold model of a ``--out folds_dir`` run that was trained without ``source``
+    (default budget: the 1500-step folds of the current table)."""
+    held = next(g for g in GROUPS if source in g)
+    path = folds_dir / "folds" / f"without-{'+'.join(held)}.{layout_key(steps, 48, 1 << 18)}.npz"
+    if not path.exists():
+        raise SystemExit(f"no fold model {path} (run neural_loso.py --out {folds_dir} "
+                         f"--steps {steps} first)")
+    return path
+
+
 # -- training ---------------------------------------------------------------------------------
 
 def source_samples(name: str, stacks: list[Stack], cache: Path, series_pixels: int,
-                   feature_set: int = 1):
-    """Training samples of one source (cached as .npz of per-network arrays)."""
+                   feature_set: int = 1, augment: bool = False):
+    """Training samples of one source (cached as .npz of per-network arrays); with ``augment``,
+    also those of its augmented copies (``shared/neural/augment.py``: transposed, 8-bit, half
+    size; a quarter of the pixel budget each), cached beside them."""
+    from fedcodec.shared.neural.train import merge_samples
+
+    samples = _cached_samples(cache / f"{name}.npz", [(st.volume, st.bits) for st in stacks],
+                              series_pixels, feature_set)
+    if not augment:
+        return samples
+    from fedcodec.shared.neural.augment import augmented_volumes
+
+    copies = augmented_volumes([(st.volume, st.bits) for st in stacks])
+    extra = _cached_samples(cache / f"{name}.aug.npz", copies, series_pixels // 4, feature_set)
+    return merge_samples([samples, extra])
+
+
+def _cached_samples(path: Path, volumes: list, series_pixels: int, feature_set: int):
     from fedcodec.shared.neural.train import Samples, collect_samples
 
-    path = cache / f"{name}.npz"
     if path.exists():
         loaded = np.load(path)
         out = {}
@@ -119,10 +147,9 @@ def source_samples(name: str, stacks: list[Stack], cache: Path, series_pixels: i
                 getattr(s, field).append(loaded[f"{key}/{field}"])
             out[key] = s
         return out
-    samples = collect_samples([(st.volume, st.bits) for st in stacks], 1 / 8, series_pixels, 0,
-                              False, feature_set=feature_set)
+    samples = collect_samples(volumes, 1 / 8, series_pixels, 0, False, feature_set=feature_set)
     flat = {f"{k}/{f}": a for k, s in samples.items() if s.target for f, a in s.arrays().items()}
-    cache.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path.with_suffix(".tmp.npz"), **flat)
     path.with_suffix(".tmp.npz").rename(path)
     return samples
@@ -166,7 +193,8 @@ def train_fold(held: tuple[str, ...], samples: dict, path: Path, steps: int, hid
     trainer = PredictorTrainer(merged, settings)
     for _ in trainer.run():
         pass
-    weights = build_weights(trainer.model, merged, {"name": f"without-{'+'.join(held)}",
+    name = f"without-{'+'.join(held)}" if held else "all-13-sources"
+    weights = build_weights(trainer.model, merged, {"name": name,
                                                     "steps": steps, "hidden": hidden})
     path.parent.mkdir(parents=True, exist_ok=True)
     weights.save(path.with_suffix(".tmp.npz"))
@@ -370,6 +398,10 @@ def main() -> None:
                          "dicom/ only, so never on them) instead of a fold model")
     ap.add_argument("--report-only", action="store_true",
                     help="table from cached results only; sources without one are listed")
+    ap.add_argument("--augment", action="store_true",
+                    help="train on augmented copies too (transposed, 8-bit, half size)")
+    ap.add_argument("--train-all", type=Path, default=None,
+                    help="train one model on all 13 sources (the same samples) to this path")
     ap.add_argument("--max-slices", type=int, default=None,
                     help="code only the first N slices of every series (training still sees all)")
     args = ap.parse_args()
@@ -386,20 +418,28 @@ def main() -> None:
     stacks = {n: load_source(n, args.data, max_slices) for n in [*DICOM_SOURCES, PYPI]
               if (not args.quick or n in names) and not args.report_only}
     set_tag = "" if args.feature_set == 1 else f"-set{args.feature_set}"
-    key = layout_key(args.steps, args.hidden, args.cap) + set_tag
+    key = layout_key(args.steps, args.hidden, args.cap) + set_tag + ("-aug" if args.augment else "")
     samples_dir = out / "samples" / (layout_key(0, 0, 0) + set_tag)
     samples: dict = {}
     held_sets = ([(n,) for n in [*DICOM_SOURCES, PYPI]] if args.folds == "sources" or args.quick
                  else list(GROUPS))
     held_by = {n: next(h for h in held_sets if n in h) for n in names}
     fold_path = {h: out / "folds" / f"without-{'+'.join(h)}.{key}.npz" for h in held_sets}
+    if args.train_all:  # the shipped model: every source, the folds' samples and recipe
+        samples = {n: source_samples(n, load_source(n, args.data, None), samples_dir,
+                                     args.series_pixels, args.feature_set, args.augment)
+                   for n in stacks}
+        started = time.perf_counter()
+        train_fold((), samples, args.train_all.resolve(), args.steps, args.hidden, args.cap)
+        print(f"all 13 sources: {time.perf_counter() - started:.0f} s", flush=True)
+        return
     if args.shipped_for_unseen:  # trained on dicom/ only: a held-out model for dicom-more
-        from fedcodec.shared.neural.weights import DEFAULT_WEIGHTS
+        from fedcodec.shared.neural.weights import shipped_path
 
         for name in names:
             if DICOM_SOURCES.get(name, "").startswith("dicom-more/"):
                 held_by[name] = ("shipped",)
-        fold_path[("shipped",)] = Path(DEFAULT_WEIGHTS)
+        fold_path[("shipped",)] = shipped_path("neural_v1")
         names_to_train = {held_by[n] for n in names} - {("shipped",)}
     else:
         names_to_train = set(held_by.values())
@@ -411,7 +451,7 @@ def main() -> None:
             if not samples:  # every source is sampled from all its slices, whatever --max-slices
                 samples = {n: source_samples(n, s if not max_slices or args.quick else
                                              load_source(n, args.data, None), samples_dir,
-                                             args.series_pixels, args.feature_set)
+                                             args.series_pixels, args.feature_set, args.augment)
                            for n, s in stacks.items()}
             started = time.perf_counter()
             train_fold(held, samples, fold_path[held], args.steps, args.hidden, args.cap)

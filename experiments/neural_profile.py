@@ -15,6 +15,8 @@ speed work (``exact_layer`` on the transposed features, then scaled) and as now
 
 from __future__ import annotations
 
+import v1_figures  # noqa: F401, I001 - the figures of this script were measured with neural_v1
+
 import argparse
 import cProfile
 import os

@@ -21,6 +21,8 @@ the ratios are the numbers to read.
 
 from __future__ import annotations
 
+import v1_figures  # noqa: F401, I001 - the figures of this script were measured with neural_v1
+
 import argparse
 import json
 import os

@@ -118,6 +118,12 @@ EXPERIMENT_LIST = (
         shared_data=("dicom", "dicom-more"),
     ),
     Experiment(
+        "shipped_models", "the shipped neural models v1 and v2 on MR neither saw (tumour slices)",
+        ("{python}", "{experiments}/shipped_models.py", "--out", "{out}"),
+        ("{python}", "{experiments}/shipped_models.py", "--out", "{out}", "--slices", "4"),
+        shared_data=("tumor",),
+    ),
+    Experiment(
         "neural_feature_sets", "neural context feature sets 1 vs 2 on 3 unseen sources",
         ("{python}", "{experiments}/neural_feature_sets.py", "--out", "{out}"), None,
         shared_data=("dicom", "dicom-more"),
@@ -141,9 +147,9 @@ EXPERIMENT_LIST = (
         shared_data=("dicom",),
     ),
     Experiment(
-        "lossy_rd", "rate-controlled neural:mode=lossy vs JPEG 2000 / HTJ2K / JPEG XL on unseen MR",
+        "lossy_rd", "rate-controlled neural:mode=lossy vs JPEG 2000 / HTJ2K / JPEG XL, LOSO folds",
         ("{python}", "{experiments}/lossy_rd.py", "--out", "{out}", "--series", "2", "--slices",
-         "4"),
+         "4", "--folds", "{out}/../neural_loso"),
         ("{python}", "{experiments}/lossy_rd.py", "--out", "{out}", "--quick"),
         shared_data=("dicom-more",),
     ),

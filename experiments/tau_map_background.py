@@ -12,6 +12,8 @@ information (a decoder would need it), so the comparison favours the map.
 
 from __future__ import annotations
 
+import v1_figures  # noqa: F401, I001 - the figures of this script were measured with neural_v1
+
 import argparse
 import json
 import sys
@@ -21,7 +23,7 @@ import numpy as np
 from fedcodec.shared.metrics import psnr
 from fedcodec.shared.neural.codec import load_weights
 from fedcodec.shared.neural.slice_coder import SliceParams, decode_slice, encode_slice
-from fedcodec.shared.neural.weights import DEFAULT_WEIGHTS
+from fedcodec.shared.neural.weights import shipped_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from learned_lossy_rd import bd_rate  # noqa: E402
@@ -40,7 +42,7 @@ def background(image: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def point(images, bits, tau: int, factor: int, threshold: float) -> dict:
-    weights, models = load_weights(str(DEFAULT_WEIGHTS))
+    weights, models = load_weights(str(shipped_path("neural_v1")))
     sizes, values = [], []
     for image in images:
         tau_map = np.full(image.shape, tau, np.int32)

@@ -3,8 +3,8 @@ set 2 (error feedback: gradient-adjusted prediction, edge direction, signed neig
 decodes bit-exactly in another process with another thread count.
 
 ``fixtures/neural_set1_streams.npz`` was written by the code before feature set 2 existed
-(commit 5256dd5, shipped weights, ``neural:fallback=0`` lossless and tau=2, three 40x36 12-bit
-slices coded with references).
+(commit 5256dd5, the shipped weights of the time, ``neural_v1``; ``neural:fallback=0`` lossless
+and tau=2, three 40x36 12-bit slices coded with references).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def test_set1_streams_written_before_still_decode_and_reencode_identically() -> 
         if tau == 0:
             np.testing.assert_array_equal(decoded, volume)
         # the same bytes once the adaptations added after these streams (0xA8) are off
-        before = get_codec(f"{spec},truncate=0,meanfit=0,groupscale=0")
+        before = get_codec(f"{spec},truncate=0,meanfit=0,groupscale=0,weights=neural_v1")
         assert before.encode_volume(volume, 12) == old
 
 

@@ -12,7 +12,10 @@ model itself changes the streams name another model id and the first test says s
 
 ``golden.npz``: written before extended slices (0xA8: value range, mean corrections,
 2026-12-07); ``golden-bounded.npz``: the same slices from the build that added them (their
-crops are too small for mean corrections; ``test_neural_determinism`` covers those).
+crops are too small for mean corrections; ``test_neural_determinism`` covers those). Both were
+written with ``neural_v1``, the default model until ``neural_v2``: the codec, whose default is
+now v2, decodes them by finding the shipped model their streams name. ``golden-v2.npz``: the
+same slices written with ``neural_v2``, the encoder fixture.
 """
 
 from __future__ import annotations
@@ -25,10 +28,10 @@ import pytest
 
 from fedcodec.shared.codecs.base import get_codec
 from fedcodec.shared.neural.stream_format import unpack
-from fedcodec.shared.neural.weights import DEFAULT_WEIGHTS, NeuralWeights
+from fedcodec.shared.neural.weights import DEFAULT_WEIGHTS, SHIPPED, NeuralWeights, shipped_path
 
 FIXTURES = tuple(Path(__file__).parent / "fixtures" / "neural" / name
-                 for name in ("golden.npz", "golden-bounded.npz"))
+                 for name in ("golden.npz", "golden-bounded.npz", "golden-v2.npz"))
 ENCODER_FIXTURE = FIXTURES[-1]
 CASES = {
     "fmri": "neural:fallback=0",
@@ -50,13 +53,35 @@ def _load(fixture: Path = ENCODER_FIXTURE) -> dict[str, tuple[np.ndarray, int, l
 
 
 @pytest.mark.parametrize("fixture", FIXTURES, ids=lambda p: p.name)
-def test_golden_streams_name_the_shipped_model(fixture: Path) -> None:
-    model_id = NeuralWeights.load(DEFAULT_WEIGHTS).model_id
+def test_golden_streams_name_a_shipped_model(fixture: Path) -> None:
+    ids = [NeuralWeights.load(shipped_path(name)).model_id for name in SHIPPED]
     for name, (_, _, streams) in _load(fixture).items():
         header, _ = unpack(streams[0])
-        assert model_id.startswith(header.model_id), (
-            f"{name}: the shipped model changed; regenerate with "
-            "`python tests/test_neural_golden.py --write`")
+        assert any(i.startswith(header.model_id) for i in ids), f"{name}: no shipped model"
+
+
+def test_encoder_fixture_names_the_default_model() -> None:
+    model_id = NeuralWeights.load(DEFAULT_WEIGHTS).model_id
+    for name, (_, _, streams) in _load().items():
+        assert model_id.startswith(unpack(streams[0])[0].model_id), (
+            f"{name}: the default model changed; ship the new one under a new name and "
+            "regenerate with `python tests/test_neural_golden.py --write`")
+
+
+def test_older_default_streams_decode_by_their_model_id() -> None:
+    """A v1 stream through the v2 default codec and through one pinned to v1: same pixels; an
+    unknown model id is a one-line error naming it."""
+    from fedcodec.shared.errors import CorruptDataError
+
+    pixels, _, streams = _load(FIXTURES[1])["t1"]
+    assert np.array_equal(get_codec("neural:weights=neural_v1").decode_volume(streams), pixels)
+    assert np.array_equal(get_codec("neural").decode_volume(streams), pixels)
+    forged = bytearray(streams[0])
+    at = forged.index(unpack(streams[0])[0].model_id)
+    forged[at : at + 2] = b"\xde\xad"
+    with pytest.raises(CorruptDataError, match="which this build does not have") as info:
+        get_codec("neural").decode(bytes(forged))
+    assert "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize("fixture", FIXTURES, ids=lambda p: p.name)

@@ -38,11 +38,13 @@ class FederationConfig:
     log_model: bool = True
     """Log and register the final model in MLflow (a resumed test run may skip it)."""
     initial_weights: str = "shipped"
-    """Where round 1 starts: ``shipped`` (the codec's ``neural_v1.npz``), ``none`` (a fresh
-    network of ``hidden`` x ``depth``) or a weights file; its size overrides ``hidden``/``depth``."""
+    """Where round 1 starts: ``shipped`` (the codec's default, ``neural_v2.npz``), a shipped
+    model's name (``neural_v1``), ``none`` (a fresh network of ``hidden`` x ``depth``) or a
+    weights file; its size overrides ``hidden``/``depth``."""
     codec_counts: str = "shipped"
     """Count tables of the published codec weights and of the sites' held-out bpp: ``shipped``
-    (the shipped model's fitted tables; every site has them) or ``logistic`` (parametric)."""
+    (the default shipped model's fitted tables; every site has them), a shipped model's name
+    (``neural_v1``) or ``logistic`` (parametric)."""
     promotion_gate: bool = True
     """Publish a round's model only if its size-weighted held-out bpp beats the promoted one."""
     promotion_min_gain: float = 0.0

@@ -16,6 +16,12 @@ Specs::
     neural:groupscale=0                    one scale offset per slice (none per group)
     neural:restart=32                      an independent chain every 32 slices (0 = never,
                                            the default): chains code on both cores
+    neural:weights=neural_v1               another model: a shipped one by name, a weights
+                                           file or a models:/ URI (default: the newest shipped,
+                                           neural_v2, or $FEDCODEC_NEURAL_WEIGHTS)
+
+Every stream names its model (the first bytes of the model id); a decoder uses the shipped model
+with that id when its own differs, so streams written by an older default keep decoding.
 
 ``encode`` codes one slice alone. ``encode_volume`` conditions slice *i* on slice *i-1* and, for a
 multi-volume series, on slice *i-period*; stream *i* then needs the streams it names (always
@@ -44,6 +50,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import os
 import zlib
 from collections.abc import Sequence
 from functools import lru_cache
@@ -78,7 +85,13 @@ from fedcodec.shared.neural.tiles import (
 from fedcodec.shared.neural.period_choice import choose_period
 from fedcodec.shared.neural.volume_context import reference_offsets
 from fedcodec.shared.neural.model_registry import resolve_weights
-from fedcodec.shared.neural.weights import DEFAULT_WEIGHTS, NeuralWeights
+from fedcodec.shared.neural.weights import (
+    DEFAULT_WEIGHTS,
+    SHIPPED,
+    NeuralWeights,
+    shipped_path,
+    shipped_with_id,
+)
 
 MAX_PIXELS = 1 << 28
 PIXELS_PER_WORD = 1 << 18
@@ -95,6 +108,22 @@ def load_weights(path: str) -> tuple[NeuralWeights, EntropyModels]:
     """Weights and their constriction models, loaded once per process."""
     weights = NeuralWeights.load(Path(path))
     return weights, EntropyModels(weights)
+
+
+DEFAULT_MODEL_ENV = "FEDCODEC_NEURAL_WEIGHTS"
+"""The model ``neural`` codes with when the spec names none (default: the newest shipped one).
+A site that validated a model pins it here until it has validated the next; the experiments
+whose figures were measured with ``neural_v1`` pin that. Decoding never depends on it: a stream
+names its model."""
+
+
+def _weights_path(weights: str | None) -> str:
+    """``weights=``: a shipped model's name (``neural_v1``), a file, or a ``models:/`` URI."""
+    weights = weights or os.environ.get(DEFAULT_MODEL_ENV, "")
+    if not weights:
+        return str(DEFAULT_WEIGHTS)
+    shipped = shipped_path(str(weights))
+    return str(shipped) if shipped is not None else resolve_weights(str(weights))
 
 
 @register_codec
@@ -140,7 +169,7 @@ class NeuralCodec(Codec):
         """With ``adapt``: the slice's value range truncates the tables (0xA8)."""
         self.meanfit = bool(meanfit)
         """With ``adapt``: least-squares mean corrections of large groups (0xA8)."""
-        self.weights_path = resolve_weights(str(weights)) if weights else str(DEFAULT_WEIGHTS)
+        self.weights_path = _weights_path(weights)
         if centroid not in (0, 1):
             raise FedcodecError("neural codec: centroid must be 0 or 1")
         self.centroid = bool(centroid)
@@ -157,6 +186,30 @@ class NeuralCodec(Codec):
 
     def _weights(self) -> tuple[NeuralWeights, EntropyModels]:
         return load_weights(self.weights_path)
+
+    def decodes_model(self, model_id_hex: str) -> bool:
+        """True when streams naming this model id decode here (this codec's or a shipped one)."""
+        try:
+            model_id = bytes.fromhex(model_id_hex)
+        except ValueError:
+            return False
+        own = self._weights()[0].model_id
+        return bool(model_id) and (own[: len(model_id)] == model_id
+                                   or shipped_with_id(model_id) is not None)
+
+    def _weights_for(self, model_id: bytes) -> tuple[NeuralWeights, EntropyModels]:
+        """The weights a stream names: this codec's, else the shipped model with that id (a
+        stream written by an older default decodes with it), else a one-line error."""
+        weights, models = self._weights()
+        if weights.model_id[: len(model_id)] == model_id:
+            return weights, models
+        shipped = shipped_with_id(model_id)
+        if shipped is None:
+            raise CorruptDataError(
+                f"neural stream was written with model {model_id.hex()}, which this build does "
+                f"not have (it has {weights.model_id[: len(model_id)].hex()} and the shipped "
+                f"{', '.join(SHIPPED)}): decode with neural:weights=<that model's file>")
+        return load_weights(str(shipped))
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
@@ -273,12 +326,7 @@ class NeuralCodec(Codec):
         if is_tiled(data):
             return self._decode_tiled(data, decoded)
         header, words = unpack(data)
-        weights, models = self._weights()
-        if header.model_id != weights.model_id[: len(header.model_id)]:
-            raise CorruptDataError(
-                f"neural stream was written with model {header.model_id.hex()}, this build has "
-                f"{weights.model_id[: len(header.model_id)].hex()}"
-            )
+        weights, models = self._weights_for(header.model_id)
         pixels = header.rows * header.cols
         if pixels > MAX_PIXELS or (not header.copy and pixels > PIXELS_PER_WORD * (words.size + 2)):
             raise CorruptDataError(f"neural stream: {header.rows}x{header.cols} does not fit "

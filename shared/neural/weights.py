@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +28,30 @@ from fedcodec.shared.neural.geometry import GROUPS
 from fedcodec.shared.neural.tables import ALPHABET, N_BINS, PHASES, logistic_counts
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "neural_v1.npz"
+SHIPPED = ("neural_v2", "neural_v1")
+"""Shipped models, newest (the default) first. An older one stays shipped so the streams it
+wrote keep decoding: a decoder picks the model by the id in the stream (:func:`shipped_with_id`)."""
+DEFAULT_WEIGHTS = WEIGHTS_DIR / f"{SHIPPED[0]}.npz"
 MAX_REFS = 2
 MEAN_CLAMP = 64 * ONE
 LOG_SCALE_CLAMP = 24 * ONE
+
+
+def shipped_path(name: str) -> Path | None:
+    """The file of a shipped model by name (``neural_v1``), else None."""
+    return WEIGHTS_DIR / f"{name}.npz" if name in SHIPPED else None
+
+
+@lru_cache(maxsize=1)
+def _shipped_ids() -> tuple[tuple[bytes, Path], ...]:
+    return tuple((NeuralWeights.load(WEIGHTS_DIR / f"{name}.npz").model_id,
+                  WEIGHTS_DIR / f"{name}.npz") for name in SHIPPED)
+
+
+def shipped_with_id(model_id: bytes) -> Path | None:
+    """The shipped model whose id starts with ``model_id`` (a stream's prefix), else None."""
+    return next((path for full, path in _shipped_ids() if full[: len(model_id)] == model_id),
+                None)
 
 
 def net_key(group_name: str, n_refs: int) -> str:

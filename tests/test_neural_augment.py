@@ -1,0 +1,46 @@
+"""Training augmentation: each copy is what it says (values checked), and copies that would not
+be new data are not made."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fedcodec.shared.neural.augment import AUGMENTATIONS, augmented, augmented_volumes
+
+
+def _volume(bits: int = 12, shape=(3, 70, 66)) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 1 << bits, shape).astype(np.uint16)
+
+
+def test_transpose_swaps_rows_and_columns_of_every_slice() -> None:
+    volume = _volume()
+    copy, bits = augmented(volume, 12, "transpose")
+    assert bits == 12 and copy.shape == (3, 66, 70)
+    np.testing.assert_array_equal(copy[1], volume[1].T)
+
+
+def test_8bit_keeps_the_top_eight_used_bits() -> None:
+    volume = _volume() >> 1  # 11 bits used of 12
+    copy, bits = augmented(volume, 12, "8bit")
+    assert bits == 8 and copy.dtype == np.uint8
+    np.testing.assert_array_equal(copy, volume >> 3)
+    assert augmented(copy, 8, "8bit") is None  # already 8-bit
+
+
+def test_half_averages_2x2_blocks_and_skips_small_matrices() -> None:
+    volume = _volume()
+    copy, bits = augmented(volume, 12, "half")
+    assert bits == 12 and copy.shape == (3, 35, 33)
+    block = volume[2, 4:6, 8:10].astype(np.int64)
+    assert copy[2, 2, 4] == (block.sum() + 2) // 4
+    assert augmented(_volume(shape=(2, 100, 60)), 12, "half") is None
+
+
+def test_every_augmentation_of_a_list() -> None:
+    copies = augmented_volumes([(_volume(), 12), (_volume(8, (2, 40, 40)).astype(np.uint8), 8)])
+    # the 12-bit volume gets all three; the small 8-bit one only the transpose
+    assert len(copies) == len(AUGMENTATIONS) + 1
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        augmented(_volume(), 12, "rotate")
