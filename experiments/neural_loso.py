@@ -174,7 +174,7 @@ def capped(samples: dict, cap: int, seed: int) -> dict:
 
 
 def train_fold(held: tuple[str, ...], samples: dict, path: Path, steps: int, hidden: int,
-               cap: int) -> None:
+               cap: int, augment: bool = False) -> None:
     """A model trained on every source but those in ``held``, written to ``path``."""
     import torch
 
@@ -194,8 +194,8 @@ def train_fold(held: tuple[str, ...], samples: dict, path: Path, steps: int, hid
     for _ in trainer.run():
         pass
     name = f"without-{'+'.join(held)}" if held else "all-13-sources"
-    weights = build_weights(trainer.model, merged, {"name": name,
-                                                    "steps": steps, "hidden": hidden})
+    meta = {"name": name, "steps": steps, "hidden": hidden, **({"augment": True} if augment else {})}
+    weights = build_weights(trainer.model, merged, meta)
     path.parent.mkdir(parents=True, exist_ok=True)
     weights.save(path.with_suffix(".tmp.npz"))
     path.with_suffix(".tmp.npz").rename(path)
@@ -430,7 +430,8 @@ def main() -> None:
                                      args.series_pixels, args.feature_set, args.augment)
                    for n in stacks}
         started = time.perf_counter()
-        train_fold((), samples, args.train_all.resolve(), args.steps, args.hidden, args.cap)
+        train_fold((), samples, args.train_all.resolve(), args.steps, args.hidden, args.cap,
+                   args.augment)
         print(f"all 13 sources: {time.perf_counter() - started:.0f} s", flush=True)
         return
     if args.shipped_for_unseen:  # trained on dicom/ only: a held-out model for dicom-more
@@ -454,7 +455,8 @@ def main() -> None:
                                              args.series_pixels, args.feature_set, args.augment)
                            for n, s in stacks.items()}
             started = time.perf_counter()
-            train_fold(held, samples, fold_path[held], args.steps, args.hidden, args.cap)
+            train_fold(held, samples, fold_path[held], args.steps, args.hidden, args.cap,
+                       args.augment)
             print(f"fold without {held}: {time.perf_counter() - started:.0f} s", flush=True)
     if args.stage == "train":
         return

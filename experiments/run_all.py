@@ -113,6 +113,12 @@ EXPERIMENT_LIST = (
         shared_data=("dicom", "dicom-more"),
     ),
     Experiment(
+        "neural_loso_augment", "leave-one-source-out with training augmentation (the v2 recipe)",
+        ("{python}", "{experiments}/neural_loso.py", "--out", "{out}", "--steps", "1500",
+         "--augment"), None,
+        shared_data=("dicom", "dicom-more"),
+    ),
+    Experiment(
         "neural_adapt", "what each encode-time adaptation saves per source (LOSO fold models)",
         ("{python}", "{experiments}/neural_adapt.py", "--folds", "{out}/../neural_loso"), None,
         shared_data=("dicom", "dicom-more"),

@@ -1,6 +1,7 @@
 """The shipped ``neural`` models side by side on MR that neither was trained on.
 
     nice -n 10 .venv/bin/python experiments/shipped_models.py --out OUT [--slices 36]
+        [--models A=WEIGHTS B=WEIGHTS]     (default: neural_v1 and neural_v2)
 
 ``neural_v1`` was trained on ``../shared/data/dicom`` (7 sources), ``neural_v2`` (the default
 since 2026-12-07) on all 13 sources of the leave-one-source-out benchmark, so no source of that
@@ -27,11 +28,8 @@ from fedcodec.shared.codecs import get_codec
 from fedcodec.shared.metrics import max_abs_error
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SPECS = {
-    "lossless": ("jxl", "neural:fallback=0,weights=neural_v1", "neural:fallback=0,weights=neural_v2"),
-    "tau=2": ("jpegls:tau=2", "neural:tau=2,fallback=0,weights=neural_v1",
-              "neural:tau=2,fallback=0,weights=neural_v2"),
-}
+ANCHORS = {"lossless": "jxl", "tau=2": "jpegls:tau=2"}
+NEURAL = {"lossless": "neural:fallback=0,weights={}", "tau=2": "neural:tau=2,fallback=0,weights={}"}
 
 
 def tumour_slices(count: int) -> list[np.ndarray]:
@@ -61,25 +59,32 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--slices", type=int, default=36)
+    ap.add_argument("--models", nargs="+", default=["neural_v1=neural_v1", "neural_v2=neural_v2"],
+                    help="NAME=WEIGHTS (a shipped model's name or a weights file)")
     args = ap.parse_args()
+    models = dict(m.split("=", 1) for m in args.models)
     slices = tumour_slices(args.slices)
     pixels = sum(s.size for s in slices)
-    results = {}
-    for kind, specs in SPECS.items():
-        for spec in tqdm(specs, desc=kind):
-            results[spec] = coded_bits(spec, slices, 2 if kind == "tau=2" else 0) / pixels
+    bpp: dict[str, dict[str, float]] = {}
+    for kind, anchor in ANCHORS.items():
+        tau = 2 if kind == "tau=2" else 0
+        specs = {"anchor": anchor, **{name: NEURAL[kind].format(weights)
+                                      for name, weights in models.items()}}
+        bpp[kind] = {name: coded_bits(spec, slices, tau) / pixels
+                     for name, spec in tqdm(specs.items(), desc=kind)}
+    header = "".join(f" {name} bpp | ratio |" for name in models)
     lines = [f"{len(slices)} tumour slices ({pixels / 1e6:.1f} Mpx, 8-bit), bits per pixel; "
              "ratio = neural / classical anchor", "",
-             "| | anchor | anchor bpp | neural_v1 bpp | ratio | neural_v2 bpp | ratio |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-    for kind, (anchor, v1, v2) in SPECS.items():
-        a = results[anchor]
-        lines.append(f"| {kind} | `{anchor}` | {a:.3f} | {results[v1]:.3f} | "
-                     f"{results[v1] / a:.3f} | {results[v2]:.3f} | {results[v2] / a:.3f} |")
+             f"| | anchor | anchor bpp |{header}",
+             "| --- | --- | ---: |" + " ---: | ---: |" * len(models)]
+    for kind, anchor in ANCHORS.items():
+        a = bpp[kind]["anchor"]
+        cells = "".join(f" {bpp[kind][name]:.3f} | {bpp[kind][name] / a:.3f} |" for name in models)
+        lines.append(f"| {kind} | `{anchor}` | {a:.3f} |{cells}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "shipped_models.md").write_text("\n".join(lines) + "\n")
     (args.out / "shipped_models.json").write_text(json.dumps(
-        {"slices": len(slices), "pixels": pixels, "bpp": results}, indent=1))
+        {"slices": len(slices), "pixels": pixels, "models": models, "bpp": bpp}, indent=1))
     print("\n".join(lines))
 
 

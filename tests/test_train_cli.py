@@ -133,3 +133,21 @@ def test_bad_inputs_give_one_line(tmp_path: Path, capsys) -> None:
                                          str(tmp_path / "run")]))
     assert "no DICOM images" in line
     assert not (tmp_path / "run").exists()
+
+
+def test_train_with_augmentation_samples_the_copies_and_records_it(tmp_path: Path) -> None:
+    """``--augment`` adds the transposed, 8-bit and half-size copies to the samples (more of
+    them than without), is part of the recipe a resume must repeat, and gives usable weights."""
+    data = require_shared_data("dicom", "siemens", "siemens_c")
+    runs = {}
+    for name, extra in (("plain", []), ("augmented", ["--augment"])):
+        assert main(["train", str(data), "--out", str(tmp_path / name), "--no-mlflow",
+                     "--compare-slices", "0", *TINY[:-3], *extra, "--no-progress"]) == 0
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        runs[name] = (NeuralWeights.load(tmp_path / name / "weights.npz").meta,
+                      sum(n["train_pixels"] for n in summary["per_network"].values()))
+    assert runs["augmented"][0].get("augment") is True and "augment" not in runs["plain"][0]
+    assert runs["augmented"][1] > 1.3 * runs["plain"][1]
+    codec = get_codec(f"neural:weights={tmp_path / 'augmented' / 'weights.npz'}")
+    image = np.random.default_rng(0).integers(0, 4096, (40, 36)).astype(np.uint16)
+    np.testing.assert_array_equal(codec.decode(codec.encode(image, 12)), image)

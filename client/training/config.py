@@ -45,12 +45,17 @@ class TrainConfig:
     """Held-out slices really coded with the new weights and with JPEG XL at the end (0: skip)."""
     feature_set: int = 1
     """Context layout of the networks (``shared/neural/features.FEATURE_SETS``)."""
+    augment: bool = False
+    """Also sample transposed, 8-bit and half-size copies of the training series
+    (``shared/neural/augment``), a quarter of ``series_pixels`` each."""
 
     def recipe(self) -> dict:
         values = asdict(self)
         recipe = {name: values[name] for name in RECIPE_FIELDS}
         if self.feature_set != 1:  # absent means set 1, so checkpoints from before still resume
             recipe["feature_set"] = self.feature_set
+        if self.augment:  # likewise: absent means no augmentation
+            recipe["augment"] = True
         return recipe
 
     def settings(self) -> TrainSettings:

@@ -99,6 +99,13 @@ def train_on_volumes(train: list[tuple[np.ndarray, int]], held: list[tuple[np.nd
 
     samples = collect_samples(train, config.fraction, config.series_pixels, config.seed,
                               config.progress, config.feature_set)
+    if config.augment:
+        from fedcodec.shared.neural.augment import augmented_volumes
+        from fedcodec.shared.neural.train import merge_samples
+
+        samples = merge_samples([samples, collect_samples(
+            augmented_volumes(train), config.fraction, config.series_pixels // 4,
+            config.seed + 2, config.progress, config.feature_set)])
     held_samples = (collect_samples(held, config.fraction, config.series_pixels, config.seed + 1,
                                     config.progress, config.feature_set) if held else None)
     trainer = PredictorTrainer(samples, config.settings())
