@@ -678,6 +678,17 @@ def _write_decoded(series: Series, folder: Path, lossy: LossyInfo | None, index:
         ) from None
 
 
+def _shipped_name(model_hash: str) -> str:
+    """`` (shipped neural_v1)`` when a model id is one of the shipped ``neural`` models."""
+    from fedcodec.shared.neural.weights import shipped_name
+
+    try:
+        name = shipped_name(bytes.fromhex(model_hash))
+    except ValueError:  # a hash of another codec's model, not a neural model id
+        return ""
+    return f" (shipped {name})" if name else ""
+
+
 def _check_model(codec: CodecInfo, coder: Codec) -> None:
     """The container's model must be the coder's, or one the coder decodes with (a shipped
     model that was the default when the container was written)."""
@@ -897,7 +908,8 @@ class ContainerSummary:
             + (f", every pixel within {self.codec_describe['guaranteed_max_error']}"
                if self.codec_describe.get("guaranteed_max_error") is not None else "")
             + ")"
-            + (f", model {self.model_hash[:16]}" if self.model_hash else "")
+            + (f", model {self.model_hash[:16]}{_shipped_name(self.model_hash)}"
+               if self.model_hash else "")
             + (f", written by {self.writer}" if self.writer else ""),
         ]
         if self.profile:

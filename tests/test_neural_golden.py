@@ -143,3 +143,31 @@ def _write() -> None:  # pragma: no cover - run by hand when the model changes
 if __name__ == "__main__":  # pragma: no cover
     if sys.argv[1:] == ["--write"]:
         _write()
+
+
+def test_default_model_can_be_pinned_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``FEDCODEC_NEURAL_WEIGHTS`` names the model ``neural`` codes with when the spec names
+    none (a site pinning the model it validated); a bad value is a one-line error."""
+    from fedcodec.shared.errors import FedcodecError
+
+    image = np.random.default_rng(1).integers(0, 4096, (24, 20)).astype(np.uint16)
+    v1 = NeuralWeights.load(shipped_path("neural_v1")).model_id
+    monkeypatch.setenv("FEDCODEC_NEURAL_WEIGHTS", "neural_v1")
+    stream = get_codec("neural:fallback=0").encode(image, 12)
+    assert v1.startswith(unpack(stream)[0].model_id)
+    monkeypatch.delenv("FEDCODEC_NEURAL_WEIGHTS")
+    assert np.array_equal(get_codec("neural").decode(stream), image)  # found by its id
+    assert DEFAULT_WEIGHTS == shipped_path(SHIPPED[0])
+    monkeypatch.setenv("FEDCODEC_NEURAL_WEIGHTS", "neural_v9")
+    with pytest.raises(FedcodecError, match="neither a shipped model") as info:
+        get_codec("neural")
+    assert "\n" not in str(info.value)
+
+
+def test_shipped_models_are_named_by_their_id() -> None:
+    from fedcodec.shared.neural.weights import shipped_name
+
+    for name in SHIPPED:
+        model_id = NeuralWeights.load(shipped_path(name)).model_id
+        assert shipped_name(model_id[:2]) == name == shipped_name(model_id)
+    assert shipped_name(b"\xde\xad") is None and shipped_name(b"") is None

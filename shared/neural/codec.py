@@ -84,7 +84,7 @@ from fedcodec.shared.neural.tiles import (
 )
 from fedcodec.shared.neural.period_choice import choose_period
 from fedcodec.shared.neural.volume_context import reference_offsets
-from fedcodec.shared.neural.model_registry import resolve_weights
+from fedcodec.shared.neural.model_registry import is_models_uri, resolve_weights
 from fedcodec.shared.neural.weights import (
     DEFAULT_WEIGHTS,
     SHIPPED,
@@ -119,11 +119,17 @@ names its model."""
 
 def _weights_path(weights: str | None) -> str:
     """``weights=``: a shipped model's name (``neural_v1``), a file, or a ``models:/`` URI."""
+    from_env = not weights and bool(os.environ.get(DEFAULT_MODEL_ENV))
     weights = weights or os.environ.get(DEFAULT_MODEL_ENV, "")
     if not weights:
         return str(DEFAULT_WEIGHTS)
     shipped = shipped_path(str(weights))
-    return str(shipped) if shipped is not None else resolve_weights(str(weights))
+    if shipped is not None:
+        return str(shipped)
+    if from_env and not Path(weights).is_file() and not is_models_uri(weights):
+        raise FedcodecError(f"{DEFAULT_MODEL_ENV}={weights}: neither a shipped model "
+                            f"({', '.join(SHIPPED)}) nor a weights file")
+    return resolve_weights(str(weights))
 
 
 @register_codec

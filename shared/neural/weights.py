@@ -51,7 +51,13 @@ def _shipped_ids() -> tuple[tuple[bytes, Path], ...]:
 def shipped_with_id(model_id: bytes) -> Path | None:
     """The shipped model whose id starts with ``model_id`` (a stream's prefix), else None."""
     return next((path for full, path in _shipped_ids() if full[: len(model_id)] == model_id),
-                None)
+                None) if model_id else None
+
+
+def shipped_name(model_id: bytes) -> str | None:
+    """The name (``neural_v1``) of the shipped model whose id starts with ``model_id``."""
+    path = shipped_with_id(model_id)
+    return None if path is None else path.stem
 
 
 def net_key(group_name: str, n_refs: int) -> str:
