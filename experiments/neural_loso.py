@@ -39,6 +39,7 @@ import argparse
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -124,18 +125,20 @@ def source_samples(name: str, stacks: list[Stack], cache: Path, series_pixels: i
     size; a quarter of the pixel budget each), cached beside them."""
     from fedcodec.shared.neural.train import merge_samples
 
-    samples = _cached_samples(cache / f"{name}.npz", [(st.volume, st.bits) for st in stacks],
-                              series_pixels, feature_set)
-    if not augment:
-        return samples
     from fedcodec.shared.neural.augment import augmented_volumes
 
-    copies = augmented_volumes([(st.volume, st.bits) for st in stacks])
-    extra = _cached_samples(cache / f"{name}.aug.npz", copies, series_pixels // 4, feature_set)
+    volumes = [(st.volume, st.bits) for st in stacks]
+    samples = _cached_samples(cache / f"{name}.npz", lambda: volumes, series_pixels, feature_set)
+    if not augment:
+        return samples
+    extra = _cached_samples(cache / f"{name}.aug.npz", lambda: augmented_volumes(volumes),
+                            series_pixels // 4, feature_set)
     return merge_samples([samples, extra])
 
 
-def _cached_samples(path: Path, volumes: list, series_pixels: int, feature_set: int):
+def _cached_samples(path: Path, volumes: Callable[[], list], series_pixels: int,
+                    feature_set: int):
+    """Samples of ``volumes()`` (made only when the cache at ``path`` is missing)."""
     from fedcodec.shared.neural.train import Samples, collect_samples
 
     if path.exists():
@@ -147,7 +150,7 @@ def _cached_samples(path: Path, volumes: list, series_pixels: int, feature_set: 
                 getattr(s, field).append(loaded[f"{key}/{field}"])
             out[key] = s
         return out
-    samples = collect_samples(volumes, 1 / 8, series_pixels, 0, False, feature_set=feature_set)
+    samples = collect_samples(volumes(), 1 / 8, series_pixels, 0, False, feature_set=feature_set)
     flat = {f"{k}/{f}": a for k, s in samples.items() if s.target for f, a in s.arrays().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path.with_suffix(".tmp.npz"), **flat)

@@ -171,3 +171,8 @@ def test_shipped_models_are_named_by_their_id() -> None:
         model_id = NeuralWeights.load(shipped_path(name)).model_id
         assert shipped_name(model_id[:2]) == name == shipped_name(model_id)
     assert shipped_name(b"\xde\xad") is None and shipped_name(b"") is None
+    # a stream names its model by the first MODEL_ID_BYTES only: shipped models must differ there
+    from fedcodec.shared.neural.stream_format import MODEL_ID_BYTES
+
+    prefixes = {NeuralWeights.load(shipped_path(n)).model_id[:MODEL_ID_BYTES] for n in SHIPPED}
+    assert len(prefixes) == len(SHIPPED)
