@@ -14,7 +14,9 @@ multi-frame, field maps, de-identified research slices) and the MR shipped insid
 codes each run as a volume (inter-slice context, as ``fedcodec compress`` does), the transform
 codecs code each slice alone (they have no inter-slice mode).
 
-PSNR uses the peak 2^bits - 1 (``fedcodec.shared.metrics``). A curve point is the mean bpp and
+Neural curves: ``psnr=P`` (every slice at P), ``max_error=T`` (one bound) and the rate-controlled
+``bpp=B`` at the rates the ``psnr=`` points reached (a bound per slice within each run's budget,
+``rate_control.allocate_slices``). PSNR uses the peak 2^bits - 1 (``fedcodec.shared.metrics``). A curve point is the mean bpp and
 mean PSNR over the slices of a source (pooled: over every slice). BD-rate: Bjøntegaard (cubic fit
 of log-rate over PSNR, ``learned_lossy_rd.bd_rate``) on the PSNR interval both curves cover within
 45-65 dB; "n/a" when that is under 1 dB. Checked on every slice of every neural point: max error
@@ -53,10 +55,13 @@ SOURCES = {
 PSNR_TARGETS = (42, 45, 48, 51, 54, 57, 60, 63, 66, 69)
 MAX_ERRORS_12BIT = (2, 3, 5, 8, 12, 18, 27, 40, 60, 90)
 """``max_error=`` points for 12-bit data, scaled by 2**(bits - 12) for deeper data."""
-BPP_TARGETS = (0.5, 1.0, 2.0, 3.0)
 J2K_RATIOS = (2.5, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64)
 JXL_DISTANCES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.6, 1.0, 2.0, 4.0)
 WITHIN = (45.0, 65.0)
+KINDS = ("bpp", "psnr", "max_error")
+"""The neural curves BD-rates are reported for: rate-controlled (``bpp=``, a tau per slice
+for the highest mean PSNR within each series' budget, the issue's protocol), quality-controlled
+(``psnr=``, every slice at P) and one bound everywhere (``max_error=``)."""
 
 
 def runs_of(stacks, series: int, slices: int) -> list[tuple[str, np.ndarray, int]]:
@@ -110,7 +115,7 @@ def measure(spec: str, runs, volume_codec: bool) -> dict:
             "min_psnr": float(np.min(db)), "max_error": int(max(err)),
             "max_bound": None if None in bounds else int(max(bounds)), "seconds": round(secs, 1),
             "per_slice_bpp": [round(b, 4) for b in bpp],
-            "per_slice_psnr": [round(d, 3) for d in db]}
+            "per_slice_psnr": [round(d, 3) for d in db], "per_slice_bound": bounds}
 
 
 def plan(quick: bool, bits: int = 12) -> dict[str, tuple[list[str], bool]]:
@@ -121,13 +126,20 @@ def plan(quick: bool, bits: int = 12) -> dict[str, tuple[list[str], bool]]:
     return {
         "neural psnr=": ([f"neural:mode=lossy,psnr={p}" for p in psnrs], True),
         "neural max_error=": ([f"neural:mode=lossy,max_error={e * scale}" for e in errors], True),
-        "neural bpp=": ([f"neural:mode=lossy,bpp={b}" for b in BPP_TARGETS[1:3 if quick else None]],
-                        True),
+        "neural bpp=": ([], True),  # at the rates the psnr= curve reached: bpp_specs
         "j2k": ([f"j2k:ratio={r}" for r in (J2K_RATIOS[1::3] if quick else J2K_RATIOS)], False),
         "htj2k": ([f"htj2k:ratio={r}" for r in (J2K_RATIOS[1::3] if quick else J2K_RATIOS)], False),
         "jxl": ([f"jxl:distance={d}" for d in (JXL_DISTANCES[1::3] if quick else JXL_DISTANCES)],
                 False),
     }
+
+
+def bpp_specs(psnr_curve: list[dict]) -> list[str]:
+    """``bpp=B`` targets at the mean rates the ``psnr=`` points reached on the same source, so
+    the rate-controlled curve spans the same PSNR range (3 significant digits; one per point,
+    so every source has as many points and the pooled curve can pair them)."""
+    rates = [min(max(float(f"{row['bpp']:.3g}"), 0.001), 16.0) for row in psnr_curve]
+    return [f"neural:mode=lossy,bpp={b:g}" for b in rates]
 
 
 def pooled(curves_by_source: dict[str, dict[str, list[dict]]], name: str) -> list[dict]:
@@ -145,7 +157,7 @@ def pooled(curves_by_source: dict[str, dict[str, list[dict]]], name: str) -> lis
 def bd_table(curves: dict[str, list[dict]]) -> dict[str, float | None]:
     """BD-rate of both neural curves against each anchor (``psnr/j2k``, ``max_error/j2k``...)."""
     return {f"{kind}/{anchor}": bd_rate(curves[anchor], curves[f"neural {kind}="], WITHIN)
-            for kind in ("psnr", "max_error") for anchor in ("j2k", "htj2k", "jxl")}
+            for kind in KINDS for anchor in ("j2k", "htj2k", "jxl")}
 
 
 def slice_curve(rows: list[dict], index: int) -> list[dict]:
@@ -212,14 +224,16 @@ def report(results: dict, out: Path) -> str:
     table = {source: bd_table(curves) for source, curves in by_source.items()}
     table["pooled"] = bd_table(pool)
     slices = {(source, kind): per_slice_bd(curves, kind) for source, curves in by_source.items()
-              for kind in ("psnr", "max_error")}
+              for kind in KINDS if f"neural {kind}=" in curves}
     lines = ["| source | slices | neural target | BD-rate vs JPEG 2000 | vs HTJ2K | vs JPEG XL | "
              "per slice vs JPEG 2000 (slices) |",
              "| --- | ---: | --- | ---: | ---: | ---: | ---: |"]
     for source, row in table.items():
         n = (sum(len(c["j2k"][0]["per_slice_bpp"]) for c in by_source.values())
              if source == "pooled" else len(by_source[source]["j2k"][0]["per_slice_bpp"]))
-        for kind in ("psnr", "max_error"):
+        for kind in KINDS:
+            if row.get(f"{kind}/j2k", "absent") == "absent":
+                continue
             if source == "pooled":
                 values = [(v, k) for (_, kd), (v, k) in slices.items()
                           if kd == kind and v is not None]
@@ -230,7 +244,9 @@ def report(results: dict, out: Path) -> str:
             lines.append(f"| {source} | {n} | {kind}= | {fmt(row[f'{kind}/j2k'])} | "
                          f"{fmt(row[f'{kind}/htj2k'])} | {fmt(row[f'{kind}/jxl'])} | "
                          f"{fmt(mean)} ({count}) |")
-    lines += ["", "BD-rate of `neural:mode=lossy` swept over `psnr=P` (every slice >= P) and over "
+    lines += ["", "BD-rate of `neural:mode=lossy` swept over `bpp=B` (each series within B bits "
+              "per pixel, a bound per slice for the highest mean PSNR; B = the rates the psnr= "
+              "points reached), over `psnr=P` (every slice >= P) and over "
               "`max_error=T` (one bound for all slices) (negative = fewer bytes at equal mean "
               f"PSNR), PSNR interval {WITHIN[0]:g}-{WITHIN[1]:g} dB within both curves; every "
               "neural slice checked: max error <= its recorded bound, PSNR >= its target. "
@@ -239,9 +255,22 @@ def report(results: dict, out: Path) -> str:
               "", "Each slice's own BD-rate against JPEG 2000, in coding order (n/a = under 1 dB "
               "of overlap):", ""]
     for source, curves in by_source.items():
-        for kind in ("psnr", "max_error"):
+        for kind in KINDS:
+            if not curves.get(f"neural {kind}="):
+                continue
             values = " ".join(fmt(v) for v in slice_bds(curves, kind))
             lines.append(f"- {source}, {kind}=: {values}")
+    lines += ["", "Stored values per slice (min..max, coding order):", ""]
+    for source, runs in results["sources"].items():
+        ranges = [f"{lo}..{hi}" for run in runs if len(run) > 3 for lo, hi in run[3]]
+        if ranges:
+            lines.append(f"- {source}: " + " ".join(ranges))
+    lines += ["", "Bounds per slice of the `bpp=` points (coding order; one series after another):", ""]
+    for source, curves in by_source.items():
+        for row in curves.get("neural bpp=", []):
+            if row.get("per_slice_bound"):
+                lines.append(f"- {source}, {row['spec'].split(',', 1)[1]}: "
+                             + " ".join(str(b) for b in row["per_slice_bound"]))
     lines += ["", "| source | neural point | bpp | mean PSNR | min PSNR | max error | bound |",
               "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for source, curves in by_source.items():
@@ -283,13 +312,16 @@ def main() -> None:
         if not runs:
             print(f"{source}: no usable series, skipped", flush=True)
             continue
-        described[source] = [(n, list(r.shape), b) for n, r, b in runs]
+        described[source] = [(n, list(r.shape), b, [[int(x.min()), int(x.max())] for x in r])
+                             for n, r, b in runs]
         print(f"{source}: {described[source]}", flush=True)
         by_source[source] = {}
         model = ("" if args.folds is None else
                  f",weights={fold_weights(source, args.folds.resolve(), args.fold_steps)}")
         for curve, (specs, volume) in plan(args.quick, runs[0][2]).items():
             by_source[source][curve] = []
+            if curve == "neural bpp=":
+                specs = bpp_specs(by_source[source]["neural psnr="])
             for spec in specs:
                 row = measure(spec + (model if spec.startswith("neural") else ""), runs, volume)
                 row["spec"] = spec

@@ -119,10 +119,11 @@ def fold_weights(source: str, folds_dir: Path, steps: int = 1500) -> Path:
 # -- training ---------------------------------------------------------------------------------
 
 def source_samples(name: str, stacks: list[Stack], cache: Path, series_pixels: int,
-                   feature_set: int = 1, augment: bool = False):
+                   feature_set: int = 1, augment: bool = False, noise: bool = False):
     """Training samples of one source (cached as .npz of per-network arrays); with ``augment``,
     also those of its augmented copies (``shared/neural/augment.py``: transposed, 8-bit, half
-    size; a quarter of the pixel budget each), cached beside them."""
+    size; a quarter of the pixel budget each), cached beside them; with ``noise`` also a copy
+    with about twice its noise (``augment.noisier``, a quarter of the budget)."""
     from fedcodec.shared.neural.train import merge_samples
 
     from fedcodec.shared.neural.augment import augmented_volumes
@@ -133,7 +134,12 @@ def source_samples(name: str, stacks: list[Stack], cache: Path, series_pixels: i
         return samples
     extra = _cached_samples(cache / f"{name}.aug.npz", lambda: augmented_volumes(volumes),
                             series_pixels // 4, feature_set)
-    return merge_samples([samples, extra])
+    if not noise:
+        return merge_samples([samples, extra])
+    noisy = _cached_samples(cache / f"{name}.noise.npz",
+                            lambda: augmented_volumes(volumes, ("noise",)),
+                            series_pixels // 4, feature_set)
+    return merge_samples([samples, extra, noisy])
 
 
 def _cached_samples(path: Path, volumes: Callable[[], list], series_pixels: int,
@@ -177,7 +183,7 @@ def capped(samples: dict, cap: int, seed: int) -> dict:
 
 
 def train_fold(held: tuple[str, ...], samples: dict, path: Path, steps: int, hidden: int,
-               cap: int, augment: bool = False) -> None:
+               cap: int, augment: bool = False, noise: bool = False) -> None:
     """A model trained on every source but those in ``held``, written to ``path``."""
     import torch
 
@@ -197,7 +203,8 @@ def train_fold(held: tuple[str, ...], samples: dict, path: Path, steps: int, hid
     for _ in trainer.run():
         pass
     name = f"without-{'+'.join(held)}" if held else "all-13-sources"
-    meta = {"name": name, "steps": steps, "hidden": hidden, **({"augment": True} if augment else {})}
+    meta = {"name": name, "steps": steps, "hidden": hidden, **({"augment": True} if augment else {}),
+            **({"augment_noise": True} if noise else {})}
     weights = build_weights(trainer.model, merged, meta)
     path.parent.mkdir(parents=True, exist_ok=True)
     weights.save(path.with_suffix(".tmp.npz"))
@@ -403,6 +410,8 @@ def main() -> None:
                     help="table from cached results only; sources without one are listed")
     ap.add_argument("--augment", action="store_true",
                     help="train on augmented copies too (transposed, 8-bit, half size)")
+    ap.add_argument("--augment-noise", action="store_true",
+                    help="with --augment: a copy with about twice the noise too (fold key -noise)")
     ap.add_argument("--train-all", type=Path, default=None,
                     help="train one model on all 13 sources (the same samples) to this path")
     ap.add_argument("--max-slices", type=int, default=None,
@@ -421,7 +430,8 @@ def main() -> None:
     stacks = {n: load_source(n, args.data, max_slices) for n in [*DICOM_SOURCES, PYPI]
               if (not args.quick or n in names) and not args.report_only}
     set_tag = "" if args.feature_set == 1 else f"-set{args.feature_set}"
-    key = layout_key(args.steps, args.hidden, args.cap) + set_tag + ("-aug" if args.augment else "")
+    key = layout_key(args.steps, args.hidden, args.cap) + set_tag + ("-aug" if args.augment else "") \
+        + ("-noise" if args.augment and args.augment_noise else "")
     samples_dir = out / "samples" / (layout_key(0, 0, 0) + set_tag)
     samples: dict = {}
     held_sets = ([(n,) for n in [*DICOM_SOURCES, PYPI]] if args.folds == "sources" or args.quick
@@ -430,11 +440,12 @@ def main() -> None:
     fold_path = {h: out / "folds" / f"without-{'+'.join(h)}.{key}.npz" for h in held_sets}
     if args.train_all:  # the shipped model: every source, the folds' samples and recipe
         samples = {n: source_samples(n, load_source(n, args.data, None), samples_dir,
-                                     args.series_pixels, args.feature_set, args.augment)
+                                     args.series_pixels, args.feature_set, args.augment,
+                                     args.augment_noise)
                    for n in stacks}
         started = time.perf_counter()
         train_fold((), samples, args.train_all.resolve(), args.steps, args.hidden, args.cap,
-                   args.augment)
+                   args.augment, args.augment_noise)
         print(f"all 13 sources: {time.perf_counter() - started:.0f} s", flush=True)
         return
     if args.shipped_for_unseen:  # trained on dicom/ only: a held-out model for dicom-more
@@ -455,11 +466,12 @@ def main() -> None:
             if not samples:  # every source is sampled from all its slices, whatever --max-slices
                 samples = {n: source_samples(n, s if not max_slices or args.quick else
                                              load_source(n, args.data, None), samples_dir,
-                                             args.series_pixels, args.feature_set, args.augment)
+                                             args.series_pixels, args.feature_set, args.augment,
+                                             args.augment_noise)
                            for n, s in stacks.items()}
             started = time.perf_counter()
             train_fold(held, samples, fold_path[held], args.steps, args.hidden, args.cap,
-                       args.augment)
+                       args.augment, args.augment_noise)
             print(f"fold without {held}: {time.perf_counter() - started:.0f} s", flush=True)
     if args.stage == "train":
         return

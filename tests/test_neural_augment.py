@@ -44,3 +44,18 @@ def test_every_augmentation_of_a_list() -> None:
     assert len(copies) == len(AUGMENTATIONS) + 1
     with pytest.raises(ValueError, match="unknown augmentation"):
         augmented(_volume(), 12, "rotate")
+
+
+def test_noise_copy_doubles_the_measured_noise_and_is_reproducible() -> None:
+    from fedcodec.shared.neural.augment import noise_sigma
+
+    rng = np.random.default_rng(1)
+    ramp = np.linspace(500, 1500, 96)[None, None, :] + np.zeros((2, 96, 1))
+    volume = np.rint(ramp + rng.normal(0, 6.0, ramp.shape)).astype(np.uint16)
+    assert 5.0 < noise_sigma(volume) < 7.0  # the ramp's own noise, not its gradient
+    copy, bits = augmented(volume, 12, "noise")
+    assert bits == 12 and copy.dtype == np.uint16 and copy.shape == volume.shape
+    assert 1.8 < noise_sigma(copy) / noise_sigma(volume) < 2.2
+    np.testing.assert_array_equal(copy, augmented(volume, 12, "noise")[0])  # seeded
+    assert int(augmented(np.full((1, 8, 8), 4095, np.uint16), 12, "noise")[0].max()) <= 4095
+    assert "noise" not in AUGMENTATIONS  # measured before it joins the default set

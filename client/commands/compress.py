@@ -80,7 +80,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     targets.add_argument("--psnr", type=float, metavar="DB",
                          help="lossy: every slice at or above DB (peak 2^bits-1)")
     targets.add_argument("--bpp", type=float, metavar="B",
-                         help="lossy: every series (so the study) at or below B bits per pixel")
+                         help="lossy: every series (so the study) at or below B bits per pixel, "
+                         "a bound per slice for the best mean slice PSNR")
     targets.add_argument("--ratio", type=float, metavar="R",
                          help="lossy: every series (so the study) at or above R:1 of the stored "
                          "bits allocated")

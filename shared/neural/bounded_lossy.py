@@ -3,11 +3,13 @@
 Specs (exactly one target)::
 
     neural:mode=lossy,psnr=50        every slice >= 50 dB (peak 2**bits - 1), tau per slice
-    neural:mode=lossy,bpp=1.5        the series at or below 1.5 bits per pixel, one tau
+    neural:mode=lossy,bpp=1.5        the series at or below 1.5 bits per pixel, tau per slice
     neural:mode=lossy,ratio=10       the series at or above 10:1 (of the bits allocated)
     neural:mode=lossy,max_error=8    every pixel within 8 (= neural:tau=8)
 
-plus the ``neural`` options ``period=`` and ``interslice=``, and ``centroid=0`` to reconstruct at
+plus the ``neural`` options ``period=`` and ``interslice=``; ``allocate=series`` gives a rate
+target one tau for the whole series (default ``slices``: a tau per slice for the highest mean
+slice PSNR within the budget, :func:`.rate_control.allocate_slices`); and ``centroid=0`` to reconstruct at
 the bin centre (default 1: inside the bin towards the prediction, :mod:`.bin_centroid`, measured
 -2% to -4% BD-rate on unseen MR, experiments/bounded_reconstruction.py --compare).
 
@@ -28,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from fedcodec.shared import metrics
 from fedcodec.shared.codecs.base import CodecMode, register_codec, register_mode_route
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 from fedcodec.shared.neural.codec import NeuralCodec
@@ -35,6 +38,8 @@ from fedcodec.shared.neural.rate_control import (
     SERIES_SAMPLE_BLOCKS,
     SERIES_SAMPLE_SLICES,
     LossyTarget,
+    allocate_slices,
+    ladder_taus,
     psnr_tau_estimate,
     series_for_bpp,
     slice_for_psnr,
@@ -69,7 +74,7 @@ class BoundedLossyCodec(NeuralCodec):
     def __init__(self, mode: str = "lossy", psnr: float | None = None, bpp: float | None = None,
                  ratio: float | None = None, max_error: int | None = None,
                  period: int | None = None, interslice: int = 1, weights: str | None = None,
-                 centroid: int = 1, quality: Any = None) -> None:
+                 centroid: int = 1, allocate: str = "slices", quality: Any = None) -> None:
         if quality is not None:
             raise FedcodecError(
                 "neural:mode=lossy,quality=Q named the learned hyperprior up to fedcodec "
@@ -78,6 +83,9 @@ class BoundedLossyCodec(NeuralCodec):
                 f"neural:mode=hyperprior,quality={quality}")
         if mode != "lossy":
             raise FedcodecError(f"neural-bounded codec: mode must be lossy, not {mode!r}")
+        if allocate not in ("slices", "series"):
+            raise FedcodecError(f"allocate must be slices or series, not {allocate!r}")
+        self.allocate = allocate
         self.target = LossyTarget.from_params(psnr=psnr, bpp=bpp, ratio=ratio,
                                               max_error=max_error)
         fixed = int(self.target.value) if self.target.kind == "max_error" else 1
@@ -92,6 +100,8 @@ class BoundedLossyCodec(NeuralCodec):
         out = super().describe()
         out.update(target=self.target.kind, target_value=self.target.value, tau=None,
                    max_error=self.max_error, mode=self.mode.value)
+        if self.target.kind in ("bpp", "ratio"):
+            out.update(allocate=self.allocate)
         return out
 
     def guaranteed_error(self, stream: bytes) -> int | None:
@@ -127,14 +137,20 @@ class BoundedLossyCodec(NeuralCodec):
 
     def _code_at(self, volume: np.ndarray, bits: int, period: int,
                  taus: Sequence[int]) -> list[bytes]:
-        streams, recons = [], []
+        return self._code_measured(volume, bits, period, taus)[0]
+
+    def _code_measured(self, volume: np.ndarray, bits: int, period: int,
+                       taus: Sequence[int]) -> tuple[list[bytes], list[float]]:
+        """The slice streams at ``taus`` and each slice's PSNR (what rate control weighs)."""
+        streams, recons, psnrs = [], [], []
         for i, image in enumerate(volume):
             offsets = reference_offsets(i, period, self.interslice)
             data, recon = self._encode_one(np.ascontiguousarray(image), bits,
                                            [recons[i - off] for off in offsets], offsets, taus[i])
             streams.append(data)
             recons.append(recon)
-        return streams
+            psnrs.append(metrics.psnr(image, recon, bits))
+        return streams, psnrs
 
     def _per_slice_psnr(self, volume: np.ndarray, bits: int, period: int
                         ) -> tuple[list[bytes], list[int]]:
@@ -159,7 +175,7 @@ class BoundedLossyCodec(NeuralCodec):
         limit = self.target.bpp_limit(8 * volume.dtype.itemsize)
         pixels = volume.size
         sample = _sample_runs(volume.shape[0])
-        coded: dict[int, list[bytes]] = {}
+        coded: dict[int, tuple[list[bytes], list[float]]] = {}
 
         def size_bpp(streams: list[bytes], n: int) -> float:
             return 8 * sum(len(s) for s in streams) / n
@@ -173,11 +189,76 @@ class BoundedLossyCodec(NeuralCodec):
 
         def full_bpp(tau: int) -> float:
             if tau not in coded:
-                coded[tau] = self._code_at(volume, bits, period, [tau] * volume.shape[0])
-            return size_bpp(coded[tau], pixels)
+                coded[tau] = self._code_measured(volume, bits, period, [tau] * volume.shape[0])
+            return size_bpp(coded[tau][0], pixels)
 
         tau = series_for_bpp(sample_bpp, full_bpp, limit, bits)
-        return coded[tau], [tau] * volume.shape[0]
+        one_tau = coded[tau][0], [tau] * volume.shape[0]
+        if self.allocate == "series" or volume.shape[0] == 1 or tau == 0:
+            return one_tau
+        return self._slices_for_rate(volume, bits, period, limit, tau, coded) or one_tau
+
+    def _slices_for_rate(self, volume: np.ndarray, bits: int, period: int, limit: float,
+                         series_tau: int, coded: dict[int, tuple[list[bytes], list[float]]]
+                         ) -> tuple[list[bytes], list[int]] | None:
+        """A tau per slice within the series' budget, chosen from the series coded at each
+        ladder tau (:func:`.rate_control.allocate_slices`) and at the taus halfway to each
+        slice's first choice's ladder neighbours, then coded for real (references now have
+        other taus, so sizes move a little; the choice is redone with the budget scaled by the
+        error when they overshoot or leave over 2 % unused). None when the one-tau series is
+        as good (mean PSNR) or no choice fits: the caller keeps that."""
+        n = volume.shape[0]
+        ladder = ladder_taus(series_tau, bits)
+        for t in ladder:
+            if t not in coded:
+                coded[t] = self._code_measured(volume, bits, period, [t] * n)
+        taus = np.array([ladder] * n, dtype=np.int64)
+        size = np.array([[8 * len(coded[t][0][i]) for t in ladder] for i in range(n)],
+                        dtype=np.float64)
+        quality = np.array([[coded[t][1][i] for t in ladder] for i in range(n)])
+        allowed = limit * volume.size
+        rows = np.arange(n)
+        # one refinement round: every slice also tried halfway (geometrically) to the ladder
+        # steps either side of its first choice, two more codings of the series
+        first = allocate_slices(size, quality, allowed)
+        best: tuple[float, list[bytes], list[int]] | None = None
+
+        def consider(streams: list[bytes], psnrs: list[float], chosen: list[int]) -> float:
+            """Keep a real coding of the series if it fits and is the best so far; its bits."""
+            nonlocal best
+            spent = 8.0 * sum(len(x) for x in streams)
+            mean_db = float(np.mean(np.minimum(psnrs, 150.0)))
+            if spent <= allowed and (best is None or mean_db > best[0]):
+                best = (mean_db, streams, chosen)
+            return spent
+
+        for side in (-1, 1):
+            near = np.clip(first + side, 0, len(ladder) - 1)
+            mid = [int(t) for t in np.rint(np.sqrt(taus[rows, first] * taus[rows, near]))]
+            streams, psnrs = self._code_measured(volume, bits, period, mid)
+            consider(streams, psnrs, mid)
+            taus = np.column_stack([taus, mid])
+            size = np.column_stack([size, [8 * len(x) for x in streams]])
+            quality = np.column_stack([quality, psnrs])
+        budget, tried = allowed, set()
+        for _ in range(4):  # sizes move once references change: re-choose with the error
+            try:
+                pick = allocate_slices(size, quality, budget)
+            except FedcodecError:  # the budget shrank below every slice's cheapest candidate
+                break
+            chosen = [int(t) for t in taus[rows, pick]]
+            if tuple(chosen) in tried:
+                break
+            tried.add(tuple(chosen))
+            spent = consider(*self._code_measured(volume, bits, period, chosen), chosen)
+            if allowed * 0.98 <= spent <= allowed:
+                break
+            predicted = float(size[rows, pick].sum())
+            budget = predicted * allowed / spent * (0.995 if spent > allowed else 1.0)
+        baseline = float(np.mean(np.minimum(coded[series_tau][1], 150.0)))
+        if best is None or best[0] <= baseline or len(set(best[2])) == 1:
+            return None
+        return best[1], best[2]
 
 
 def _sample_runs(slices: int) -> list[range] | None:

@@ -5,7 +5,9 @@ quality or a size instead. One target, four kinds:
 
 ``psnr=P``       every slice at or above P dB (peak ``2**bits - 1``): the largest tau per slice
                  whose *measured* PSNR (the encoder has the reconstruction) meets P;
-``bpp=B``        the series at or below B bits per pixel: the smallest tau for the whole series;
+``bpp=B``        the series at or below B bits per pixel, tau per slice so that the mean slice
+                 PSNR is as high as the budget allows (:func:`allocate_slices`); with
+                 ``allocate=series`` one tau for the whole series, the smallest that fits;
 ``ratio=R``      the same with B = (bits allocated) / R, allocated = 8 x the sample size;
 ``max_error=T``  tau = T everywhere.
 
@@ -160,3 +162,64 @@ def series_for_bpp(sample_bpp: Callable[[int], float], full_bpp: Callable[[int],
     while tau > 0 and full_bpp(tau - 1) <= limit:
         tau -= 1
     return tau
+
+
+PSNR_CEILING = 150.0
+"""A slice reproduced exactly counts as this many dB in the allocation (not infinity)."""
+LADDER = (1 / 256, 1 / 64, 1 / 16, 1 / 4, 1 / 2, 1.0, 2.0)
+"""The taus a per-slice allocation first chooses among, as multiples of the series' one-tau
+answer: eight octaves below it (an easy slice buys many dB for few bits) and one above (a noisy
+slice gives some back); a slice's bound is at most twice the one-tau bound. The coder then
+refines each slice's choice halfway to its neighbours (bounded_lossy)."""
+
+
+def ladder_taus(series_tau: int, bits: int) -> list[int]:
+    """The candidate taus of :func:`allocate_slices` around the one-tau answer, ascending."""
+    top = (1 << bits) - 2
+    return sorted({min(top, max(1, round(series_tau * m))) for m in LADDER} | {series_tau})
+
+
+def allocate_slices(bits: np.ndarray, quality: np.ndarray, budget: float) -> np.ndarray:
+    """Per slice (row), the candidate (column) to code it with so that the summed quality
+    (PSNR in dB) is as high as possible with the summed bits at or below ``budget``.
+
+    The mean of slice PSNRs is what a reader sees slice by slice and what the benchmarks
+    report; a one-tau series spends as much on a slice that is nearly free to make perfect as
+    on a noisy one. Lagrangian choice (one price per bit for every slice, bisected until the
+    budget holds), then the leftover budget spent greedily on the best dB per bit. Returns
+    column indices; some column of every row must fit (the caller's one-tau column does).
+    """
+    bits = np.asarray(bits, dtype=np.float64)
+    quality = np.minimum(np.asarray(quality, dtype=np.float64), PSNR_CEILING)
+    rows = np.arange(bits.shape[0])
+
+    def choose(price: float) -> np.ndarray:
+        return np.argmax(quality - price * bits, axis=1)
+
+    cheapest = np.argmin(bits, axis=1)
+    if bits[rows, cheapest].sum() > budget:
+        raise FedcodecError("no per-slice allocation fits the budget")
+    low, high = 1e-12, 1e6  # dB per bit: a price of `high` picks the cheapest candidates
+    if bits[rows, choose(low)].sum() <= budget:
+        pick = choose(low)
+    else:
+        for _ in range(80):
+            mid = math.sqrt(low * high)
+            if bits[rows, choose(mid)].sum() <= budget:
+                high = mid
+            else:
+                low = mid
+        pick = choose(high)
+        if bits[rows, pick].sum() > budget:
+            pick = cheapest
+    slack = budget - bits[rows, pick].sum()
+    while True:  # greedy upgrades with what is left
+        gain = quality - quality[rows, pick][:, None]
+        cost = bits - bits[rows, pick][:, None]
+        ok = (gain > 0) & (cost <= slack)
+        if not ok.any():
+            return pick
+        score = np.where(ok, gain / np.maximum(cost, 1e-9), -np.inf)
+        row, col = np.unravel_index(int(np.argmax(score)), score.shape)
+        slack -= cost[row, col]
+        pick[row] = col
