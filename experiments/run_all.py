@@ -119,6 +119,12 @@ EXPERIMENT_LIST = (
         shared_data=("dicom", "dicom-more"),
     ),
     Experiment(
+        "neural_loso_noise", "leave-one-source-out with a noisier copy added to the augmentation",
+        ("{python}", "{experiments}/neural_loso.py", "--out", "{out}", "--steps", "1500",
+         "--augment", "--augment-noise"), None,
+        shared_data=("dicom", "dicom-more"),
+    ),
+    Experiment(
         "neural_adapt", "what each encode-time adaptation saves per source (LOSO fold models)",
         ("{python}", "{experiments}/neural_adapt.py", "--folds", "{out}/../neural_loso"), None,
         shared_data=("dicom", "dicom-more"),

@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--augment", action="store_true",
                         help="also train on transposed, 8-bit and half-size copies of the "
                         "training series (a quarter of the pixel budget each)")
+    parser.add_argument("--augment-noise", action="store_true",
+                        help="also train on a copy of each training series with about twice its "
+                        "noise (a quarter of the pixel budget; for sites with noisier scanners)")
     parser.add_argument("--epochs", type=int, default=25, help="passes over each network's samples")
     parser.add_argument("--min-steps", type=int, default=1500, help="steps per network, at least")
     parser.add_argument("--max-steps", type=int, default=3000, help="steps per network, at most")
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         budget_seconds=args.budget_seconds, threads=args.threads,
         checkpoint_every=args.checkpoint_every, split_mosaics=not args.keep_mosaics,
         resume=args.resume, tracking_uri="" if args.no_mlflow else args.tracking_uri,
-        feature_set=args.feature_set, augment=args.augment,
+        feature_set=args.feature_set, augment=args.augment, augment_noise=args.augment_noise,
         experiment=args.experiment, progress=not args.no_progress,
         compare_slices=args.compare_slices,
     )

@@ -99,13 +99,17 @@ def train_on_volumes(train: list[tuple[np.ndarray, int]], held: list[tuple[np.nd
 
     samples = collect_samples(train, config.fraction, config.series_pixels, config.seed,
                               config.progress, config.feature_set)
-    if config.augment:
-        from fedcodec.shared.neural.augment import augmented_volumes
+    from fedcodec.shared.neural.augment import AUGMENTATIONS, augmented_volumes
+
+    copies = ([AUGMENTATIONS] if config.augment else []) \
+        + ([("noise",)] if config.augment_noise else [])
+    if copies:  # a quarter of the pixel budget per copy of a series
         from fedcodec.shared.neural.train import merge_samples
 
-        samples = merge_samples([samples, collect_samples(
-            augmented_volumes(train), config.fraction, config.series_pixels // 4,
-            config.seed + 2, config.progress, config.feature_set)])
+        samples = merge_samples([samples, *(
+            collect_samples(augmented_volumes(train, kinds), config.fraction,
+                            config.series_pixels // 4, config.seed + 2 + k, config.progress,
+                            config.feature_set) for k, kinds in enumerate(copies))])
     held_samples = (collect_samples(held, config.fraction, config.series_pixels, config.seed + 1,
                                     config.progress, config.feature_set) if held else None)
     trainer = PredictorTrainer(samples, config.settings())
