@@ -417,6 +417,8 @@ def main() -> None:
     ap.add_argument("--max-slices", type=int, default=None,
                     help="code only the first N slices of every series (training still sees all)")
     args = ap.parse_args()
+    if args.augment_noise and not args.augment:
+        ap.error("--augment-noise adds to --augment's copies: give both")
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     names = [*DICOM_SOURCES, PYPI]
@@ -430,8 +432,8 @@ def main() -> None:
     stacks = {n: load_source(n, args.data, max_slices) for n in [*DICOM_SOURCES, PYPI]
               if (not args.quick or n in names) and not args.report_only}
     set_tag = "" if args.feature_set == 1 else f"-set{args.feature_set}"
-    key = layout_key(args.steps, args.hidden, args.cap) + set_tag + ("-aug" if args.augment else "") \
-        + ("-noise" if args.augment and args.augment_noise else "")
+    key = layout_key(args.steps, args.hidden, args.cap) + set_tag \
+        + ("-aug" if args.augment else "") + ("-noise" if args.augment_noise else "")
     samples_dir = out / "samples" / (layout_key(0, 0, 0) + set_tag)
     samples: dict = {}
     held_sets = ([(n,) for n in [*DICOM_SOURCES, PYPI]] if args.folds == "sources" or args.quick

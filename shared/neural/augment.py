@@ -15,7 +15,8 @@ import numpy as np
 
 AUGMENTATIONS = ("transpose", "8bit", "half")
 EXTRA_AUGMENTATIONS = ("noise",)
-"""Kinds not in the default set (measured before they join it; ``neural_loso.py --augment-noise``)."""
+"""Kinds not in the default set (measured before they join it: ``neural_loso.py
+--augment-noise``, ``fedcodec train --augment-noise``)."""
 NOISE_FACTOR = 2.0
 """The ``noise`` copy has this many times the series' own noise (standard deviation)."""
 
@@ -61,7 +62,8 @@ def augmented(volume: np.ndarray, bits: int, kind: str) -> tuple[np.ndarray, int
         return pooled.astype(volume.dtype), bits
     if kind == "noise":
         return noisier(volume, bits), bits
-    raise ValueError(f"unknown augmentation {kind!r} (one of {', '.join(AUGMENTATIONS + EXTRA_AUGMENTATIONS)})")
+    known = ", ".join(AUGMENTATIONS + EXTRA_AUGMENTATIONS)
+    raise ValueError(f"unknown augmentation {kind!r} (one of {known})")
 
 
 def augmented_volumes(volumes: list[tuple[np.ndarray, int]],

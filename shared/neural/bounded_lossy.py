@@ -9,9 +9,10 @@ Specs (exactly one target)::
 
 plus the ``neural`` options ``period=`` and ``interslice=``; ``allocate=series`` gives a rate
 target one tau for the whole series (default ``slices``: a tau per slice for the highest mean
-slice PSNR within the budget, :func:`.rate_control.allocate_slices`); and ``centroid=0`` to reconstruct at
-the bin centre (default 1: inside the bin towards the prediction, :mod:`.bin_centroid`, measured
--2% to -4% BD-rate on unseen MR, experiments/bounded_reconstruction.py --compare).
+slice PSNR within the budget, :func:`.rate_control.allocate_slices`); and ``centroid=0`` to
+reconstruct at the bin centre (default 1: inside the bin towards the prediction,
+:mod:`.bin_centroid`, measured -2% to -4% BD-rate on unseen MR,
+experiments/bounded_reconstruction.py --compare).
 
 Every stream is an ordinary ``neural`` near-lossless stream whose header carries the tau it was
 coded with, so the bound each slice guarantees is in the stream itself (:meth:`BoundedLossyCodec.guaranteed_error`), read
@@ -35,6 +36,7 @@ from fedcodec.shared.codecs.base import CodecMode, register_codec, register_mode
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 from fedcodec.shared.neural.codec import NeuralCodec
 from fedcodec.shared.neural.rate_control import (
+    PSNR_CEILING,
     SERIES_SAMPLE_BLOCKS,
     SERIES_SAMPLE_SLICES,
     LossyTarget,
@@ -227,7 +229,7 @@ class BoundedLossyCodec(NeuralCodec):
             """Keep a real coding of the series if it fits and is the best so far; its bits."""
             nonlocal best
             spent = 8.0 * sum(len(x) for x in streams)
-            mean_db = float(np.mean(np.minimum(psnrs, 150.0)))
+            mean_db = float(np.mean(np.minimum(psnrs, PSNR_CEILING)))
             if spent <= allowed and (best is None or mean_db > best[0]):
                 best = (mean_db, streams, chosen)
             return spent
@@ -255,7 +257,7 @@ class BoundedLossyCodec(NeuralCodec):
                 break
             predicted = float(size[rows, pick].sum())
             budget = predicted * allowed / spent * (0.995 if spent > allowed else 1.0)
-        baseline = float(np.mean(np.minimum(coded[series_tau][1], 150.0)))
+        baseline = float(np.mean(np.minimum(coded[series_tau][1], PSNR_CEILING)))
         if best is None or best[0] <= baseline or len(set(best[2])) == 1:
             return None
         return best[1], best[2]
