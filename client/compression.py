@@ -63,7 +63,7 @@ from fedcodec.shared.dicom.series import Series, SkippedFile
 from fedcodec.shared import metrics
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 from fedcodec.shared.learned_lossy.roi_mask import RoiSpec
-from fedcodec.shared.neural.rate_control import LossyTarget
+from fedcodec.shared.neural.rate_control import PSNR_CEILING, LossyTarget
 from fedcodec.shared.pixels import from_unsigned, to_unsigned
 from fedcodec.shared.profiles import ProfileRules, SeriesFacts
 
@@ -99,6 +99,8 @@ def quality_to_ratio(quality: int) -> float:
 
 
 CONTAINER_RATIO_RULE = "uncompressed pixel bytes / whole .fcz"
+EXACT_SLICE_DB = PSNR_CEILING
+"""A slice coded exactly counts as this many dB in the mean slice PSNR, as in rate control."""
 
 
 def container_ratio(raw_pixel_bytes: int, container_bytes: int) -> float:
@@ -213,6 +215,9 @@ class SeriesReport:
     its streams guarantee (verified), else None."""
     worst_slice_psnr_db: float | None = None
     """With a bound: the lowest PSNR of any slice, peak 2**bits - 1 (what ``--psnr`` targets)."""
+    mean_slice_psnr_db: float | None = None
+    """With a bound: the mean slice PSNR, peak 2**bits - 1, a slice coded exactly counting as
+    :data:`EXACT_SLICE_DB` (what ``--bpp``/``--ratio`` maximise within their budget)."""
 
     @property
     def pixels(self) -> int:
@@ -221,7 +226,7 @@ class SeriesReport:
     def check_line(self) -> str:
         """What was verified, e.g. ``verified bit-exact``."""
         text = _check_text(self.mode, self.max_error, self.tau, self.psnr_db, self.bound,
-                           self.worst_slice_psnr_db)
+                           self.worst_slice_psnr_db, self.mean_slice_psnr_db)
         if self.roi_tau is not None:
             text = (f"ROI verified max error {self.roi_max_error} <= {self.roi_tau}, "
                     f"outside {text}")
@@ -293,9 +298,12 @@ class CompressionReport:
         else:
             worst = min((s.psnr_db for s in self.series if s.psnr_db is not None), default=None)
             slice_psnrs = [s.worst_slice_psnr_db for s in self.series]
+            means = [(s.mean_slice_psnr_db, s.shape[0]) for s in self.series]
+            mean = (None if any(m is None for m, _ in means) or not slices else
+                    sum(m * n for m, n in means) / slices)  # type: ignore[operator]
             check = _check_text(self.mode, self.max_error, self.tau, worst,
                                 _worst_bound(s.bound for s in self.series),
-                                None if None in slice_psnrs else min(slice_psnrs))
+                                None if None in slice_psnrs else min(slice_psnrs), mean)
             coding = f"{profile}codec {self.codec_spec} ({self.mode}, {check})"
         lines = [f"wrote {self.output}: {len(self.series)} series, {slices} slices, {coding}"]
         if self.profile:
@@ -331,14 +339,17 @@ def _worst_bound(bounds) -> int | None:  # type: ignore[no-untyped-def]
 
 
 def _check_text(mode: str, max_error: int, tau: int, psnr_db: float | None,
-                bound: int | None = None, slice_psnr_db: float | None = None) -> str:
+                bound: int | None = None, slice_psnr_db: float | None = None,
+                mean_slice_psnr_db: float | None = None) -> str:
     if mode == "lossless":
         return "verified bit-exact"
     if mode == "near-lossless":
         return f"verified max error {max_error} <= tau {tau}"
     if bound is not None:
         return f"verified max error {max_error} <= bound {bound}" + (
-            f", worst slice PSNR {slice_psnr_db:.2f} dB at peak 2^bits-1"
+            f", worst slice PSNR {slice_psnr_db:.2f} dB"
+            + (f", mean {mean_slice_psnr_db:.2f} dB" if mean_slice_psnr_db is not None else "")
+            + " at peak 2^bits-1"
             if slice_psnr_db is not None and math.isfinite(slice_psnr_db) else "") + (
             f", series PSNR {psnr_db:.1f} dB over its range" if psnr_db is not None else "")
     return f"max error {max_error}" + (
@@ -567,6 +578,9 @@ def _code_series(
         mse = float(np.mean(error.astype(np.float64) ** 2))
         peak = max(int(unsigned.max()) - int(unsigned.min()), 1)
         psnr = float(10 * np.log10(peak * peak / mse))
+    slice_db = ([] if guaranteed is None else
+                [metrics.psnr(a, b, series.bits_stored) for a, b in zip(unsigned, decoded,
+                                                                        strict=True)])
     report = SeriesReport(
         description=series.description,
         modality=series.modality,
@@ -582,9 +596,9 @@ def _code_series(
         roi_tau=plan.roi_tau,
         roi_max_error=roi_max_error,
         bound=guaranteed,
-        worst_slice_psnr_db=None if guaranteed is None else min(
-            (metrics.psnr(a, b, series.bits_stored) for a, b in zip(unsigned, decoded, strict=True)),
-            default=None),
+        worst_slice_psnr_db=None if guaranteed is None else min(slice_db, default=None),
+        mean_slice_psnr_db=(None if guaranteed is None or not slice_db else
+                            sum(min(d, EXACT_SLICE_DB) for d in slice_db) / len(slice_db)),
     )
     coding = SeriesCoding(_codec_info(spec, coder, guaranteed), mode, tau, plan.quality)
     lossless = coder.mode is CodecMode.LOSSLESS

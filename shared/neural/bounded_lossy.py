@@ -36,6 +36,7 @@ from fedcodec.shared.codecs.base import CodecMode, register_codec, register_mode
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 from fedcodec.shared.neural.codec import NeuralCodec
 from fedcodec.shared.neural.rate_control import (
+    MIN_GAIN_DB,
     PSNR_CEILING,
     SERIES_SAMPLE_BLOCKS,
     SERIES_SAMPLE_SLICES,
@@ -208,7 +209,8 @@ class BoundedLossyCodec(NeuralCodec):
         slice's first choice's ladder neighbours, then coded for real (references now have
         other taus, so sizes move a little; the choice is redone with the budget scaled by the
         error when they overshoot or leave over 2 % unused). None when the one-tau series is
-        as good (mean PSNR) or no choice fits: the caller keeps that."""
+        within :data:`.rate_control.MIN_GAIN_DB` of it (mean PSNR) or no choice fits: the
+        caller keeps that."""
         n = volume.shape[0]
         ladder = ladder_taus(series_tau, bits)
         for t in ladder:
@@ -258,7 +260,7 @@ class BoundedLossyCodec(NeuralCodec):
             predicted = float(size[rows, pick].sum())
             budget = predicted * allowed / spent * (0.995 if spent > allowed else 1.0)
         baseline = float(np.mean(np.minimum(coded[series_tau][1], PSNR_CEILING)))
-        if best is None or best[0] <= baseline or len(set(best[2])) == 1:
+        if best is None or best[0] < baseline + MIN_GAIN_DB or len(set(best[2])) == 1:
             return None
         return best[1], best[2]
 

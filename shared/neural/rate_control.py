@@ -166,6 +166,11 @@ def series_for_bpp(sample_bpp: Callable[[int], float], full_bpp: Callable[[int],
 
 PSNR_CEILING = 150.0
 """A slice reproduced exactly counts as this many dB in the allocation (not infinity)."""
+MIN_GAIN_DB = 0.25
+"""A per-slice choice is kept only if it raises the mean slice PSNR by this much over one tau:
+where every slice buys dB at about the same price (noise-bound series) the optimum is flat, and
+a choice that wins by hundredths of a dB would loosen the worst slice's bound for nothing
+(measured on a Philips B0 series, 64 slices at 0.5 bpp: +0.03 dB mean, worst slice -5.6 dB)."""
 LADDER = (1 / 256, 1 / 64, 1 / 16, 1 / 4, 1 / 2, 1.0, 2.0)
 """The taus a per-slice allocation first chooses among, as multiples of the series' one-tau
 answer: eight octaves below it (an easy slice buys many dB for few bits) and one above (a noisy
