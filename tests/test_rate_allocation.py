@@ -73,7 +73,7 @@ def test_slices_allocation_holds_the_rate_and_raises_mean_psnr(mixed) -> None:
     taus = results["slices"][1]
     assert len(set(taus)) > 1, taus  # the easy slices got a finer bound
     assert max(taus) <= 2 * series_tau
-    assert results["slices"][0] > results["series"][0] + 1.0, results  # measured +2.3 dB
+    assert results["slices"][0] > results["series"][0] + 1.0, results  # measured +2.0 dB
 
 
 def test_allocate_is_checked() -> None:
