@@ -119,11 +119,12 @@ def fold_weights(source: str, folds_dir: Path, steps: int = 1500) -> Path:
 # -- training ---------------------------------------------------------------------------------
 
 def source_samples(name: str, stacks: list[Stack], cache: Path, series_pixels: int,
-                   feature_set: int = 1, augment: bool = False, noise: bool = False):
+                   feature_set: int = 1, augment: bool = False, extra: tuple[str, ...] = ()):
     """Training samples of one source (cached as .npz of per-network arrays); with ``augment``,
     also those of its augmented copies (``shared/neural/augment.py``: transposed, 8-bit, half
-    size; a quarter of the pixel budget each), cached beside them; with ``noise`` also a copy
-    with about twice its noise (``augment.noisier``, a quarter of the budget)."""
+    size; a quarter of the pixel budget each), cached beside them; each kind of ``extra``
+    (``augment.EXTRA_AUGMENTATIONS``: ``noise``, about twice its noise; ``zerofill``, twice the
+    matrix) adds one more copy, a quarter of the budget, cached as ``{name}.{kind}.npz``."""
     from fedcodec.shared.neural.train import merge_samples
 
     from fedcodec.shared.neural.augment import augmented_volumes
@@ -132,14 +133,13 @@ def source_samples(name: str, stacks: list[Stack], cache: Path, series_pixels: i
     samples = _cached_samples(cache / f"{name}.npz", lambda: volumes, series_pixels, feature_set)
     if not augment:
         return samples
-    extra = _cached_samples(cache / f"{name}.aug.npz", lambda: augmented_volumes(volumes),
-                            series_pixels // 4, feature_set)
-    if not noise:
-        return merge_samples([samples, extra])
-    noisy = _cached_samples(cache / f"{name}.noise.npz",
-                            lambda: augmented_volumes(volumes, ("noise",)),
-                            series_pixels // 4, feature_set)
-    return merge_samples([samples, extra, noisy])
+    extra_samples = _cached_samples(cache / f"{name}.aug.npz",
+                                    lambda: augmented_volumes(volumes), series_pixels // 4,
+                                    feature_set)
+    copies = [_cached_samples(cache / f"{name}.{kind}.npz",
+                              lambda kind=kind: augmented_volumes(volumes, (kind,)),
+                              series_pixels // 4, feature_set) for kind in extra]
+    return merge_samples([samples, extra_samples, *copies])
 
 
 def _cached_samples(path: Path, volumes: Callable[[], list], series_pixels: int,
@@ -183,7 +183,7 @@ def capped(samples: dict, cap: int, seed: int) -> dict:
 
 
 def train_fold(held: tuple[str, ...], samples: dict, path: Path, steps: int, hidden: int,
-               cap: int, augment: bool = False, noise: bool = False) -> None:
+               cap: int, augment: bool = False, extra: tuple[str, ...] = ()) -> None:
     """A model trained on every source but those in ``held``, written to ``path``."""
     import torch
 
@@ -204,7 +204,8 @@ def train_fold(held: tuple[str, ...], samples: dict, path: Path, steps: int, hid
         pass
     name = f"without-{'+'.join(held)}" if held else "all-13-sources"
     meta = {"name": name, "steps": steps, "hidden": hidden, **({"augment": True} if augment else {}),
-            **({"augment_noise": True} if noise else {})}
+            **({"augment_noise": True} if "noise" in extra else {}),
+            **({"augment_extra": list(extra)} if extra else {})}
     weights = build_weights(trainer.model, merged, meta)
     path.parent.mkdir(parents=True, exist_ok=True)
     weights.save(path.with_suffix(".tmp.npz"))
@@ -411,14 +412,24 @@ def main() -> None:
     ap.add_argument("--augment", action="store_true",
                     help="train on augmented copies too (transposed, 8-bit, half size)")
     ap.add_argument("--augment-noise", action="store_true",
-                    help="with --augment: a copy with about twice the noise too (fold key -noise)")
+                    help="with --augment: a copy with about twice the noise too (fold key -noise;"
+                         " the same as --augment-extra noise)")
+    ap.add_argument("--augment-extra", default="",
+                    help="with --augment: comma-separated extra copies (noise, zerofill: twice "
+                         "the matrix by zero-filled interpolation); fold key -KIND-...")
     ap.add_argument("--train-all", type=Path, default=None,
                     help="train one model on all 13 sources (the same samples) to this path")
     ap.add_argument("--max-slices", type=int, default=None,
                     help="code only the first N slices of every series (training still sees all)")
     args = ap.parse_args()
-    if args.augment_noise and not args.augment:
-        ap.error("--augment-noise adds to --augment's copies: give both")
+    extra = tuple(dict.fromkeys(([k for k in args.augment_extra.split(",") if k])
+                                + (["noise"] if args.augment_noise else [])))
+    from fedcodec.shared.neural.augment import EXTRA_AUGMENTATIONS
+
+    if extra and not args.augment:
+        ap.error("--augment-noise / --augment-extra add to --augment's copies: give both")
+    if set(extra) - set(EXTRA_AUGMENTATIONS):
+        ap.error(f"--augment-extra: kinds are {', '.join(EXTRA_AUGMENTATIONS)}")
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     names = [*DICOM_SOURCES, PYPI]
@@ -433,7 +444,7 @@ def main() -> None:
               if (not args.quick or n in names) and not args.report_only}
     set_tag = "" if args.feature_set == 1 else f"-set{args.feature_set}"
     key = layout_key(args.steps, args.hidden, args.cap) + set_tag \
-        + ("-aug" if args.augment else "") + ("-noise" if args.augment_noise else "")
+        + ("-aug" if args.augment else "") + "".join(f"-{kind}" for kind in sorted(extra))
     samples_dir = out / "samples" / (layout_key(0, 0, 0) + set_tag)
     samples: dict = {}
     held_sets = ([(n,) for n in [*DICOM_SOURCES, PYPI]] if args.folds == "sources" or args.quick
@@ -443,11 +454,11 @@ def main() -> None:
     if args.train_all:  # the shipped model: every source, the folds' samples and recipe
         samples = {n: source_samples(n, load_source(n, args.data, None), samples_dir,
                                      args.series_pixels, args.feature_set, args.augment,
-                                     args.augment_noise)
+                                     extra)
                    for n in stacks}
         started = time.perf_counter()
         train_fold((), samples, args.train_all.resolve(), args.steps, args.hidden, args.cap,
-                   args.augment, args.augment_noise)
+                   args.augment, extra)
         print(f"all 13 sources: {time.perf_counter() - started:.0f} s", flush=True)
         return
     if args.shipped_for_unseen:  # trained on dicom/ only: a held-out model for dicom-more
@@ -469,11 +480,11 @@ def main() -> None:
                 samples = {n: source_samples(n, s if not max_slices or args.quick else
                                              load_source(n, args.data, None), samples_dir,
                                              args.series_pixels, args.feature_set, args.augment,
-                                             args.augment_noise)
+                                             extra)
                            for n, s in stacks.items()}
             started = time.perf_counter()
             train_fold(held, samples, fold_path[held], args.steps, args.hidden, args.cap,
-                       args.augment, args.augment_noise)
+                       args.augment, extra)
             print(f"fold without {held}: {time.perf_counter() - started:.0f} s", flush=True)
     if args.stage == "train":
         return

@@ -125,6 +125,13 @@ EXPERIMENT_LIST = (
         shared_data=("dicom", "dicom-more"),
     ),
     Experiment(
+        "neural_loso_zerofill",
+        "leave-one-source-out with a zero-filled 2x interpolated copy added to the augmentation",
+        ("{python}", "{experiments}/neural_loso.py", "--out", "{out}", "--steps", "1500",
+         "--augment", "--augment-extra", "zerofill"), None,
+        shared_data=("dicom", "dicom-more"),
+    ),
+    Experiment(
         "neural_adapt", "what each encode-time adaptation saves per source (LOSO fold models)",
         ("{python}", "{experiments}/neural_adapt.py", "--folds", "{out}/../neural_loso"), None,
         shared_data=("dicom", "dicom-more"),

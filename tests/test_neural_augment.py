@@ -59,3 +59,24 @@ def test_noise_copy_doubles_the_measured_noise_and_is_reproducible() -> None:
     np.testing.assert_array_equal(copy, augmented(volume, 12, "noise")[0])  # seeded
     assert int(augmented(np.full((1, 8, 8), 4095, np.uint16), 12, "noise")[0].max()) <= 4095
     assert "noise" not in AUGMENTATIONS  # measured before it joins the default set
+
+
+def test_zerofill_doubles_the_matrix_and_keeps_every_original_sample() -> None:
+    """Zero-filled interpolation is band-limited interpolation: the even rows and columns of
+    the copy are the original pixels (to rounding), the others lie between; a smooth ramp stays
+    a ramp, the range is kept, and matrices over 512 are not doubled."""
+    rng = np.random.default_rng(2)
+    smooth = (np.sin(np.linspace(0, 2 * np.pi, 48, endpoint=False))[None, :, None]
+              * np.cos(np.linspace(0, 4 * np.pi, 40, endpoint=False))[None, None, :])
+    volume = np.rint(2000 + 1500 * smooth + rng.normal(0, 1, (2, 48, 40))).astype(np.uint16)
+    copy, bits = augmented(volume, 12, "zerofill")
+    assert bits == 12 and copy.dtype == np.uint16 and copy.shape == (2, 96, 80)
+    assert np.abs(copy[:, ::2, ::2].astype(np.int64) - volume).max() <= 1
+    between = copy[1, 1:-1:2, ::2].astype(np.int64)
+    neighbours = (volume[1, :-1, :].astype(np.int64) + volume[1, 1:, :]) / 2
+    assert np.abs(between - neighbours).mean() < 25  # smooth: close to the linear midpoint
+    edge = np.zeros((1, 32, 32), np.uint16)
+    edge[:, :, 16:] = 4095
+    ringing, _ = augmented(edge, 12, "zerofill")
+    assert ringing.min() == 0 and ringing.max() == 4095  # clipped to the bit depth
+    assert augmented(_volume(shape=(1, 520, 64)), 12, "zerofill") is None

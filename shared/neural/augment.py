@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 AUGMENTATIONS = ("transpose", "8bit", "half")
-EXTRA_AUGMENTATIONS = ("noise",)
+EXTRA_AUGMENTATIONS = ("noise", "zerofill")
 """Kinds not in the default set (measured before they join it: ``neural_loso.py
---augment-noise``, ``fedcodec train --augment-noise``)."""
+--augment-extra KIND``; ``fedcodec train --augment-noise``)."""
 NOISE_FACTOR = 2.0
 """The ``noise`` copy has this many times the series' own noise (standard deviation)."""
 
@@ -43,9 +43,31 @@ def noisier(volume: np.ndarray, bits: int, seed: int = 0) -> np.ndarray:
     return np.clip(noisy, 0, (1 << bits) - 1).astype(volume.dtype)
 
 
+ZEROFILL_MAX_SIDE = 512
+"""``zerofill`` doubles matrices up to this side (so copies stay within 1024^2)."""
+
+
+def zero_filled(volume: np.ndarray, bits: int) -> np.ndarray:
+    """``volume`` at twice the matrix by zero-filled interpolation: each slice's spectrum padded
+    with zeros to twice its size and transformed back, as scanners interpolate a reconstruction
+    to a finer matrix (ZIP 512, "2x interpolation": smooth images whose noise is correlated
+    between neighbours, like pydicom-data's 1024^2 ``MR2_UNCR``). Rounded, kept within ``bits``
+    (the ringing of a sharp edge can leave the range)."""
+    slices, rows, cols = volume.shape
+    top, left = rows - rows // 2, cols - cols // 2  # where the centred spectrum goes
+    out = np.empty((slices, 2 * rows, 2 * cols), dtype=volume.dtype)
+    padded = np.zeros((2 * rows, 2 * cols), dtype=np.complex128)
+    for index, image in enumerate(volume):
+        padded[top:top + rows, left:left + cols] = np.fft.fftshift(np.fft.fft2(image))
+        fine = np.fft.ifft2(np.fft.ifftshift(padded)).real * 4.0
+        out[index] = np.clip(np.rint(fine), 0, (1 << bits) - 1)
+    return out
+
+
 def augmented(volume: np.ndarray, bits: int, kind: str) -> tuple[np.ndarray, int] | None:
     """One augmented copy of ``volume`` (slices, rows, cols; unsigned) and its bit depth, or None
-    when the augmentation does not apply (already 8-bit; a matrix under 32 after halving)."""
+    when the augmentation does not apply (already 8-bit; a matrix under 32 after halving; over
+    :data:`ZEROFILL_MAX_SIDE` before doubling)."""
     if kind == "transpose":
         return np.ascontiguousarray(volume.transpose(0, 2, 1)), bits
     if kind == "8bit":
@@ -62,6 +84,10 @@ def augmented(volume: np.ndarray, bits: int, kind: str) -> tuple[np.ndarray, int
         return pooled.astype(volume.dtype), bits
     if kind == "noise":
         return noisier(volume, bits), bits
+    if kind == "zerofill":
+        if max(volume.shape[1:]) > ZEROFILL_MAX_SIDE:
+            return None
+        return zero_filled(volume, bits), bits
     known = ", ".join(AUGMENTATIONS + EXTRA_AUGMENTATIONS)
     raise ValueError(f"unknown augmentation {kind!r} (one of {known})")
 
