@@ -99,6 +99,20 @@ def test_lossless_volume_encodes_in_spans_to_the_same_bytes(
     assert np.array_equal(codec.decode_volume(serial), volume)
 
 
+def test_rate_target_codes_its_candidates_on_workers_to_the_serial_bytes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bpp target codes the series at every ladder tau and at two refinement lists, all
+    independent, on worker processes: same streams and taus as coding them in order."""
+    volume = _volume(4, seed=50)
+    volume[1] //= 8  # low contrast: the allocation gives it another bound
+    codec = get_codec("neural:mode=lossy,bpp=2")
+    monkeypatch.setenv(WORKERS_ENV, "1")
+    serial, taus = codec.encode_volume(volume, 12), list(codec.last_taus)
+    assert len(set(taus)) > 1, taus  # the per-slice allocation ran (ladder and refinements)
+    monkeypatch.setenv(WORKERS_ENV, "2")
+    assert codec.encode_volume(volume, 12) == serial and codec.last_taus == taus
+
+
 def test_parallel_decode_of_several_volumes_is_the_serial_result(
         monkeypatch: pytest.MonkeyPatch) -> None:
     codec = get_codec("neural:fallback=0,interslice=2,restart=2")

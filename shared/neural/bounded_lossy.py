@@ -34,6 +34,7 @@ import numpy as np
 from fedcodec.shared import metrics
 from fedcodec.shared.codecs.base import CodecMode, register_codec, register_mode_route
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
+from fedcodec.shared.neural.chains import run_jobs
 from fedcodec.shared.neural.codec import NeuralCodec
 from fedcodec.shared.neural.rate_control import (
     MIN_GAIN_DB,
@@ -155,6 +156,14 @@ class BoundedLossyCodec(NeuralCodec):
             psnrs.append(metrics.psnr(image, recon, bits))
         return streams, psnrs
 
+    def _code_many(self, volume: np.ndarray, bits: int, period: int,
+                   tau_lists: Sequence[Sequence[int]]) -> list[tuple[list[bytes], list[float]]]:
+        """:meth:`_code_measured` at each of ``tau_lists``: independent codings of the series, so
+        they run on the worker processes (:func:`.chains.run_jobs`; same bytes as in order)."""
+        return run_jobs(self._code_measured, [(volume, bits, period, list(taus))
+                                              for taus in tau_lists],
+                        [volume.size] * len(tau_lists))
+
     def _per_slice_psnr(self, volume: np.ndarray, bits: int, period: int
                         ) -> tuple[list[bytes], list[int]]:
         streams, recons, taus = [], [], []
@@ -213,9 +222,9 @@ class BoundedLossyCodec(NeuralCodec):
         caller keeps that."""
         n = volume.shape[0]
         ladder = ladder_taus(series_tau, bits)
-        for t in ladder:
-            if t not in coded:
-                coded[t] = self._code_measured(volume, bits, period, [t] * n)
+        missing = [t for t in ladder if t not in coded]
+        coded.update(zip(missing, self._code_many(volume, bits, period,
+                                                  [[t] * n for t in missing]), strict=True))
         taus = np.array([ladder] * n, dtype=np.int64)
         size = np.array([[8 * len(coded[t][0][i]) for t in ladder] for i in range(n)],
                         dtype=np.float64)
@@ -236,10 +245,11 @@ class BoundedLossyCodec(NeuralCodec):
                 best = (mean_db, streams, chosen)
             return spent
 
-        for side in (-1, 1):
-            near = np.clip(first + side, 0, len(ladder) - 1)
-            mid = [int(t) for t in np.rint(np.sqrt(taus[rows, first] * taus[rows, near]))]
-            streams, psnrs = self._code_measured(volume, bits, period, mid)
+        mids = [[int(t) for t in np.rint(np.sqrt(
+                    taus[rows, first] * taus[rows, np.clip(first + side, 0, len(ladder) - 1)]))]
+                for side in (-1, 1)]
+        for mid, (streams, psnrs) in zip(mids, self._code_many(volume, bits, period, mids),
+                                         strict=True):
             consider(streams, psnrs, mid)
             taus = np.column_stack([taus, mid])
             size = np.column_stack([size, [8 * len(x) for x in streams]])
