@@ -34,7 +34,7 @@ import numpy as np
 from fedcodec.shared import metrics
 from fedcodec.shared.codecs.base import CodecMode, register_codec, register_mode_route
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
-from fedcodec.shared.neural.chains import run_jobs
+from fedcodec.shared.neural import chains
 from fedcodec.shared.neural.codec import NeuralCodec
 from fedcodec.shared.neural.rate_control import (
     MIN_GAIN_DB,
@@ -160,7 +160,7 @@ class BoundedLossyCodec(NeuralCodec):
                    tau_lists: Sequence[Sequence[int]]) -> list[tuple[list[bytes], list[float]]]:
         """:meth:`_code_measured` at each of ``tau_lists``: independent codings of the series, so
         they run on the worker processes (:func:`.chains.run_jobs`; same bytes as in order)."""
-        return run_jobs(self._code_measured, [(volume, bits, period, list(taus))
+        return chains.run_jobs(self._code_measured, [(volume, bits, period, list(taus))
                                               for taus in tau_lists],
                         [volume.size] * len(tau_lists))
 
@@ -204,7 +204,16 @@ class BoundedLossyCodec(NeuralCodec):
                 coded[tau] = self._code_measured(volume, bits, period, [tau] * volume.shape[0])
             return size_bpp(coded[tau][0], pixels)
 
-        tau = series_for_bpp(sample_bpp, full_bpp, limit, bits)
+        top = (1 << bits) - 2
+        spare_core = chains.worker_count(2) > 1 and 2 * volume.size >= chains.PARALLEL_MIN_PIXELS
+
+        def prefetch(taus: list[int]) -> None:
+            missing = [t for t in dict.fromkeys(taus) if 0 <= t <= top and t not in coded]
+            if spare_core and len(missing) > 1:
+                coded.update(zip(missing, self._code_many(
+                    volume, bits, period, [[t] * volume.shape[0] for t in missing]), strict=True))
+
+        tau = series_for_bpp(sample_bpp, full_bpp, limit, bits, prefetch=prefetch)
         one_tau = coded[tau][0], [tau] * volume.shape[0]
         if self.allocate == "series" or volume.shape[0] == 1 or tau == 0:
             return one_tau

@@ -142,24 +142,32 @@ def slice_for_psnr(trial: Trial, original: np.ndarray, bits: int, psnr: float,
 
 
 def series_for_bpp(sample_bpp: Callable[[int], float], full_bpp: Callable[[int], float],
-                   limit: float, bits: int, start: int = 1) -> int:
+                   limit: float, bits: int, start: int = 1,
+                   prefetch: Callable[[list[int]], None] = lambda taus: None) -> int:
     """The smallest tau whose whole-series bpp is at or below ``limit`` (found by the full
     coding; the caller keeps the streams of each tau it coded).
 
     ``sample_bpp(tau)`` estimates from a subsample (cheap) and picks a candidate; ``full_bpp(tau)``
     codes the series: the candidate moves up until the limit holds, then down while a smaller
-    tau still holds.
+    tau still holds. ``prefetch(taus)`` is told, before each full coding, that tau and the one
+    the walk would need next; a caller with a free core codes both at once (the answer does not
+    depend on it).
     """
     top = (1 << bits) - 2
     if sample_bpp(0) <= limit:
         tau = 0
     else:
         tau = min(_gallop(lambda t: t == 0 or sample_bpp(t) > limit, start, top) + 1, top)
+    prefetch([tau, tau - 1] if tau > 0 else [tau])
     while full_bpp(tau) > limit:
         if tau >= top:
             raise FedcodecError(f"cannot reach {limit:.4g} bpp even with tau {tau}")
         tau = min(top, max(tau + 1, tau * 9 // 8))
-    while tau > 0 and full_bpp(tau - 1) <= limit:
+        prefetch([tau, min(top, max(tau + 1, tau * 9 // 8))])
+    while tau > 0:
+        prefetch([tau - 1, tau - 2] if tau > 1 else [tau - 1])
+        if full_bpp(tau - 1) > limit:
+            break
         tau -= 1
     return tau
 
