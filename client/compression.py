@@ -28,7 +28,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -434,13 +434,15 @@ def compress_study(
         for plan in plans:
             _coder_for(plan, coders)
         task = bar.add_task("compressing", total=sum(s.shape[0] for s in all_series))
-        for series, plan in zip(all_series, plans, strict=True):
-            bar.update(task, description=f"coding {series.description or series.series_uid}"[:48])
-            coded_series, report = _code_series(coders[plan.spec], plan, series, roi)
-            _check_headers_write_back(series, plan.mode != "lossless", len(coded))
-            coded.append(coded_series)
-            reports.append(report)
-            bar.advance(task, series.shape[0])
+        with closing(_code_all_series(all_series, plans, coders, roi)) as results:
+            for series, plan in zip(all_series, plans, strict=True):
+                bar.update(task, description=f"coding {series.description or series.series_uid}"
+                           [:48])
+                coded_series, report = next(results)
+                _check_headers_write_back(series, plan.mode != "lossless", len(coded))
+                coded.append(coded_series)
+                reports.append(report)
+                bar.advance(task, series.shape[0])
 
     top = study_plan(plans)
     top_coder = coders[top.spec]
@@ -526,6 +528,27 @@ def _bind_roi(coder: Codec, plan: SeriesPlan, roi: RoiSpec | None, shape, name: 
 def _roi_max_error(roi: RoiSpec, error: np.ndarray) -> int:
     masks = np.stack([roi.slice_mask(i, error.shape[1:]) for i in range(error.shape[0])])
     return int(error[masks].max(initial=0))
+
+
+LOSSY_CODINGS = 10
+"""About how many times a lossy target codes a series (tau search, ladder, refinements): the
+weight of its pixels when deciding whether worker processes pay."""
+
+
+def _code_all_series(all_series: list[Series], plans: list[SeriesPlan],
+                     coders: dict[str, Codec], roi: RoiSpec | None
+                     ) -> Iterator[tuple[CodedSeries, SeriesReport]]:
+    """Every series coded and verified, in order: the series of a study share nothing, so they
+    run on worker processes when there are free cores (``FEDCODEC_NEURAL_WORKERS``; inside a
+    worker the codec then codes with one process), each result as soon as it and those before
+    it are done. Same streams as coding them in order."""
+    from fedcodec.shared.neural.chains import iter_jobs
+
+    return iter_jobs(_code_series,
+                     [(coders[plan.spec], plan, series, roi)
+                      for series, plan in zip(all_series, plans, strict=True)],
+                     [series.volume.size * (LOSSY_CODINGS if plan.mode == "lossy" else 1)
+                      for series, plan in zip(all_series, plans, strict=True)])
 
 
 def _code_series(

@@ -1,6 +1,10 @@
 """Wall time of a rate-controlled encode with one and with two worker processes.
 
     .venv/bin/python experiments/rate_control_speed.py [--series DIR] [--spec SPEC] [--passes N]
+    .venv/bin/python experiments/rate_control_speed.py --study DIR [--passes N]
+
+``--study``: ``fedcodec compress DIR --mode lossy`` end to end instead (its series are coded on
+the worker processes too); the two containers must be byte-identical.
 
 A ``bpp=``/``ratio=`` target codes each series many times (the tau search, every ladder tau,
 two refinement lists, the final choice); the ladder and refinement codings are independent and
@@ -44,24 +48,48 @@ def one_run(series: Path, spec: str, workers: int) -> tuple[float, int, str, str
     return float(out[0]), int(out[1]), out[2], out[3].strip()
 
 
+def one_study(study: Path, workers: int, out: Path) -> tuple[float, int, str, str]:
+    import hashlib
+    import time
+
+    env = dict(os.environ, FEDCODEC_NEURAL_WORKERS=str(workers))
+    fedcodec = Path(sys.executable).with_name("fedcodec")
+    started = time.perf_counter()
+    subprocess.run([str(fedcodec), "compress", str(study), "-o", str(out), "--mode", "lossy",
+                    "--force", "--quiet"], env=env, capture_output=True, check=True)
+    data = out.read_bytes()
+    return (time.perf_counter() - started, len(data), hashlib.sha256(data).hexdigest()[:16],
+            study.name)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--series", type=Path, default=DEFAULT_SERIES)
     ap.add_argument("--spec", default="neural:mode=lossy,ratio=9")
     ap.add_argument("--passes", type=int, default=2)
+    ap.add_argument("--study", type=Path, help="time fedcodec compress --mode lossy of a study")
     args = ap.parse_args()
     times: dict[int, list[float]] = {1: [], 2: []}
     digests = set()
     for _ in range(args.passes):
         for workers in (1, 2):
-            seconds, size, digest, shape = one_run(args.series, args.spec, workers)
+            if args.study:
+                import tempfile
+
+                with tempfile.TemporaryDirectory() as tmp:
+                    seconds, size, digest, shape = one_study(args.study, workers,
+                                                             Path(tmp) / "s.fcz")
+            else:
+                seconds, size, digest, shape = one_run(args.series, args.spec, workers)
             times[workers].append(seconds)
             digests.add(digest)
             print(f"workers {workers}: {seconds:.1f} s, {size} bytes, sha256 {digest}, "
-                  f"volume {shape}, load {os.getloadavg()[0]:.2f}", flush=True)
+                  f"{shape}, load {os.getloadavg()[0]:.2f}", flush=True)
     if len(digests) != 1:
         raise SystemExit("the worker count changed the bytes")
-    print(f"{args.spec} on {args.series.name}: median {sorted(times[1])[len(times[1]) // 2]:.1f} s "
+    what = f"compress --mode lossy of {args.study}" if args.study else \
+        f"{args.spec} on {args.series.name}"
+    print(f"{what}: median {sorted(times[1])[len(times[1]) // 2]:.1f} s "
           f"with one worker, {sorted(times[2])[len(times[2]) // 2]:.1f} s with two; same bytes")
 
 

@@ -207,3 +207,49 @@ def test_study_decompresses_series_together_to_the_serial_files(
     capsys.readouterr()
     assert batches == [2, 2]  # both series in one call, each time
     assert all(np.array_equal(a, b) for a, b in zip(pixels["1"], pixels["2"], strict=True))
+
+
+def test_study_compresses_series_on_workers_to_the_serial_container(
+        tmp_path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``fedcodec compress`` codes a study's series on worker processes (here a rate target,
+    which codes each series many times): the container is byte for byte the serial one, and a
+    series that cannot be coded still stops the run with its one-line error."""
+    import shutil
+
+    import pydicom
+    from pydicom.uid import generate_uid
+    from test_compress_cli import PYDICOM_DATA
+
+    from fedcodec.client.cli import main
+
+    study = tmp_path / "study"
+    study.mkdir()
+    shutil.copy(PYDICOM_DATA / "emri_small.dcm", study / "a.dcm")
+    second = pydicom.dcmread(PYDICOM_DATA / "emri_small.dcm")
+    second.SeriesInstanceUID, second.SOPInstanceUID = generate_uid(), generate_uid()
+    second.SeriesDescription = "second"
+    second.save_as(study / "b.dcm")
+    submitted: list[str] = []
+
+    class CountingPool(chains_module.ProcessPoolExecutor):  # type: ignore[misc]
+        def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+            submitted.append(fn.__name__)
+            return super().submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(chains_module, "ProcessPoolExecutor", CountingPool)
+    containers, jobs = {}, {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv(WORKERS_ENV, workers)
+        submitted.clear()
+        out = tmp_path / f"s{workers}.fcz"
+        assert main(["compress", str(study), "-o", str(out), "--quiet", "--mode", "lossy",
+                     "--ratio", "6"]) == 0
+        containers[workers], jobs[workers] = out.read_bytes(), list(submitted)
+    assert containers["1"] == containers["2"]
+    # in order, nothing went to a worker; with two workers both series did
+    assert jobs == {"1": [], "2": ["_code_series", "_code_series"]}
+    out = tmp_path / "bad.fcz"
+    assert main(["compress", str(study), "-o", str(out), "--quiet", "--mode", "lossy",
+                 "--ratio", "100000"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot reach" in err and not out.exists(), err

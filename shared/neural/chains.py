@@ -19,7 +19,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
@@ -121,22 +121,32 @@ def run_jobs(function: Callable[..., T], jobs: Sequence[tuple[Any, ...]],
     cores and enough work. ``pixels`` (work per job) orders submission longest first, so the
     pool ends together; results come back in the order of ``jobs``. A worker's exception is
     raised here as it was raised there (a corrupt stream keeps its one-line error)."""
+    return list(iter_jobs(function, jobs, pixels))
+
+
+def iter_jobs(function: Callable[..., T], jobs: Sequence[tuple[Any, ...]],
+              pixels: Sequence[int]) -> Iterator[T]:
+    """:func:`run_jobs`, yielding each result (in the order of ``jobs``) as soon as it is done,
+    so a caller can report progress."""
     workers = worker_count(len(jobs))
+    method = _start_method()
     if (workers == 1 or sum(pixels) < PARALLEL_MIN_PIXELS
             or multiprocessing.current_process().daemon):  # daemons may not fork
-        return [function(*job) for job in jobs]
+        for job in jobs:
+            yield function(*job)
+        return
     order = sorted(range(len(jobs)), key=lambda i: -pixels[i])
-    context = multiprocessing.get_context(_start_method())
-    results: list[Any] = [None] * len(jobs)
+    context = multiprocessing.get_context(method)
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                initializer=_one_thread_per_worker)
     try:
         futures = {i: pool.submit(function, *jobs[i]) for i in order}
         for i in range(len(jobs)):
-            results[i] = futures[i].result()
-    except BrokenProcessPool:
-        raise FedcodecError("neural codec: a worker process died (out of memory?); "
-                            f"set {WORKERS_ENV}=1 to code in this process") from None
+            try:
+                result = futures[i].result()
+            except BrokenProcessPool:
+                raise FedcodecError("a worker process died (out of memory?); set "
+                                    f"{WORKERS_ENV}=1 to code in this process") from None
+            yield result
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    return results
