@@ -6,6 +6,8 @@ inside a worker gives the same one-line error as decoding in order.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from test_neural_codec import phantom
@@ -171,21 +173,11 @@ def test_others_runnable_reads_this_machine() -> None:
 def test_study_decompresses_series_together_to_the_serial_files(
         tmp_path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     """``fedcodec decompress`` hands a study's neural series to ``decode_volumes`` together."""
-    import shutil
-
     import pydicom
-    from pydicom.uid import generate_uid
-    from test_compress_cli import PYDICOM_DATA
 
     from fedcodec.client.cli import main
 
-    study = tmp_path / "study"
-    study.mkdir()
-    shutil.copy(PYDICOM_DATA / "emri_small.dcm", study / "a.dcm")
-    second = pydicom.dcmread(PYDICOM_DATA / "emri_small.dcm")
-    second.SeriesInstanceUID, second.SOPInstanceUID = generate_uid(), generate_uid()
-    second.SeriesDescription = "second"
-    second.save_as(study / "b.dcm")
+    study = _two_series_study(tmp_path)
     fcz = tmp_path / "s.fcz"
     assert main(["compress", str(study), "-o", str(fcz), "--quiet",
                  "--codec", "neural:fallback=0,restart=4"]) == 0
@@ -214,21 +206,9 @@ def test_study_compresses_series_on_workers_to_the_serial_container(
     """``fedcodec compress`` codes a study's series on worker processes (here a rate target,
     which codes each series many times): the container is byte for byte the serial one, and a
     series that cannot be coded still stops the run with its one-line error."""
-    import shutil
-
-    import pydicom
-    from pydicom.uid import generate_uid
-    from test_compress_cli import PYDICOM_DATA
-
     from fedcodec.client.cli import main
 
-    study = tmp_path / "study"
-    study.mkdir()
-    shutil.copy(PYDICOM_DATA / "emri_small.dcm", study / "a.dcm")
-    second = pydicom.dcmread(PYDICOM_DATA / "emri_small.dcm")
-    second.SeriesInstanceUID, second.SOPInstanceUID = generate_uid(), generate_uid()
-    second.SeriesDescription = "second"
-    second.save_as(study / "b.dcm")
+    study = _two_series_study(tmp_path)
     submitted: list[str] = []
 
     class CountingPool(chains_module.ProcessPoolExecutor):  # type: ignore[misc]
@@ -253,3 +233,21 @@ def test_study_compresses_series_on_workers_to_the_serial_container(
                  "--ratio", "100000"]) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "cannot reach" in err and not out.exists(), err
+
+
+def _two_series_study(tmp_path: Path) -> Path:
+    """pydicom-data's 10-frame 64x64 MR twice, as two series of one study folder."""
+    import shutil
+
+    import pydicom
+    from pydicom.uid import generate_uid
+    from test_compress_cli import PYDICOM_DATA
+
+    study = tmp_path / "study"
+    study.mkdir()
+    shutil.copy(PYDICOM_DATA / "emri_small.dcm", study / "a.dcm")
+    second = pydicom.dcmread(PYDICOM_DATA / "emri_small.dcm")
+    second.SeriesInstanceUID, second.SOPInstanceUID = generate_uid(), generate_uid()
+    second.SeriesDescription = "second"
+    second.save_as(study / "b.dcm")
+    return study
