@@ -129,14 +129,13 @@ def iter_jobs(function: Callable[..., T], jobs: Sequence[tuple[Any, ...]],
     """:func:`run_jobs`, yielding each result (in the order of ``jobs``) as soon as it is done,
     so a caller can report progress."""
     workers = worker_count(len(jobs))
-    method = _start_method()
     if (workers == 1 or sum(pixels) < PARALLEL_MIN_PIXELS
             or multiprocessing.current_process().daemon):  # daemons may not fork
         for job in jobs:
             yield function(*job)
         return
     order = sorted(range(len(jobs)), key=lambda i: -pixels[i])
-    context = multiprocessing.get_context(method)
+    context = multiprocessing.get_context(_start_method())
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                initializer=_one_thread_per_worker)
     try:
