@@ -26,9 +26,9 @@ install: $(BIN)/.installed
 demo: $(BIN)/.installed
 	$(BIN)/fedcodec demo
 
-# --dist loadgroup with no xdist_group marks: every test is its own unit, handed to whichever
-# worker is free, in tests/conftest.py's order (longest files first; --no-loadscope-reorder
-# keeps it). Plain --dist load would send the first ~130 tests, all the long ones, to one worker.
+# --dist loadgroup: every test is its own unit (an xdist_group's tests one unit together), handed
+# to whichever worker is free, in tests/conftest.py's order (longest files first;
+# --no-loadscope-reorder keeps it). Plain --dist load would send the first ~130 tests, all the long ones, to one worker.
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 

@@ -76,8 +76,8 @@ def _slow_seconds(item: pytest.Item) -> float:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Longest test files first when ``make test`` runs the suite on pytest-xdist workers.
 
-    ``make test`` hands tests to two workers one at a time (``--dist loadgroup``, no test names
-    a group) in collection order.
+    ``make test`` hands tests to two workers one at a time (``--dist loadgroup``) in collection
+    order; the tests of an ``xdist_group`` go together to one worker (:func:`_name_group`).
     Test files are ordered by the sum of their tests' ``slow(seconds)`` marks, heaviest first
     (a file's tests stay together, in their own order), so the role guides and the federations
     start at once and no worker begins a five-minute test when the other is nearly done. A run
@@ -98,3 +98,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return (-weight[path], first[path], order[id(item)])
 
     items.sort(key=key)
+    if config.getvalue("loadgroup"):
+        for item in items:
+            _name_group(item)
+
+
+def _name_group(item: pytest.Item) -> None:
+    """Give a test of an ``xdist_group`` the ``@group`` nodeid suffix that ``--dist loadgroup``
+    schedules by, so its group runs on one worker (the demo's module fixture is then built once,
+    not once per worker). pytest-xdist 3.8 writes the suffix to ``item._nodeid``, which pytest 9
+    no longer reads (it reads ``item._id``); this writes it where pytest 9 reads it."""
+    from _pytest.nodeid import NodeId
+
+    groups = sorted({str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                     for mark in item.iter_markers("xdist_group")})
+    if groups and "@" not in item.nodeid and hasattr(item, "_id"):
+        item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")

@@ -22,7 +22,8 @@ from fedcodec.shared.crypto import envelope
 from fedcodec.shared.crypto.keyring import SiteKeyring
 from rich.console import Console
 
-pytestmark = pytest.mark.timeout(900)
+# one worker runs every test here (``make test`` runs two): the module's demo run is built once
+pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("demo")]
 
 
 def _children(pid: int) -> list[int]:

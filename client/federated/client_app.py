@@ -36,7 +36,7 @@ from flwr.common.secure_aggregation.secaggplus_constants import (
     Stage,
 )
 
-from fedcodec.client.federated.site_config import site_identity
+from fedcodec.client.federated.site_identity import site_identity
 from fedcodec.client.federated.site_policy import (
     REFUSAL_PREFIX,
     SiteRefusal,

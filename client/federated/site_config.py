@@ -10,8 +10,6 @@ folders instead.
 
 from __future__ import annotations
 
-import hashlib
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 
 from fedcodec.client.federated.dp_training import LocalTrainConfig
 from fedcodec.client.federated.site_data import SiteDataConfig
+from fedcodec.client.federated.site_identity import site_identity
 from fedcodec.client.federated.site_policy import (
     SitePolicy,
     effective_policy,
@@ -61,39 +60,6 @@ def site_seed(seed: int, site_index: int) -> int:
     would not average out in the mean update). experiments/federated_compare.py uses the same
     rule for its in-process federation."""
     return seed + 101 * site_index
-
-
-def _name_index(name: str) -> int:
-    """A stable per-site index for deployment nodes (they have no partition id)."""
-    return int(hashlib.sha256(name.encode()).hexdigest()[:6], 16)
-
-
-@dataclass(frozen=True)
-class SiteIdentity:
-    """Who a node is and where its folders are (nothing is read yet)."""
-
-    name: str
-    data_dir: Path
-    state_dir: Path
-    index: int
-
-
-def site_identity(run_config: Mapping[str, Any], node_config: Mapping[str, Any]) -> SiteIdentity:
-    """The site's name, data folder, state folder and seed index, from its node config (deployment)
-    or from the run config's ``sites`` and its partition id (simulation)."""
-    if "data-dir" in node_config:
-        data_dir = Path(str(node_config["data-dir"]))
-        name = str(node_config.get("site") or data_dir.name)
-        state_dir = Path(str(node_config.get("state-dir") or data_dir.parent / f".fedcodec-{name}"))
-        return SiteIdentity(name, data_dir, state_dir, _name_index(name))
-    sites = [s for s in str(run_config.get("sites", "")).split(",") if s]
-    pid = int(node_config.get("partition-id", 0))
-    if not sites or pid >= len(sites):
-        raise FedcodecError(f"simulation node {pid}: run config 'sites' names {len(sites)} sites")
-    name = sites[pid]
-    data_dir = Path(str(run_config.get("data-root", ""))) / name
-    root = str(run_config.get("state-root", "")) or str(Path(tempfile.gettempdir()) / "fedcodec-sim")
-    return SiteIdentity(name, data_dir, Path(root) / name, pid)
 
 
 def site_config(run_config: Mapping[str, Any], node_config: Mapping[str, Any]) -> SiteConfig:

@@ -31,18 +31,19 @@ import numpy as np
 from fedcodec.shared.codecs.base import Codec, CodecMode, register_codec, register_mode_route
 from fedcodec.shared.errors import FedcodecError
 from fedcodec.shared.learned_lossy import hybrid
-from fedcodec.shared.learned_lossy.lossy_coder import (
-    decode_lossy,
-    decode_symbols,
-    encode_latents_array,
-    encode_lossy,
-    latents_from_symbols,
-    load_runtime,
-)
 from fedcodec.shared.learned_lossy.stream_format import KIND_HYBRID, MAX_SIDE, unpack
-from fedcodec.shared.learned_lossy.weights import DEFAULT_WEIGHTS, HYBRID_WEIGHTS
+from fedcodec.shared.learned_lossy.weight_files import DEFAULT_WEIGHTS, HYBRID_WEIGHTS
 
 QUALITIES = 8
+
+
+def _coder():  # type: ignore[no-untyped-def]
+    """The hyperprior's coder (:mod:`.lossy_coder`), imported when first used: it needs torch,
+    and every codec module is imported to build the registry, so importing it here made every
+    ``fedcodec`` command (and every worker process) load torch, about 1.5-2 s, for nothing."""
+    from fedcodec.shared.learned_lossy import lossy_coder
+
+    return lossy_coder
 
 
 def _check_image(image: np.ndarray, bits: int, name: str) -> np.ndarray:
@@ -119,7 +120,7 @@ class LearnedLossyCodec(Codec):
         out = super().describe()
         if self.kind == "lossy":
             out.update(quality=self.quality,
-                       model_id=load_runtime(self.weights_path).weights.model_id.hex())
+                       model_id=_coder().load_runtime(self.weights_path).weights.model_id.hex())
         else:
             out.update(tau=self.tau, base=self.base,
                        model_id=hybrid.load_residual_weights(
@@ -131,14 +132,14 @@ class LearnedLossyCodec(Codec):
             raise FedcodecError(HYBRID_RETIRED.format(tau=self.tau))
         image = _check_image(image, bits, self.name)
         if self.kind == "lossy":
-            return encode_lossy(load_runtime(self.weights_path), image, bits, self.quality)
+            return _coder().encode_lossy(_coder().load_runtime(self.weights_path), image, bits, self.quality)
         return hybrid.encode_hybrid(image, bits, self.tau, self.base, self.residual_weights_path)
 
     def decode(self, data: bytes) -> np.ndarray:
         header, _ = unpack(data)
         if header.kind == KIND_HYBRID:
             return hybrid.decode_hybrid(data, self.residual_weights_path)
-        return decode_lossy(load_runtime(self.weights_path), data)
+        return _coder().decode_lossy(_coder().load_runtime(self.weights_path), data)
 
 
 def extract_latents(stream: bytes, *, gained: bool = False,
@@ -150,9 +151,9 @@ def extract_latents(stream: bytes, *, gained: bool = False,
     different qualities give comparable features; ``gained=True`` returns the coded grid ``q + mean``.
     Latent positions cover the image padded to a multiple of 64 (edge-replicated).
     """
-    runtime = load_runtime(str(weights or DEFAULT_WEIGHTS))
-    header, q, mean_q8 = decode_symbols(runtime, stream)
-    return latents_from_symbols(runtime, q, mean_q8, header.quality, gained)
+    runtime = _coder().load_runtime(str(weights or DEFAULT_WEIGHTS))
+    header, q, mean_q8 = _coder().decode_symbols(runtime, stream)
+    return _coder().latents_from_symbols(runtime, q, mean_q8, header.quality, gained)
 
 
 def encode_latents(image: np.ndarray, bits: int, quality: int, *, gained: bool = False,
@@ -160,8 +161,8 @@ def encode_latents(image: np.ndarray, bits: int, quality: int, *, gained: bool =
     """The ``y_hat`` that ``neural-lossy:quality=Q`` writes for ``image`` (what
     :func:`extract_latents` returns for that stream), without producing a stream."""
     image = _check_image(image, bits, "neural-lossy")
-    runtime = load_runtime(str(weights or DEFAULT_WEIGHTS))
-    return encode_latents_array(runtime, image, _check_quality(quality), gained)
+    runtime = _coder().load_runtime(str(weights or DEFAULT_WEIGHTS))
+    return _coder().encode_latents_array(runtime, image, _check_quality(quality), gained)
 
 
 def decode_preview(stream: bytes) -> np.ndarray | None:
@@ -170,7 +171,7 @@ def decode_preview(stream: bytes) -> np.ndarray | None:
     header, _ = unpack(stream)
     if header.kind == KIND_HYBRID:
         return hybrid.decode_base(stream)
-    return decode_lossy(load_runtime(str(DEFAULT_WEIGHTS)), stream)
+    return _coder().decode_lossy(_coder().load_runtime(str(DEFAULT_WEIGHTS)), stream)
 
 
 __all__ = ["LearnedLossyCodec", "decode_preview", "encode_latents", "extract_latents"]

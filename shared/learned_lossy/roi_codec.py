@@ -32,7 +32,7 @@ from fedcodec.shared.learned_lossy import roi, roi_stream
 from fedcodec.shared.learned_lossy.codec import _check_image
 from fedcodec.shared.learned_lossy.hybrid import load_residual_weights
 from fedcodec.shared.learned_lossy.roi_mask import RoiSpec, centred, parse_box
-from fedcodec.shared.learned_lossy.weights import HYBRID_WEIGHTS
+from fedcodec.shared.learned_lossy.weight_files import HYBRID_WEIGHTS
 
 
 @register_codec

@@ -26,10 +26,12 @@ from fedcodec.shared.learned_lossy.entropy_tables import (
 )
 from fedcodec.shared.learned_lossy.integer_hyper import IntegerConv, IntegerHyperSynthesis
 from fedcodec.shared.learned_lossy.model import MeanScaleHyperprior, ModelConfig
+from fedcodec.shared.learned_lossy.weight_files import (  # noqa: F401 - their old home
+    DEFAULT_WEIGHTS,
+    HYBRID_WEIGHTS,
+    WEIGHTS_DIR,
+)
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "learned_lossy_v1.npz"
-HYBRID_WEIGHTS = WEIGHTS_DIR / "hybrid_residual_v1.npz"
 _FLOAT_PREFIXES = ("g_a.", "g_s.", "h_a.")
 
 
