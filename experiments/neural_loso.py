@@ -124,7 +124,7 @@ def source_samples(name: str, stacks: list[Stack], cache: Path, series_pixels: i
     also those of its augmented copies (``shared/neural/augment.py``: transposed, 8-bit, half
     size; a quarter of the pixel budget each), cached beside them; each kind of ``extra``
     (``augment.EXTRA_AUGMENTATIONS``: ``noise``, about twice its noise; ``zerofill``, twice the
-    matrix) adds one more copy, a quarter of the budget, cached as ``{name}.{kind}.npz``."""
+    matrix; ``scale``, intensities x0.6) adds one more copy, a quarter of the budget, cached as ``{name}.{kind}.npz``."""
     from fedcodec.shared.neural.train import merge_samples
 
     from fedcodec.shared.neural.augment import augmented_volumes
@@ -415,8 +415,9 @@ def main() -> None:
                     help="with --augment: a copy with about twice the noise too (fold key -noise;"
                          " the same as --augment-extra noise)")
     ap.add_argument("--augment-extra", default="",
-                    help="with --augment: comma-separated extra copies (noise, zerofill: twice "
-                         "the matrix by zero-filled interpolation); fold key -KIND-...")
+                    help="with --augment: comma-separated extra copies (noise; zerofill: twice "
+                         "the matrix by zero-filled interpolation; scale: intensities x0.6); "
+                         "fold key -KIND-...")
     ap.add_argument("--train-all", type=Path, default=None,
                     help="train one model on all 13 sources (the same samples) to this path")
     ap.add_argument("--max-slices", type=int, default=None,

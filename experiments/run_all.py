@@ -132,6 +132,13 @@ EXPERIMENT_LIST = (
         shared_data=("dicom", "dicom-more"),
     ),
     Experiment(
+        "neural_loso_scale",
+        "leave-one-source-out with an intensity-scaled copy (x0.6) added to the augmentation",
+        ("{python}", "{experiments}/neural_loso.py", "--out", "{out}", "--steps", "1500",
+         "--augment", "--augment-extra", "scale"), None,
+        shared_data=("dicom", "dicom-more"),
+    ),
+    Experiment(
         "neural_adapt", "what each encode-time adaptation saves per source (LOSO fold models)",
         ("{python}", "{experiments}/neural_adapt.py", "--folds", "{out}/../neural_loso"), None,
         shared_data=("dicom", "dicom-more"),

@@ -6,7 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedcodec.shared.neural.augment import AUGMENTATIONS, augmented, augmented_volumes
+from fedcodec.shared.neural.augment import (
+    AUGMENTATIONS,
+    SCALE_FACTOR,
+    augmented,
+    augmented_volumes,
+    noise_sigma,
+)
 
 
 def _volume(bits: int = 12, shape=(3, 70, 66)) -> np.ndarray:
@@ -47,8 +53,6 @@ def test_every_augmentation_of_a_list() -> None:
 
 
 def test_noise_copy_doubles_the_measured_noise_and_is_reproducible() -> None:
-    from fedcodec.shared.neural.augment import noise_sigma
-
     rng = np.random.default_rng(1)
     ramp = np.linspace(500, 1500, 96)[None, None, :] + np.zeros((2, 96, 1))
     volume = np.rint(ramp + rng.normal(0, 6.0, ramp.shape)).astype(np.uint16)
@@ -80,3 +84,19 @@ def test_zerofill_doubles_the_matrix_and_keeps_every_original_sample() -> None:
     ringing, _ = augmented(edge, 12, "zerofill")
     assert ringing.min() == 0 and ringing.max() == 4095  # clipped to the bit depth
     assert augmented(_volume(shape=(1, 520, 64)), 12, "zerofill") is None
+
+
+def test_scale_maps_the_signal_onto_fewer_grey_levels() -> None:
+    """The ``scale`` copy is the original times 0.6, rounded half up: same shape, dtype and bit
+    depth, the noise (in stored values) shrinks by the same factor, and a series that would keep
+    fewer than 256 grey levels is not scaled."""
+    rng = np.random.default_rng(3)
+    ramp = np.linspace(500, 3000, 64)[None, None, :] + np.zeros((3, 64, 1))
+    volume = np.rint(ramp + rng.normal(0, 8, ramp.shape)).astype(np.uint16)
+    copy, bits = augmented(volume, 12, "scale")
+    assert bits == 12 and copy.dtype == np.uint16 and copy.shape == volume.shape
+    assert np.abs(copy - volume.astype(np.float64) * SCALE_FACTOR).max() <= 0.5
+    assert 0.5 < noise_sigma(copy) / noise_sigma(volume) < 0.7
+    assert len(np.unique(copy)) < len(np.unique(volume))
+    assert augmented(np.full((1, 8, 8), 400, np.uint16), 12, "scale") is None
+    assert "scale" not in AUGMENTATIONS  # measured before it joins the default set

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 AUGMENTATIONS = ("transpose", "8bit", "half")
-EXTRA_AUGMENTATIONS = ("noise", "zerofill")
+EXTRA_AUGMENTATIONS = ("noise", "zerofill", "scale")
 """Kinds not in the default set (measured before they join it: ``neural_loso.py
 --augment-extra KIND``; ``fedcodec train --augment-noise``)."""
 NOISE_FACTOR = 2.0
@@ -64,10 +64,22 @@ def zero_filled(volume: np.ndarray, bits: int) -> np.ndarray:
     return out
 
 
+SCALE_FACTOR = 0.6
+"""The ``scale`` copy's intensities are this fraction of the original's (not a power of two, so
+it is no bit shift the ``8bit`` copy already covers)."""
+
+
+def rescaled(volume: np.ndarray, factor: float = SCALE_FACTOR) -> np.ndarray:
+    """``volume`` with every stored value times ``factor``, rounded (half up): a scanner or an
+    export that maps the same signal onto fewer grey levels, so the noise spans fewer of them
+    and the histogram is denser than the original's."""
+    return np.floor(volume.astype(np.float64) * factor + 0.5).astype(volume.dtype)
+
+
 def augmented(volume: np.ndarray, bits: int, kind: str) -> tuple[np.ndarray, int] | None:
     """One augmented copy of ``volume`` (slices, rows, cols; unsigned) and its bit depth, or None
     when the augmentation does not apply (already 8-bit; a matrix under 32 after halving; over
-    :data:`ZEROFILL_MAX_SIDE` before doubling)."""
+    :data:`ZEROFILL_MAX_SIDE` before doubling; under 256 grey levels after scaling)."""
     if kind == "transpose":
         return np.ascontiguousarray(volume.transpose(0, 2, 1)), bits
     if kind == "8bit":
@@ -88,6 +100,10 @@ def augmented(volume: np.ndarray, bits: int, kind: str) -> tuple[np.ndarray, int
         if max(volume.shape[1:]) > ZEROFILL_MAX_SIDE:
             return None
         return zero_filled(volume, bits), bits
+    if kind == "scale":
+        if int(volume.max(initial=0)) * SCALE_FACTOR < 256:
+            return None
+        return rescaled(volume), bits
     known = ", ".join(AUGMENTATIONS + EXTRA_AUGMENTATIONS)
     raise ValueError(f"unknown augmentation {kind!r} (one of {known})")
 
