@@ -180,6 +180,15 @@ EXPERIMENT_LIST = (
         shared_data=("dicom-more",),
     ),
     Experiment(
+        "study_allocation",
+        "one rate budget per series vs one pooled over the study's series (predicted)",
+        ("{python}", "{experiments}/study_allocation.py", "--out", "{out}",
+         "--study", "{data}/dicom/siemens/siemens_c",
+         "--study", "{data}/dicom-more/fieldmaps/Philips",
+         "--study", "{data}/dicom-more/fieldmaps/Siemens"), None,
+        shared_data=("dicom", "dicom-more"),
+    ),
+    Experiment(
         "bounded_reconstruction", "bounded-error coding: reconstruction inside the bin, measured",
         ("{python}", "{experiments}/bounded_reconstruction.py", "--compare", "--out", "{out}"),
         ("{python}", "{experiments}/bounded_reconstruction.py", "--compare", "--quick", "--out",

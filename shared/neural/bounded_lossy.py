@@ -99,6 +99,10 @@ class BoundedLossyCodec(NeuralCodec):
         self.max_error = fixed if self.target.kind == "max_error" else None
         self.last_taus: list[int] = []
         """The tau of every slice of the last encode (for reports and experiments)."""
+        self.last_candidates: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        """The per-slice allocation's candidates in the last encode: (tau, bits, PSNR) per slice
+        (row) and coding (column), or None when it did not run (experiments/study_allocation.py
+        pools them across the series of a study)."""
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
@@ -129,6 +133,7 @@ class BoundedLossyCodec(NeuralCodec):
         if int(volume.max()) >> bits:
             raise FedcodecError(f"neural codec: values exceed {bits} bits")
         period = self.volume_period(volume, bits) if self.interslice else 1
+        self.last_candidates = None
         if self.target.kind == "psnr":
             streams, taus = self._per_slice_psnr(volume, bits, period)
         elif self.target.kind == "max_error":
@@ -263,6 +268,7 @@ class BoundedLossyCodec(NeuralCodec):
             taus = np.column_stack([taus, mid])
             size = np.column_stack([size, [8 * len(x) for x in streams]])
             quality = np.column_stack([quality, psnrs])
+        self.last_candidates = taus, size, quality
         budget, tried = allowed, set()
         for _ in range(4):  # sizes move once references change: re-choose with the error
             try:
