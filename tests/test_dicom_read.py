@@ -51,6 +51,10 @@ def _nibabel_tiles(ds: pydicom.Dataset) -> int:
     return int(csareader.get_n_mosaic(csareader.get_csa_header(ds, "image")))
 
 
+# one worker runs the tests here (``make test`` runs two): the tree below is read once
+pytestmark = pytest.mark.xdist_group("dicom-tree")
+
+
 @pytest.fixture(scope="module")
 def tree() -> tuple[Path, list[Series], list, float]:
     root = require_shared_data("dicom")

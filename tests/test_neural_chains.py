@@ -203,9 +203,11 @@ def test_study_decompresses_series_together_to_the_serial_files(
 
 def test_study_compresses_series_on_workers_to_the_serial_container(
         tmp_path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``fedcodec compress`` codes a study's series on worker processes (here a rate target,
-    which codes each series many times): the container is byte for byte the serial one, and a
-    series that cannot be coded still stops the run with its one-line error."""
+    """``fedcodec compress`` codes a study's series on worker processes (any mode; here lossy
+    within a bound, one coding per series: a rate target's candidates on workers are
+    :func:`test_rate_target_codes_its_candidates_on_workers_to_the_serial_bytes`): the container
+    is byte for byte the serial one, and a series that cannot be coded (an unreachable rate
+    target) still stops the run with its one-line error."""
     from fedcodec.client.cli import main
 
     study = _two_series_study(tmp_path)
@@ -223,7 +225,7 @@ def test_study_compresses_series_on_workers_to_the_serial_container(
         submitted.clear()
         out = tmp_path / f"s{workers}.fcz"
         assert main(["compress", str(study), "-o", str(out), "--quiet", "--mode", "lossy",
-                     "--ratio", "6"]) == 0
+                     "--max-error", "4"]) == 0
         containers[workers], jobs[workers] = out.read_bytes(), list(submitted)
     assert containers["1"] == containers["2"]
     # in order, nothing went to a worker; with two workers both series did
