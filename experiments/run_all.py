@@ -124,20 +124,13 @@ EXPERIMENT_LIST = (
          "--augment", "--augment-noise"), None,
         shared_data=("dicom", "dicom-more"),
     ),
-    Experiment(
-        "neural_loso_zerofill",
-        "leave-one-source-out with a zero-filled 2x interpolated copy added to the augmentation",
+    *(Experiment(
+        f"neural_loso_{kind}", f"leave-one-source-out with {copy} added to the augmentation",
         ("{python}", "{experiments}/neural_loso.py", "--out", "{out}", "--steps", "1500",
-         "--augment", "--augment-extra", "zerofill"), None,
+         "--augment", "--augment-extra", kind), None,
         shared_data=("dicom", "dicom-more"),
-    ),
-    Experiment(
-        "neural_loso_scale",
-        "leave-one-source-out with an intensity-scaled copy (x0.6) added to the augmentation",
-        ("{python}", "{experiments}/neural_loso.py", "--out", "{out}", "--steps", "1500",
-         "--augment", "--augment-extra", "scale"), None,
-        shared_data=("dicom", "dicom-more"),
-    ),
+    ) for kind, copy in (("zerofill", "a zero-filled 2x interpolated copy"),
+                         ("scale", "an intensity-scaled copy (x0.6)"))),
     Experiment(
         "neural_adapt", "what each encode-time adaptation saves per source (LOSO fold models)",
         ("{python}", "{experiments}/neural_adapt.py", "--folds", "{out}/../neural_loso"), None,

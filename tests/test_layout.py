@@ -47,55 +47,42 @@ def test_every_package_folder_is_packaged() -> None:
     assert found == listed, f"missing: {sorted(found - listed)}; stale: {sorted(listed - found)}"
 
 
-def test_cli_starts_without_the_heavy_stacks() -> None:
-    """Building both CLIs loads no torch, TenSEAL, Flower or MLflow: every command starts fast."""
+HEAVY_STACKS = ("torch", "opacus", "tenseal", "flwr", "mlflow")
+
+
+def heavy_stacks_loaded(code: str) -> list[str]:
+    """Which of :data:`HEAVY_STACKS` a fresh interpreter has imported after running ``code``."""
     import subprocess
     import sys
 
-    code = (
-        "import sys\n"
+    probe = f"{code}\nimport sys\nprint(','.join(m for m in {HEAVY_STACKS!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=120, check=True)
+    return [name for name in result.stdout.strip().split(",") if name]
+
+
+def test_cli_starts_without_the_heavy_stacks() -> None:
+    """Building both CLIs loads no torch, TenSEAL, Flower or MLflow: every command starts fast."""
+    assert heavy_stacks_loaded(
         "from fedcodec.shared.cli_runner import build_parser\n"
         "from fedcodec.client import commands as c\n"
         "from fedcodec.server import commands as s\n"
-        "build_parser('fedcodec', '', c); build_parser('fedcodec-server', '', s)\n"
-        "print(sorted(m for m in ('torch', 'tenseal', 'flwr', 'mlflow') if m in sys.modules))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120, check=True)
-    assert result.stdout.strip() == "[]"
+        "build_parser('fedcodec', '', c); build_parser('fedcodec-server', '', s)") == []
 
 
 def test_codec_registry_loads_without_torch() -> None:
     """Every codec is registered (the hyperprior's too) without importing torch: only coding
     with ``neural-lossy`` needs it. Before, each ``fedcodec`` command that built a codec, and
     each worker process, spent 1.5-2 s importing it."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys\n"
+    assert "torch" not in heavy_stacks_loaded(
         "from fedcodec.shared.codecs import codec_names, get_codec\n"
         "assert 'neural-lossy' in codec_names() and 'neural-roi' in codec_names()\n"
-        "get_codec('neural'); get_codec('neural:mode=lossy,bpp=1'); get_codec('neural-lossy')\n"
-        "print('torch' in sys.modules)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120, check=True)
-    assert result.stdout.strip() == "False"
+        "get_codec('neural'); get_codec('neural:mode=lossy,bpp=1'); get_codec('neural-lossy')")
 
 
 def test_client_app_loads_without_torch() -> None:
     """The deployment engine starts a fresh ClientApp process for every message and three of
     SecAgg+'s four stages never train: loading the app must not import torch (or Opacus), which
     cost each of those processes seconds (torch comes in only when a round trains)."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys\n"
-        "import fedcodec.client.federated.client_app\n"
-        "print(sorted(m for m in ('torch', 'opacus', 'tenseal', 'mlflow') if m in sys.modules))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120, check=True)
-    assert result.stdout.strip() == "[]"
+    loaded = heavy_stacks_loaded("import fedcodec.client.federated.client_app")
+    assert not {"torch", "opacus", "tenseal", "mlflow"} & set(loaded), loaded
