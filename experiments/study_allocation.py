@@ -91,10 +91,11 @@ def study_rows(study: Path, spec: str) -> dict:
     rows = np.arange(size.shape[0])
     per_series_db = []
     start = 0
-    for s in series:
+    for s, own in zip(series, own_psnr, strict=True):
         n = s["size"].shape[0]
         per_series_db.append({"shape": list(s["shape"]),
                               "own_mean_db": float(np.mean(s["real_psnr"])),
+                              "own_predicted_db": float(np.mean(own)),
                               "study_mean_db": float(np.mean(quality[rows, pick][start:start + n])),
                               "own_bits_share": float(np.sum(s["real_bits"]) / budget),
                               "study_bits_share": float(np.sum(size[rows, pick][start:start + n])
@@ -109,8 +110,8 @@ def study_rows(study: Path, spec: str) -> dict:
 
 
 def _table(results: list[dict]) -> str:
-    lines = ["| study | series | slices | allocation | mean slice dB | worst slice dB | bits / budget |",
-             "| --- | ---: | ---: | --- | ---: | ---: | ---: |"]
+    lines = ["| study | series | slices | allocation | mean slice dB | worst slice dB "
+             "| bits / budget |", "| --- | ---: | ---: | --- | ---: | ---: | ---: |"]
     for r in results:
         for kind in ("per series, coded", "per series, predicted", "study, predicted"):
             row = r[kind]
@@ -129,7 +130,8 @@ def _plot(results: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 3.6), squeeze=False)
     for ax, r in zip(axes[0], results, strict=True):
         x = np.arange(len(r["by_series"]))
-        ax.bar(x - 0.2, [s["own_mean_db"] for s in r["by_series"]], 0.4, label="own budget")
+        ax.bar(x - 0.2, [s["own_predicted_db"] for s in r["by_series"]], 0.4,
+               label="own budget (predicted)")
         ax.bar(x + 0.2, [s["study_mean_db"] for s in r["by_series"]], 0.4,
                label="study budget (predicted)")
         ax.set_xticks(x, [f"{i + 1}\n{s['study_bits_share']:.2f}/{s['own_bits_share']:.2f}"

@@ -24,6 +24,7 @@ docs/learned-lossy-codec.md.
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ from fedcodec.shared.learned_lossy.weight_files import DEFAULT_WEIGHTS, HYBRID_W
 QUALITIES = 8
 
 
-def _coder():  # type: ignore[no-untyped-def]
+def _coder() -> ModuleType:
     """The hyperprior's coder (:mod:`.lossy_coder`), imported when first used: it needs torch,
     and every codec module is imported to build the registry, so importing it here made every
     ``fedcodec`` command (and every worker process) load torch, about 1.5-2 s, for nothing."""
@@ -132,14 +133,17 @@ class LearnedLossyCodec(Codec):
             raise FedcodecError(HYBRID_RETIRED.format(tau=self.tau))
         image = _check_image(image, bits, self.name)
         if self.kind == "lossy":
-            return _coder().encode_lossy(_coder().load_runtime(self.weights_path), image, bits, self.quality)
+            coder = _coder()
+            return coder.encode_lossy(coder.load_runtime(self.weights_path), image, bits,
+                                      self.quality)
         return hybrid.encode_hybrid(image, bits, self.tau, self.base, self.residual_weights_path)
 
     def decode(self, data: bytes) -> np.ndarray:
         header, _ = unpack(data)
         if header.kind == KIND_HYBRID:
             return hybrid.decode_hybrid(data, self.residual_weights_path)
-        return _coder().decode_lossy(_coder().load_runtime(self.weights_path), data)
+        coder = _coder()
+        return coder.decode_lossy(coder.load_runtime(self.weights_path), data)
 
 
 def extract_latents(stream: bytes, *, gained: bool = False,
@@ -151,9 +155,10 @@ def extract_latents(stream: bytes, *, gained: bool = False,
     different qualities give comparable features; ``gained=True`` returns the coded grid ``q + mean``.
     Latent positions cover the image padded to a multiple of 64 (edge-replicated).
     """
-    runtime = _coder().load_runtime(str(weights or DEFAULT_WEIGHTS))
-    header, q, mean_q8 = _coder().decode_symbols(runtime, stream)
-    return _coder().latents_from_symbols(runtime, q, mean_q8, header.quality, gained)
+    coder = _coder()
+    runtime = coder.load_runtime(str(weights or DEFAULT_WEIGHTS))
+    header, q, mean_q8 = coder.decode_symbols(runtime, stream)
+    return coder.latents_from_symbols(runtime, q, mean_q8, header.quality, gained)
 
 
 def encode_latents(image: np.ndarray, bits: int, quality: int, *, gained: bool = False,
@@ -161,8 +166,9 @@ def encode_latents(image: np.ndarray, bits: int, quality: int, *, gained: bool =
     """The ``y_hat`` that ``neural-lossy:quality=Q`` writes for ``image`` (what
     :func:`extract_latents` returns for that stream), without producing a stream."""
     image = _check_image(image, bits, "neural-lossy")
-    runtime = _coder().load_runtime(str(weights or DEFAULT_WEIGHTS))
-    return _coder().encode_latents_array(runtime, image, _check_quality(quality), gained)
+    coder = _coder()
+    runtime = coder.load_runtime(str(weights or DEFAULT_WEIGHTS))
+    return coder.encode_latents_array(runtime, image, _check_quality(quality), gained)
 
 
 def decode_preview(stream: bytes) -> np.ndarray | None:
@@ -171,7 +177,8 @@ def decode_preview(stream: bytes) -> np.ndarray | None:
     header, _ = unpack(stream)
     if header.kind == KIND_HYBRID:
         return hybrid.decode_base(stream)
-    return _coder().decode_lossy(_coder().load_runtime(str(DEFAULT_WEIGHTS)), stream)
+    coder = _coder()
+    return coder.decode_lossy(coder.load_runtime(str(DEFAULT_WEIGHTS)), stream)
 
 
 __all__ = ["LearnedLossyCodec", "decode_preview", "encode_latents", "extract_latents"]

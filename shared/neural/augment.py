@@ -2,10 +2,11 @@
 produce.
 
 The context features are normalised by local activity, so plain intensity scaling changes
-little; what the training sources lack is other bit depths (8-bit exports), other orientations
-(the B/C/D pyramid groups are not symmetric under a transpose: a sagittal stack stored
-transposed looks new to them) and other matrix sizes (a 2x2 average halves the matrix and lowers
-the noise, as a coarser acquisition does). Each copy keeps whole slices, so inter-slice context
+little (measured with the ``scale`` copy: a wash, docs/neural-codec.md); what the training
+sources lack is other bit depths (8-bit exports), other orientations (the B/C/D pyramid groups
+are not symmetric under a transpose: a sagittal stack stored transposed looks new to them) and
+other matrix sizes (a 2x2 average halves the matrix and lowers the noise, as a coarser
+acquisition does). Each copy keeps whole slices, so inter-slice context
 is sampled as for the original.
 """
 
