@@ -136,10 +136,12 @@ def _plot(results: list[dict], path: Path) -> None:
                label="study budget (predicted)")
         ax.set_xticks(x, [f"{i + 1}\n{s['study_bits_share']:.2f}/{s['own_bits_share']:.2f}"
                           for i, s in enumerate(r["by_series"])], fontsize=7)
+        lowest = min(min(s["own_predicted_db"], s["study_mean_db"]) for s in r["by_series"])
+        ax.set_ylim(bottom=max(0.0, lowest - 10.0))
         ax.set_title(r["study"], fontsize=9)
         ax.set_ylabel("mean slice PSNR (dB)")
         ax.set_xlabel("series (bits share: study / own)", fontsize=8)
-    axes[0][0].legend(fontsize=7)
+    axes[0][0].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
