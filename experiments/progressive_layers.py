@@ -4,10 +4,13 @@
 
 For each source of ``lossy_rd`` (runs of consecutive slices coded as volumes) and each layer
 plan, the bytes of every layer of ``neural:mode=progressive,layers=...``, the total, and the
-bytes of ``neural:tau=FINAL`` (one pass); every layer's decode is checked within its bound on
-every pixel. Refinement layers code each pixel's bin inside the coarse layer's window (0xA7,
-``window=1``); ``v1`` rows are the previous refinement (ordinary streams against the coarse
-slice, ``window=0``) for comparison.
+bytes of one pass at the final bound, twice: the product (``neural:tau=FINAL``, which may code a
+slice with a classical codec when that is smaller) and the learned coder alone
+(``neural:tau=FINAL,fallback=0``, the coder the layers use: their ratio to it is what layering
+itself costs). Every layer's decode is checked within its bound on every pixel. Refinement
+layers code each pixel's bin inside the coarse layer's window (0xA7, ``window=1``); ``v1`` rows
+are the previous refinement (ordinary streams against the coarse slice, ``window=0``) for
+comparison.
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ def measure(plan: str, runs) -> dict:
     layers, _, version = plan.partition("/")
     codec = get_codec(f"neural:mode=progressive,layers={layers},window={int(version != 'v1')}")
     single = get_codec(f"neural:tau={codec.layers[-1]}")
+    alone = get_codec(f"neural:tau={codec.layers[-1]},fallback=0")
     layer_bytes = [0] * codec.layer_count
-    single_bytes = pixels = 0
+    single_bytes = alone_bytes = pixels = 0
     for _, run, bits in runs:
         streams = codec.encode_volume(run, bits)
         n = run.shape[0]
@@ -51,10 +55,12 @@ def measure(plan: str, runs) -> dict:
                     raise SystemExit(f"{plan}: layer {k + 1} records bound "
                                      f"{codec.guaranteed_error(data)}, not {codec.layers[k]}")
         single_bytes += sum(map(len, single.encode_volume(run, bits)))
+        alone_bytes += sum(map(len, alone.encode_volume(run, bits)))
         pixels += run.size
     return {"layers": plan, "layer_bpp": [8 * b / pixels for b in layer_bytes],
             "total_bpp": 8 * sum(layer_bytes) / pixels, "single_bpp": 8 * single_bytes / pixels,
-            "ratio": sum(layer_bytes) / single_bytes}
+            "ratio": sum(layer_bytes) / single_bytes, "alone_bpp": 8 * alone_bytes / pixels,
+            "ratio_alone": sum(layer_bytes) / alone_bytes}
 
 
 def main() -> None:
@@ -71,10 +77,12 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     lines = ["| source | layers | bpp per layer | layered total | single pass at final bound | "
-             "layered / single |", "| --- | --- | --- | ---: | ---: | ---: |"]
+             "layered / single | learned coder alone, single pass | layered / alone |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     lines += [f"| {r['source']} | {r['layers']} | "
               f"{' + '.join(f'{b:.2f}' for b in r['layer_bpp'])} | {r['total_bpp']:.3f} | "
-              f"{r['single_bpp']:.3f} | {r['ratio']:.3f} |" for r in rows]
+              f"{r['single_bpp']:.3f} | {r['ratio']:.3f} | {r['alone_bpp']:.3f} | "
+              f"{r['ratio_alone']:.3f} |" for r in rows]
     print("\n".join(lines))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

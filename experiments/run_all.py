@@ -201,6 +201,12 @@ EXPERIMENT_LIST = (
         shared_data=("dicom-more",),
     ),
     Experiment(
+        "refinement_models", "progressive refinement: networks that see the coarse slice, measured",
+        ("{python}", "{experiments}/refinement_models.py", "--out", "{out}"),
+        None,
+        shared_data=("dicom", "dicom-more"),
+    ),
+    Experiment(
         "hybrid_vs_progressive", "retired hybrid mode's preview vs the first progressive layer",
         ("{python}", "{experiments}/hybrid_vs_progressive.py", "--out", "{out}"),
         ("{python}", "{experiments}/hybrid_vs_progressive.py", "--out", "{out}", "--quick"),

@@ -19,9 +19,11 @@ nothing. With nested bounds (``2 tc + 1`` a multiple of ``2 tau + 1``: 13-4-1-0,
 default 13-4-0) the fine bins partition each coarse bin exactly; other lists hold every bound too
 and only waste some rate. The network sees the previous slice of the refinement's own layer (a
 second reference, when it pays), not the coarse slice, which made it overconfident.
-Measured: 1.007-1.12x single-pass bytes at the final bound over the plans and sources of
-experiments/progressive_layers.py (default 13-4-0: 1.016-1.094x), against 1.30-1.48x for the v1
-refinement at 16-4-0 (docs/bounded-error-lossy.md).
+Measured: 1.009-1.125x single-pass bytes at the final bound over the plans and sources of
+experiments/progressive_layers.py (default 13-4-0: 1.018-1.099x the product's single pass,
+1.018-1.063x the learned coder's alone, which is the coder the layers use), against 1.27-1.48x
+for the v1 refinement at 16-4-0 (docs/bounded-error-lossy.md). Networks trained to use the
+coarse slice as a reference did not help (experiments/refinement_models.py).
 
 The references are in each stream's header, so :meth:`NeuralCodec.decode_volume` decodes any
 whole-layer prefix in order with no extra logic, and containers written before 0xA7 (every
@@ -47,7 +49,7 @@ from fedcodec.shared.neural.volume_context import reference_offsets
 
 MAX_LAYERS = 8
 DEFAULT_LAYERS = "13-4-0"
-"""Nested (27 = 3 x 9 levels, 9 = 9 x 1); measured 1.016-1.094x single pass, the cheapest
+"""Nested (27 = 3 x 9 levels, 9 = 9 x 1); measured 1.018-1.099x single pass, the cheapest
 3-layer plan measured on each of the three sources of experiments/progressive_layers.py (tied
 with 16-4-0 on enhanced MR)."""
 
