@@ -324,10 +324,16 @@ class CompressionReport:
                 f"{_size(self.source_bytes)}"
             ),
         ]
-        if self.skipped:
-            first = self.skipped[0]
+        lost = [s for s in self.skipped if s.image]
+        if lost:
+            lines.append(f"  NOT ARCHIVED (--skip-unreadable): {len(lost)} image file(s) that "
+                         f"cannot be read; first: {lost[0].path.name}: {lost[0].reason}")
+        others = [s for s in self.skipped if not s.image]
+        if others:
+            first = others[0]
             lines.append(
-                f"  skipped {len(self.skipped)} file(s); first: {first.path.name}: {first.reason}"
+                f"  skipped {len(others)} file(s) with no image to archive; first: {first.path.name}: "
+                f"{first.reason}"
             )
         return lines
 
@@ -393,8 +399,13 @@ def compress_study(
     progress: bool = True,
     roi: RoiSpec | None = None,
     target: LossyTarget | None = None,
+    skip_unreadable: bool = False,
 ) -> CompressionReport:
     """Read every series under ``study_dir``, code, verify, and write ``out`` (atomically).
+
+    An image file that cannot be read (damaged, or a kind fedcodec does not code) stops the
+    command, since the archive would silently lack it, unless ``skip_unreadable``; files that
+    are not images (reports, presentation states, DICOMDIR, text) are skipped and listed.
 
     Either ``mode`` (default lossless) with ``tau``/``quality``/``codec``, or ``profile``: a
     profile name from ``rules`` (default: the built-in rules) or ``auto`` to choose one per
@@ -430,6 +441,12 @@ def compress_study(
         if not all_series:
             first = f"; first: {skipped[0].path.name}: {skipped[0].reason}" if skipped else ""
             raise FedcodecError(f"no DICOM series found in {study_dir}{first}")
+        lost = [s for s in skipped if s.image]
+        if lost and not skip_unreadable:
+            raise FedcodecError(
+                f"{len(lost)} image file(s) under {study_dir} cannot be read, so the archive "
+                f"would lack them; first: {lost[0].path}: {lost[0].reason} (fix or remove them, "
+                "or pass --skip-unreadable to archive the rest)")
         plans = [planner.plan(SeriesFacts.of_series(series)) for series in all_series]
         for plan in plans:
             _coder_for(plan, coders)

@@ -9,14 +9,17 @@ an exit code (or None for 0).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import pkgutil
+import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from types import ModuleType
 
-from fedcodec.shared.errors import FedcodecError
+from fedcodec.shared.errors import DataWarning, FedcodecError
 
 
 def build_parser(prog: str, description: str, commands: ModuleType,
@@ -56,6 +59,9 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) 
         parser.print_help()
         return 2
     debug = args.debug or os.environ.get("FEDCODEC_DEBUG") == "1"
+    if not debug:
+        _one_line_warnings(parser.prog, quiet=bool(getattr(args, "quiet", False)))
+    _terminate_like_interrupt()
     try:
         return int(args.func(args) or 0)
     except FedcodecError as exc:
@@ -63,6 +69,9 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) 
             raise
         print(f"{parser.prog}: error: {_first_line(exc)}", file=sys.stderr)
         return exc.exit_code
+    except Terminated:
+        print(f"{parser.prog}: terminated", file=sys.stderr)
+        return TERMINATED_EXIT
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return 130
@@ -82,6 +91,44 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) 
             file=sys.stderr,
         )
         return INTERNAL_ERROR_EXIT
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler's time limit, ``docker stop``), raised where the command
+    is, so it unwinds as Ctrl-C does: temporary outputs removed, worker processes stopped."""
+
+
+TERMINATED_EXIT = 143
+"""128 + SIGTERM, what a shell reports for a process SIGTERM stopped."""
+
+
+def _terminate_like_interrupt() -> None:
+    """Turn SIGTERM into :class:`Terminated` in this process (not in its workers: a forked
+    worker gets the default action back, so the pool can stop it)."""
+    parent = os.getpid()
+
+    def handler(signum, frame) -> None:  # noqa: ARG001
+        if os.getpid() != parent:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise Terminated
+
+    with contextlib.suppress(ValueError):  # not the main thread (a test harness): leave it
+        signal.signal(signal.SIGTERM, handler)
+
+
+def _one_line_warnings(prog: str, *, quiet: bool) -> None:
+    """Library warnings (pydicom's about a value longer than its VR allows, say) as one line
+    each, once per message, instead of Python's two lines naming library source; none with
+    ``--quiet`` except :class:`DataWarning`. ``--debug`` keeps Python's default."""
+    warnings.simplefilter("ignore" if quiet else "once")
+    warnings.simplefilter("once", DataWarning)  # about the user's data: shown even when quiet
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
+        print(f"{prog}: warning: {_first_line(Warning(message))}", file=file or sys.stderr)
+
+    warnings.showwarning = show
 
 
 def _reader_went_away() -> int:

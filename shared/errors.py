@@ -19,3 +19,8 @@ class CorruptDataError(FedcodecError):
 
 class UnknownNameError(FedcodecError):
     """A codec, site, key or object that is not known."""
+
+
+class DataWarning(UserWarning):
+    """Something about the user's data they must hear even with ``--quiet`` (which silences
+    library warnings): printed once as ``fedcodec: warning: ...``."""

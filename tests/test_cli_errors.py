@@ -210,6 +210,30 @@ def test_long_error_line_keeps_its_remedy(capsys: pytest.CaptureFixture[str]) ->
     assert _one_error_line(capsys, 1).endswith(f"chmod 600 {deep}")
 
 
+@pytest.mark.parametrize("quiet", [False, True])
+def test_library_warnings_are_one_line_each_and_gone_with_quiet(quiet: bool) -> None:
+    """A pydicom-style warning prints as one ``fedcodec: warning:`` line, once per message, not
+    Python's two lines naming library source; ``--quiet`` drops it."""
+    script = (
+        "import argparse, sys, warnings\n"
+        "from fedcodec.shared.cli_runner import run_cli\n"
+        "parser = argparse.ArgumentParser(prog='fedcodec')\n"
+        "parser.add_argument('--debug', action='store_true')\n"
+        "parser.add_argument('--quiet', action='store_true')\n"
+        "def warn(args):\n"
+        "    for _ in range(3):\n"
+        "        warnings.warn('The value length (20) exceeds 16 for VR SH.\\nmore', UserWarning)\n"
+        "    print('done')\n"
+        "parser.set_defaults(func=warn)\n"
+        f"sys.exit(run_cli(parser, {['--quiet'] if quiet else []!r}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout == "done\n"
+    expected = "" if quiet else "fedcodec: warning: The value length (20) exceeds 16 for VR SH.\n"
+    assert done.stderr == expected
+
+
 def test_a_command_imports_only_its_own_module(tmp_path):
     """`fedcodec keys list` must not pay for the codecs, scipy and torch (~2 s) before it runs;
     help and a mistyped command still see every command."""
@@ -226,3 +250,33 @@ def test_a_command_imports_only_its_own_module(tmp_path):
     typo = subprocess.run([sys.executable, "-m", "fedcodec.client.cli", "compres"],
                           capture_output=True, text=True, env=env, check=False)
     assert typo.returncode == 2 and "'compress'" in typo.stderr and "'store'" in typo.stderr
+
+
+def test_sigterm_unwinds_like_ctrl_c_and_stops_the_workers(tmp_path: Path) -> None:
+    """``kill`` (SIGTERM) during work on worker processes: one line, exit 143, and no worker left
+    running (they used to outlive the command, still coding, for minutes)."""
+    pids = tmp_path / "pids.txt"
+    script = (
+        "import argparse, os, signal, sys, threading, time\n"
+        "from fedcodec.shared.cli_runner import run_cli\n"
+        "from fedcodec.shared.neural.chains import run_jobs\n"
+        "def slow(i):\n"
+        f"    with open({str(pids)!r}, 'a') as f: f.write(f'{{os.getpid()}}\\n')\n"
+        "    time.sleep(120)\n"
+        "parser = argparse.ArgumentParser(prog='fedcodec')\n"
+        "parser.add_argument('--debug', action='store_true')\n"
+        "def work(args):\n"
+        "    threading.Timer(3, os.kill, (os.getpid(), signal.SIGTERM)).start()\n"
+        "    run_jobs(slow, [(0,), (1,)], [1 << 20, 1 << 20])\n"
+        "parser.set_defaults(func=work)\n"
+        "sys.exit(run_cli(parser, []))\n"
+    )
+    env = {**os.environ, "FEDCODEC_NEURAL_WORKERS": "2"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert (done.returncode, done.stderr) == (143, "fedcodec: terminated\n")
+    workers = [int(p) for p in pids.read_text().split()]
+    assert len(workers) == 2
+    for pid in workers:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(
+            f"/proc/{pid}/status").read_text().lower()

@@ -51,7 +51,7 @@ def test_compress_inspect_decompress(study: Path, tmp_path: Path, capsys) -> Non
     assert code == 0
     assert f"wrote {fcz}: 1 series, 10 slices, codec neural (lossless, verified bit-exact)" in out
     assert "ratio" in out and "bpp" in out
-    assert "skipped 1 file(s); first: notes.txt" in out
+    assert "skipped 1 file(s) with no image to archive; first: notes.txt" in out
 
     code, out, _ = _run(capsys, "inspect", str(fcz), "--verify")
     assert code == 0
@@ -186,3 +186,24 @@ def test_real_entry_point_prints_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip() == (
         "fedcodec: error: unsupported .fcz version 7 (this fedcodec reads versions 1, 2)"
     )
+
+
+@pytest.mark.parametrize("damage", ["pixels cut short", "header cut short"])
+def test_an_unreadable_image_stops_compress_unless_skipped(study: Path, tmp_path: Path, capsys,
+                                                           damage: str) -> None:
+    """A damaged image among a study's files would be missing from the archive: one-line error,
+    no output; ``--skip-unreadable`` archives the rest and says what it left out."""
+    whole = (study / "emri_small.dcm").read_bytes()
+    keep = len(whole) - 3000 if damage == "pixels cut short" else 300
+    (study / "damaged.dcm").write_bytes(whole[:keep])
+    fcz = tmp_path / "s.fcz"
+    code, _, err = _run(capsys, "compress", str(study), "-o", str(fcz), "--quiet")
+    _assert_one_line_error(code, err, "1 image file(s) under")
+    assert "damaged.dcm" in err and "--skip-unreadable" in err
+    assert not fcz.exists()
+    code, out, _ = _run(capsys, "compress", str(study), "-o", str(fcz), "--quiet",
+                        "--skip-unreadable")
+    assert code == 0 and fcz.exists()
+    assert "NOT ARCHIVED (--skip-unreadable): 1 image file(s) that cannot be read; first: " \
+           "damaged.dcm" in out
+    assert "skipped 1 file(s) with no image to archive; first: notes.txt" in out

@@ -89,6 +89,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="lossy: every pixel within T (the bound is recorded either way)")
     parser.add_argument("--codec", metavar="SPEC", help="codec spec, e.g. jpegls:tau=2")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
+    parser.add_argument("--skip-unreadable", action="store_true",
+                        help="archive the study without the image files that cannot be read "
+                        "(damaged, or a kind fedcodec does not code); without it they stop the "
+                        "command, since the archive would lack them")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -100,9 +104,10 @@ def run(args: argparse.Namespace) -> int:
     from fedcodec.shared.profiles import load_rules
 
     from fedcodec.client.image_folder_compression import compress_images, research_images
+    from fedcodec.shared.output_paths import check_output
 
-    if args.output.exists() and not args.force and not research_images(args.study_dir):
-        raise FedcodecError(f"{args.output} exists; use --force to overwrite it")
+    if not research_images(args.study_dir):  # a research image folder checks its own outputs
+        check_output(args.output, folder=False, force=args.force)
     if args.profile_rules is not None and args.profile is None:
         raise FedcodecError("--profile-rules needs --profile (auto, or a profile it defines)")
     rules = load_rules(args.profile_rules) if args.profile_rules is not None else None
@@ -130,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{path}: {report.summary_lines()[0].split(': ', 1)[1]}")
         print(f"wrote {len(written)} containers under {args.output}")
         return 0
-    report = compress_study(args.study_dir, args.output, **options)
+    report = compress_study(args.study_dir, args.output, skip_unreadable=args.skip_unreadable,
+                            **options)
     print("\n".join(report.summary_lines()))
     return 0

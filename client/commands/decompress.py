@@ -26,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fedcodec.client.compression import decompress_study
+    from fedcodec.shared.output_paths import check_output
 
+    check_output(args.output, folder=True)
     files = decompress_study(args.container, args.output, progress=not args.quiet,
                              layer=args.layer)
     folders = {p.parent for p in files}

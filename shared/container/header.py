@@ -380,6 +380,12 @@ def _series_from_json(item: Any, where: str, version: int = 2) -> SeriesEntry:
 def _check_stream_ownership(series: list[SeriesEntry], stream_count: int) -> None:
     owner: list[int | None] = [None] * stream_count
     for index, entry in enumerate(series):
+        last = entry.first_stream + entry.stream_count
+        if last > stream_count:  # checked before the range is walked: a forged count is huge
+            raise CorruptDataError(
+                f"corrupt header: series[{index}] names streams up to {last - 1}, "
+                f"the file has {stream_count}"
+            )
         wanted = [entry.headers.stream, *entry.pixel_streams]
         for stream in wanted:
             if stream >= stream_count:

@@ -77,6 +77,30 @@ def _open(path: Path) -> pydicom.Dataset:
         raise CorruptDataError(f"truncated or corrupt DICOM: {_one_line(exc)}") from None
 
 
+PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def _holds_pixel_data(path: Path) -> bool:
+    """True when ``path`` is an image the reader could not take: a DICOM data set with pixel
+    data (read lazily: large values are not loaded), however unreadable or unsupported; one whose
+    SOP class (or its file meta's) is an image storage class but whose pixels are missing (a
+    file cut short); or a DICOM file (``DICM`` prefix) cut before any SOP class. A DICOMDIR, a
+    presentation state or raw data is not an image."""
+    try:
+        with path.open("rb") as handle:
+            prefixed = handle.read(132)[128:] == b"DICM"
+        ds = pydicom.dcmread(path, defer_size=1024, force=True)
+        if any(tag in ds for tag in PIXEL_TAGS):
+            return True
+        meta = getattr(ds, "file_meta", None)
+        sop = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta else None)
+        if not sop:
+            return prefixed
+        return "Image Storage" in str(getattr(pydicom.uid.UID(str(sop)), "name", ""))
+    except Exception:  # noqa: BLE001 - a reader must survive any malformed file
+        return False
+
+
 def _decode(path: Path, split_mosaics: bool) -> _DecodedFile:
     ds = _open(path)
     fmt = pixel_format(ds)
@@ -193,11 +217,15 @@ def read_series(
     for file in tqdm(files, desc="Reading DICOM", unit="file", disable=not progress):
         try:
             item = _decode(file, split_mosaics)
+        except CorruptDataError as exc:  # a DICOM file that could not even be parsed
+            skipped.append(SkippedFile(file, str(exc), image=True))
+            continue
         except FedcodecError as exc:
-            skipped.append(SkippedFile(file, str(exc)))
+            skipped.append(SkippedFile(file, str(exc), image=_holds_pixel_data(file)))
             continue
         except Exception as exc:  # a reader must survive any malformed file
-            skipped.append(SkippedFile(file, f"unreadable DICOM: {_one_line(exc)}"))
+            skipped.append(SkippedFile(file, f"unreadable DICOM: {_one_line(exc)}",
+                                       image=_holds_pixel_data(file)))
             continue
         sop = str(item.dataset.get("SOPInstanceUID") or "")
         twin = instances.get(sop)

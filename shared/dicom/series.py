@@ -78,3 +78,8 @@ class SkippedFile:
 
     path: Path
     reason: str
+    image: bool = False
+    """The file holds an image (pixel data, or a DICOM header too damaged to tell) that could not
+    be read: an archive without it loses data, so ``fedcodec compress`` stops unless told to
+    skip such files. Files that are not images (reports, presentation states, DICOMDIR, other
+    files) are skipped quietly."""

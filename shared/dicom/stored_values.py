@@ -10,13 +10,15 @@ a stray encoder that left high bits set cannot leak into the volume.
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pydicom
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from fedcodec.shared.errors import CorruptDataError, FedcodecError
+from fedcodec.shared.errors import CorruptDataError, DataWarning, FedcodecError
 
 
 class UnsupportedImageError(FedcodecError):
@@ -119,7 +121,18 @@ def stored_frames(ds: pydicom.Dataset) -> np.ndarray:
         raise CorruptDataError(f"pixel data truncated: {len(raw)} of {expected} bytes")
     order = "<" if syntax.is_little_endian else ">"
     pattern = np.frombuffer(raw, dtype=f"{order}u{itemsize}", count=expected // itemsize)
+    _warn_on_unused_bits(pattern, fmt)
     return to_stored(pattern.reshape(fmt.frames, fmt.rows, fmt.columns), fmt)
+
+
+def _warn_on_unused_bits(pattern: np.ndarray, fmt: PixelFormat) -> None:
+    """Bits outside Bits Stored are not pixel values (old files may hold overlay planes there);
+    fedcodec keeps the stored values, so a lossless archive returns those bits cleared. Say so."""
+    kept = ((1 << fmt.bits_stored) - 1) << (fmt.high_bit + 1 - fmt.bits_stored)
+    if np.any(pattern & np.asarray(~kept & ((1 << fmt.bits_allocated) - 1), pattern.dtype)):
+        warnings.warn("some pixels carry bits outside Bits Stored (embedded overlay planes?); "
+                      "fedcodec keeps the stored values, so decompressed files have those bits "
+                      "cleared", DataWarning, stacklevel=2)
 
 
 def transfer_syntax(ds: pydicom.Dataset) -> UID:

@@ -16,6 +16,7 @@ chain is coded exactly as it would be in order, and results come back in chain o
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -147,5 +148,12 @@ def iter_jobs(function: Callable[..., T], jobs: Sequence[tuple[Any, ...]],
                 raise FedcodecError("a worker process died (out of memory?); set "
                                     f"{WORKERS_ENV}=1 to code in this process") from None
             yield result
+    except BaseException:
+        # interrupted, terminated or failed: stop the workers now rather than wait for the
+        # slices they are coding (a worker left running outlives the command)
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            with contextlib.suppress(OSError):
+                process.terminate()
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
