@@ -207,6 +207,14 @@ EXPERIMENT_LIST = (
         shared_data=("dicom", "dicom-more"),
     ),
     Experiment(
+        "near_lossless_tables", "near-lossless coding with tables/networks fitted at the bound",
+        ("{python}", "{experiments}/near_lossless_tables.py", "--taus", "2,13,40", "--out",
+         "{out}"),
+        ("{python}", "{experiments}/near_lossless_tables.py", "--taus", "13", "--steps", "50",
+         "--out", "{out}"),
+        shared_data=("dicom", "dicom-more"),
+    ),
+    Experiment(
         "hybrid_vs_progressive", "retired hybrid mode's preview vs the first progressive layer",
         ("{python}", "{experiments}/hybrid_vs_progressive.py", "--out", "{out}"),
         ("{python}", "{experiments}/hybrid_vs_progressive.py", "--out", "{out}", "--quick"),
