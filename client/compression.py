@@ -372,14 +372,16 @@ def _size(n: int) -> str:
 
 @contextmanager
 def _progress(enabled: bool) -> Iterator[Progress]:
+    console = Console(stderr=True)
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("slices"),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
+        console=console,
+        # a live bar needs a terminal; elsewhere (a log, a pipe) it only left a blank line
+        disable=not enabled or not console.is_terminal,
         transient=True,
     )
     with progress:

@@ -207,3 +207,14 @@ def test_an_unreadable_image_stops_compress_unless_skipped(study: Path, tmp_path
     assert "NOT ARCHIVED (--skip-unreadable): 1 image file(s) that cannot be read; first: " \
            "damaged.dcm" in out
     assert "skipped 1 file(s) with no image to archive; first: notes.txt" in out
+
+
+def test_an_error_is_the_first_and_only_line_on_a_pipe(tmp_path: Path) -> None:
+    """Without --quiet and without a terminal, no progress residue (a blank line) comes first."""
+    (tmp_path / "notes.txt").write_text("not DICOM")
+    fedcodec = Path(sys.executable).with_name("fedcodec")
+    done = subprocess.run([str(fedcodec), "compress", str(tmp_path), "-o",
+                           str(tmp_path / "x.fcz")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.startswith("fedcodec: error: no DICOM images in ")
+    assert done.stderr.count("\n") == 1

@@ -13,6 +13,7 @@ takes about 5 s of CPU.
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,8 +89,13 @@ def _holds_pixel_data(path: Path) -> bool:
     presentation state or raw data is not an image."""
     try:
         with path.open("rb") as handle:
-            prefixed = handle.read(132)[128:] == b"DICM"
-        ds = pydicom.dcmread(path, defer_size=1024, force=True)
+            head = handle.read(132)
+        prefixed = head[128:] == b"DICM"
+        if not prefixed and not _looks_like_bare_dataset(head[:8]):
+            return False  # not DICOM at all
+        with warnings.catch_warnings():  # a damaged file makes pydicom guess aloud
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, defer_size=1024, force=True)
         if any(tag in ds for tag in PIXEL_TAGS):
             return True
         meta = getattr(ds, "file_meta", None)
