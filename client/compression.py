@@ -332,8 +332,8 @@ class CompressionReport:
         if others:
             first = others[0]
             lines.append(
-                f"  skipped {len(others)} file(s) with no image to archive; first: {first.path.name}: "
-                f"{first.reason}"
+                f"  skipped {len(others)} file(s) with no image to archive; first: "
+                f"{first.path.name}: {first.reason}"
             )
         return lines
 
@@ -349,8 +349,9 @@ def _check_text(mode: str, max_error: int, tau: int, psnr_db: float | None,
                 mean_slice_psnr_db: float | None = None) -> str:
     if mode == "lossless":
         return "verified bit-exact"
-    if mode == "near-lossless":
-        return f"verified max error {max_error} <= tau {tau}"
+    if mode == "near-lossless":  # a lossless --codec also meets --tau: say so
+        return f"verified max error {max_error} <= tau {tau}" + (
+            " (every pixel exact)" if max_error == 0 else "")
     if bound is not None:
         return f"verified max error {max_error} <= bound {bound}" + (
             f", worst slice PSNR {slice_psnr_db:.2f} dB"
