@@ -16,7 +16,7 @@ import pkgutil
 import signal
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import ModuleType
 
 from fedcodec.shared.errors import DataWarning, FedcodecError
@@ -59,9 +59,15 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) 
         parser.print_help()
         return 2
     debug = args.debug or os.environ.get("FEDCODEC_DEBUG") == "1"
-    if not debug:
-        _one_line_warnings(parser.prog, quiet=bool(getattr(args, "quiet", False)))
-    _terminate_like_interrupt()
+    # the command's own warning display and SIGTERM handling, undone when it returns (a test
+    # or an embedding program calls this in a process that lives on)
+    with warnings.catch_warnings(), _sigterm_as(Terminated):
+        if not debug:
+            _one_line_warnings(parser.prog, quiet=bool(getattr(args, "quiet", False)))
+        return _dispatch(parser, args, debug)
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, debug: bool) -> int:
     try:
         return int(args.func(args) or 0)
     except FedcodecError as exc:
@@ -102,9 +108,10 @@ TERMINATED_EXIT = 143
 """128 + SIGTERM, what a shell reports for a process SIGTERM stopped."""
 
 
-def _terminate_like_interrupt() -> None:
-    """Turn SIGTERM into :class:`Terminated` in this process (not in its workers: a forked
-    worker gets the default action back, so the pool can stop it)."""
+@contextlib.contextmanager
+def _sigterm_as(exception: type[BaseException]) -> Iterator[None]:
+    """While the block runs, SIGTERM raises ``exception`` in this process (a forked worker gets
+    the default action back, so the pool can stop it); the previous handler afterwards."""
     parent = os.getpid()
 
     def handler(signum, frame) -> None:  # noqa: ARG001
@@ -112,10 +119,17 @@ def _terminate_like_interrupt() -> None:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
             return
-        raise Terminated
+        raise exception
 
-    with contextlib.suppress(ValueError):  # not the main thread (a test harness): leave it
-        signal.signal(signal.SIGTERM, handler)
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (a test harness): leave SIGTERM alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _one_line_warnings(prog: str, *, quiet: bool) -> None:

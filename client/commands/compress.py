@@ -78,7 +78,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     targets = parser.add_mutually_exclusive_group()
     targets.add_argument("--psnr", type=float, metavar="DB",
-                         help="lossy: every slice at or above DB (peak 2^bits-1)")
+                         help="lossy: every slice at or above DB (peak 2^bits-1, bits = Bits "
+                         "Stored: data that use a small part of that range get larger errors "
+                         "for the same DB; --max-error bounds the error itself)")
     targets.add_argument("--bpp", type=float, metavar="B",
                          help="lossy: every series (so the study) at or below B bits per pixel, "
                          "a bound per slice for the best mean slice PSNR")
