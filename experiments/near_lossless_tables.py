@@ -75,9 +75,11 @@ def cell_bits(net, data, idx=None) -> torch.Tensor:
                                     (pick(data["lo"]) - 0.5 - mean) / scale) / math.log(2)
 
 
-def collect(series, tau: int, rng: np.random.Generator) -> dict[str, CellSamples]:
-    """Samples of every network, contexts built from reconstructions within ``tau``."""
-    coder = get_codec(f"neural:tau={tau},fallback=0")
+def collect(series, tau: int, rng: np.random.Generator, weights: str = ""
+            ) -> dict[str, CellSamples]:
+    """Samples of every network, contexts built from reconstructions within ``tau`` (coded by
+    ``weights``, default the default model: ``neural_v1`` here)."""
+    coder = get_codec(f"neural:tau={tau},fallback=0" + (f",weights={weights}" if weights else ""))
     out = {net_key(g.name, n): CellSamples() for n in range(MAX_REFS + 1) for g in GROUPS}
     for volume, bits in tqdm(series, desc=f"sampling at tau {tau}", leave=False):
         maxval = (1 << bits) - 1

@@ -62,9 +62,14 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) 
     # the command's own warning display and SIGTERM handling, undone when it returns (a test
     # or an embedding program calls this in a process that lives on)
     with warnings.catch_warnings(), _sigterm_as(Terminated):
+        said: list[str] = []
         if not debug:
-            _one_line_warnings(parser.prog, quiet=bool(getattr(args, "quiet", False)))
-        return _dispatch(parser, args, debug)
+            _one_line_warnings(parser.prog, said, quiet=bool(getattr(args, "quiet", False)))
+        code = _dispatch(parser, args, debug)
+    if code == 0:  # a failed command says one line: its error
+        for line in said:
+            print(line, file=sys.stderr)
+    return code
 
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace, debug: bool) -> int:
@@ -132,15 +137,18 @@ def _sigterm_as(exception: type[BaseException]) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _one_line_warnings(prog: str, *, quiet: bool) -> None:
+def _one_line_warnings(prog: str, said: list[str], *, quiet: bool) -> None:
     """Library warnings (pydicom's about a value longer than its VR allows, say) as one line
-    each, once per message, instead of Python's two lines naming library source; none with
-    ``--quiet`` except :class:`DataWarning`. ``--debug`` keeps Python's default."""
+    each, once per message, instead of Python's two lines naming library source, collected in
+    ``said`` to print after the command's output when it succeeds; none with ``--quiet`` except
+    :class:`DataWarning`. ``--debug`` keeps Python's default."""
     warnings.simplefilter("ignore" if quiet else "once")
     warnings.simplefilter("once", DataWarning)  # about the user's data: shown even when quiet
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
-        print(f"{prog}: warning: {_first_line(Warning(message))}", file=file or sys.stderr)
+        text = f"{prog}: warning: {_first_line(Warning(message))}"
+        if text not in said:
+            said.append(text)
 
     warnings.showwarning = show
 
