@@ -30,7 +30,6 @@ import json
 import math
 import sys
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,49 +39,31 @@ from tqdm import tqdm
 from fedcodec.client.training.data import load_training_series
 from fedcodec.shared.codecs import get_codec
 from fedcodec.shared.neural import train
-from fedcodec.shared.neural.features import group_context, level_noise
-from fedcodec.shared.neural.geometry import GROUPS, group_positions, pyramid_shapes
 from fedcodec.shared.neural.model import from_integer, to_integer
 from fedcodec.shared.neural.tables import logistic_counts
-from fedcodec.shared.neural.weights import MAX_REFS, NeuralWeights, net_key, shipped_path
+from fedcodec.shared.neural.weights import NeuralWeights, shipped_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lossy_rd import load_source  # noqa: E402
-from refinement_models import _log_sigmoid_difference  # noqa: E402
+from window_samples import WindowSamples, add_slice, empty_samples, log_mass, logistic  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SOURCES = ("philips-dwi", "enhanced", "pypi-mr", "fieldmaps", "deidentified")
 
 
-@dataclass
-class CellSamples(train.Samples):
-    """Training pixels with the cell of 2T+1 grey levels around each."""
-
-    lo: list[np.ndarray] = field(default_factory=list)
-    hi: list[np.ndarray] = field(default_factory=list)
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {**super().arrays(), "lo": np.concatenate(self.lo), "hi": np.concatenate(self.hi)}
-
-
 def cell_bits(net, data, idx=None) -> torch.Tensor:
     """Bits of the cell [lo, hi] under the discretised logistic the network predicts."""
-    pick = (lambda t: t) if idx is None else (lambda t: t[idx])
-    out = net(pick(data["features"]))
-    mean = pick(data["mu0"]) + out[..., 0] * pick(data["s16"]) / 16.0
-    scale = torch.exp2(pick(data["log_s16"]) / 64.0 - 4.0 + out[..., 1]) * (math.sqrt(3) / math.pi)
-    return -_log_sigmoid_difference((pick(data["hi"]) + 0.5 - mean) / scale,
-                                    (pick(data["lo"]) - 0.5 - mean) / scale) / math.log(2)
+    pick, mean, scale = logistic(net, data, idx)
+    return -log_mass(mean, scale, pick(data["lo"]), pick(data["hi"])) / math.log(2)
 
 
 def collect(series, tau: int, rng: np.random.Generator, weights: str = ""
-            ) -> dict[str, CellSamples]:
+            ) -> dict[str, WindowSamples]:
     """Samples of every network, contexts built from reconstructions within ``tau`` (coded by
     ``weights``, default the default model: ``neural_v1`` here)."""
     coder = get_codec(f"neural:tau={tau},fallback=0" + (f",weights={weights}" if weights else ""))
-    out = {net_key(g.name, n): CellSamples() for n in range(MAX_REFS + 1) for g in GROUPS}
+    out = empty_samples()
     for volume, bits in tqdm(series, desc=f"sampling at tau {tau}", leave=False):
-        maxval = (1 << bits) - 1
         cache: dict[int, np.ndarray] = {}
 
         def recon(i: int) -> np.ndarray:
@@ -94,35 +75,13 @@ def collect(series, tau: int, rng: np.random.Generator, weights: str = ""
         per_series = max(1, (1 << 18) // (volume.shape[1] * volume.shape[2]))
         for index in np.sort(rng.choice(volume.shape[0], min(volume.shape[0], per_series),
                                         replace=False)):
-            image = volume[index].astype(np.int32)
-            coded = recon(index)
-            signed = train.error_pyramid(coded, signed=True)
-            errors = [np.abs(e) for e in signed]
-            shapes = pyramid_shapes(*image.shape)
             reference_sets = {0: []}
             if index >= 1:
                 reference_sets[1] = [recon(index - 1)]
             if index >= 2:
                 reference_sets[2] = [recon(index - 2), recon(index - 1)]
-            for n_refs, refs in reference_sets.items():
-                for level in range(len(shapes) - 1):
-                    stride = 1 << level
-                    grid = np.ascontiguousarray(coded[::stride, ::stride])
-                    noise = level_noise(grid[::2, ::2], errors[level + 1])
-                    level_refs = [np.ascontiguousarray(r[::stride, ::stride]) for r in refs]
-                    for group in GROUPS:
-                        positions = group_positions(grid.shape, group)
-                        if positions.size == 0:
-                            continue
-                        keep = np.sort(rng.choice(positions.size, min(
-                            positions.size, max(16, positions.size // 8)), replace=False))
-                        ctx = group_context(grid, errors[level], level_refs, group, level, noise,
-                                            keep, signed[level], 1)
-                        x = image[::stride, ::stride].reshape(-1)[positions[keep]]
-                        samples = out[net_key(group.name, n_refs)]
-                        samples.add(ctx, x, maxval)
-                        samples.lo.append(np.maximum(x - tau, 0).astype(np.int32))
-                        samples.hi.append(np.minimum(x + tau, maxval).astype(np.int32))
+            add_slice(out, recon(index), volume[index].astype(np.int32), reference_sets,
+                      lambda x, c: (x - tau, x + tau), rng, (1 << bits) - 1)
     return out
 
 

@@ -36,7 +36,6 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,15 +47,14 @@ from fedcodec.shared.codecs import get_codec
 from fedcodec.shared.neural import train
 from fedcodec.shared.neural.adaptive_encoder import encode_refinement_adaptive
 from fedcodec.shared.neural.codec import load_weights
-from fedcodec.shared.neural.features import group_context, level_noise
-from fedcodec.shared.neural.geometry import GROUPS, group_positions, pyramid_shapes
 from fedcodec.shared.neural.model import from_integer, to_integer
 from fedcodec.shared.neural.slice_coder import EntropyModels, SliceParams
 from fedcodec.shared.neural.tables import logistic_counts
-from fedcodec.shared.neural.weights import MAX_REFS, NeuralWeights, net_key, shipped_path
+from fedcodec.shared.neural.weights import NeuralWeights, shipped_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lossy_rd import load_source  # noqa: E402
+from window_samples import WindowSamples, add_slice, empty_samples, log_mass, logistic  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SOURCES = ("philips-dwi", "enhanced", "pypi-mr")
@@ -64,37 +62,12 @@ STEPS = ((13, 4), (4, 0))
 """(coarse bound, refined bound): the two refinements of the default layers 13-4-0."""
 
 
-@dataclass
-class WindowSamples(train.Samples):
-    """Training pixels with the coarse window each lies in."""
-
-    lo: list[np.ndarray] = field(default_factory=list)
-    hi: list[np.ndarray] = field(default_factory=list)
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {**super().arrays(), "lo": np.concatenate(self.lo), "hi": np.concatenate(self.hi)}
-
-
-def _log_sigmoid_difference(b: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """log(sigmoid(b) - sigmoid(a)) for b > a, accurate in both tails."""
-    flip = (a + b) > 0  # sigmoid(b) - sigmoid(a) = sigmoid(-a) - sigmoid(-b): use the small side
-    high, low = torch.where(flip, -a, b), torch.where(flip, -b, a)
-    log_high = torch.nn.functional.logsigmoid(high)
-    log_low = torch.nn.functional.logsigmoid(low)
-    return log_high + torch.log(torch.clamp(-torch.expm1(log_low - log_high), min=1e-30))
-
-
 def window_bits(net, data, idx=None) -> torch.Tensor:
     """Bits to code ``x`` under the discretised logistic restricted to its window."""
-    pick = (lambda t: t) if idx is None else (lambda t: t[idx])
-    out = net(pick(data["features"]))
+    pick, mean, scale = logistic(net, data, idx)
     x = pick(data["target"])
-    mean = pick(data["mu0"]) + out[..., 0] * pick(data["s16"]) / 16.0
-    scale = torch.exp2(pick(data["log_s16"]) / 64.0 - 4.0 + out[..., 1]) * (math.sqrt(3) / math.pi)
-    inside = _log_sigmoid_difference((x + 0.5 - mean) / scale, (x - 0.5 - mean) / scale)
-    window = _log_sigmoid_difference((pick(data["hi"]) + 0.5 - mean) / scale,
-                                     (pick(data["lo"]) - 0.5 - mean) / scale)
-    return (window - inside) / math.log(2)
+    return (log_mass(mean, scale, pick(data["lo"]), pick(data["hi"]))
+            - log_mass(mean, scale, x, x)) / math.log(2)
 
 
 def coarse_slice(codec, image: np.ndarray, bits: int, tc: int) -> np.ndarray:
@@ -106,9 +79,8 @@ def coarse_slice(codec, image: np.ndarray, bits: int, tc: int) -> np.ndarray:
 def collect(series, tc: int, rng: np.random.Generator) -> dict[str, WindowSamples]:
     """Samples for the one- and two-reference networks, the coarse slice the first reference."""
     coarse_coder = get_codec(f"neural:tau={tc},fallback=0")
-    out = {net_key(g.name, n): WindowSamples() for n in range(MAX_REFS + 1) for g in GROUPS}
+    out = empty_samples()
     for volume, bits in tqdm(series, desc=f"sampling, coarse bound {tc}", leave=False):
-        maxval = (1 << bits) - 1
         per_series = max(1, (1 << 18) // (volume.shape[1] * volume.shape[2]))
         for index in np.sort(rng.choice(volume.shape[0], min(volume.shape[0], per_series),
                                         replace=False)):
@@ -117,28 +89,8 @@ def collect(series, tc: int, rng: np.random.Generator) -> dict[str, WindowSample
             reference_sets = {1: [coarse]}
             if index:
                 reference_sets[2] = [coarse, volume[index - 1].astype(np.int32)]
-            signed = train.error_pyramid(image, signed=True)
-            errors = [np.abs(e) for e in signed]
-            shapes = pyramid_shapes(*image.shape)
-            for n_refs, refs in reference_sets.items():
-                for level in range(len(shapes) - 1):
-                    stride = 1 << level
-                    grid = np.ascontiguousarray(image[::stride, ::stride])
-                    noise = level_noise(grid[::2, ::2], errors[level + 1])
-                    level_refs = [np.ascontiguousarray(r[::stride, ::stride]) for r in refs]
-                    for group in GROUPS:
-                        positions = group_positions(grid.shape, group)
-                        if positions.size == 0:
-                            continue
-                        keep = np.sort(rng.choice(positions.size, min(
-                            positions.size, max(16, positions.size // 8)), replace=False))
-                        ctx = group_context(grid, errors[level], level_refs, group, level, noise,
-                                            keep, signed[level], 1)
-                        samples = out[net_key(group.name, n_refs)]
-                        samples.add(ctx, grid.reshape(-1)[positions[keep]], maxval)
-                        c = level_refs[0].reshape(-1)[positions[keep]].astype(np.int64)
-                        samples.lo.append(np.maximum(c - tc, 0).astype(np.int32))
-                        samples.hi.append(np.minimum(c + tc, maxval).astype(np.int32))
+            add_slice(out, image, image, reference_sets, lambda x, c: (c - tc, c + tc), rng,
+                      (1 << bits) - 1)
     return out
 
 

@@ -258,6 +258,8 @@ class NeuralCodec(Codec):
         if needs_tiles(image.shape):
             return self._encode_tiled(image, bits, refs, offsets, tau, window_bound)
         weights, models = self._weights()
+        if not window_bound:  # a refinement sums the lossless tables over its cells
+            models = models.for_bound(tau)
         params = SliceParams(bits, tau, centroid=self.centroid and tau > 0 and not window_bound)
         if refs and np.abs(image.astype(np.int32) - refs[0]).max() <= tau:
             # a repeated slice (within tau) costs only its header, like a skipped video frame
@@ -333,6 +335,8 @@ class NeuralCodec(Codec):
             return self._decode_tiled(data, decoded)
         header, words = unpack(data)
         weights, models = self._weights_for(header.model_id)
+        if not header.window_bound:
+            models = models.for_bound(header.tau)
         pixels = header.rows * header.cols
         if pixels > MAX_PIXELS or (not header.copy and pixels > PIXELS_PER_WORD * (words.size + 2)):
             raise CorruptDataError(f"neural stream: {header.rows}x{header.cols} does not fit "

@@ -165,9 +165,13 @@ class SliceParams:
 class EntropyModels:
     """constriction models built once per weights: one Categorical per table, uniform models."""
 
-    def __init__(self, weights: NeuralWeights) -> None:
-        self._counts = weights.counts.astype(np.float64)
-        self._int_counts = weights.counts.astype(np.int64)
+    def __init__(self, weights: NeuralWeights, tau: int = 0) -> None:
+        counts = weights.counts_for(tau)
+        self._weights = weights
+        self._bound = weights.table_bound(tau)
+        self._at_bound: dict[int, EntropyModels] = {self._bound: self}
+        self._counts = counts.astype(np.float64)
+        self._int_counts = counts.astype(np.int64)
         self._cumulative: np.ndarray | None = None
         self._cache: dict[int, object] = {}
         self._log_p: np.ndarray | None = None
@@ -175,6 +179,16 @@ class EntropyModels:
         self.uniform_family = _model.Uniform()
         self.categorical_family = _model.Categorical(perfect=False)
         """One categorical per symbol (probabilities given per symbol): refinement bins."""
+
+    def for_bound(self, tau: int) -> EntropyModels:
+        """The models a stream at ``tau`` codes with (its model's near-lossless tables,
+        :meth:`NeuralWeights.counts_for`), built once; ``self`` when they are these."""
+        bound = self._weights.table_bound(tau)
+        if bound not in self._at_bound:
+            models = EntropyModels(self._weights, tau)
+            models._at_bound = self._at_bound  # one family of siblings
+            self._at_bound[bound] = models
+        return self._at_bound[bound]
 
     def window_tables(self) -> tuple[np.ndarray, np.ndarray]:
         """(integer counts, their cumulative sums) for :mod:`.coarse_window` bin masses."""

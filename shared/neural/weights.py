@@ -25,7 +25,13 @@ from fedcodec.shared.neural.fixed_point import (
     exact_layer_columns,
 )
 from fedcodec.shared.neural.geometry import GROUPS
-from fedcodec.shared.neural.tables import ALPHABET, N_BINS, PHASES, logistic_counts
+from fedcodec.shared.neural.tables import (
+    ALPHABET,
+    CENTRE_PHASE,
+    N_BINS,
+    PHASES,
+    logistic_counts,
+)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 SHIPPED = ("neural_v2", "neural_v1")
@@ -117,12 +123,39 @@ class NeuralWeights:
     counts: np.ndarray
     """(N_BINS * PHASES, ALPHABET) int64 table counts."""
     meta: dict = field(default_factory=dict)
+    cell_counts: dict[int, np.ndarray] = field(default_factory=dict)
+    """Near-lossless tables, {bound T: (N_BINS, ALPHABET) counts}: the centre-phase table of each
+    scale bin (the only ones cells use) fitted to coding cells of 2T+1 levels on reconstructed
+    contexts (``experiments/cell_tables.py``). A stream at tau uses the set of the largest bound
+    <= tau (:meth:`counts_for`); without sets, or below the smallest, the lossless tables. Part
+    of the model id, so a stream's model fixes its tables."""
 
     def __post_init__(self) -> None:
         if self.counts.shape != (N_BINS * PHASES, ALPHABET) or self.counts.min() < 1:
             raise ValueError("count tables have the wrong shape or a zero count")
+        for bound, table in self.cell_counts.items():
+            if bound < 1 or table.shape != (N_BINS, ALPHABET) or table.min() < 1:
+                raise ValueError(f"near-lossless tables for bound {bound} have the wrong "
+                                 "shape or a zero count")
         self.feature_set = self._feature_set()
         self.model_id = self._model_id()
+        self._counts_at: dict[int, np.ndarray] = {}
+
+    def table_bound(self, tau: int) -> int:
+        """The bound whose near-lossless tables a stream at ``tau`` uses; 0: the lossless ones."""
+        return max((b for b in self.cell_counts if b <= tau), default=0)
+
+    def counts_for(self, tau: int) -> np.ndarray:
+        """The (N_BINS * PHASES, ALPHABET) tables a stream at ``tau`` codes with: the lossless
+        tables, with each scale bin's centre-phase table from :meth:`table_bound`'s set."""
+        bound = self.table_bound(tau)
+        if not bound:
+            return self.counts
+        if bound not in self._counts_at:
+            counts = self.counts.copy()
+            counts[np.arange(N_BINS) * PHASES + CENTRE_PHASE] = self.cell_counts[bound]
+            self._counts_at[bound] = counts
+        return self._counts_at[bound]
 
     def _feature_set(self) -> int:
         """The context layout the networks take (``features.FEATURE_SETS``), read from their
@@ -138,6 +171,8 @@ class NeuralWeights:
 
     def _arrays(self) -> dict[str, np.ndarray]:
         arrays = {"counts": self.counts.astype(np.int64)}
+        for bound, table in sorted(self.cell_counts.items()):  # none in v1/v2: ids unchanged
+            arrays[f"cell_counts.{bound}"] = table.astype(np.int64)
         for key, net in sorted(self.nets.items()):
             for i, (w, b) in enumerate(zip(net.weights, net.biases)):
                 arrays[f"{key}.w{i}"] = w.astype(np.int64)
@@ -168,6 +203,8 @@ class NeuralWeights:
             with np.load(path) as z:
                 meta = json.loads(str(z["meta"]))
                 counts = z["counts"].astype(np.int64)
+                cells = {int(name.split(".", 1)[1]): z[name].astype(np.int64)
+                         for name in z.files if name.startswith("cell_counts.")}
                 nets = {}
                 for key in NET_KEYS:
                     ws, bs, i = [], [], 0
@@ -183,7 +220,7 @@ class NeuralWeights:
         if missing:
             raise CorruptDataError(f"neural weights {path} lack networks {', '.join(missing)}")
         try:
-            return cls(nets, counts, meta)
+            return cls(nets, counts, meta, cells)
         except ValueError as exc:
             raise CorruptDataError(f"neural weights {path}: {exc}") from None
 
