@@ -57,6 +57,9 @@ def main() -> None:
     ap.add_argument("--ladder", default=LADDER, help="bounds, comma-separated")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default=None, help="the model's name in its meta (default: --out's)")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="a model with the same networks whose tables to keep beside the new "
+                    "bounds (extends a ladder without refitting it)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     path = shipped_path(args.weights) or Path(args.weights)
@@ -66,6 +69,13 @@ def main() -> None:
     series = training_series(args.sources)
     ladder = sorted({int(b) for b in args.ladder.split(",")})
     cells = {}
+    if args.keep is not None:
+        kept = NeuralWeights.load(args.keep)
+        if kept.counts.tolist() != base.counts.tolist() or any(
+                kept.nets[k].weights[0].tolist() != net.weights[0].tolist()
+                for k, net in base.nets.items()):
+            raise SystemExit(f"{args.keep} has other networks or tables than {args.weights}")
+        cells.update(kept.cell_counts)
     for bound in ladder:
         started = time.perf_counter()
         samples = collect(series, bound, np.random.default_rng(args.seed), weights=str(path))
@@ -76,7 +86,7 @@ def main() -> None:
               f"{time.perf_counter() - started:.0f} s", flush=True)
     meta = {**base.meta, "name": args.name or args.out.stem,
             "cell_tables": {"from": base.model_id.hex(), "sources": args.sources,
-                            "ladder": ladder, "seed": args.seed}}
+                            "ladder": sorted(cells), "seed": args.seed}}
     model = NeuralWeights(base.nets, base.counts, meta, cells)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     model.save(args.out)

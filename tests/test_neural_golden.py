@@ -14,8 +14,9 @@ model itself changes the streams name another model id and the first test says s
 2026-12-07); ``golden-bounded.npz``: the same slices from the build that added them (their
 crops are too small for mean corrections; ``test_neural_determinism`` covers those). Both were
 written with ``neural_v1``, the default model until ``neural_v2``: the codec, whose default is
-now v2, decodes them by finding the shipped model their streams name. ``golden-v2.npz``: the
-same slices written with ``neural_v2``, the encoder fixture.
+now v3, decodes them by finding the shipped model their streams name. ``golden-v2.npz``: the
+same slices written with ``neural_v2``; ``golden-v3.npz``: written with ``neural_v3`` (v2's
+networks with near-lossless tables per bound), the encoder fixture.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from fedcodec.shared.neural.stream_format import unpack
 from fedcodec.shared.neural.weights import DEFAULT_WEIGHTS, SHIPPED, NeuralWeights, shipped_path
 
 FIXTURES = tuple(Path(__file__).parent / "fixtures" / "neural" / name
-                 for name in ("golden.npz", "golden-bounded.npz", "golden-v2.npz"))
+                 for name in ("golden.npz", "golden-bounded.npz", "golden-v2.npz",
+                              "golden-v3.npz"))
 ENCODER_FIXTURE = FIXTURES[-1]
 CASES = {
     "fmri": "neural:fallback=0",

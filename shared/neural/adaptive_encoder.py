@@ -88,7 +88,7 @@ def best_scale_offset(log_p: np.ndarray, groups, bits: int) -> int:
 def encode_slice_adaptive(image: np.ndarray, params: SliceParams, refs: list[np.ndarray],
                           weights: NeuralWeights, models: EntropyModels,
                           truncate: bool = True, fit_means: bool = True,
-                          group_offsets: bool = True
+                          group_offsets: bool = True, cell_models: EntropyModels | None = None
                           ) -> tuple[np.ndarray, np.ndarray, SliceParams]:
     """:func:`encode_slice` with the slice's best scale offset and its value range when that
     pays: (words, recon, the params used, which the stream must record).
@@ -98,7 +98,9 @@ def encode_slice_adaptive(image: np.ndarray, params: SliceParams, refs: list[np.
     are coded once with it. Neither choice changes a prediction or a reconstruction (only the
     tables), so the bounded range (:mod:`.truncation`) is chosen after the walk too: kept when
     its estimated saving beats the header bytes it costs. The decoder reads both from the
-    stream.
+    stream. ``cell_models``: the model's near-lossless tables for this tau, if it has them;
+    used (and flagged in the stream) when they estimate shorter than the lossless tables at
+    each one's best offset, so the choice is made per slice.
     """
     io = _Recorder()
     with blas_threads():
@@ -111,6 +113,7 @@ def encode_slice_adaptive(image: np.ndarray, params: SliceParams, refs: list[np.
                 recon = _walk(io, models, weights, params, image.shape,
                               image.astype(np.int32), refs)
                 groups = io.groups
+    models, params = _choose_tables(models, cell_models, groups, params)
     log_p = models.log_probabilities()
     offset = best_scale_offset(log_p, groups, params.bits)
     chosen = dataclasses.replace(params, scale_offset=offset)
@@ -125,6 +128,27 @@ def encode_slice_adaptive(image: np.ndarray, params: SliceParams, refs: list[np.
         _code_residuals(adapted, models, g.t, table_key(kk, g.phase), SHIFTS[kk], params.bits,
                         _room(chosen, g.base, g.k))
     return adapted.finish(), recon, chosen
+
+
+def _choose_tables(models: EntropyModels, cell_models: EntropyModels | None,
+                   groups: list[_Recorded], params: SliceParams
+                   ) -> tuple[EntropyModels, SliceParams]:
+    """The lossless tables, or the near-lossless ones where their estimated code (each at its
+    best scale offset, on about ADAPT_SAMPLE pixels) is shorter by more than the flags byte it
+    may cost. Tables fitted on other scanners can lose on a slice (measured up to 1.5x on one
+    GE series at tau 200), so the slice decides."""
+    if cell_models is None or cell_models is models or not params.tau:
+        return models, params
+    stride = max(1, sum(g[2].size for g in groups) // ADAPT_SAMPLE)
+    sample = [(k[::stride], phase[::stride], t[::stride]) for k, phase, t, *_ in groups]
+    costs = []
+    for candidate in (models, cell_models):
+        log_p = candidate.log_probabilities()
+        offset = best_scale_offset(log_p, groups, params.bits)
+        costs.append(stride * _code_length(log_p, sample, offset, params.bits))
+    if costs[1] + 8 < costs[0]:
+        return cell_models, dataclasses.replace(params, cell_tables=True)
+    return models, params
 
 
 GROUP_OFFSET_REACH = 8

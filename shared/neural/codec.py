@@ -258,8 +258,6 @@ class NeuralCodec(Codec):
         if needs_tiles(image.shape):
             return self._encode_tiled(image, bits, refs, offsets, tau, window_bound)
         weights, models = self._weights()
-        if not window_bound:  # a refinement sums the lossless tables over its cells
-            models = models.for_bound(tau)
         params = SliceParams(bits, tau, centroid=self.centroid and tau > 0 and not window_bound)
         if refs and np.abs(image.astype(np.int32) - refs[0]).max() <= tau:
             # a repeated slice (within tau) costs only its header, like a skipped video frame
@@ -278,7 +276,8 @@ class NeuralCodec(Codec):
         elif self.adapt:
             words, recon, params = encode_slice_adaptive(image, params, refs, weights, models,
                                                          self.truncate, self.meanfit,
-                                                         self.groupscale)
+                                                         self.groupscale,
+                                                         models.for_bound(tau))
             copy, offset = False, params.scale_offset
         else:
             words, recon = encode_slice(image, params, refs, weights, models)
@@ -290,7 +289,8 @@ class NeuralCodec(Codec):
                               params.centred_cells and not copy,
                               None if copy else params.bounds,
                               () if copy else params.corrections,
-                              () if copy else params.group_offsets)
+                              () if copy else params.group_offsets,
+                              params.cell_tables and not copy)
         return pack(header, words), recon
 
     def _encode_tiled(self, image: np.ndarray, bits: int, refs: list[np.ndarray],
@@ -335,8 +335,12 @@ class NeuralCodec(Codec):
             return self._decode_tiled(data, decoded)
         header, words = unpack(data)
         weights, models = self._weights_for(header.model_id)
-        if not header.window_bound:
-            models = models.for_bound(header.tau)
+        if header.cell_tables:
+            near = models.for_bound(header.tau)
+            if near is models:
+                raise CorruptDataError(f"neural stream: tau {header.tau} asks for near-lossless "
+                                       f"tables model {header.model_id.hex()} does not have")
+            models = near
         pixels = header.rows * header.cols
         if pixels > MAX_PIXELS or (not header.copy and pixels > PIXELS_PER_WORD * (words.size + 2)):
             raise CorruptDataError(f"neural stream: {header.rows}x{header.cols} does not fit "
@@ -364,7 +368,8 @@ class NeuralCodec(Codec):
                                              centred_cells=header.centred_cells,
                                              bounds=header.bounds,
                                              corrections=header.corrections,
-                                             group_offsets=header.group_offsets), refs,
+                                             group_offsets=header.group_offsets,
+                                             cell_tables=header.cell_tables), refs,
                                  weights, models, window_bound=header.window_bound)
         out = recon.astype(np.uint16 if header.uint16 else np.uint8)
         if _crc(out) != header.crc32:

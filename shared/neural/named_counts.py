@@ -1,6 +1,6 @@
 """Count tables by name, so the coordinator and every site code held-out series the same way.
 
-``shipped``: the fitted tables of the default shipped model (``neural_v2.npz``, in every
+``shipped``: the fitted tables of the default shipped model (``neural_v3.npz``, in every
 installation); a shipped model's name (``neural_v1``): that model's tables; ``logistic``: the
 parametric tables (what a model trained without pixel histograms would have).
 Federated training publishes its networks with one of them (run config ``codec-counts``), and the

@@ -145,6 +145,9 @@ class SliceParams:
     group_offsets: tuple[tuple[int, int], ...] = ()
     """(group number, extra bins) of the groups whose scale bins move by more than
     ``scale_offset``, chosen by the encoder where a group's best offset differs."""
+    cell_tables: bool = False
+    """Cells coded with the model's near-lossless tables for tau
+    (:meth:`.EntropyModels.for_bound`), chosen by the encoder where they code smaller."""
 
     def offset_of(self, level: int, group: GroupSpec) -> int:
         """The scale offset of one pyramid group: the slice's plus the group's own."""

@@ -24,7 +24,9 @@
                 moves by this many bins (-24..24; never 0 in 0xA4), chosen by the encoder
     1 byte      (0xA8 only) flags: bit 0 reconstruction inside the bin (as 0xA6), bit 1 a
                 value range follows, bit 2 mean corrections follow, bit 3 group scale
-                offsets follow; others 0
+                offsets follow, bit 4 the cells use the model's near-lossless tables for
+                this tau (``NeuralWeights.table_bound``), chosen per slice by the encoder;
+                others 0
     varint*2    (0xA8, bit 1) the slice's minimum, then 2**bits - 1 - its maximum
     varint ...  (0xA8, bit 2) how many groups are corrected, then for each (in increasing
                 order) its number (3 * level + B/C/D) and one zigzag varint per neighbour of
@@ -103,6 +105,9 @@ class StreamHeader:
     """(0xA8) (group number, weights) of the groups whose mean is corrected."""
     group_offsets: tuple[tuple[int, int], ...] = ()
     """(0xA8) (group number, bins) added to ``scale_offset`` for those groups."""
+    cell_tables: bool = False
+    """(0xA8) the cells are coded with the model's near-lossless tables for this tau
+    (``NeuralWeights.table_bound``), not its lossless tables; tau >= 1."""
 
 
 def write_varint(value: int) -> bytes:
@@ -145,7 +150,10 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
                                       or not 0 <= header.bounds[0] <= header.bounds[1]
                                       < (1 << header.bits)):
         raise ValueError(f"bad bounded range {header.bounds} (coded slices only)")
-    extended = header.bounds is not None or bool(header.corrections) or bool(header.group_offsets)
+    extended = (header.bounds is not None or bool(header.corrections)
+                or bool(header.group_offsets) or header.cell_tables)
+    if header.cell_tables and (not header.tau or header.copy or header.window_bound):
+        raise ValueError("near-lossless tables belong to a coded slice with tau >= 1")
     if header.group_offsets:
         _check_group_offsets(header.group_offsets, header.scale_offset, ValueError)
         if header.copy or header.window_bound:
@@ -171,7 +179,8 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
     if extended:
         parts.append(bytes([int(header.centroid) | (2 if header.bounds is not None else 0)
                             | (4 if header.corrections else 0)
-                            | (8 if header.group_offsets else 0)]))
+                            | (8 if header.group_offsets else 0)
+                            | (16 if header.cell_tables else 0)]))
     if header.bounds is not None:
         parts.append(write_varint(header.bounds[0]))
         parts.append(write_varint((1 << header.bits) - 1 - header.bounds[1]))
@@ -244,8 +253,9 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
     bounds = None
     corrections: tuple[tuple[int, tuple[int, ...]], ...] = ()
     group_offsets: tuple[tuple[int, int], ...] = ()
+    cell_tables = False
     if data[0] == EXTENDED_MAGIC:
-        if pos >= len(data) or data[pos] > 15 or data[pos] in (0, 1):
+        if pos >= len(data) or data[pos] > 31 or data[pos] in (0, 1):
             raise CorruptDataError("neural stream: bad extended-slice flags")
         extended_flags = data[pos]
         centroid = bool(extended_flags & 1)
@@ -264,6 +274,7 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
             pairs, pos = _read_per_group(data, pos, "group scale offsets", lambda _: 1)
             group_offsets = tuple((index, values[0]) for index, values in pairs)
             _check_group_offsets(group_offsets, scale_offset, CorruptDataError)
+        cell_tables = bool(extended_flags & 16)
     model_id = data[pos : pos + MODEL_ID_BYTES]
     crc = data[pos + MODEL_ID_BYTES : pos + MODEL_ID_BYTES + 4]
     payload = data[pos + MODEL_ID_BYTES + 4 :]
@@ -276,9 +287,12 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
         raise CorruptDataError("neural stream: uint8 output with more than 8 bits")
     if centroid and not tau:
         raise CorruptDataError("neural stream: centroid reconstruction without tau")
+    if cell_tables and not tau:
+        raise CorruptDataError("neural stream: near-lossless tables without tau")
     header = StreamHeader(rows, cols, bits, tau, uint16, tuple(offsets), model_id,
                           int.from_bytes(crc, "little"), copy, scale_offset, centroid,
-                          window_bound, centred_cells, bounds, corrections, group_offsets)
+                          window_bound, centred_cells, bounds, corrections, group_offsets,
+                          cell_tables)
     return header, np.frombuffer(payload, dtype="<u4").astype(np.uint32)
 
 
