@@ -215,6 +215,12 @@ EXPERIMENT_LIST = (
         shared_data=("dicom", "dicom-more"),
     ),
     Experiment(
+        "cell_tables_gain", "neural_v3's near-lossless tables against neural_v2, per series",
+        ("{python}", "{experiments}/cell_tables_gain.py", "--out", "{out}"),
+        ("{python}", "{experiments}/cell_tables_gain.py", "--taus", "13", "--out", "{out}"),
+        shared_data=("dicom", "dicom-more"),
+    ),
+    Experiment(
         "hybrid_vs_progressive", "retired hybrid mode's preview vs the first progressive layer",
         ("{python}", "{experiments}/hybrid_vs_progressive.py", "--out", "{out}"),
         ("{python}", "{experiments}/hybrid_vs_progressive.py", "--out", "{out}", "--quick"),

@@ -218,7 +218,7 @@ def test_bad_bounded_range_is_a_one_line_error() -> None:
     with pytest.raises(ValueError, match="coded slices"):
         pack(StreamHeader(4, 4, 12, 0, True, (1,), b"\0\0", 0, copy=True, bounds=(0, 10)),
              np.zeros(0))
-    stream[lo_at - 1] = 16  # an unknown flag
+    stream[lo_at - 1] = 32  # an unknown flag (bit 5; bit 4 is the near-lossless tables)
     with pytest.raises(CorruptDataError, match="flags"):
         get_codec("neural").decode(bytes(stream))
 

@@ -135,8 +135,8 @@ def _choose_tables(models: EntropyModels, cell_models: EntropyModels | None,
                    ) -> tuple[EntropyModels, SliceParams]:
     """The lossless tables, or the near-lossless ones where their estimated code (each at its
     best scale offset, on about ADAPT_SAMPLE pixels) is shorter by more than the flags byte it
-    may cost. Tables fitted on other scanners can lose on a slice (measured up to 1.5x on one
-    GE series at tau 200), so the slice decides."""
+    may cost. Tables fitted to other scanners' slices can lose on this one, so the slice
+    decides (``experiments/cell_tables_gain.py``)."""
     if cell_models is None or cell_models is models or not params.tau:
         return models, params
     stride = max(1, sum(g[2].size for g in groups) // ADAPT_SAMPLE)

@@ -142,10 +142,10 @@ class NeuralWeights:
         self._counts_at: dict[int, np.ndarray] = {}
 
     def table_bound(self, tau: int) -> int:
-        """The bound whose near-lossless tables a stream at ``tau`` uses: the largest fitted
-        bound ``b <= tau``, if ``tau <= 2 b``; else 0, the lossless tables. Measured: tables
-        fitted at 32 cost 1.9-5.2x more bytes than the lossless ones on some series at tau 717
-        (a cell shape does not stretch that far), so a ladder covers the bounds it serves."""
+        """The bound whose near-lossless tables a stream at ``tau`` may use (the encoder decides
+        per slice, :func:`.adaptive_encoder._choose_tables`): the largest fitted bound
+        ``b <= tau``, if ``tau <= 2 b``; else 0, the lossless tables only. A cell shape does not
+        stretch far beyond the cells it was fitted to, so a ladder covers the bounds it serves."""
         bound = max((b for b in self.cell_counts if b <= tau), default=0)
         return bound if tau <= 2 * bound else 0
 
