@@ -98,9 +98,9 @@ def encode_slice_adaptive(image: np.ndarray, params: SliceParams, refs: list[np.
     are coded once with it. Neither choice changes a prediction or a reconstruction (only the
     tables), so the bounded range (:mod:`.truncation`) is chosen after the walk too: kept when
     its estimated saving beats the header bytes it costs. The decoder reads both from the
-    stream. ``cell_models``: the model's near-lossless tables for this tau, if it has them;
-    used (and flagged in the stream) when they estimate shorter than the lossless tables at
-    each one's best offset, so the choice is made per slice.
+    stream. ``cell_models``: the model's near-lossless tables for this tau, if it has them: the
+    residuals are coded with each set (the walk, the expensive part, is shared) and the shorter
+    stream kept, flagged in the stream when it is theirs, so the choice is made per slice.
     """
     io = _Recorder()
     with blas_threads():
@@ -113,7 +113,26 @@ def encode_slice_adaptive(image: np.ndarray, params: SliceParams, refs: list[np.
                 recon = _walk(io, models, weights, params, image.shape,
                               image.astype(np.int32), refs)
                 groups = io.groups
-    models, params = _choose_tables(models, cell_models, groups, params)
+    candidates = [(models, params)]
+    if cell_models is not None and cell_models is not models and params.tau:
+        candidates.append((cell_models, dataclasses.replace(params, cell_tables=True)))
+    best: tuple[np.ndarray, SliceParams] | None = None
+    for tables, start in candidates:  # the lossless tables first: they win ties
+        words, chosen = _code_recorded(io.ops[0], groups, image, tables, start, group_offsets,
+                                       truncate)
+        if best is None or words.size < best[0].size:
+            best = (words, chosen)
+    return best[0], recon, best[1]
+
+
+def _code_recorded(top, groups: list[_Recorded], image: np.ndarray, models: EntropyModels,
+                   params: SliceParams, group_offsets: bool, truncate: bool
+                   ) -> tuple[np.ndarray, SliceParams]:
+    """The recorded residuals coded with ``models``' tables after choosing, from them, the scale
+    offset, the groups' own offsets and the value range: (words, the params used). Run for the
+    lossless tables and, where the model has them, its near-lossless tables for the slice's tau
+    (``params.cell_tables``); the shorter stream is kept, so a set fitted to other scanners can
+    never make a slice larger (``experiments/cell_tables_gain.py``)."""
     log_p = models.log_probabilities()
     offset = best_scale_offset(log_p, groups, params.bits)
     chosen = dataclasses.replace(params, scale_offset=offset)
@@ -122,33 +141,12 @@ def encode_slice_adaptive(image: np.ndarray, params: SliceParams, refs: list[np.
     if truncate and params.bounds is None:
         chosen = _choose_bounds(chosen, image, groups, models)
     adapted = _Encoder()
-    adapted.ops.append(io.ops[0])  # the top pixel, coded uniformly
+    adapted.ops.append(top)  # the top pixel, coded uniformly
     for g in groups:
         kk = _offset_bins(g.k, chosen.offset_of(g.level, g.group))
         _code_residuals(adapted, models, g.t, table_key(kk, g.phase), SHIFTS[kk], params.bits,
                         _room(chosen, g.base, g.k))
-    return adapted.finish(), recon, chosen
-
-
-def _choose_tables(models: EntropyModels, cell_models: EntropyModels | None,
-                   groups: list[_Recorded], params: SliceParams
-                   ) -> tuple[EntropyModels, SliceParams]:
-    """The lossless tables, or the near-lossless ones where their estimated code (each at its
-    best scale offset, on about ADAPT_SAMPLE pixels) is shorter by more than the flags byte it
-    may cost. Tables fitted to other scanners' slices can lose on this one, so the slice
-    decides (``experiments/cell_tables_gain.py``)."""
-    if cell_models is None or cell_models is models or not params.tau:
-        return models, params
-    stride = max(1, sum(g[2].size for g in groups) // ADAPT_SAMPLE)
-    sample = [(k[::stride], phase[::stride], t[::stride]) for k, phase, t, *_ in groups]
-    costs = []
-    for candidate in (models, cell_models):
-        log_p = candidate.log_probabilities()
-        offset = best_scale_offset(log_p, groups, params.bits)
-        costs.append(stride * _code_length(log_p, sample, offset, params.bits))
-    if costs[1] + 8 < costs[0]:
-        return cell_models, dataclasses.replace(params, cell_tables=True)
-    return models, params
+    return adapted.finish(), chosen
 
 
 GROUP_OFFSET_REACH = 8

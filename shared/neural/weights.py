@@ -143,7 +143,7 @@ class NeuralWeights:
 
     def table_bound(self, tau: int) -> int:
         """The bound whose near-lossless tables a stream at ``tau`` may use (the encoder decides
-        per slice, :func:`.adaptive_encoder._choose_tables`): the largest fitted bound
+        per slice, :func:`.adaptive_encoder._code_recorded`): the largest fitted bound
         ``b <= tau``, if ``tau <= 2 b``; else 0, the lossless tables only. A cell shape does not
         stretch far beyond the cells it was fitted to, so a ladder covers the bounds it serves."""
         bound = max((b for b in self.cell_counts if b <= tau), default=0)
