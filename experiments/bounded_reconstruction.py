@@ -40,6 +40,7 @@ from fedcodec.shared.neural.tables import N_BINS, scale_bin
 from fedcodec.shared.sources import read_stacks
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from table_report import report_table  # noqa: E402
 from learned_lossy_rd import bd_rate  # noqa: E402
 from lossy_rd import DATA, load_source  # noqa: E402
 
@@ -212,11 +213,7 @@ def main() -> None:
     lines += [f"| {r['source']} | {r['tau']} | {r['psnr_centre']:.2f} | "
               f"{r['nonzero_index_share']:.2f} | {r['ideal_gain_db']:+.3f} dB | "
               f"{r['far_side_share']:.3f} |" for r in rows]
-    print("\n".join(lines))
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "bounded_reconstruction.md").write_text("\n".join(lines) + "\n")
-        (args.out / "bounded_reconstruction.json").write_text(json.dumps(rows, indent=1))
+    report_table(lines, rows, args.out, "bounded_reconstruction")
 
 
 if __name__ == "__main__":

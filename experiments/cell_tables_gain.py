@@ -18,7 +18,6 @@ measures that). Writes ``OUT/cell_tables_gain.md`` and ``.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from fedcodec.shared.codecs import get_codec
 from fedcodec.shared.sources import read_stacks
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from table_report import report_table  # noqa: E402
 from lossy_rd import load_source  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -76,11 +76,7 @@ def main() -> None:
         ratios = np.array(r["with"]) / np.array(r["without"])
         lines.append(f"| {r['tau']} | {sum(r['with']) / sum(r['without']):.3f} | "
                      + " | ".join(f"{x:.3f}" for x in ratios) + " |")
-    print("\n".join(lines))
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "cell_tables_gain.md").write_text("\n".join(lines) + "\n")
-        (args.out / "cell_tables_gain.json").write_text(json.dumps(rows, indent=1))
+    report_table(lines, rows, args.out, "cell_tables_gain")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from fedcodec.shared.learned_lossy.stream_format import unpack as unpack_lossy
 from fedcodec.shared.metrics import max_abs_error, psnr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from table_report import report_table  # noqa: E402
 from lossy_rd import load_source  # noqa: E402
 
 COARSE = (40, 121, 364, 1093)
@@ -141,11 +142,7 @@ def main() -> None:
         lines.append(f"| {r['source']} | progressive preview at the hybrid preview's bytes | "
                      f"{bpp(hyb['preview_bytes'], px)} | "
                      f"{'out of range' if at is None else f'{at:.2f}'} | | | |")
-    print("\n".join(lines))
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "hybrid_vs_progressive.md").write_text("\n".join(lines) + "\n")
-        (args.out / "hybrid_vs_progressive.json").write_text(json.dumps(rows, indent=1))
+    report_table(lines, rows, args.out, "hybrid_vs_progressive")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ from fedcodec.shared.neural.tables import logistic_counts
 from fedcodec.shared.neural.weights import NeuralWeights, shipped_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from table_report import report_table  # noqa: E402
 from lossy_rd import load_source  # noqa: E402
 from window_samples import WindowSamples, add_slice, empty_samples, log_mass, logistic  # noqa: E402
 
@@ -151,11 +152,7 @@ def main() -> None:
             base = r["bytes"][labels[0]]
             lines.append(f"| {tau} | {r['source']} | {base} | " + " | ".join(
                 f"{r['bytes'][label] / base:.3f}" for label in labels[1:]) + " |")
-    print("\n".join(lines))
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "near_lossless_tables.md").write_text("\n".join(lines) + "\n")
-        (args.out / "near_lossless_tables.json").write_text(json.dumps(rows, indent=1))
+    report_table(lines, rows, args.out, "near_lossless_tables")
 
 
 if __name__ == "__main__":

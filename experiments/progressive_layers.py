@@ -26,6 +26,7 @@ import numpy as np
 from fedcodec.shared.codecs import get_codec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from table_report import report_table  # noqa: E402
 from lossy_rd import load_source  # noqa: E402
 
 PLANS = ("13-4-0", "13-4-1-0", "40-13-4-0", "13-0", "4-0", "13-4", "16-4-0", "16-4-0/v1")
@@ -83,11 +84,7 @@ def main() -> None:
               f"{' + '.join(f'{b:.2f}' for b in r['layer_bpp'])} | {r['total_bpp']:.3f} | "
               f"{r['single_bpp']:.3f} | {r['ratio']:.3f} | {r['alone_bpp']:.3f} | "
               f"{r['ratio_alone']:.3f} |" for r in rows]
-    print("\n".join(lines))
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "progressive_layers.md").write_text("\n".join(lines) + "\n")
-        (args.out / "progressive_layers.json").write_text(json.dumps(rows, indent=1))
+    report_table(lines, rows, args.out, "progressive_layers")
 
 
 if __name__ == "__main__":

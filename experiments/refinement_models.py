@@ -53,6 +53,7 @@ from fedcodec.shared.neural.tables import logistic_counts
 from fedcodec.shared.neural.weights import NeuralWeights, shipped_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from table_report import report_table  # noqa: E402
 from lossy_rd import load_source  # noqa: E402
 from window_samples import WindowSamples, add_slice, empty_samples, log_mass, logistic  # noqa: E402
 
@@ -158,11 +159,7 @@ def main() -> None:
              "| --- | --- | ---: | ---: | ---: |"]
     lines += [f"| {r['refinement']} | {r['source']} | {r['ordinary_bytes']} | "
               f"{r['refinement_model_bytes']} | {r['ratio']:.3f} |" for r in rows]
-    print("\n".join(lines))
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "refinement_models.md").write_text("\n".join(lines) + "\n")
-        (args.out / "refinement_models.json").write_text(json.dumps(rows, indent=1))
+    report_table(lines, rows, args.out, "refinement_models")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from fedcodec.shared.neural.slice_coder import SliceParams, decode_slice, encode
 from fedcodec.shared.neural.weights import shipped_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from table_report import report_table  # noqa: E402
 from learned_lossy_rd import bd_rate  # noqa: E402
 from lossy_rd import load_source  # noqa: E402
 
@@ -85,11 +86,7 @@ def main() -> None:
              "| --- | ---: | ---: | ---: |"]
     lines += [f"| {r['source']} | {r['background_share']:.2f} | {fmt(r['bd_rate_x2'])} | "
               f"{fmt(r['bd_rate_x4'])} |" for r in rows]
-    print("\n".join(lines))
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "tau_map_background.md").write_text("\n".join(lines) + "\n")
-        (args.out / "tau_map_background.json").write_text(json.dumps(rows, indent=1))
+    report_table(lines, rows, args.out, "tau_map_background")
 
 
 if __name__ == "__main__":
