@@ -69,11 +69,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--sources", default="philips-dwi,enhanced,pypi-mr")
+    ap.add_argument("--plans", help=f"comma-separated (default: {','.join(PLANS)})")
     args = ap.parse_args()
+    plans = args.plans.split(",") if args.plans else QUICK_PLANS if args.quick else PLANS
     rows = []
     for source in args.sources.split(","):
         runs = load_source(source, 1 if args.quick else 2, 2 if args.quick else 4)
-        for plan in QUICK_PLANS if args.quick else PLANS:
+        for plan in plans:
             row = {"source": source, **measure(plan, runs)}
             rows.append(row)
             print(json.dumps(row), flush=True)

@@ -201,6 +201,11 @@ EXPERIMENT_LIST = (
         shared_data=("dicom-more",),
     ),
     Experiment(
+        "mean_fit_taps", "mean corrections: how many decoded pixels to weigh (wide taps)",
+        ("{python}", "{experiments}/mean_fit_taps.py", "--out", "{out}"),
+        ("{python}", "{experiments}/mean_fit_taps.py", "--taus", "0", "--out", "{out}"),
+    ),
+    Experiment(
         "refinement_models", "progressive refinement: networks that see the coarse slice, measured",
         ("{python}", "{experiments}/refinement_models.py", "--out", "{out}"),
         None,

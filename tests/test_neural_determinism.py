@@ -3,7 +3,8 @@
 The decoder must rebuild the coder's probabilities exactly. Here one process encodes with one
 thread everywhere (OMP, OpenBLAS, torch) and another decodes with two; the streams also have to
 be byte-identical when the second process encodes, with the encoder's choices on (references
-checked per slice, classical fallback, scale adaptation, value ranges, mean corrections) and
+checked per slice, classical fallback, scale adaptation, value ranges, mean corrections,
+progressive refinement layers with their own choices) and
 with the learned coder alone.
 The fixed-point layer is checked against an int64 reference at the extreme values its bounds
 allow.
@@ -50,6 +51,19 @@ for spec in ("neural", "neural:mode=near-lossless,tau=2", "neural:fallback=0"):
         odd = codec.decode(theirs[-2])
         interpolated = codec.decode(theirs[-1])
         np.savez(f"{work}/{key}_decoded.npz", volume=volume, odd=odd, interpolated=interpolated)
+progressive = get_codec("neural:mode=progressive,layers=13-4-0")
+layered = np.stack([inputs["interpolated"], inputs["interpolated"][::-1]])
+streams = progressive.encode_volume(layered, 12)
+if sys.argv[3] == "encode":
+    np.save(f"{work}/progressive.npy", np.array(streams, dtype=object), allow_pickle=True)
+else:
+    theirs = list(np.load(f"{work}/progressive.npy", allow_pickle=True))
+    assert theirs == streams, "progressive encoders in two processes wrote different bytes"
+    assert 0xA9 in {s[0] for s in theirs}  # refinements with their own choices
+    for layer in (1, 2):
+        decoded = progressive.decode_layers(theirs[: 2 * layer], layer, partial=True)
+        assert np.abs(decoded.astype(np.int64) - layered).max() <= progressive.layers[layer - 1]
+    assert np.array_equal(progressive.decode_volume(theirs), layered)
 print("ok")
 """
 

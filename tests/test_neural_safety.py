@@ -242,7 +242,8 @@ def test_mean_correction_is_signalled_smaller_and_round_trips(spec: str) -> None
     stream = get_codec(f"neural:fallback=0{spec}").encode(image, 12)
     header = unpack(stream)[0]
     assert stream[0] == 0xA8 and header.corrections
-    assert all(len(w) == len(mean_fit.GROUPS[i % 3].offsets) for i, w in header.corrections)
+    assert all(len(w) in mean_fit.tap_counts(mean_fit.GROUPS[i % 3])
+               for i, w in header.corrections)
     decoded = get_codec("neural").decode(stream).astype(np.int64)
     assert np.abs(decoded - image).max() <= header.tau
     plain = get_codec(f"neural:fallback=0,meanfit=0{spec}").encode(image, 12)
@@ -255,7 +256,10 @@ def test_bad_mean_correction_is_refused() -> None:
 
     good = ((0, tuple(range(12))),)
     pack(StreamHeader(4, 4, 12, 0, True, (), b"\0\0", 0, corrections=good), np.zeros(0))
-    for tau, corrections in ((0, good + good), (0, ((1, (1, 2)),)),
+    wide = ((1, tuple(range(60))), (2, (3,)))  # every tap of C; the nearest one of D
+    header = StreamHeader(4, 4, 12, 0, True, (), b"\0\0", 0, corrections=wide)
+    assert unpack(pack(header, np.zeros(0)))[0] == header  # counted (flags bit 5)
+    for tau, corrections in ((0, good + good), (0, ((1, (1,) * 61),)), (0, ((0, ()),)),
                              (2, ((2, (1 << 12,) * 16),))):
         with pytest.raises(ValueError, match="mean correction"):
             pack(StreamHeader(4, 4, 12, tau, True, (), b"\0\0", 0, corrections=corrections),
@@ -263,10 +267,11 @@ def test_bad_mean_correction_is_refused() -> None:
     stream = bytearray(get_codec("neural:fallback=0").encode(
         _interpolated(np.random.default_rng(3)), 12))
     flags_at = stream.index(bytes([unpack(bytes(stream))[0].scale_offset + 128]), 4) + 1
-    for flags in (0, 1, 17):
+    for flags in (0, 1, 17, 32, 64):  # none, centroid alone, count without corrections
         tampered = bytearray(stream)
         tampered[flags_at] = flags
-        with pytest.raises(CorruptDataError, match="flags|malformed|bad|truncated") as info:
+        with pytest.raises(CorruptDataError, match="flags|malformed|bad|truncated|without"
+                           ) as info:
             get_codec("neural").decode(bytes(tampered))
         assert "\n" not in str(info.value)
 

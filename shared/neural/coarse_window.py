@@ -18,6 +18,11 @@ the window). Measured, 13-4 on one run of 4 slices: the grid 1.015x single pass 
 where a grid edge splits its peak, a noisy one pays for the cut cells at both ends. For the
 final lossless layer (tau 0) the layouts are the same.
 
+A refinement may instead weigh its bins with the model's near-lossless tables for its tau
+(``NeuralWeights.table_bound``; a 0xA9 stream), fitted to cells of ``2 tau + 1`` levels coded
+with contexts that are themselves within tau, which is what a refinement layer's network sees:
+each cell's mass spread evenly over its levels. The encoder codes both and keeps the shorter.
+
 Bin masses are integers (the tables' counts, scaled by ``2 ** (MASS_BITS - shift)`` per grey level
 so a coarse symbol's ``2 ** shift`` levels and the escape's raw levels weigh what the lossless
 coder gives them), below ``2 ** 53``, so the float64 values handed to constriction are exact and
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fedcodec.shared.neural.stream_format import MAX_CELL_WINDOW_TAU
 from fedcodec.shared.neural.tables import ESCAPE, HALF_RANGE, SHIFTS
 
 MASS_BITS = 20
@@ -95,14 +101,56 @@ def _mass_below(r: np.ndarray, key: np.ndarray, shift: np.ndarray, counts: np.nd
     return below + inside + above
 
 
+MAX_CELL_TAU = MAX_CELL_WINDOW_TAU
+"""Refinement bounds whose bins may be weighed with near-lossless tables: a level's mass is then
+a cell's mass times up to ``2 tau + 1``, and every mass must stay below ``2 ** 53``."""
+
+
+def _cell_mass_below(r: np.ndarray, key: np.ndarray, shift: np.ndarray, counts: np.ndarray,
+                     cumulative: np.ndarray, bits: int, tau: int) -> np.ndarray:
+    """:func:`_mass_below` for tables over near-lossless cells (``2 tau + 1`` levels each,
+    cell 0 centred on the rounded mean), each cell's mass spread evenly over its levels: the
+    distribution ``neural:tau=TAU`` codes with, over grey levels, times ``2 tau + 1``."""
+    step = 2 * tau + 1
+    cell = (r + tau) // step
+    within = r + tau - cell * step
+    low = _mass_below(cell, key, shift, counts, cumulative, bits)
+    high = _mass_below(cell + 1, key, shift, counts, cumulative, bits)
+    return step * low + within * (high - low)
+
+
+def chosen_and_total(counts: np.ndarray, cumulative: np.ndarray, key: np.ndarray,
+                     shift: np.ndarray, base: np.ndarray, anchor: np.ndarray, lo: np.ndarray,
+                     hi: np.ndarray, j: np.ndarray, tau: int, bits: int, cells: bool = False
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The integer mass of bin ``j`` of each window and of the whole window (as
+    :func:`bin_masses` sums them), from four edges a pixel rather than one per bin: the
+    encoder's cost estimates (``-log2(chosen / total)``) call this thousands of times."""
+    edges = np.stack([lo, _edge(anchor, lo, hi, j, tau), _edge(anchor, lo, hi, j + 1, tau),
+                      hi + 1], axis=1)
+    below = _below_edges(edges - base[:, None], key, shift, counts, cumulative, bits, tau, cells)
+    return below[:, 2] - below[:, 1], below[:, 3] - below[:, 0]
+
+
+def _below_edges(r: np.ndarray, key: np.ndarray, shift: np.ndarray, counts: np.ndarray,
+                 cumulative: np.ndarray, bits: int, tau: int, cells: bool) -> np.ndarray:
+    """Mass below each column of ``r`` (edges relative to the rounded mean), per pixel."""
+    if not cells:
+        return _mass_below(r, key[:, None], shift[:, None], counts, cumulative, bits)
+    if not 1 <= tau <= MAX_CELL_TAU:
+        raise ValueError(f"near-lossless tables weigh refinement bins only for tau "
+                         f"1..{MAX_CELL_TAU}, not {tau}")
+    return _cell_mass_below(r, key[:, None], shift[:, None], counts, cumulative, bits, tau)
+
+
 def bin_masses(counts: np.ndarray, cumulative: np.ndarray, key: np.ndarray, shift: np.ndarray,
                base: np.ndarray, anchor: np.ndarray, lo: np.ndarray, hi: np.ndarray, tau: int,
-               bits: int, width: int) -> np.ndarray:
+               bits: int, width: int, cells: bool = False) -> np.ndarray:
     """(pixels, width) float64: the model's integer mass of every bin of each window (0 past
     the window's last bin). Per pixel: ``key`` its table, ``shift`` the table's low bits
-    (``SHIFTS[scale bin]``), ``base`` its rounded mean (also the cells' anchor)."""
+    (``SHIFTS[scale bin]``), ``base`` its rounded mean (also the cells' anchor). ``cells``: the
+    tables are the model's near-lossless ones for ``tau`` (symbols are cells, not levels)."""
     j = np.arange(width + 1, dtype=np.int64)[None, :]
     edges = _edge(anchor[:, None], lo[:, None], hi[:, None], j, tau)
-    below = _mass_below(edges - base[:, None], key[:, None], shift[:, None], counts, cumulative,
-                        bits)
+    below = _below_edges(edges - base[:, None], key, shift, counts, cumulative, bits, tau, cells)
     return np.diff(below, axis=1).astype(np.float64)

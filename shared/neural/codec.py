@@ -253,7 +253,7 @@ class NeuralCodec(Codec):
                     window_bound: int = 0) -> tuple[bytes, np.ndarray]:
         """One slice stream and its reconstruction; ``tau`` overrides ``self.tau`` (rate
         control picks it per slice, :mod:`.bounded_lossy`). ``window_bound``: a progressive
-        refinement of ``refs[0]``, the slice coded within that bound (0xA7 stream)."""
+        refinement of ``refs[0]``, the slice coded within that bound (0xA7 or 0xA9 stream)."""
         tau = self.tau if tau is None else tau
         if needs_tiles(image.shape):
             return self._encode_tiled(image, bits, refs, offsets, tau, window_bound)
@@ -267,7 +267,9 @@ class NeuralCodec(Codec):
             offset = 0
         elif window_bound and self.adapt:
             words, recon, params = encode_refinement_adaptive(image, params, refs, weights,
-                                                              models, window_bound)
+                                                              models, window_bound,
+                                                              models.for_bound(tau),
+                                                              self.meanfit, self.groupscale)
             copy, offset = False, params.scale_offset
         elif window_bound:
             words, recon = encode_slice(image, params, refs, weights, models,

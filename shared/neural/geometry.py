@@ -14,6 +14,7 @@ pixel's 2x2 cell, always inside) stands in. Index tables depend only on the shap
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -81,21 +82,75 @@ def group_positions(level_shape: tuple[int, int], group: GroupSpec) -> np.ndarra
     return (rows[:, None] * w + cols[None, :]).ravel()
 
 
-def _mirrored(level_shape: tuple[int, int], group: GroupSpec, offsets) -> np.ndarray:
+@lru_cache(maxsize=64)
+def _coordinates(level_shape: tuple[int, int], group: GroupSpec
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, columns, flat index and the cell's A pixel (flat index) of every pixel of the
+    group."""
     h, w = level_shape
     rows = np.arange(group.row_phase, h, 2)
     cols = np.arange(group.col_phase, w, 2)
     r, c = np.meshgrid(rows, cols, indexing="ij")
     r, c = r.ravel(), c.ravel()
-    anchor = (r - group.row_phase) * w + (c - group.col_phase)
-    out = np.empty((len(offsets), r.size), dtype=np.intp)
-    for k, (dy, dx) in enumerate(offsets):
-        rr, cc = r + dy, c + dx
-        inside = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
-        mr, mc = r - dy, c - dx
-        mirror_inside = (mr >= 0) & (mr < h) & (mc >= 0) & (mc < w)
-        out[k] = np.where(inside, rr * w + cc, np.where(mirror_inside, mr * w + mc, anchor))
+    flat = r * w + c
+    anchor = flat - group.row_phase * w - group.col_phase
+    for a in (r, c, flat, anchor):
+        a.setflags(write=False)
+    return r, c, flat, anchor
+
+
+@lru_cache(maxsize=64)
+def _near_edge(level_shape: tuple[int, int], group: GroupSpec, margin: int) -> np.ndarray:
+    """Indices (into the group) of its pixels within ``margin`` of the grid's edge."""
+    h, w = level_shape
+    r, c = _coordinates(level_shape, group)[:2]
+    out = np.flatnonzero((r < margin) | (r >= h - margin) | (c < margin) | (c >= w - margin))
+    out.setflags(write=False)
     return out
+
+
+def _mirrored_at(level_shape: tuple[int, int], r: np.ndarray, c: np.ndarray,
+                 anchor: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """The neighbour at (dy, dx) of pixels (r, c); outside the grid the one at (-dy, -dx)
+    (the same phase, so known too); outside both, the cell's A pixel."""
+    h, w = level_shape
+    rr, cc = r + dy, c + dx
+    inside = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+    mr, mc = r - dy, c - dx
+    mirror_inside = (mr >= 0) & (mr < h) & (mc >= 0) & (mc < w)
+    return np.where(inside, rr * w + cc, np.where(mirror_inside, mr * w + mc, anchor))
+
+
+def _mirrored(level_shape: tuple[int, int], group: GroupSpec, offsets) -> np.ndarray:
+    return np.stack(list(tap_indices(level_shape, group, offsets)))
+
+
+def tap_indices(level_shape: tuple[int, int], group: GroupSpec,
+                offsets: Sequence[tuple[int, int]], select: np.ndarray | None = None
+                ) -> Iterator[np.ndarray]:
+    """For each offset in turn, the flat indices of that neighbour of each pixel of the group
+    (or of its pixels ``select``), mirrored at the borders as :func:`neighbour_indices` does:
+    ``mean_fit``'s taps, one at a time (up to 96 of them, too many to keep). Inside the grid a
+    neighbour is the pixel's index plus a constant, so only pixels near the edge take the
+    mirror rule."""
+    h, w = level_shape
+    r, c, flat, anchor = _coordinates(level_shape, group)
+    if select is not None:
+        r, c, flat, anchor = r[select], c[select], flat[select], anchor[select]
+    margins: dict[int, np.ndarray] = {}
+    for dy, dx in offsets:
+        margin = max(abs(dy), abs(dx))
+        if margin not in margins:
+            if select is None:
+                margins[margin] = _near_edge(level_shape, group, margin)
+            else:
+                margins[margin] = np.flatnonzero((r < margin) | (r >= h - margin)
+                                                 | (c < margin) | (c >= w - margin))
+        edge = margins[margin]
+        out = flat + (dy * w + dx)
+        if edge.size:
+            out[edge] = _mirrored_at(level_shape, r[edge], c[edge], anchor[edge], dy, dx)
+        yield out
 
 
 @lru_cache(maxsize=256)

@@ -10,7 +10,8 @@ A volume of N slices becomes ``len(layers) * N`` streams in layer-major order: t
 layer 1 (ordinary ``neural`` streams at the first bound, slice *i* conditioned on slice *i-1* when
 that pays, like ``neural:tau=13``), then the N streams of layer 2, and so on.
 
-A refinement stream (magic 0xA7, :mod:`.coarse_window`) knows that every pixel lies within the
+A refinement stream (magic 0xA7, or 0xA9 with the encoder's extra choices, :mod:`.coarse_window`,
+:func:`.adaptive_encoder.encode_refinement_adaptive`) knows that every pixel lies within the
 previous layer's bound ``tc`` of that layer's reconstruction ``c`` (its first reference, N
 streams back), so it codes only which bin of ``2 tau + 1`` levels inside ``[c - tc, c + tc]``
 holds the pixel, with the model's distribution restricted to the window and renormalised
@@ -19,9 +20,9 @@ nothing. With nested bounds (``2 tc + 1`` a multiple of ``2 tau + 1``: 13-4-1-0,
 default 13-4-0) the fine bins partition each coarse bin exactly; other lists hold every bound too
 and only waste some rate. The network sees the previous slice of the refinement's own layer (a
 second reference, when it pays), not the coarse slice, which made it overconfident.
-Measured: 1.009-1.125x single-pass bytes at the final bound over the plans and sources of
-experiments/progressive_layers.py (default 13-4-0: 1.018-1.099x the product's single pass,
-1.018-1.063x the learned coder's alone, which is the coder the layers use), against 1.27-1.48x
+Measured: 1.006-1.118x single-pass bytes at the final bound over the plans and sources of
+experiments/progressive_layers.py (default 13-4-0: 1.016-1.092x the product's single pass,
+1.016-1.050x the learned coder's alone, which is the coder the layers use), against 1.25-1.47x
 for the v1 refinement at 16-4-0 (docs/bounded-error-lossy.md). Networks trained to use the
 coarse slice as a reference did not help (experiments/refinement_models.py).
 
@@ -49,7 +50,7 @@ from fedcodec.shared.neural.volume_context import reference_offsets
 
 MAX_LAYERS = 8
 DEFAULT_LAYERS = "13-4-0"
-"""Nested (27 = 3 x 9 levels, 9 = 9 x 1); measured 1.018-1.099x single pass, the cheapest
+"""Nested (27 = 3 x 9 levels, 9 = 9 x 1); measured 1.016-1.092x single pass, the cheapest
 3-layer plan measured on each of the three sources of experiments/progressive_layers.py (tied
 with 16-4-0 on enhanced MR)."""
 

@@ -22,6 +22,7 @@ arithmetic only, so the decoder rebuilds the same values. Without a map nothing 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -171,8 +172,7 @@ class EntropyModels:
     def __init__(self, weights: NeuralWeights, tau: int = 0) -> None:
         counts = weights.counts_for(tau)
         self._weights = weights
-        self._bound = weights.table_bound(tau)
-        self._at_bound: dict[int, EntropyModels] = {self._bound: self}
+        self._at_bound: dict[int, EntropyModels] = {weights.table_bound(tau): self}
         self._counts = counts.astype(np.float64)
         self._int_counts = counts.astype(np.int64)
         self._cumulative: np.ndarray | None = None
@@ -509,23 +509,72 @@ class _WindowBins:
     hi: np.ndarray
     bins: np.ndarray
     j: np.ndarray
+    k_cell: np.ndarray
+    """The scale bin of a cell of ``2 tau + 1`` levels (the near-lossless tables' symbol)."""
 
     def sample(self, stride: int) -> _WindowBins:
         return _WindowBins(*(getattr(self, f)[::stride] for f in self.__dataclass_fields__))
 
-    def masses(self, models: EntropyModels, tau: int, bits: int, offset: int) -> np.ndarray:
-        """(pixels, bins) model mass of every bin with the scale bins moved by ``offset``."""
-        counts, cumulative = models.window_tables()
-        k = _offset_bins(self.k, offset)
-        return coarse_window.bin_masses(counts, cumulative, table_key(k, self.phase), SHIFTS[k],
-                                        self.base, self.anchor, self.lo, self.hi, tau, bits,
-                                        int(self.bins.max()))
+    @staticmethod
+    def joined(parts: list[_WindowBins]) -> _WindowBins:
+        """Several groups' bins as one (one cost evaluation instead of one per group)."""
+        return _WindowBins(*(np.concatenate([getattr(p, f) for p in parts])
+                             for f in _WindowBins.__dataclass_fields__))
 
-    def cost(self, models: EntropyModels, tau: int, bits: int, offset: int) -> float:
+    def masses(self, models: EntropyModels, tau: int, bits: int, offset: int,
+               cells: bool = False) -> np.ndarray:
+        """(pixels, bins) model mass of every bin with the scale bins moved by ``offset``;
+        ``cells``: ``models`` are the near-lossless tables for ``tau`` (a 0xA9 stream)."""
+        counts, cumulative = models.window_tables()
+        key, shift = self._tables(offset, cells)
+        return coarse_window.bin_masses(counts, cumulative, key, shift, self.base, self.anchor,
+                                        self.lo, self.hi, tau, bits, int(self.bins.max()), cells)
+
+    def with_mean(self, pred_q3: np.ndarray) -> _WindowBins:
+        """These bins with another predicted mean (1/8 grey levels; the cells' anchor stays)."""
+        base = (pred_q3 + 4) >> 3
+        return dataclasses.replace(self, base=base, phase=pred_q3 - (base << 3) + CENTRE_PHASE)
+
+    def _tables(self, offset: int, cells: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(table key, low bits) of every pixel with the scale bins moved by ``offset``."""
+        if cells:
+            k = _offset_bins(self.k_cell, offset)
+            return table_key(k, np.full(k.size, CENTRE_PHASE, dtype=np.int64)), SHIFTS[k]
+        k = _offset_bins(self.k, offset)
+        return table_key(k, self.phase), SHIFTS[k]
+
+    def cost(self, models: EntropyModels, tau: int, bits: int, offset: int,
+             cells: bool = False) -> float:
         """Bits the recorded bins cost with ``offset`` (encoder side, float)."""
-        masses = self.masses(models, tau, bits, offset)
-        chosen = np.take_along_axis(masses, self.j[:, None], axis=1)[:, 0]
-        return float(np.log2(masses.sum(axis=1) / chosen).sum())
+        counts, cumulative = models.window_tables()
+        key, shift = self._tables(offset, cells)
+        chosen, total = coarse_window.chosen_and_total(
+            counts, cumulative, key, shift, self.base, self.anchor, self.lo, self.hi, self.j,
+            tau, bits, cells)
+        return float(np.log2(total / chosen).sum())
+
+
+class _RecordedWindow(NamedTuple):
+    """One refinement group as the adaptive encoder's walk saw it (offset 0, no corrections)."""
+
+    bins: _WindowBins
+    """The coded pixels (windows of more than one bin)."""
+    network_pred: np.ndarray
+    """The network's mean (1/8 grey levels) of every pixel of the group."""
+    grid: np.ndarray
+    """The level grid (complete once the walk is over)."""
+    group: GroupSpec
+    level: int
+    x: np.ndarray
+    """Every pixel of the group, original."""
+    coded: np.ndarray
+    """Indices (into the group) of the pixels in ``bins``."""
+
+    def corrected(self, fitted: tuple[int, ...], maxval: int) -> _WindowBins:
+        """``bins`` with the mean corrected by ``fitted`` (:mod:`.mean_fit`); the cells'
+        anchor must not follow the mean (the grid layout, or tau 0)."""
+        return self.bins.with_mean(mean_fit.corrected(self.network_pred, self.grid, self.group,
+                                                      fitted, maxval)[self.coded])
 
 
 def _code_group_windowed(io, models, weights, params: SliceParams, recon, errors, original, refs,
@@ -534,21 +583,30 @@ def _code_group_windowed(io, models, weights, params: SliceParams, recon, errors
                          signed: np.ndarray | None = None) -> None:
     """:func:`_code_group` for a refinement layer: each pixel codes only its bin inside the
     coarse layer's window (``coarse`` at this level, bound ``coarse_tau``), with the model's
-    lossless distribution summed per bin (:mod:`.coarse_window`); one-bin windows cost nothing."""
+    lossless distribution (or, ``params.cell_tables``, its near-lossless one for tau) summed
+    per bin (:mod:`.coarse_window`); one-bin windows cost nothing."""
     positions = group_positions(recon.shape, group)
     n = positions.size
     if n == 0:
         return
     pred_q3, log_scale, mu0 = _predict_group(weights, params, recon, errors, refs, group,
                                              level_index, noise, n, None, signed)
+    network_pred = pred_q3
+    if params.corrections:  # (the encoder uses them only where the anchor does not move)
+        fitted = dict(params.corrections).get(mean_fit.group_index(level_index, group))
+        if fitted is not None:
+            pred_q3 = mean_fit.corrected(pred_q3, recon, group, fitted, params.maxval)
     base = (pred_q3 + 4) >> 3
     phase = pred_q3 - (base << 3) + CENTRE_PHASE
     k_model = scale_bin(log_scale)
+    k_cell = scale_bin(log_scale - int(ilog2_q6(np.array([params.step]))[0])) if params.tau \
+        else k_model
     lo, hi = coarse_window.window(coarse.reshape(-1)[positions], coarse_tau, params.maxval)
     anchor = base if params.centred_cells else lo + params.tau
     bins = coarse_window.bin_count(anchor, lo, hi, params.tau)
     coded = np.flatnonzero(bins > 1)
     j = np.zeros(n, dtype=np.int64)
+    x = None
     if original is not None:
         x = original.reshape(-1)[positions].astype(np.int64)
         j = coarse_window.bin_index(x, anchor, lo, params.tau)
@@ -556,14 +614,16 @@ def _code_group_windowed(io, models, weights, params: SliceParams, recon, errors
             raise AssertionError("pixel outside its coarse window")  # the coarse layer's bound
     if coded.size:
         group_bins = _WindowBins(k_model[coded], phase[coded], base[coded], anchor[coded],
-                                 lo[coded], hi[coded], bins[coded], j[coded])
+                                 lo[coded], hi[coded], bins[coded], j[coded], k_cell[coded])
         if isinstance(io, _Recorder):
-            io.groups.append(group_bins)
+            io.groups.append(_RecordedWindow(group_bins, network_pred, recon, group, level_index,
+                                             x, coded))
         else:
             symbols = io.code(j[coded] if original is not None else None, coded.size,
                               models.categorical_family,
                               group_bins.masses(models, params.tau, params.bits,
-                                                params.scale_offset))
+                                                params.offset_of(level_index, group),
+                                                params.cell_tables))
             # a corrupt stream may decode a padded bin: keep it in the window (the CRC rejects it)
             j[coded] = np.minimum(symbols, bins[coded] - 1)
     values = coarse_window.bin_value(anchor, lo, hi, j, params.tau)

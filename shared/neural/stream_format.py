@@ -8,7 +8,9 @@
                 (its scale-offset byte may be 0), bounded error reconstructed inside the bin
                 (``bin_centroid``; near-lossless only), or 0xA7: a progressive refinement
                 layer (``coarse_window``): as 0xA1 with the coarse layer's bound after the
-                reference offsets; the first reference is that coarse layer's slice, or 0xA8
+                reference offsets; the first reference is that coarse layer's slice, or 0xA9
+                (an extended refinement layer): as 0xA7 followed by a flags byte as 0xA8's
+                (bits 2-5 only) and what they announce, or 0xA8
                 (an extended slice): as 0xA4 (its scale-offset byte may be 0) followed by a
                 flags byte and what the flags announce: a value range the residual
                 distributions are truncated to (``truncation``) and per-group corrections of
@@ -18,20 +20,24 @@
     varint      rows, then cols (LEB128, >= 1)
     varint      tau (only if near-lossless; >= 1)
     varint*     per reference: how many slices back it is (>= 1)
-    varint      (0xA7 only) 2 * the coarse layer's bound (> tau, >= 1) + 1 if the cells are
+    varint      (0xA7, 0xA9) 2 * the coarse layer's bound (> tau, >= 1) + 1 if the cells are
                 centred on the prediction (else a grid from the window's start)
-    1 byte      (0xA4, 0xA6, 0xA7 and 0xA8 only) scale offset + 128: every pixel's scale bin
+    1 byte      (0xA4, 0xA6, 0xA7, 0xA8 and 0xA9 only) scale offset + 128: every pixel's scale bin
                 moves by this many bins (-24..24; never 0 in 0xA4), chosen by the encoder
-    1 byte      (0xA8 only) flags: bit 0 reconstruction inside the bin (as 0xA6), bit 1 a
+    1 byte      (0xA8, 0xA9) flags: bit 0 reconstruction inside the bin (as 0xA6), bit 1 a
                 value range follows, bit 2 mean corrections follow, bit 3 group scale
                 offsets follow, bit 4 the cells use the model's near-lossless tables for
-                this tau (``NeuralWeights.table_bound``), chosen per slice by the encoder;
-                others 0
+                this tau (``NeuralWeights.table_bound``; 0xA9: weighing the refinement's
+                bins, tau <= ``MAX_CELL_WINDOW_TAU``), chosen per slice by the encoder;
+                bit 5 (with bit 2) each corrected group states how many weights it has
+                (wide corrections, ``mean_fit.taps``); others 0 (0xA9: bits 0 and 1 too,
+                and some bit set)
     varint*2    (0xA8, bit 1) the slice's minimum, then 2**bits - 1 - its maximum
-    varint ...  (0xA8, bit 2) how many groups are corrected, then for each (in increasing
-                order) its number (3 * level + B/C/D) and one zigzag varint per neighbour of
-                the group (12 for B and C, 16 for D): the weights, in 1/256
-    varint ...  (0xA8, bit 3) how many groups have their own scale offset, then for each (in
+    varint ...  (0xA8/0xA9, bit 2) how many groups are corrected, then for each (in increasing
+                order) its number (3 * level + B/C/D), (bit 5 only) how many weights k, and
+                one zigzag varint per weight: the weights, in 1/256, of the first k taps
+                (without bit 5 the network's neighbours: 12 for B and C, 16 for D)
+    varint ...  (0xA8/0xA9, bit 3) how many groups have their own scale offset, then for each (in
                 increasing order) its number and a zigzag varint: bins added to the slice's
     2 bytes     model id (SHA-256 prefix of the weights' integer arrays)
     4 bytes     CRC-32 of the reconstructed pixels (little-endian, as stored in the output dtype)
@@ -45,9 +51,10 @@ Classical fallback streams (``fallback.py``) sit in the same place as a slice st
 JPEG XL / JPEG-LS / JPEG 2000 codestream, recognised by its own signature (first byte 0xFF, or
 0x00 for the JPEG XL box). Added in the fallback release; streams written before it are
 unchanged and still decode; a build from before it refuses a fallback stream with its
-"bad magic byte" error. A first byte 0xA5 or 0xA9-0xAF is a neural format this build does not
+"bad magic byte" error. A first byte 0xA5 or 0xAA-0xAF is a neural format this build does not
 know and is refused naming it (a build from before 0xA7 refuses refinement layers that way,
-one from before 0xA8 extended slices).
+one from before 0xA8 extended slices, one from before 0xA9 refinements weighed with
+near-lossless tables, mean corrections or group offsets).
 
 Stream *i* of a volume depends on the streams its reference offsets name (i-1, i-period); a
 stream with no references decodes alone.
@@ -62,7 +69,7 @@ import numpy as np
 
 from fedcodec.shared.errors import CorruptDataError
 from fedcodec.shared.neural.geometry import GROUPS
-from fedcodec.shared.neural.mean_fit import MAX_WEIGHT
+from fedcodec.shared.neural.mean_fit import MAX_WEIGHT, taps
 
 MAGIC = 0xA1
 COPY_MAGIC = 0xA2
@@ -70,6 +77,9 @@ ADAPTED_MAGIC = 0xA4
 CENTROID_MAGIC = 0xA6
 WINDOW_MAGIC = 0xA7
 EXTENDED_MAGIC = 0xA8
+EXTENDED_WINDOW_MAGIC = 0xA9
+MAX_CELL_WINDOW_TAU = 512
+"""The largest tau of a 0xA9 refinement (``coarse_window.MAX_CELL_TAU``, which imports it)."""
 MAX_SCALE_OFFSET = 24
 MAX_SIDE = 1 << 20
 MAX_LEVELS = 21
@@ -106,8 +116,9 @@ class StreamHeader:
     group_offsets: tuple[tuple[int, int], ...] = ()
     """(0xA8) (group number, bins) added to ``scale_offset`` for those groups."""
     cell_tables: bool = False
-    """(0xA8) the cells are coded with the model's near-lossless tables for this tau
-    (``NeuralWeights.table_bound``), not its lossless tables; tau >= 1."""
+    """(0xA8, 0xA9) the cells (0xA9: a refinement's bins) are coded with the model's
+    near-lossless tables for this tau (``NeuralWeights.table_bound``), not its lossless
+    tables; tau >= 1."""
 
 
 def write_varint(value: int) -> bytes:
@@ -152,17 +163,21 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
         raise ValueError(f"bad bounded range {header.bounds} (coded slices only)")
     extended = (header.bounds is not None or bool(header.corrections)
                 or bool(header.group_offsets) or header.cell_tables)
-    if header.cell_tables and (not header.tau or header.copy or header.window_bound):
-        raise ValueError("near-lossless tables belong to a coded slice with tau >= 1")
+    if header.cell_tables and (not header.tau or header.copy or (
+            header.window_bound and header.tau > MAX_CELL_WINDOW_TAU)):
+        raise ValueError("near-lossless tables belong to a coded slice with tau >= 1 (a "
+                         f"refinement: tau <= {MAX_CELL_WINDOW_TAU})")
     if header.group_offsets:
         _check_group_offsets(header.group_offsets, header.scale_offset, ValueError)
-        if header.copy or header.window_bound:
+        if header.copy:
             raise ValueError("group scale offsets belong to a coded slice")
     if header.corrections:
         _check_corrections(header.corrections, header.tau, ValueError)
-        if header.copy or header.window_bound:
+        if header.copy:
             raise ValueError("mean corrections belong to a coded slice")
-    magic = (COPY_MAGIC if header.copy else WINDOW_MAGIC if header.window_bound
+    magic = (COPY_MAGIC if header.copy
+             else EXTENDED_WINDOW_MAGIC if header.window_bound and extended
+             else WINDOW_MAGIC if header.window_bound
              else EXTENDED_MAGIC if extended
              else CENTROID_MAGIC if header.centroid
              else ADAPTED_MAGIC if header.scale_offset else MAGIC)
@@ -176,11 +191,13 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
         parts.append(write_varint(2 * header.window_bound + header.centred_cells))
     if header.scale_offset or header.centroid or header.window_bound or extended:
         parts.append(bytes([header.scale_offset + 128]))
+    counted = any(len(w) != len(GROUPS[i % 3].offsets) for i, w in header.corrections)
     if extended:
         parts.append(bytes([int(header.centroid) | (2 if header.bounds is not None else 0)
                             | (4 if header.corrections else 0)
                             | (8 if header.group_offsets else 0)
-                            | (16 if header.cell_tables else 0)]))
+                            | (16 if header.cell_tables else 0)
+                            | (32 if counted else 0)]))
     if header.bounds is not None:
         parts.append(write_varint(header.bounds[0]))
         parts.append(write_varint((1 << header.bits) - 1 - header.bounds[1]))
@@ -188,6 +205,8 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
         parts.append(write_varint(len(header.corrections)))
         for index, weights in header.corrections:
             parts.append(write_varint(index))
+            if counted:
+                parts.append(write_varint(len(weights)))
             parts.extend(write_varint(_zigzag(w)) for w in weights)
     if header.group_offsets:
         parts.append(write_varint(len(header.group_offsets)))
@@ -202,14 +221,15 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
 def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
     """Parse a stream; any inconsistency is a CorruptDataError naming what is wrong."""
     data = bytes(data)
-    known = (MAGIC, COPY_MAGIC, ADAPTED_MAGIC, CENTROID_MAGIC, WINDOW_MAGIC, EXTENDED_MAGIC)
+    known = (MAGIC, COPY_MAGIC, ADAPTED_MAGIC, CENTROID_MAGIC, WINDOW_MAGIC, EXTENDED_MAGIC,
+             EXTENDED_WINDOW_MAGIC)
     if len(data) >= 2 and data[0] not in known and data[0] >> 4 == 0xA:
         raise CorruptDataError(f"neural stream format 0x{data[0]:02X} is not one this build reads "
                                "(it reads 0xA1 slices, 0xA2 copies, 0xA3 tiles, 0xA4 adapted "
                                "slices, 0xA6 bounded-error slices reconstructed inside the bin, "
-                               "0xA7 progressive refinement layers, 0xA8 extended slices "
-                               "and classical fallback streams); decode it with the fedcodec "
-                               "that wrote it")
+                               "0xA7 and 0xA9 progressive refinement layers, 0xA8 extended "
+                               "slices and classical fallback streams); decode it with the "
+                               "fedcodec that wrote it")
     if len(data) < 2 or data[0] not in known:
         raise CorruptDataError("not a neural-codec stream (bad magic byte)")
     copy = data[0] == COPY_MAGIC
@@ -236,14 +256,15 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
         offsets.append(off)
     window_bound = 0
     centred_cells = False
-    if data[0] == WINDOW_MAGIC:
+    if data[0] in (WINDOW_MAGIC, EXTENDED_WINDOW_MAGIC):
         window_bound, pos = read_varint(data, pos)
         window_bound, centred_cells = window_bound >> 1, bool(window_bound & 1)
         if not tau < window_bound < (1 << bits) or not offsets:
             raise CorruptDataError(f"neural stream: bad refinement layer (coarse bound "
                                    f"{window_bound}, tau {tau}, {len(offsets)} references)")
     scale_offset = 0
-    if data[0] in (ADAPTED_MAGIC, CENTROID_MAGIC, WINDOW_MAGIC, EXTENDED_MAGIC):
+    if data[0] in (ADAPTED_MAGIC, CENTROID_MAGIC, WINDOW_MAGIC, EXTENDED_MAGIC,
+                   EXTENDED_WINDOW_MAGIC):
         if pos >= len(data):
             raise CorruptDataError("neural stream: truncated or malformed header")
         scale_offset = data[pos] - 128
@@ -254,8 +275,10 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
     corrections: tuple[tuple[int, tuple[int, ...]], ...] = ()
     group_offsets: tuple[tuple[int, int], ...] = ()
     cell_tables = False
-    if data[0] == EXTENDED_MAGIC:
-        if pos >= len(data) or data[pos] > 31 or data[pos] in (0, 1):
+    if data[0] in (EXTENDED_MAGIC, EXTENDED_WINDOW_MAGIC):
+        unused = 3 if data[0] == EXTENDED_WINDOW_MAGIC else 0  # no centroid or range there
+        if (pos >= len(data) or data[pos] > 63 or data[pos] in (0, 1) or data[pos] & unused
+                or (data[pos] & 32 and not data[pos] & 4)):
             raise CorruptDataError("neural stream: bad extended-slice flags")
         extended_flags = data[pos]
         centroid = bool(extended_flags & 1)
@@ -267,14 +290,18 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
             if not 0 <= lo <= bounds[1]:
                 raise CorruptDataError(f"neural stream: bad bounded range {bounds}")
         if extended_flags & 4:
-            corrections, pos = _read_per_group(data, pos, "mean corrections",
-                                               lambda index: len(GROUPS[index % 3].offsets))
+            corrections, pos = _read_per_group(
+                data, pos, "mean corrections", lambda index: len(GROUPS[index % 3].offsets),
+                (lambda index: len(taps(GROUPS[index % 3]))) if extended_flags & 32 else None)
             _check_corrections(corrections, tau, CorruptDataError)
         if extended_flags & 8:
             pairs, pos = _read_per_group(data, pos, "group scale offsets", lambda _: 1)
             group_offsets = tuple((index, values[0]) for index, values in pairs)
             _check_group_offsets(group_offsets, scale_offset, CorruptDataError)
         cell_tables = bool(extended_flags & 16)
+    if cell_tables and window_bound and tau > MAX_CELL_WINDOW_TAU:
+        raise CorruptDataError(f"neural stream: near-lossless tables weigh refinement bins "
+                               f"only for tau 1..{MAX_CELL_WINDOW_TAU}, not {tau}")
     model_id = data[pos : pos + MODEL_ID_BYTES]
     crc = data[pos + MODEL_ID_BYTES : pos + MODEL_ID_BYTES + 4]
     payload = data[pos + MODEL_ID_BYTES + 4 :]
@@ -304,17 +331,24 @@ def _unzigzag(value: int) -> int:
     return (value >> 1) if not value & 1 else -((value + 1) >> 1)
 
 
-def _read_per_group(data: bytes, pos: int, what: str, values_per_group: Callable[[int], int]
+def _read_per_group(data: bytes, pos: int, what: str, values_per_group: Callable[[int], int],
+                    most_per_group: Callable[[int], int] | None = None
                     ) -> tuple[tuple[tuple[int, tuple[int, ...]], ...], int]:
-    """A count, then per group its number and its zigzag values: ((number, values), ...)."""
+    """A count, then per group its number and its zigzag values: ((number, values), ...).
+    ``most_per_group``: each group states how many values it has (1 .. that many)."""
     count, pos = read_varint(data, pos)
     if count > 3 * MAX_LEVELS:
         raise CorruptDataError(f"neural stream: {count} {what}")
     out = []
     for _ in range(count):
         index, pos = read_varint(data, pos)
+        n = values_per_group(index)
+        if most_per_group is not None:
+            n, pos = read_varint(data, pos)
+            if not 1 <= n <= most_per_group(index):
+                raise CorruptDataError(f"neural stream: {what}: {n} values for group {index}")
         values = []
-        for _ in range(values_per_group(index)):
+        for _ in range(n):
             value, pos = read_varint(data, pos)
             values.append(_unzigzag(value))
         out.append((index, tuple(values)))
@@ -322,12 +356,12 @@ def _read_per_group(data: bytes, pos: int, what: str, values_per_group: Callable
 
 
 def _check_corrections(corrections, tau: int, error: type[Exception]) -> None:
-    """Groups in increasing order, inside the pyramid, one weight per neighbour, each
-    bounded."""
+    """Groups in increasing order, inside the pyramid, one weight per tap (1 .. all of
+    ``mean_fit.taps``), each bounded."""
     previous = -1
     for index, weights in corrections:
         if (not previous < index < 3 * MAX_LEVELS
-                or len(weights) != len(GROUPS[index % 3].offsets)
+                or not 1 <= len(weights) <= len(taps(GROUPS[index % 3]))
                 or max(abs(w) for w in weights) >= MAX_WEIGHT):
             raise error(f"neural stream: bad mean correction for group {index}")
         previous = index
