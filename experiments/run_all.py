@@ -206,6 +206,12 @@ EXPERIMENT_LIST = (
         ("{python}", "{experiments}/mean_fit_taps.py", "--taus", "0", "--out", "{out}"),
     ),
     Experiment(
+        "level_bounds", "level bounds: finer bounds on the coarse pyramid levels, BD-rate",
+        ("{python}", "{experiments}/level_bounds.py", "--out", "{out}"),
+        ("{python}", "{experiments}/level_bounds.py", "--out", "{out}", "--quick"),
+        shared_data=("dicom-more",),
+    ),
+    Experiment(
         "refinement_models", "progressive refinement: networks that see the coarse slice, measured",
         ("{python}", "{experiments}/refinement_models.py", "--out", "{out}"),
         None,

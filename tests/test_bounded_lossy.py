@@ -61,7 +61,7 @@ def test_psnr_target_met_on_every_slice(volume, psnr: float) -> None:
     # the largest bound that met the target: one more would not (checked on slice 0 alone)
     first = get_codec(f"neural:mode=lossy,psnr={psnr:g}")
     tau = first.last_taus[0] if first.encode_volume(image[:1], bits) else None
-    looser = get_codec(f"neural:tau={tau + 1},centroid=1")
+    looser = get_codec(f"neural:tau={tau + 1},centroid=1,coarse=0.7")  # the lossy defaults
     assert metrics.psnr(image[0], looser.decode(looser.encode(image[0], bits)), bits) < psnr
 
 
@@ -74,7 +74,7 @@ def test_rate_targets_hold_for_the_series(volume, spec: str, limit: float) -> No
     bpp = 8 * sum(map(len, streams)) / image.size
     assert bpp <= limit
     (tau,) = set(codec.last_taus)
-    smaller = get_codec(f"neural:tau={tau - 1},centroid=1" if tau > 1 else "neural")
+    smaller = get_codec(f"neural:tau={tau - 1},centroid=1,coarse=0.7" if tau > 1 else "neural")
     assert 8 * sum(map(len, smaller.encode_volume(image, bits))) / image.size > limit
 
 

@@ -4,7 +4,7 @@ The decoder must rebuild the coder's probabilities exactly. Here one process enc
 thread everywhere (OMP, OpenBLAS, torch) and another decodes with two; the streams also have to
 be byte-identical when the second process encodes, with the encoder's choices on (references
 checked per slice, classical fallback, scale adaptation, value ranges, mean corrections,
-progressive refinement layers with their own choices) and
+progressive refinement layers with their own choices, level bounds) and
 with the learned coder alone.
 The fixed-point layer is checked against an int64 reference at the extreme values its bounds
 allow.
@@ -36,12 +36,14 @@ from fedcodec.shared.codecs.base import get_codec
 work = sys.argv[1]
 inputs = np.load(work + "/input.npz")
 out = {}
-for spec in ("neural", "neural:mode=near-lossless,tau=2", "neural:fallback=0"):
+for spec in ("neural", "neural:mode=near-lossless,tau=2", "neural:fallback=0",
+             "neural:tau=24,centroid=1,coarse=0.7,fallback=0"):
     codec = get_codec(spec)
     streams = codec.encode_volume(inputs["volume"], 12)
     streams.append(codec.encode(inputs["odd"], 16))
     streams.append(codec.encode(inputs["interpolated"], 12))
     key = spec.replace(":", "_").replace("=", "_").replace(",", "_")
+    assert "coarse" not in spec or 0xAA in {s[0] for s in streams}  # level bounds coded
     if sys.argv[3] == "encode":
         np.save(f"{work}/{key}.npy", np.array(streams, dtype=object), allow_pickle=True)
     else:
@@ -93,6 +95,9 @@ def test_encode_one_thread_decode_two_threads_other_process(tmp_path: Path) -> N
     assert np.abs(bounded["volume"].astype(np.int64) - volume).max() <= 2
     assert np.abs(bounded["odd"].astype(np.int64) - odd).max() <= 2
     assert np.abs(bounded["interpolated"].astype(np.int64) - interpolated).max() <= 2
+    levels = np.load(tmp_path / "neural_tau_24_centroid_1_coarse_0.7_fallback_0_decoded.npz")
+    for name, original in (("volume", volume), ("odd", odd), ("interpolated", interpolated)):
+        assert np.abs(levels[name].astype(np.int64) - original).max() <= 24  # level bounds
 
 
 def test_exact_layer_matches_int64_at_the_bounds() -> None:

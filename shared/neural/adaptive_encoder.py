@@ -157,10 +157,10 @@ def _code_recorded(top, groups: list[_Recorded], image: np.ndarray, models: Entr
         chosen = _choose_bounds(chosen, image, groups, models)
     adapted = _Encoder()
     adapted.ops.append(top)  # the top pixel, coded uniformly
-    for g in groups:
+    for g in groups:  # with level bounds and near-lossless tables, each level's own set
         kk = _offset_bins(g.k, chosen.offset_of(g.level, g.group))
-        _code_residuals(adapted, models, g.t, table_key(kk, g.phase), SHIFTS[kk], params.bits,
-                        _room(chosen, g.base, g.k))
+        _code_residuals(adapted, chosen.models_at(models, g.level), g.t, table_key(kk, g.phase),
+                        SHIFTS[kk], params.bits, _room(chosen.at_level(g.level), g.base, g.k))
     return adapted.finish(), chosen
 
 
@@ -224,7 +224,8 @@ def _fit_means(groups: list[_Recorded], params: SliceParams, models: EntropyMode
                     k, phase, t = g.k[select], g.phase[select], g.t[select]
                 else:
                     k = g.k[select]
-                    t, phase = _residuals(params, g.x[select], pred, k, g.phase[select])[:2]
+                    t, phase = _residuals(params.at_level(g.level), g.x[select], pred, k,
+                                          g.phase[select])[:2]
                 return stride * min(_code_length(log_p, [(k, phase, t)], offset, params.bits)
                                     for offset in (-2, -1, 0, 1))
 
@@ -233,7 +234,7 @@ def _fit_means(groups: list[_Recorded], params: SliceParams, models: EntropyMode
             if fitted is not None:
                 kept.append((mean_fit.group_index(g.level, g.group), fitted))
                 pred = mean_fit.corrected(g.network_pred, g.grid, g.group, fitted, params.maxval)
-                t, phase, base = _residuals(params, g.x, pred, g.k, g.phase)
+                t, phase, base = _residuals(params.at_level(g.level), g.x, pred, g.k, g.phase)
                 g = g._replace(phase=phase, t=t, base=base)
         out.append(g)
     if not kept:
@@ -288,8 +289,8 @@ def _choose_bounds(params: SliceParams, image: np.ndarray, groups, models: Entro
     gain = 0.0
     for g in groups:
         kk = _offset_bins(g.k, params.offset_of(g.level, g.group))
-        gain += models.truncation_gain(table_key(kk, g.phase), SHIFTS[kk],
-                                       _room(bounded, g.base, g.k))
+        gain += bounded.models_at(models, g.level).truncation_gain(
+            table_key(kk, g.phase), SHIFTS[kk], _room(bounded.at_level(g.level), g.base, g.k))
     header = len(write_varint(lo)) + len(write_varint(params.maxval - hi))
     extended = params.corrections or params.group_offsets
     header += 0 if extended else 1  # the flags byte
@@ -366,7 +367,8 @@ def _header_bytes(params: SliceParams, window_bound: int = 0) -> int:
                           scale_offset=params.scale_offset, centroid=params.centroid,
                           window_bound=window_bound, centred_cells=params.centred_cells,
                           bounds=params.bounds, corrections=params.corrections,
-                          group_offsets=params.group_offsets, cell_tables=params.cell_tables)
+                          group_offsets=params.group_offsets, cell_tables=params.cell_tables,
+                          level_taus=() if window_bound else params.level_taus)
     return len(pack(header, np.zeros(0, dtype=np.uint32)))
 
 

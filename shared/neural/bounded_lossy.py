@@ -12,7 +12,9 @@ target one tau for the whole series (default ``slices``: a tau per slice for the
 slice PSNR within the budget, :func:`.rate_control.allocate_slices`); and ``centroid=0`` to
 reconstruct at the bin centre (default 1: inside the bin towards the prediction,
 :mod:`.bin_centroid`, measured -2% to -4% BD-rate on unseen MR,
-experiments/bounded_reconstruction.py --compare).
+experiments/bounded_reconstruction.py --compare); ``coarse=R`` the level bounds' ratio
+(:mod:`.level_bounds`: pyramid level l within floor(tau * R**l); default 0.7 for psnr=, bpp=
+and ratio=, 1 = one bound everywhere, the default for max_error=).
 
 Every stream is an ordinary ``neural`` near-lossless stream whose header carries the tau it was
 coded with, so the bound each slice guarantees is in the stream itself (:meth:`BoundedLossyCodec.guaranteed_error`), read
@@ -36,6 +38,7 @@ from fedcodec.shared.codecs.base import CodecMode, register_codec, register_mode
 from fedcodec.shared.errors import CorruptDataError, FedcodecError
 from fedcodec.shared.neural import chains
 from fedcodec.shared.neural.codec import NeuralCodec
+from fedcodec.shared.neural.level_bounds import DEFAULT_RATIO
 from fedcodec.shared.neural.rate_control import (
     MIN_GAIN_DB,
     PSNR_CEILING,
@@ -78,7 +81,8 @@ class BoundedLossyCodec(NeuralCodec):
     def __init__(self, mode: str = "lossy", psnr: float | None = None, bpp: float | None = None,
                  ratio: float | None = None, max_error: int | None = None,
                  period: int | None = None, interslice: int = 1, weights: str | None = None,
-                 centroid: int = 1, allocate: str = "slices", quality: Any = None) -> None:
+                 centroid: int = 1, allocate: str = "slices", quality: Any = None,
+                 coarse: float | None = None) -> None:
         if quality is not None:
             raise FedcodecError(
                 "neural:mode=lossy,quality=Q named the learned hyperprior up to fedcodec "
@@ -93,8 +97,10 @@ class BoundedLossyCodec(NeuralCodec):
         self.target = LossyTarget.from_params(psnr=psnr, bpp=bpp, ratio=ratio,
                                               max_error=max_error)
         fixed = int(self.target.value) if self.target.kind == "max_error" else 1
+        if coarse is None:  # a bound target wants the fewest bytes at it: one bound everywhere
+            coarse = 1.0 if self.target.kind == "max_error" else DEFAULT_RATIO
         super().__init__(tau=fixed, period=period, interslice=interslice, weights=weights,
-                         centroid=centroid)
+                         centroid=centroid, coarse=coarse)
         self.mode = CodecMode.LOSSY
         self.max_error = fixed if self.target.kind == "max_error" else None
         self.last_taus: list[int] = []
@@ -180,7 +186,7 @@ class BoundedLossyCodec(NeuralCodec):
             tau, data, recon = slice_for_psnr(
                 lambda t, image=image, refs=refs, offsets=offsets:
                     self._encode_one(image, bits, refs, offsets, t),
-                image, bits, float(self.target.value), start)
+                image, bits, float(self.target.value), start, 2 if self.coarse == 1.0 else 4)
             streams.append(data)
             recons.append(recon)
             taus.append(tau)

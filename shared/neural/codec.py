@@ -14,6 +14,10 @@ Specs::
     neural:truncate=0                      no value range (tables not truncated to it)
     neural:meanfit=0                       no least-squares mean corrections
     neural:groupscale=0                    one scale offset per slice (none per group)
+    neural:tau=40,coarse=0.7               level bounds: pyramid level l within
+                                           floor(40 * 0.7**l), level 0 (and the guarantee)
+                                           40 (0xAA, :mod:`.level_bounds`; the default of
+                                           neural:mode=lossy for psnr= / bpp= / ratio=)
     neural:restart=32                      an independent chain every 32 slices (0 = never,
                                            the default): chains code on both cores
     neural:weights=neural_v1               another model: a shipped one by name, a weights
@@ -83,6 +87,7 @@ from fedcodec.shared.neural.tiles import (
     unpack_tiled,
 )
 from fedcodec.shared.neural.period_choice import choose_period
+from fedcodec.shared.neural.level_bounds import level_taus
 from fedcodec.shared.neural.volume_context import reference_offsets
 from fedcodec.shared.neural.model_registry import is_models_uri, resolve_weights
 from fedcodec.shared.neural.weights import (
@@ -141,7 +146,7 @@ class NeuralCodec(Codec):
     def __init__(self, mode: str = "", tau: int | None = None, period: int | None = None,
                  interslice: int = 1, weights: str | None = None, fallback: int = 1,
                  adapt: int = 1, centroid: int = 0, restart: int = 0, truncate: int = 1,
-                 meanfit: int = 1, groupscale: int = 1) -> None:
+                 meanfit: int = 1, groupscale: int = 1, coarse: float = 1.0) -> None:
         if mode not in ("", "lossless", "near-lossless"):
             raise FedcodecError(f"neural codec: mode must be lossless or near-lossless, not {mode!r}")
         if tau is not None and (not isinstance(tau, int) or tau < 0):
@@ -176,6 +181,11 @@ class NeuralCodec(Codec):
         self.meanfit = bool(meanfit)
         """With ``adapt``: least-squares mean corrections of large groups (0xA8)."""
         self.weights_path = _weights_path(weights)
+        if not isinstance(coarse, (int, float)) or not 0.0 < coarse <= 1.0:
+            raise FedcodecError(f"neural codec: coarse must be in (0, 1], not {coarse!r}")
+        self.coarse = float(coarse)
+        """Level bounds (0xAA, :mod:`.level_bounds`): pyramid level l is coded within
+        floor(tau * coarse**l); 1 = one bound everywhere."""
         if centroid not in (0, 1):
             raise FedcodecError("neural codec: centroid must be 0 or 1")
         self.centroid = bool(centroid)
@@ -232,6 +242,8 @@ class NeuralCodec(Codec):
             out["centroid"] = 1
         if self.restart:
             out["restart"] = self.restart
+        if self.coarse != 1.0:
+            out["coarse"] = self.coarse
         return out
 
     # -- single slices ---------------------------------------------------------------------
@@ -258,7 +270,9 @@ class NeuralCodec(Codec):
         if needs_tiles(image.shape):
             return self._encode_tiled(image, bits, refs, offsets, tau, window_bound)
         weights, models = self._weights()
-        params = SliceParams(bits, tau, centroid=self.centroid and tau > 0 and not window_bound)
+        params = SliceParams(bits, tau, centroid=self.centroid and tau > 0 and not window_bound,
+                             level_taus=() if window_bound else level_taus(tau, image.shape,
+                                                                           self.coarse))
         if refs and np.abs(image.astype(np.int32) - refs[0]).max() <= tau:
             # a repeated slice (within tau) costs only its header, like a skipped video frame
             recon = refs[0]
@@ -292,7 +306,8 @@ class NeuralCodec(Codec):
                               None if copy else params.bounds,
                               () if copy else params.corrections,
                               () if copy else params.group_offsets,
-                              params.cell_tables and not copy)
+                              params.cell_tables and not copy,
+                              () if copy else params.level_taus)
         return pack(header, words), recon
 
     def _encode_tiled(self, image: np.ndarray, bits: int, refs: list[np.ndarray],
@@ -371,7 +386,8 @@ class NeuralCodec(Codec):
                                              bounds=header.bounds,
                                              corrections=header.corrections,
                                              group_offsets=header.group_offsets,
-                                             cell_tables=header.cell_tables), refs,
+                                             cell_tables=header.cell_tables,
+                                             level_taus=header.level_taus), refs,
                                  weights, models, window_bound=header.window_bound)
         out = recon.astype(np.uint16 if header.uint16 else np.uint8)
         if _crc(out) != header.crc32:

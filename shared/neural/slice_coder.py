@@ -149,6 +149,11 @@ class SliceParams:
     cell_tables: bool = False
     """Cells coded with the model's near-lossless tables for tau
     (:meth:`.EntropyModels.for_bound`), chosen by the encoder where they code smaller."""
+    level_taus: tuple[int, ...] = ()
+    """Level bounds (0xAA): the bounds of pyramid levels 1, 2, ... (a level past the end takes
+    the last), each <= ``tau``, which stays level 0's (three quarters of the pixels) and the
+    bound the slice guarantees. Coarse pixels are every finer pixel's context, so a finer bound
+    there buys more PSNR per bit than at level 0 (:mod:`.level_bounds`)."""
 
     def offset_of(self, level: int, group: GroupSpec) -> int:
         """The scale offset of one pyramid group: the slice's plus the group's own."""
@@ -156,6 +161,22 @@ class SliceParams:
             return self.scale_offset
         own = dict(self.group_offsets).get(mean_fit.group_index(level, group), 0)
         return self.scale_offset + own
+
+    def at_level(self, level: int) -> SliceParams:
+        """The params pyramid ``level`` is coded with: ``tau`` replaced by its level bound (a
+        level coded losslessly has neither centroid reconstruction nor near-lossless tables)."""
+        if not self.level_taus or level == 0:
+            return self
+        tau = self.level_taus[min(level, len(self.level_taus)) - 1]
+        return dataclasses.replace(self, tau=tau, centroid=self.centroid and tau > 0,
+                                   cell_tables=self.cell_tables and tau > 0, level_taus=())
+
+    def models_at(self, models: EntropyModels, level: int) -> EntropyModels:
+        """The tables pyramid ``level`` is coded with: with level bounds and near-lossless
+        tables, the set of that level's bound (``models`` is the set of ``tau``)."""
+        if not self.level_taus or not self.cell_tables or level == 0:
+            return models
+        return models.for_bound(self.at_level(level).tau)
 
     @property
     def maxval(self) -> int:
@@ -729,9 +750,10 @@ def _walk(io, models, weights, params: SliceParams, shape, image, refs,
         if window_bound:  # the coarse slice gives the window; the network sees the others
             level_window = (level_refs[0], window_bound)
             level_refs = level_refs[1:]
+        level_params, level_models = params.at_level(level), params.models_at(models, level)
         for group in GROUPS:
-            _code_group(io, models, weights, params, grid, level_errors, original, level_refs,
-                        group, level, noise, level_map, level_signed, level_window)
+            _code_group(io, level_models, weights, level_params, grid, level_errors, original,
+                        level_refs, group, level, noise, level_map, level_signed, level_window)
         recon, errors, signed = grid, level_errors, level_signed
     return recon
 
@@ -748,6 +770,11 @@ def _check_tau_map(tau_map: np.ndarray | None, shape, refs) -> np.ndarray | None
 
 
 def _check_window(window_bound: int, params: SliceParams, refs, tau_map) -> None:
+    if params.level_taus and (window_bound or tau_map is not None or not params.tau
+                              or max(params.level_taus) > params.tau
+                              or min(params.level_taus) < 0):
+        raise ValueError("level bounds belong to an ordinary near-lossless slice, each within "
+                         "its tau")
     if window_bound and (window_bound <= params.tau or not refs or tau_map is not None
                          or params.centroid):
         raise ValueError("a refinement needs a coarser bound than its own, the coarse slice as "

@@ -14,7 +14,8 @@
                 (an extended slice): as 0xA4 (its scale-offset byte may be 0) followed by a
                 flags byte and what the flags announce: a value range the residual
                 distributions are truncated to (``truncation``) and per-group corrections of
-                the predicted mean (``mean_fit``)
+                the predicted mean (``mean_fit``), or 0xAA (an extended slice with level
+                bounds): as 0xA8 (its flags byte may be 0 or 1) with the level bounds last
     byte 1      bits 0-3: bit depth - 1 (1..16 bits); bits 4-5: number of reference slices
                 (0..2); bit 6: near-lossless; bit 7: uint16 output (else uint8)
     varint      rows, then cols (LEB128, >= 1)
@@ -39,6 +40,9 @@
                 (without bit 5 the network's neighbours: 12 for B and C, 16 for D)
     varint ...  (0xA8/0xA9, bit 3) how many groups have their own scale offset, then for each (in
                 increasing order) its number and a zigzag varint: bins added to the slice's
+    varint ...  (0xAA) how many level bounds n (1..MAX_LEVELS), then the bounds of pyramid
+                levels 1..n (each 0..tau; coarser levels take the last): tau is level 0's
+                bound and the slice's guarantee (``level_bounds``)
     2 bytes     model id (SHA-256 prefix of the weights' integer arrays)
     4 bytes     CRC-32 of the reconstructed pixels (little-endian, as stored in the output dtype)
     rest        rANS words, uint32 little-endian (constriction AnsCoder.get_compressed)
@@ -51,10 +55,11 @@ Classical fallback streams (``fallback.py``) sit in the same place as a slice st
 JPEG XL / JPEG-LS / JPEG 2000 codestream, recognised by its own signature (first byte 0xFF, or
 0x00 for the JPEG XL box). Added in the fallback release; streams written before it are
 unchanged and still decode; a build from before it refuses a fallback stream with its
-"bad magic byte" error. A first byte 0xA5 or 0xAA-0xAF is a neural format this build does not
+"bad magic byte" error. A first byte 0xA5 or 0xAB-0xAF is a neural format this build does not
 know and is refused naming it (a build from before 0xA7 refuses refinement layers that way,
 one from before 0xA8 extended slices, one from before 0xA9 refinements weighed with
-near-lossless tables, mean corrections or group offsets).
+near-lossless tables, mean corrections or group offsets, one from before 0xAA slices with
+level bounds).
 
 Stream *i* of a volume depends on the streams its reference offsets name (i-1, i-period); a
 stream with no references decodes alone.
@@ -78,6 +83,7 @@ CENTROID_MAGIC = 0xA6
 WINDOW_MAGIC = 0xA7
 EXTENDED_MAGIC = 0xA8
 EXTENDED_WINDOW_MAGIC = 0xA9
+LEVELS_MAGIC = 0xAA
 MAX_CELL_WINDOW_TAU = 512
 """The largest tau of a 0xA9 refinement (``coarse_window.MAX_CELL_TAU``, which imports it)."""
 MAX_SCALE_OFFSET = 24
@@ -119,6 +125,8 @@ class StreamHeader:
     """(0xA8, 0xA9) the cells (0xA9: a refinement's bins) are coded with the model's
     near-lossless tables for this tau (``NeuralWeights.table_bound``), not its lossless
     tables; tau >= 1."""
+    level_taus: tuple[int, ...] = ()
+    """(0xAA) the bounds of pyramid levels 1, 2, ... (coarser ones take the last), each <= tau."""
 
 
 def write_varint(value: int) -> bytes:
@@ -175,7 +183,13 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
         _check_corrections(header.corrections, header.tau, ValueError)
         if header.copy:
             raise ValueError("mean corrections belong to a coded slice")
+    if header.level_taus and (header.copy or header.window_bound or not header.tau
+                              or len(header.level_taus) > MAX_LEVELS
+                              or not 0 <= min(header.level_taus) <= max(header.level_taus)
+                              <= header.tau):
+        raise ValueError(f"bad level bounds {header.level_taus} (an ordinary slice, each 0..tau)")
     magic = (COPY_MAGIC if header.copy
+             else LEVELS_MAGIC if header.level_taus
              else EXTENDED_WINDOW_MAGIC if header.window_bound and extended
              else WINDOW_MAGIC if header.window_bound
              else EXTENDED_MAGIC if extended
@@ -189,6 +203,7 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
         raise ValueError("centred cells belong to a refinement layer")
     if header.window_bound:
         parts.append(write_varint(2 * header.window_bound + header.centred_cells))
+    extended = extended or bool(header.level_taus)
     if header.scale_offset or header.centroid or header.window_bound or extended:
         parts.append(bytes([header.scale_offset + 128]))
     counted = any(len(w) != len(GROUPS[i % 3].offsets) for i, w in header.corrections)
@@ -212,6 +227,9 @@ def pack(header: StreamHeader, words: np.ndarray) -> bytes:
         parts.append(write_varint(len(header.group_offsets)))
         for index, delta in header.group_offsets:
             parts.append(write_varint(index) + write_varint(_zigzag(delta)))
+    if header.level_taus:
+        parts.append(write_varint(len(header.level_taus)))
+        parts.extend(write_varint(t) for t in header.level_taus)
     parts.append(header.model_id[:MODEL_ID_BYTES])
     parts.append(int(header.crc32).to_bytes(4, "little"))
     parts.append(np.asarray(words, dtype="<u4").tobytes())
@@ -222,13 +240,14 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
     """Parse a stream; any inconsistency is a CorruptDataError naming what is wrong."""
     data = bytes(data)
     known = (MAGIC, COPY_MAGIC, ADAPTED_MAGIC, CENTROID_MAGIC, WINDOW_MAGIC, EXTENDED_MAGIC,
-             EXTENDED_WINDOW_MAGIC)
+             EXTENDED_WINDOW_MAGIC, LEVELS_MAGIC)
     if len(data) >= 2 and data[0] not in known and data[0] >> 4 == 0xA:
         raise CorruptDataError(f"neural stream format 0x{data[0]:02X} is not one this build reads "
                                "(it reads 0xA1 slices, 0xA2 copies, 0xA3 tiles, 0xA4 adapted "
                                "slices, 0xA6 bounded-error slices reconstructed inside the bin, "
                                "0xA7 and 0xA9 progressive refinement layers, 0xA8 extended "
-                               "slices and classical fallback streams); decode it with the "
+                               "slices, 0xAA slices with level bounds and classical fallback "
+                               "streams); decode it with the "
                                "fedcodec that wrote it")
     if len(data) < 2 or data[0] not in known:
         raise CorruptDataError("not a neural-codec stream (bad magic byte)")
@@ -264,7 +283,7 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
                                    f"{window_bound}, tau {tau}, {len(offsets)} references)")
     scale_offset = 0
     if data[0] in (ADAPTED_MAGIC, CENTROID_MAGIC, WINDOW_MAGIC, EXTENDED_MAGIC,
-                   EXTENDED_WINDOW_MAGIC):
+                   EXTENDED_WINDOW_MAGIC, LEVELS_MAGIC):
         if pos >= len(data):
             raise CorruptDataError("neural stream: truncated or malformed header")
         scale_offset = data[pos] - 128
@@ -275,9 +294,10 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
     corrections: tuple[tuple[int, tuple[int, ...]], ...] = ()
     group_offsets: tuple[tuple[int, int], ...] = ()
     cell_tables = False
-    if data[0] in (EXTENDED_MAGIC, EXTENDED_WINDOW_MAGIC):
+    if data[0] in (EXTENDED_MAGIC, EXTENDED_WINDOW_MAGIC, LEVELS_MAGIC):
         unused = 3 if data[0] == EXTENDED_WINDOW_MAGIC else 0  # no centroid or range there
-        if (pos >= len(data) or data[pos] > 63 or data[pos] in (0, 1) or data[pos] & unused
+        bare = (0, 1) if data[0] != LEVELS_MAGIC else ()  # 0xAA: the level bounds suffice
+        if (pos >= len(data) or data[pos] > 63 or data[pos] in bare or data[pos] & unused
                 or (data[pos] & 32 and not data[pos] & 4)):
             raise CorruptDataError("neural stream: bad extended-slice flags")
         extended_flags = data[pos]
@@ -299,6 +319,18 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
             group_offsets = tuple((index, values[0]) for index, values in pairs)
             _check_group_offsets(group_offsets, scale_offset, CorruptDataError)
         cell_tables = bool(extended_flags & 16)
+    level_taus: tuple[int, ...] = ()
+    if data[0] == LEVELS_MAGIC:
+        count, pos = read_varint(data, pos)
+        if not tau or not 1 <= count <= MAX_LEVELS:
+            raise CorruptDataError(f"neural stream: bad level bounds ({count}, tau {tau})")
+        bounds_read = []
+        for _ in range(count):
+            value, pos = read_varint(data, pos)
+            if value > tau:
+                raise CorruptDataError(f"neural stream: level bound {value} above tau {tau}")
+            bounds_read.append(value)
+        level_taus = tuple(bounds_read)
     if cell_tables and window_bound and tau > MAX_CELL_WINDOW_TAU:
         raise CorruptDataError(f"neural stream: near-lossless tables weigh refinement bins "
                                f"only for tau 1..{MAX_CELL_WINDOW_TAU}, not {tau}")
@@ -319,7 +351,7 @@ def unpack(data: bytes) -> tuple[StreamHeader, np.ndarray]:
     header = StreamHeader(rows, cols, bits, tau, uint16, tuple(offsets), model_id,
                           int.from_bytes(crc, "little"), copy, scale_offset, centroid,
                           window_bound, centred_cells, bounds, corrections, group_offsets,
-                          cell_tables)
+                          cell_tables, level_taus)
     return header, np.frombuffer(payload, dtype="<u4").astype(np.uint32)
 
 
