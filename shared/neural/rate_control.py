@@ -87,7 +87,8 @@ def psnr_tau_cap(psnr: float, bits: int, factor: int = 2) -> int:
     were uniform on [-tau, tau] (MSE = tau (tau + 1) / 3), would just meet the target (measured
     PSNR runs 1-3 dB above that estimate on MR), so a blank slice does not get an arbitrarily
     loose bound. With level bounds (:mod:`.level_bounds`) only level 0 reaches tau, so the
-    coder passes 4: measured 45 dB on a 12-bit PyPI MR slice at tau 85, the uniform tau 39."""
+    coder passes 4: at ``psnr=45`` the 12-bit PyPI MR slices took bounds up to 157 = 4 * 39 + 1,
+    this cap (``experiments/lossy_rd.py``), where twice would have stopped them at 79."""
     peak = (1 << bits) - 1
     mse = peak * peak / 10 ** (psnr / 10)
     uniform = int((math.sqrt(1 + 12 * mse) - 1) / 2)
